@@ -1,0 +1,43 @@
+"""redsync_core: Redlock distributed locks on N independent Redis masters (a port of go-redsync).
+
+The whole public surface is re-exported here; everything under ``redsync_core._*`` is private.
+"""
+
+from ._async import AsyncMutex, AsyncRedsync
+from ._base import LockInfo, NodeHealth, NodeLock, PingReport
+from ._exceptions import (
+    ConfigurationError,
+    LockError,
+    LockLost,
+    LockNotAcquired,
+    LockTaken,
+    LockTimeout,
+    NodeError,
+    QuorumUnreachable,
+    RedsyncError,
+)
+from ._options import MutexOptions
+from ._sync import Mutex, Redsync
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AsyncMutex",
+    "AsyncRedsync",
+    "ConfigurationError",
+    "LockError",
+    "LockInfo",
+    "LockLost",
+    "LockNotAcquired",
+    "LockTaken",
+    "LockTimeout",
+    "Mutex",
+    "MutexOptions",
+    "NodeError",
+    "NodeHealth",
+    "NodeLock",
+    "PingReport",
+    "QuorumUnreachable",
+    "Redsync",
+    "RedsyncError",
+]

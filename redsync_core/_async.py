@@ -1,0 +1,239 @@
+"""The asyncio API: ``AsyncRedsync`` and ``AsyncMutex``, thin drivers of the flows in ``_algorithm``.
+
+Kept line for line in the same order as ``_sync.py``; ``diff`` them when changing either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Generator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._algorithm import flows
+from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
+from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase
+from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
+from ._transport import aio as transport
+from ._transport.build import build_async_nodes
+
+__all__ = ["AsyncMutex", "AsyncRedsync"]
+
+T = TypeVar("T")
+
+
+class AsyncRedsync(RedsyncBase):
+    """A set of independent Redis masters on which mutexes are held by a quorum.
+
+    Args:
+        nodes: URLs (``redis://``, ``rediss://``, ``unix://``, ``memory://NAME``) or clients
+            (``redis.asyncio.Redis``, ``redis.asyncio.RedisCluster``, Sentinel ``master_for``).
+        key_prefix: prepended to every mutex name to form the Redis key.
+        client_options: keyword arguments for the clients built from URLs.
+        **defaults: default values for any ``new_mutex`` option.
+
+    Raises:
+        ConfigurationError: bad nodes, URL or option (nothing is sent to Redis).
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[Any],
+        *,
+        key_prefix: str = "",
+        client_options: Mapping[str, Any] | None = None,
+        **defaults: Any,
+    ) -> None:
+        super().__init__(key_prefix, defaults)
+        self._nodes: list[transport.AsyncNode] = build_async_nodes(nodes, client_options)
+        self._node_count = len(self._nodes)
+        self._specs = tuple(nodes)
+
+    @property
+    def nodes(self) -> tuple[Any, ...]:
+        """The nodes as given (read-only)."""
+        return self._specs
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Each node's address without credentials, for messages and logs."""
+        return tuple(node.address for node in self._nodes)
+
+    def new_mutex(self, name: str, **options: Any) -> AsyncMutex:
+        """Return a mutex for ``name`` (see the option table in the README).
+
+        Raises:
+            ConfigurationError: an empty name or an invalid option.
+        """
+        return AsyncMutex(self, name, **options)
+
+    async def ping(self, timeout: float = 2.0) -> PingReport:
+        """Ask every node for its version within ``timeout`` s; report latency and the quorum."""
+        healths = await asyncio.gather(*(self._ping(node, timeout) for node in self._nodes))
+        return PingReport(tuple(healths), self.quorum)
+
+    async def _ping(self, node: transport.AsyncNode, timeout: float) -> NodeHealth:
+        started = time.perf_counter()
+        try:
+            version = await asyncio.wait_for(node.ping(), timeout)
+        except NodeError as exc:
+            return NodeHealth(node.index, node.address, False, error=exc.reason)
+        except asyncio.TimeoutError:
+            return NodeHealth(node.index, node.address, False, error=f"no reply within {timeout:g} s")
+        latency_ms = (time.perf_counter() - started) * 1000
+        return NodeHealth(node.index, node.address, True, latency_ms, version)
+
+    async def inspect(self, name: str) -> LockInfo:
+        """Read the lock ``name`` on every node: who holds it and for how long."""
+        effect = self._probe(Op.INSPECT, name)
+        tally = await self._fan_out(effect)
+        return self._lock_info(name, effect.key, self.addresses, tally, self.quorum)
+
+    async def force_release(self, name: str) -> int:
+        """Delete the lock ``name`` on every node whatever its holder; return how many had it.
+
+        For operators clearing a stuck lock: the holder is not told and may still be working.
+        """
+        tally = await self._fan_out(self._probe(Op.DELETE, name))
+        return tally.ok
+
+    async def _fan_out(self, effect: FanOut, order: Sequence[int] | None = None) -> Tally:
+        started = self._clock()
+        replies = await transport.fan_out(self._nodes, effect, order)
+        return Tally(replies, started, self._clock())
+
+    async def close(self) -> None:
+        """Close the connections of the clients built from URLs."""
+        for node in self._nodes:
+            await node.close()
+
+    async def __aenter__(self) -> AsyncRedsync:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class AsyncMutex(MutexBase):
+    """A distributed lock held on a quorum of a ``Redsync``'s nodes. Not thread-safe:
+    use one Mutex per holder."""
+
+    def __init__(self, redsync: AsyncRedsync, name: str, **options: Any) -> None:
+        super().__init__(
+            name, redsync.key_prefix, redsync._options(options), len(redsync._nodes)
+        )
+        self._redsync = redsync
+
+    async def lock(self, *, timeout: float | None = None) -> None:
+        """Take the lock, retrying up to ``tries`` times; ``timeout`` (s) bounds the whole call.
+
+        Raises:
+            LockError: this Mutex already holds the lock.
+            LockTaken: the last attempt found a quorum held by another value.
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
+            LockTimeout: ``timeout`` passed before the lock was acquired.
+            LockNotAcquired: the tries ran out otherwise.
+        """
+        await self._acquire(self._options.tries, self._timeout_ms(timeout))
+
+    async def try_lock(self) -> bool:
+        """Make one attempt; return False when another holder has it.
+
+        Raises:
+            LockError: this Mutex already holds the lock.
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
+        """
+        try:
+            await self._acquire(1, None)
+        except QuorumUnreachable:
+            raise
+        except LockNotAcquired:
+            return False
+        return True
+
+    async def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
+        value = self._begin_lock()
+        flow = flows.acquire(
+            self._options,
+            self._target(value),
+            now_ms=self._clock(),
+            tries=tries,
+            timeout_ms=timeout_ms,
+            randrange=self._rng.randrange,
+        )
+        self._acquired(value, await self._drive(flow))
+
+    async def unlock(self) -> bool:
+        """Delete our value on every node; return True if a quorum deleted it.
+
+        Returns False when the lock was no longer ours (expired, taken or lost) or nodes failed.
+        Never raises for these.
+        """
+        lost = self._lost
+        self._released()
+        if self._value is None:
+            return False
+        return await self._drive(flows.release(self._options, self._target())) and not lost
+
+    async def extend(self, expiry: float | None = None) -> bool:
+        """Reset the TTL to ``expiry`` seconds (default: the mutex's) on a quorum.
+
+        Returns False, touching no key, once the local validity has run out (unless
+        ``set_nx_on_extend``); never raises for lock state or node errors.
+        """
+        if self._value is None:
+            return False
+        outcome = await self._drive(
+            flows.extend(
+                self._options,
+                self._target(),
+                ttl_ms=self._extend_ttl_ms(expiry),
+                now_ms=self._clock(),
+                until_ms=self._until_ms,
+            )
+        )
+        if outcome.until_ms is None:
+            return False
+        self._acquired(self._value, outcome.until_ms)
+        return True
+
+    async def valid(self) -> bool:
+        """Return True when a quorum of nodes holds our value (a GET on every node)."""
+        if self._value is None:
+            return False
+        return await self._drive(flows.check(self._options, self._target()))
+
+    async def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
+        reply: Tally | None = None
+        while True:
+            try:
+                effect = flow.send(reply)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            if isinstance(effect, Sleep):
+                await asyncio.sleep(effect.ms / 1000)
+                reply = None
+            else:
+                reply = await self._redsync._fan_out(effect, self._order)
+
+    async def __aenter__(self) -> AsyncMutex:
+        await self.lock()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lost = self._lost
+        await self.unlock()
+        if lost and exc is None:
+            raise LockLost(self._name, f"Lost lock {self._name!r} while the block ran.")
+

@@ -1,0 +1,305 @@
+"""What the sync and asyncio APIs share: mutex state, value generation, status reports.
+
+Nothing here does I/O or waits; ``_sync.py`` and ``_async.py`` add the driving.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import random
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._algorithm.effects import FanOut, NodeReply, Op, Status, Tally
+from ._algorithm.flows import Target
+from ._algorithm.timing import quorum
+from ._clock import Clock, monotonic_ms
+from ._exceptions import ConfigurationError, LockError, NodeError
+from ._options import MutexOptions
+
+__all__ = ["LockInfo", "MutexBase", "NodeHealth", "NodeLock", "PingReport", "RedsyncBase"]
+
+logger = logging.getLogger("redsync")
+
+
+def default_value() -> str:
+    """Return a fresh lock value: 16 bytes from ``secrets``, base64 (24 characters)."""
+    return base64.b64encode(secrets.token_bytes(16)).decode()
+
+
+@dataclass(frozen=True)
+class NodeHealth:
+    """One node's answer to a ping: reachable or not, latency (ms) and server version."""
+
+    index: int
+    address: str
+    ok: bool
+    latency_ms: float | None = None
+    version: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PingReport:
+    """Every node's health and the quorum verdict."""
+
+    nodes: tuple[NodeHealth, ...]
+    quorum: int
+
+    @property
+    def reachable(self) -> int:
+        return sum(1 for n in self.nodes if n.ok)
+
+    @property
+    def ok(self) -> bool:
+        """True when a quorum of nodes answered."""
+        return self.reachable >= self.quorum
+
+
+@dataclass(frozen=True)
+class NodeLock:
+    """What one node holds for a lock: the holder's value and remaining TTL, or an error."""
+
+    index: int
+    address: str
+    holder: str | None = None
+    remaining: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """A lock as seen on every node, for operators (``redsync status``)."""
+
+    name: str
+    key: str
+    nodes: tuple[NodeLock, ...]
+    quorum: int
+
+    @property
+    def holder(self) -> str | None:
+        """The value a quorum of nodes holds, or None when no holder has a quorum."""
+        counts: dict[str, int] = {}
+        for node in self.nodes:
+            if node.holder is not None:
+                counts[node.holder] = counts.get(node.holder, 0) + 1
+        for value, count in counts.items():
+            if count >= self.quorum:
+                return value
+        return None
+
+    @property
+    def held(self) -> bool:
+        """True when a quorum of nodes holds the same value."""
+        return self.holder is not None
+
+    @property
+    def remaining(self) -> float | None:
+        """Seconds until the holder no longer has a quorum (None when free or no expiry)."""
+        holder = self.holder
+        if holder is None:
+            return None
+        ttls = sorted(
+            (n.remaining for n in self.nodes if n.holder == holder and n.remaining is not None),
+            reverse=True,
+        )
+        return ttls[self.quorum - 1] if len(ttls) >= self.quorum else None
+
+
+def check_name(name: object) -> str:
+    """Return ``name`` if it is a non-empty string.
+
+    Raises:
+        ConfigurationError: otherwise.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(
+            f"Invalid mutex name {name!r:.60}: expected a non-empty string, e.g. 'orders:42'."
+        )
+    return name
+
+
+class RedsyncBase:
+    """Options and node-independent behaviour of ``Redsync`` and ``AsyncRedsync``."""
+
+    _node_count: int
+
+    def __init__(self, key_prefix: str, defaults: Mapping[str, Any]) -> None:
+        if not isinstance(key_prefix, str):
+            raise ConfigurationError(
+                f"Invalid option key_prefix={key_prefix!r:.60}: expected a string (may be empty)."
+            )
+        self.key_prefix = key_prefix
+        self._clock: Clock = monotonic_ms
+        self._defaults = dict(defaults)
+        MutexOptions.build(self._defaults)  # fail at construction, not at the first lock
+
+    @property
+    def quorum(self) -> int:
+        """How many nodes must agree: ``len(nodes) // 2 + 1``."""
+        return quorum(self._node_count)
+
+    def _options(self, options: Mapping[str, Any]) -> MutexOptions:
+        return MutexOptions.build(self._defaults, options)
+
+    def _probe(self, op: Op, name: str, value: str = "") -> FanOut:
+        check_name(name)
+        return FanOut(op, self.key_prefix + name, value, deadline_ms=2000)
+
+    @staticmethod
+    def _lock_info(
+        name: str, key: str, addresses: Sequence[str], tally: Tally, need: int
+    ) -> LockInfo:
+        nodes = []
+        for i, reply in enumerate(tally.replies):
+            if isinstance(reply, NodeReply):
+                remaining = None if reply.ttl_ms is None else reply.ttl_ms / 1000
+                nodes.append(NodeLock(i, addresses[i], reply.holder, remaining))
+            else:
+                nodes.append(NodeLock(i, addresses[i], error=_reason(reply)))
+        return LockInfo(name, key, tuple(nodes), need)
+
+
+def _reason(reply: NodeError | None) -> str:
+    return "no reply" if reply is None else reply.reason
+
+
+class MutexBase:
+    """State shared by ``Mutex`` and ``AsyncMutex``: name, value, validity, loss."""
+
+    def __init__(
+        self,
+        name: str,
+        key_prefix: str,
+        options: MutexOptions,
+        node_count: int,
+        *,
+        clock: Clock = monotonic_ms,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._name = check_name(name)
+        self._key = key_prefix + name
+        self._options = options
+        self._node_count = node_count
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._value: str | None = options.value
+        self._until_ms: int | None = None
+        self._lost = False
+        self._order: tuple[int, ...] | None = None
+        if options.shuffle_pools:
+            # A shuffled copy per mutex: the shared node list is never mutated.
+            self._order = tuple(self._rng.sample(range(node_count), node_count))
+
+    def __repr__(self) -> str:
+        state = "held" if self.held else "lost" if self._lost else "free"
+        return f"<{type(self).__name__} {self._name!r} {state}>"
+
+    @property
+    def name(self) -> str:
+        """The name as given (without the key prefix)."""
+        return self._name
+
+    @property
+    def key(self) -> str:
+        """The Redis key: the Redsync's key prefix plus the name."""
+        return self._key
+
+    @property
+    def options(self) -> MutexOptions:
+        """The validated options of this mutex."""
+        return self._options
+
+    @property
+    def value(self) -> str | None:
+        """The current lock value (None before the first lock unless ``value=`` was given)."""
+        return self._value
+
+    @property
+    def held(self) -> bool:
+        """True while this mutex holds the lock and its local validity has not run out."""
+        return self._until_ms is not None and self._clock() < self._until_ms
+
+    @property
+    def until(self) -> dt.datetime | None:
+        """When the validity ends (aware UTC datetime), or None when not held."""
+        if self._until_ms is None:
+            return None
+        left_ms = self._until_ms - self._clock()
+        return dt.datetime.now(dt.timezone.utc) + dt.timedelta(milliseconds=left_ms)
+
+    @property
+    def remaining(self) -> float:
+        """Seconds of validity left (monotonic clock), 0.0 when not held."""
+        if self._until_ms is None:
+            return 0.0
+        return max(0, self._until_ms - self._clock()) / 1000
+
+    @property
+    def lost(self) -> bool:
+        """True after auto-extension failed to keep the lock."""
+        return self._lost
+
+    # --- used by the drivers --------------------------------------------------------------
+
+    def _target(self, value: str | None = None) -> Target:
+        return Target(self._name, self._key, value or self._value or "", self._node_count)
+
+    def _begin_lock(self) -> str:
+        """Return the value for a new acquisition; refuse when this mutex already holds."""
+        if self.held:
+            raise LockError(
+                self._name,
+                f"Mutex {self._name!r} is already held by this object; unlock() it first, or "
+                "create one Mutex per holder (a Mutex is not re-entrant).",
+            )
+        options = self._options
+        if options.value is not None:
+            return options.value
+        if options.gen_value_func is not None:
+            value = options.gen_value_func()
+            if not isinstance(value, str) or not value:
+                raise ConfigurationError(
+                    f"Invalid gen_value_func result {value!r:.40}: expected a non-empty string."
+                )
+            return value
+        return default_value()
+
+    def _acquired(self, value: str, until_ms: int) -> None:
+        self._value = value
+        self._until_ms = until_ms
+        self._lost = False
+
+    def _released(self) -> None:
+        self._until_ms = None
+
+    def _timeout_ms(self, timeout: float | None) -> int | None:
+        if timeout is None:
+            return None
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise ConfigurationError(
+                f"Invalid timeout={timeout!r}: expected a number of seconds >= 0, or None."
+            )
+        return round(timeout * 1000)
+
+    def _extend_ttl_ms(self, expiry: float | None) -> int:
+        if expiry is None:
+            return self._options.expiry_ms
+        return MutexOptions.build({"expiry": expiry}).expiry_ms
+
+    def _mark_lost(self, reason: str) -> bool:
+        """Record the loss; return True the first time (the caller then reports it)."""
+        if self._lost:
+            return False
+        self._lost = True
+        self._until_ms = None
+        logger.error("Lost lock %r: %s", self._name, reason)
+        return True
+
+    def _tally(self, replies: tuple[NodeReply | NodeError | None, ...], started_ms: int) -> Tally:
+        return Tally(replies, started_ms, self._clock())
+

@@ -1,0 +1,109 @@
+"""Mutex options: one frozen, validated object holding every default in one place.
+
+Seconds at the boundary, integer milliseconds inside: ``to_ms`` is the one conversion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._exceptions import ConfigurationError
+
+__all__ = ["OPTION_NAMES", "MutexOptions", "to_ms"]
+
+DEFAULT_EXPIRY = 8.0
+DEFAULT_TRIES = 32
+DEFAULT_DRIFT_FACTOR = 0.01
+DEFAULT_TIMEOUT_FACTOR = 0.05
+
+
+def to_ms(seconds: float) -> int:
+    """Convert seconds to whole milliseconds (rounded, never truncated to whole seconds)."""
+    return round(seconds * 1000)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bad(option: str, value: object, accepted: str) -> ConfigurationError:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return ConfigurationError(f"Invalid option {option}={shown}: expected {accepted}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class MutexOptions:
+    """Every option of a mutex, validated once at construction.
+
+    Times are in seconds. See the README's option table for what each one does.
+
+    Raises:
+        ConfigurationError: an option has the wrong type or is out of range.
+    """
+
+    expiry: float = DEFAULT_EXPIRY
+    tries: int | None = DEFAULT_TRIES
+    retry_delay: float | None = None
+    retry_delay_func: Callable[[int], float] | None = None
+    drift_factor: float = DEFAULT_DRIFT_FACTOR
+    timeout_factor: float = DEFAULT_TIMEOUT_FACTOR
+    gen_value_func: Callable[[], str] | None = None
+    value: str | None = None
+    fail_fast: bool = False
+    shuffle_pools: bool = False
+    set_nx_on_extend: bool = False
+    auto_extend: bool = False
+    on_lost: Callable[[Any], object] | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_number(self.expiry) or to_ms(self.expiry) < 1:
+            raise _bad("expiry", self.expiry, "a number of seconds >= 0.001 (e.g. 8.0)")
+        if self.tries is not None and (
+            not isinstance(self.tries, int) or isinstance(self.tries, bool) or self.tries < 1
+        ):
+            raise _bad("tries", self.tries, "an integer >= 1, or None for unlimited")
+        if self.retry_delay is not None and (not _is_number(self.retry_delay) or self.retry_delay < 0):
+            raise _bad("retry_delay", self.retry_delay, "a number of seconds >= 0, or None")
+        for name in ("drift_factor", "timeout_factor"):
+            factor = getattr(self, name)
+            if not _is_number(factor) or not 0 <= factor < 1:
+                raise _bad(name, factor, "a number in [0, 1)")
+        for name in ("retry_delay_func", "gen_value_func", "on_lost"):
+            func = getattr(self, name)
+            if func is not None and not callable(func):
+                raise _bad(name, func, "a callable or None")
+        if self.value is not None and (not isinstance(self.value, str) or not self.value):
+            raise _bad("value", self.value, "a non-empty string or None")
+        for name in ("fail_fast", "shuffle_pools", "set_nx_on_extend", "auto_extend"):
+            if not isinstance(getattr(self, name), bool):
+                raise _bad(name, getattr(self, name), "True or False")
+
+    @property
+    def expiry_ms(self) -> int:
+        """The lock TTL in milliseconds."""
+        return to_ms(self.expiry)
+
+    @classmethod
+    def build(cls, *layers: Mapping[str, Any]) -> MutexOptions:
+        """Merge option mappings (later ones win) into validated options.
+
+        Raises:
+            ConfigurationError: an unknown option name or an invalid value.
+        """
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            unknown = sorted(set(layer) - OPTION_NAMES)
+            if unknown:
+                raise ConfigurationError(
+                    f"Unknown option {unknown[0]!r}: expected one of {', '.join(sorted(OPTION_NAMES))}."
+                )
+            merged.update(layer)
+        return cls(**merged)
+
+
+OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(MutexOptions))

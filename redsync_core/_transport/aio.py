@@ -1,0 +1,144 @@
+"""Asyncio fan-out: one task per node on the running loop, one deadline for all of them.
+
+Tasks still running at the deadline are cancelled (redis-py then drops their connection, so a
+late reply is never read as the answer to a later command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from redis.exceptions import NoScriptError, RedisError
+
+from .._algorithm.effects import FanOut, NodeReply
+from .._exceptions import NodeError
+from .commands import UnexpectedReply, command, decided, decode
+from .memory import MemoryStore
+from .sync import node_error
+
+__all__ = ["AsyncMemoryNode", "AsyncNode", "AsyncRedisNode", "fan_out"]
+
+
+class AsyncNode(Protocol):
+    """One independent Redis master as seen by the asyncio fan-out."""
+
+    index: int
+    address: str
+
+    async def run(self, effect: FanOut) -> NodeReply:
+        """Carry out ``effect`` on this node; raise NodeError when it fails."""
+
+    async def ping(self) -> str:
+        """Return the server version; raise NodeError when the node fails."""
+
+    async def close(self) -> None:
+        """Release what the node owns (connections of clients built from URLs)."""
+
+
+class AsyncRedisNode:
+    """A node behind a ``redis.asyncio`` client (standalone, Sentinel or cluster)."""
+
+    def __init__(self, index: int, client: Any, address: str, *, owned: bool) -> None:
+        self.index = index
+        self.address = address
+        self.client = client
+        self._owned = owned
+
+    async def run(self, effect: FanOut) -> NodeReply:
+        script, args = command(effect)
+        try:
+            if script is None:
+                raw = await self.client.execute_command(*args)
+            else:
+                try:
+                    raw = await self.client.execute_command("EVALSHA", script.sha, *args)
+                except NoScriptError:
+                    raw = await self.client.execute_command("EVAL", script.source, *args)
+            return decode(effect, raw)
+        except (RedisError, OSError, UnexpectedReply) as exc:
+            raise node_error(self, exc) from exc
+
+    async def ping(self) -> str:
+        try:
+            info = await self.client.info("server")
+        except (RedisError, OSError) as exc:
+            raise node_error(self, exc) from exc
+        if isinstance(info, dict) and "redis_version" not in info:
+            # A cluster client answers with one dict per node.
+            info = next(iter(info.values()), {})
+        return str(info.get("redis_version", "?")) if isinstance(info, dict) else "?"
+
+    async def close(self) -> None:
+        if self._owned:
+            await self.client.aclose()
+
+
+class AsyncMemoryNode:
+    """An in-process ``memory://NAME`` node: answers at once."""
+
+    def __init__(self, index: int, store: MemoryStore) -> None:
+        self.index = index
+        self.address = f"memory://{store.name}"
+        self.store = store
+
+    async def run(self, effect: FanOut) -> NodeReply:
+        return self.store.apply(effect)
+
+    async def ping(self) -> str:
+        return "memory"
+
+    async def close(self) -> None:
+        """Memory stores live as long as the process."""
+
+
+Reply = NodeReply | NodeError | None
+
+
+async def fan_out(
+    nodes: Sequence[AsyncNode], effect: FanOut, order: Sequence[int] | None = None
+) -> tuple[Reply, ...]:
+    """Send ``effect`` to every node at once and collect one reply per node (in node order).
+
+    Same contract as the sync ``fan_out``: bounded by ``effect.deadline_ms``; with
+    ``effect.stop_at`` it returns once that many nodes agreed either way.
+    """
+    replies: list[Reply] = [None] * len(nodes)
+    tasks: dict[asyncio.Task[NodeReply], int] = {}
+    for i in order if order is not None else range(len(nodes)):
+        tasks[asyncio.ensure_future(nodes[i].run(effect))] = i
+    timeout = None if effect.deadline_ms is None else effect.deadline_ms / 1000
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    pending: set[asyncio.Task[NodeReply]] = set(tasks)
+    stop_at = effect.stop_at
+    try:
+        while pending:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            done, pending = await asyncio.wait(
+                pending,
+                timeout=left,
+                return_when=asyncio.ALL_COMPLETED if stop_at is None else asyncio.FIRST_COMPLETED,
+            )
+            for task in done:
+                i = tasks[task]
+                exc = task.exception()
+                if exc is None:
+                    replies[i] = task.result()
+                elif isinstance(exc, NodeError):
+                    replies[i] = exc
+                else:
+                    raise exc
+            if not done:
+                for task in pending:
+                    i = tasks[task]
+                    reason = f"no reply within the {effect.deadline_ms} ms deadline"
+                    replies[i] = node_error(nodes[i], reason)
+                break
+            if stop_at is not None and decided(replies, stop_at):
+                break
+    finally:
+        for task in pending:
+            task.cancel()
+    return tuple(replies)

@@ -1,0 +1,110 @@
+"""The Redis command behind each fan-out, and the decoding of its reply into a ``NodeReply``.
+
+Shared by the sync and asyncio transports so that both speak exactly the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .._algorithm.effects import MISSING, OK, TAKEN, FanOut, NodeReply, Op, Status
+from .._exceptions import NodeError
+from .scripts import EXTEND, INSPECT, RELEASE, Script, decode_foreign_ttl
+
+__all__ = ["UnexpectedReply", "command", "decided", "decode"]
+
+Arg = str | int
+
+
+class UnexpectedReply(ValueError):
+    """A node answered with a reply of the wrong type (a misbehaving or foreign server)."""
+
+
+def command(effect: FanOut) -> tuple[Script | None, tuple[Arg, ...]]:
+    """Return the script (or None) and the arguments that carry out ``effect`` on one node.
+
+    With a script, the arguments follow the script name: ``numkeys, key, argv...``.
+    """
+    op = effect.op
+    if op is Op.ACQUIRE:
+        return None, ("SET", effect.key, effect.value, "NX", "PX", effect.ttl_ms)
+    if op is Op.RELEASE:
+        return RELEASE, (1, effect.key, effect.value)
+    if op is Op.EXTEND:
+        return EXTEND, (1, effect.key, effect.value, effect.ttl_ms, "1" if effect.set_nx else "0")
+    if op is Op.INSPECT:
+        return INSPECT, (1, effect.key)
+    if op is Op.DELETE:
+        return None, ("DEL", effect.key)
+    return None, ("GET", effect.key)
+
+
+def _text(reply: object) -> str | None:
+    if isinstance(reply, bytes):
+        return reply.decode("utf-8", "surrogateescape")
+    if isinstance(reply, str):
+        return reply
+    return None
+
+
+def decode_script_code(reply: object) -> NodeReply:
+    """Decode a script's integer reply: 1 ours, 0 missing, negative another holder's TTL."""
+    if not isinstance(reply, int) or isinstance(reply, bool):
+        raise UnexpectedReply(f"unexpected reply {reply!r:.40} to a lock script")
+    if reply == 1:
+        return OK
+    if reply == 0:
+        return MISSING
+    return NodeReply(TAKEN.status, decode_foreign_ttl(reply))
+
+
+def decode(effect: FanOut, reply: object) -> NodeReply:
+    """Turn one node's raw reply to ``command(effect)`` into a ``NodeReply``.
+
+    Raises:
+        UnexpectedReply: the reply has a type this command never returns.
+    """
+    op = effect.op
+    if op is Op.ACQUIRE:
+        if reply is None:
+            return TAKEN
+        if reply is True or _text(reply) == "OK":
+            return OK
+        raise UnexpectedReply(f"unexpected reply {reply!r:.40} to SET NX")
+    if op is Op.GET:
+        if reply is None:
+            return MISSING
+        text = _text(reply)
+        if text is None:
+            raise UnexpectedReply(f"unexpected reply {reply!r:.40} to GET")
+        return OK if text == effect.value else TAKEN
+    if op is Op.INSPECT:
+        return _decode_inspect(effect, reply)
+    if op is Op.DELETE:
+        if not isinstance(reply, int):
+            raise UnexpectedReply(f"unexpected reply {reply!r:.40} to DEL")
+        return OK if reply else MISSING
+    return decode_script_code(reply)
+
+
+def _decode_inspect(effect: FanOut, reply: object) -> NodeReply:
+    if not isinstance(reply, list) or len(reply) != 2 or not isinstance(reply[1], int):
+        raise UnexpectedReply(f"unexpected reply {reply!r:.40} to the inspect script")
+    holder = _text(reply[0])
+    if holder is None:
+        return MISSING
+    ttl_ms = reply[1] if reply[1] >= 0 else None
+    status = Status.OK if holder == effect.value else Status.TAKEN
+    return NodeReply(status, ttl_ms, holder)
+
+
+def decided(replies: Sequence[NodeReply | NodeError | None], stop_at: int) -> bool:
+    """Return True once ``stop_at`` nodes answered OK, or ``stop_at`` answered TAKEN (fail fast)."""
+    ok = taken = 0
+    for r in replies:
+        if isinstance(r, NodeReply):
+            if r.status is Status.OK:
+                ok += 1
+            elif r.status is Status.TAKEN:
+                taken += 1
+    return ok >= stop_at or taken >= stop_at

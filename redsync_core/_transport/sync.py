@@ -1,0 +1,356 @@
+"""Sync fan-out: write the command to every node, then read the replies as they arrive.
+
+No thread is involved: one request per node goes out on its own connection, then ``poll``
+waits on all sockets at once until every node answered, the deadline passed, or (fail fast)
+the outcome is decided. A node that hangs costs at most the deadline; its connection is
+dropped so that a late reply can never be read as the answer to a later command.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import redis
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from .._algorithm.effects import FanOut, NodeReply
+from .._exceptions import NodeError
+from .commands import UnexpectedReply, command, decided, decode
+from .memory import MemoryStore
+from .scripts import Script
+
+__all__ = ["ClusterNode", "MemoryNode", "RedisNode", "SyncNode", "fan_out"]
+
+
+class SyncNode(Protocol):
+    """One independent Redis master as seen by the sync fan-out."""
+
+    index: int
+    address: str
+
+    def begin(self, effect: FanOut, budget_s: float | None) -> _Call | NodeReply:
+        """Send ``effect``'s command; return the call in flight, or the reply when immediate."""
+
+    def ping(self, timeout_s: float) -> str:
+        """Return the server version; raise NodeError when the node does not answer in time."""
+
+    def close(self) -> None:
+        """Release what the node owns (connections of clients built from URLs)."""
+
+
+def node_error(node: SyncNode | Any, exc: BaseException | str) -> NodeError:
+    """Map a redis-py exception (or a reason) to the NodeError of ``node``."""
+    if isinstance(exc, str):
+        reason = exc
+    else:
+        detail = str(exc) or type(exc).__name__
+        reason = f"{type(exc).__name__}: {detail}"
+    return NodeError(node.index, node.address, reason)
+
+
+class _Call:
+    """One command in flight on one checked-out connection."""
+
+    __slots__ = ("conn", "effect", "node", "pool", "script", "args", "sent_source")
+
+    def __init__(
+        self,
+        node: SyncNode,
+        pool: Any,
+        conn: Any,
+        effect: FanOut,
+        script: Script | None,
+        args: tuple[Any, ...],
+    ) -> None:
+        self.node = node
+        self.pool = pool
+        self.conn = conn
+        self.effect = effect
+        self.script = script
+        self.args = args
+        self.sent_source = False
+
+    def fileno(self) -> int:
+        sock = self.conn._sock
+        return -1 if sock is None else int(sock.fileno())
+
+    def buffered(self) -> bool:
+        """Return True when TLS already decrypted data that ``poll`` cannot see."""
+        pending = getattr(self.conn._sock, "pending", None)
+        return bool(pending and pending())
+
+    def finish(self) -> _Call | NodeReply:
+        """Read the reply; re-send with EVAL (and stay in flight) when the server says NOSCRIPT."""
+        try:
+            raw = self.conn.read_response()
+        except NoScriptError:
+            if self.script is None or self.sent_source:
+                raise
+            self.sent_source = True
+            self.conn.send_command("EVAL", self.script.source, *self.args)
+            return self
+        self.pool.release(self.conn)
+        return decode(self.effect, raw)
+
+    def abandon(self) -> None:
+        """Drop the connection: a reply may still arrive and must never be read later."""
+        self.conn.disconnect()
+        self.pool.release(self.conn)
+
+
+def _get_connection(pool: Any) -> Any:
+    try:
+        return pool.get_connection()
+    except TypeError:  # redis-py 5.0 wants a command name
+        return pool.get_connection("_")
+
+
+def _connect_within(conn: Any, budget_s: float | None) -> None:
+    """Connect (and authenticate) in at most ``budget_s`` seconds, keeping the client's timeouts."""
+    if budget_s is None:
+        conn.connect()
+        return
+    timeout, connect_timeout = conn.socket_timeout, conn.socket_connect_timeout
+    conn.socket_timeout = budget_s if timeout is None else min(timeout, budget_s)
+    conn.socket_connect_timeout = (
+        budget_s if connect_timeout is None else min(connect_timeout, budget_s)
+    )
+    try:
+        conn.connect()
+    finally:
+        conn.socket_timeout, conn.socket_connect_timeout = timeout, connect_timeout
+    if conn._sock is not None:
+        conn._sock.settimeout(timeout)
+
+
+def _send(node: SyncNode, pool: Any, effect: FanOut, budget_s: float | None) -> _Call:
+    script, args = command(effect)
+    conn = _get_connection(pool)
+    try:
+        if conn._sock is None:
+            _connect_within(conn, budget_s)
+        if script is None:
+            conn.send_command(*args)
+        else:
+            conn.send_command("EVALSHA", script.sha, *args)
+    except BaseException:
+        conn.disconnect()
+        pool.release(conn)
+        raise
+    return _Call(node, pool, conn, effect, script, args)
+
+
+class RedisNode:
+    """A node behind a ``redis.Redis`` client (standalone or a Sentinel ``master_for``)."""
+
+    def __init__(self, index: int, client: redis.Redis, address: str, *, owned: bool) -> None:
+        self.index = index
+        self.address = address
+        self.client = client
+        self._owned = owned
+
+    def begin(self, effect: FanOut, budget_s: float | None) -> _Call | NodeReply:
+        return _send(self, self.client.connection_pool, effect, budget_s)
+
+    def ping(self, timeout_s: float) -> str:
+        pool = self.client.connection_pool
+        try:
+            conn = _get_connection(pool)
+        except (RedisError, OSError) as exc:
+            raise node_error(self, exc) from exc
+        try:
+            if conn._sock is None:
+                _connect_within(conn, timeout_s)
+            conn.send_command("INFO", "server")
+            if not conn.can_read(timeout=timeout_s):
+                conn.disconnect()
+                raise node_error(self, f"no reply within {timeout_s:g} s")
+            info = conn.read_response()
+        except (RedisError, OSError) as exc:
+            conn.disconnect()
+            raise node_error(self, exc) from exc
+        finally:
+            pool.release(conn)
+        return _server_version(info)
+
+    def close(self) -> None:
+        if self._owned:
+            self.client.close()
+
+
+class ClusterNode:
+    """A Redis Cluster as one node: each key goes to the master that owns its slot."""
+
+    def __init__(self, index: int, client: Any, address: str) -> None:
+        self.index = index
+        self.address = address
+        self.client = client
+
+    def begin(self, effect: FanOut, budget_s: float | None) -> _Call | NodeReply:
+        target = self.client.get_node_from_key(effect.key)
+        if target is None or target.redis_connection is None:
+            return self._through_client(effect)
+        call = _send(self, target.redis_connection.connection_pool, effect, budget_s)
+        return _ClusterCall(self, call)
+
+    def _through_client(self, effect: FanOut) -> NodeReply:
+        """Run the command through the cluster client, which follows MOVED/ASK redirections."""
+        script, args = command(effect)
+        if script is None:
+            return decode(effect, self.client.execute_command(*args))
+        try:
+            raw = self.client.execute_command("EVALSHA", script.sha, *args)
+        except NoScriptError:
+            raw = self.client.execute_command("EVAL", script.source, *args)
+        return decode(effect, raw)
+
+    def ping(self, timeout_s: float) -> str:
+        try:
+            return _server_version(self.client.info("server", target_nodes=self.client.RANDOM))
+        except (RedisError, OSError) as exc:
+            raise node_error(self, exc) from exc
+
+    def close(self) -> None:
+        """Cluster clients are always the caller's: nothing to release."""
+
+
+class _ClusterCall:
+    """A call to one cluster master that falls back to the cluster client after a redirection."""
+
+    __slots__ = ("call", "node")
+
+    def __init__(self, node: ClusterNode, call: _Call) -> None:
+        self.node = node
+        self.call = call
+
+    def fileno(self) -> int:
+        return self.call.fileno()
+
+    def buffered(self) -> bool:
+        return self.call.buffered()
+
+    def finish(self) -> _ClusterCall | NodeReply:
+        try:
+            result = self.call.finish()
+        except ResponseError as exc:
+            if not str(exc).startswith(("MOVED", "ASK")):
+                raise
+            self.call.pool.release(self.call.conn)
+            self.node.client.nodes_manager.initialize()
+            return self.node._through_client(self.call.effect)
+        return self if result is self.call else result
+
+    def abandon(self) -> None:
+        self.call.abandon()
+
+    @property
+    def effect(self) -> FanOut:
+        return self.call.effect
+
+
+class MemoryNode:
+    """An in-process ``memory://NAME`` node: answers at once."""
+
+    def __init__(self, index: int, store: MemoryStore) -> None:
+        self.index = index
+        self.address = f"memory://{store.name}"
+        self.store = store
+
+    def begin(self, effect: FanOut, budget_s: float | None) -> _Call | NodeReply:
+        return self.store.apply(effect)
+
+    def ping(self, timeout_s: float) -> str:
+        return "memory"
+
+    def close(self) -> None:
+        """Memory stores live as long as the process."""
+
+
+def _server_version(info: Any) -> str:
+    if isinstance(info, dict):
+        return str(info.get("redis_version", "?"))
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("redis_version:"):
+            return line.partition(":")[2].strip()
+    return "?"
+
+
+Reply = NodeReply | NodeError | None
+
+
+def fan_out(
+    nodes: Sequence[SyncNode],
+    effect: FanOut,
+    order: Sequence[int] | None = None,
+    now: Callable[[], float] = time.monotonic,
+) -> tuple[Reply, ...]:
+    """Send ``effect`` to every node at once and collect one reply per node (in node order).
+
+    Returns when every node answered, ``effect.deadline_ms`` passed (the rest become
+    NodeErrors), or, with ``effect.stop_at``, when that many nodes agreed either way (the rest
+    stay None). Never raises for node failures.
+    """
+    replies: list[Reply] = [None] * len(nodes)
+    budget_s = None if effect.deadline_ms is None else effect.deadline_ms / 1000
+    deadline = None if budget_s is None else now() + budget_s
+    inflight: dict[int, Any] = {}
+    for i in order if order is not None else range(len(nodes)):
+        node = nodes[i]
+        try:
+            started = node.begin(effect, budget_s)
+        except (RedisError, OSError) as exc:
+            replies[i] = node_error(node, exc)
+            continue
+        if isinstance(started, NodeReply):
+            replies[i] = started
+        else:
+            inflight[i] = started
+    stop_at = effect.stop_at
+    while inflight:
+        if stop_at is not None and decided(replies, stop_at):
+            for call in inflight.values():
+                call.abandon()
+            break
+        ready = _wait(inflight, None if deadline is None else deadline - now())
+        if not ready:
+            for i, call in inflight.items():
+                call.abandon()
+                waited = effect.deadline_ms
+                replies[i] = node_error(nodes[i], f"no reply within the {waited} ms deadline")
+            break
+        for i in ready:
+            call = inflight[i]
+            try:
+                result = call.finish()
+            except (RedisError, OSError, UnexpectedReply) as exc:
+                call.abandon()
+                replies[i] = node_error(nodes[i], exc)
+                del inflight[i]
+                continue
+            if isinstance(result, NodeReply):
+                replies[i] = result
+                del inflight[i]
+            else:
+                inflight[i] = result
+    return tuple(replies)
+
+
+def _wait(inflight: dict[int, Any], timeout_s: float | None) -> list[int]:
+    """Return the indexes of calls with a reply to read, waiting at most ``timeout_s``."""
+    ready = [i for i, call in inflight.items() if call.buffered()]
+    if ready:
+        return ready
+    by_fd = {call.fileno(): i for i, call in inflight.items()}
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        events = poller.poll(None if timeout_s is None else max(0, int(timeout_s * 1000 + 0.999)))
+        return [by_fd[fd] for fd, _ in events]
+    timeout = None if timeout_s is None else max(0.0, timeout_s)
+    readable, _, _ = select.select(list(by_fd), [], [], timeout)
+    return [by_fd[fd] for fd in readable]
