@@ -16,6 +16,7 @@ from ._exceptions import (
     QuorumUnreachable,
     RedsyncError,
 )
+from ._naming import arguments_digest, render_lock_name
 from ._options import MutexOptions
 from ._sync import Mutex, Redsync
 
@@ -40,4 +41,6 @@ __all__ = [
     "QuorumUnreachable",
     "Redsync",
     "RedsyncError",
+    "arguments_digest",
+    "render_lock_name",
 ]

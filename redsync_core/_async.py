@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
+from ._autoextend import async_scheduler
 from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
+from ._locked import F, locked, mutex_options
+from ._naming import LockName
 from ._transport import aio as transport
 from ._transport.build import build_async_nodes
 
 __all__ = ["AsyncMutex", "AsyncRedsync"]
+
+if TYPE_CHECKING:
+    from ._sync import Redsync
 
 T = TypeVar("T")
 
@@ -45,15 +51,10 @@ class AsyncRedsync(RedsyncBase):
         client_options: Mapping[str, Any] | None = None,
         **defaults: Any,
     ) -> None:
-        super().__init__(key_prefix, defaults)
+        super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.AsyncNode] = build_async_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
-        self._specs = tuple(nodes)
-
-    @property
-    def nodes(self) -> tuple[Any, ...]:
-        """The nodes as given (read-only)."""
-        return self._specs
+        self._sync_twin: Redsync | None = None
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -68,6 +69,35 @@ class AsyncRedsync(RedsyncBase):
         """
         return AsyncMutex(self, name, **options)
 
+    def locked(
+        self, name: LockName = None, *, wait: float = 0.0, **options: Any
+    ) -> Callable[[F], F]:
+        """Decorate an ``async def`` or sync function to run only while holding a lock.
+
+        ``name``: None (``module.qualname``), a template filled from the call's arguments
+        (``"invoice:{invoice_id}"``) or a callable taking the same arguments. ``wait``: seconds
+        to keep retrying (0: one attempt). Sync functions lock through ``sync()``.
+
+        Raises (from the decorated call):
+            LockTaken: another holder has the lock (``retry_after`` says for how long).
+            LockLost: auto-extension lost the lock while the function ran.
+        """
+        self._options(mutex_options(wait, options)[0])
+        return locked(self.sync, lambda: self, name, wait, options)
+
+    def sync(self) -> Redsync:
+        """Return the sync twin (same URLs, prefix and options), built on first use.
+
+        Raises:
+            ConfigurationError: the nodes are asyncio client objects, not URLs.
+        """
+        if self._sync_twin is None:
+            from ._sync import Redsync
+
+            nodes, kwargs = self._twin_arguments("sync")
+            self._sync_twin = Redsync(nodes, **kwargs)
+        return self._sync_twin
+
     async def ping(self, timeout: float = 2.0) -> PingReport:
         """Ask every node for its version within ``timeout`` s; report latency and the quorum."""
         healths = await asyncio.gather(*(self._ping(node, timeout) for node in self._nodes))
@@ -80,7 +110,9 @@ class AsyncRedsync(RedsyncBase):
         except NodeError as exc:
             return NodeHealth(node.index, node.address, False, error=exc.reason)
         except asyncio.TimeoutError:
-            return NodeHealth(node.index, node.address, False, error=f"no reply within {timeout:g} s")
+            return NodeHealth(
+                node.index, node.address, False, error=f"no reply within {timeout:g} s"
+            )
         latency_ms = (time.perf_counter() - started) * 1000
         return NodeHealth(node.index, node.address, True, latency_ms, version)
 
@@ -107,6 +139,8 @@ class AsyncRedsync(RedsyncBase):
         """Close the connections of the clients built from URLs."""
         for node in self._nodes:
             await node.close()
+        if self._sync_twin is not None:
+            self._sync_twin.close()
 
     async def __aenter__(self) -> AsyncRedsync:
         return self
@@ -125,9 +159,7 @@ class AsyncMutex(MutexBase):
     use one Mutex per holder."""
 
     def __init__(self, redsync: AsyncRedsync, name: str, **options: Any) -> None:
-        super().__init__(
-            name, redsync.key_prefix, redsync._options(options), len(redsync._nodes)
-        )
+        super().__init__(name, redsync.key_prefix, redsync._options(options), len(redsync._nodes))
         self._redsync = redsync
 
     async def lock(self, *, timeout: float | None = None) -> None:
@@ -168,6 +200,8 @@ class AsyncMutex(MutexBase):
             randrange=self._rng.randrange,
         )
         self._acquired(value, await self._drive(flow))
+        if self._options.auto_extend:
+            async_scheduler().add(self)
 
     async def unlock(self) -> bool:
         """Delete our value on every node; return True if a quorum deleted it.
@@ -176,8 +210,7 @@ class AsyncMutex(MutexBase):
         Never raises for these.
         """
         lost = self._lost
-        self._released()
-        if self._value is None:
+        if not self._released():
             return False
         return await self._drive(flows.release(self._options, self._target())) and not lost
 
@@ -187,7 +220,7 @@ class AsyncMutex(MutexBase):
         Returns False, touching no key, once the local validity has run out (unless
         ``set_nx_on_extend``); never raises for lock state or node errors.
         """
-        if self._value is None:
+        if not self._ours():
             return False
         outcome = await self._drive(
             flows.extend(
@@ -200,12 +233,12 @@ class AsyncMutex(MutexBase):
         )
         if outcome.until_ms is None:
             return False
-        self._acquired(self._value, outcome.until_ms)
+        self._until_ms = outcome.until_ms
         return True
 
     async def valid(self) -> bool:
         """Return True when a quorum of nodes holds our value (a GET on every node)."""
-        if self._value is None:
+        if not self._ours():
             return False
         return await self._drive(flows.check(self._options, self._target()))
 
@@ -236,4 +269,3 @@ class AsyncMutex(MutexBase):
         await self.unlock()
         if lost and exc is None:
             raise LockLost(self._name, f"Lost lock {self._name!r} while the block ran.")
-

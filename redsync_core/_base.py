@@ -8,13 +8,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import os
 import random
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._algorithm.effects import FanOut, NodeReply, Op, Status, Tally
+from ._algorithm.effects import FanOut, NodeReply, Op, Tally
 from ._algorithm.flows import Target
 from ._algorithm.timing import quorum
 from ._clock import Clock, monotonic_ms
@@ -128,15 +129,43 @@ class RedsyncBase:
 
     _node_count: int
 
-    def __init__(self, key_prefix: str, defaults: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        nodes: Sequence[Any],
+        key_prefix: str,
+        client_options: Mapping[str, Any] | None,
+        defaults: Mapping[str, Any],
+    ) -> None:
         if not isinstance(key_prefix, str):
             raise ConfigurationError(
                 f"Invalid option key_prefix={key_prefix!r:.60}: expected a string (may be empty)."
             )
         self.key_prefix = key_prefix
+        self._specs = tuple(nodes) if isinstance(nodes, Sequence) else nodes
+        self._client_options = client_options
         self._clock: Clock = monotonic_ms
         self._defaults = dict(defaults)
         MutexOptions.build(self._defaults)  # fail at construction, not at the first lock
+
+    @property
+    def nodes(self) -> tuple[Any, ...]:
+        """The nodes as given (read-only)."""
+        return tuple(self._specs)
+
+    def _twin_arguments(self, twin: str) -> tuple[list[str], dict[str, Any]]:
+        """Return what builds the sync/asyncio twin of this object (same URLs and options).
+
+        Raises:
+            ConfigurationError: the nodes are client objects, which cannot change kind.
+        """
+        if not all(isinstance(spec, str) for spec in self._specs):
+            raise ConfigurationError(
+                f"Cannot build the {twin} twin of a {type(self).__name__} made from client "
+                f"objects; give node URLs, or create a {twin} object with {twin} clients."
+            )
+        kwargs = dict(self._defaults)
+        kwargs.update(key_prefix=self.key_prefix, client_options=self._client_options)
+        return list(self._specs), kwargs
 
     @property
     def quorum(self) -> int:
@@ -190,6 +219,8 @@ class MutexBase:
         self._value: str | None = options.value
         self._until_ms: int | None = None
         self._lost = False
+        self._owner_pid = 0
+        self._renewal_generation = 0
         self._order: tuple[int, ...] | None = None
         if options.shuffle_pools:
             # A shuffled copy per mutex: the shared node list is never mutated.
@@ -222,7 +253,11 @@ class MutexBase:
     @property
     def held(self) -> bool:
         """True while this mutex holds the lock and its local validity has not run out."""
-        return self._until_ms is not None and self._clock() < self._until_ms
+        return (
+            self._until_ms is not None
+            and self._owner_pid == os.getpid()
+            and self._clock() < self._until_ms
+        )
 
     @property
     def until(self) -> dt.datetime | None:
@@ -273,9 +308,19 @@ class MutexBase:
         self._value = value
         self._until_ms = until_ms
         self._lost = False
+        self._owner_pid = os.getpid()
+        self._renewal_generation += 1
 
-    def _released(self) -> None:
+    def _released(self) -> bool:
+        """Forget the held state and stop auto-extension; return False in a forked child,
+        which must never release or extend its parent's lock."""
         self._until_ms = None
+        self._renewal_generation += 1
+        return self._value is not None and self._owner_pid in (0, os.getpid())
+
+    def _ours(self) -> bool:
+        """True when this process may touch the lock (not a child that inherited it)."""
+        return self._value is not None and self._owner_pid in (0, os.getpid())
 
     def _timeout_ms(self, timeout: float | None) -> int | None:
         if timeout is None:
@@ -302,4 +347,3 @@ class MutexBase:
 
     def _tally(self, replies: tuple[NodeReply | NodeError | None, ...], started_ms: int) -> Tally:
         return Tally(replies, started_ms, self._clock())
-

@@ -67,7 +67,9 @@ class MutexOptions:
             not isinstance(self.tries, int) or isinstance(self.tries, bool) or self.tries < 1
         ):
             raise _bad("tries", self.tries, "an integer >= 1, or None for unlimited")
-        if self.retry_delay is not None and (not _is_number(self.retry_delay) or self.retry_delay < 0):
+        if self.retry_delay is not None and (
+            not _is_number(self.retry_delay) or self.retry_delay < 0
+        ):
             raise _bad("retry_delay", self.retry_delay, "a number of seconds >= 0, or None")
         for name in ("drift_factor", "timeout_factor"):
             factor = getattr(self, name)

@@ -5,15 +5,21 @@ Kept line for line in the same order as ``_async.py``; ``diff`` them when changi
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Generator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
+from ._async import AsyncRedsync
+from ._autoextend import sync_scheduler
 from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
+from ._locked import F, locked, mutex_options
+from ._naming import LockName
 from ._transport import sync as transport
 from ._transport.build import build_sync_nodes
 
@@ -44,15 +50,12 @@ class Redsync(RedsyncBase):
         client_options: Mapping[str, Any] | None = None,
         **defaults: Any,
     ) -> None:
-        super().__init__(key_prefix, defaults)
+        super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.SyncNode] = build_sync_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
-        self._specs = tuple(nodes)
-
-    @property
-    def nodes(self) -> tuple[Any, ...]:
-        """The nodes as given (read-only)."""
-        return self._specs
+        self._async_twins: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedsync] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -66,6 +69,35 @@ class Redsync(RedsyncBase):
             ConfigurationError: an empty name or an invalid option.
         """
         return Mutex(self, name, **options)
+
+    def locked(
+        self, name: LockName = None, *, wait: float = 0.0, **options: Any
+    ) -> Callable[[F], F]:
+        """Decorate a sync or ``async def`` function to run only while holding a lock.
+
+        ``name``: None (``module.qualname``), a template filled from the call's arguments
+        (``"invoice:{invoice_id}"``) or a callable taking the same arguments. ``wait``: seconds
+        to keep retrying (0: one attempt). Coroutine functions lock through ``asyncio()``.
+
+        Raises (from the decorated call):
+            LockTaken: another holder has the lock (``retry_after`` says for how long).
+            LockLost: auto-extension lost the lock while the function ran.
+        """
+        self._options(mutex_options(wait, options)[0])
+        return locked(lambda: self, self.asyncio, name, wait, options)
+
+    def asyncio(self) -> AsyncRedsync:
+        """Return the asyncio twin for the running event loop (same URLs, prefix and options).
+
+        Raises:
+            ConfigurationError: the nodes are sync client objects, not URLs.
+        """
+        loop = asyncio.get_running_loop()
+        twin = self._async_twins.get(loop)
+        if twin is None:
+            nodes, kwargs = self._twin_arguments("redis.asyncio")
+            twin = self._async_twins[loop] = AsyncRedsync(nodes, **kwargs)
+        return twin
 
     def ping(self, timeout: float = 2.0) -> PingReport:
         """Ask every node for its version within ``timeout`` s; report latency and the quorum."""
@@ -121,9 +153,7 @@ class Mutex(MutexBase):
     use one Mutex per holder."""
 
     def __init__(self, redsync: Redsync, name: str, **options: Any) -> None:
-        super().__init__(
-            name, redsync.key_prefix, redsync._options(options), len(redsync._nodes)
-        )
+        super().__init__(name, redsync.key_prefix, redsync._options(options), len(redsync._nodes))
         self._redsync = redsync
 
     def lock(self, *, timeout: float | None = None) -> None:
@@ -164,6 +194,8 @@ class Mutex(MutexBase):
             randrange=self._rng.randrange,
         )
         self._acquired(value, self._drive(flow))
+        if self._options.auto_extend:
+            sync_scheduler().add(self)
 
     def unlock(self) -> bool:
         """Delete our value on every node; return True if a quorum deleted it.
@@ -172,8 +204,7 @@ class Mutex(MutexBase):
         Never raises for these.
         """
         lost = self._lost
-        self._released()
-        if self._value is None:
+        if not self._released():
             return False
         return self._drive(flows.release(self._options, self._target())) and not lost
 
@@ -183,7 +214,7 @@ class Mutex(MutexBase):
         Returns False, touching no key, once the local validity has run out (unless
         ``set_nx_on_extend``); never raises for lock state or node errors.
         """
-        if self._value is None:
+        if not self._ours():
             return False
         outcome = self._drive(
             flows.extend(
@@ -196,12 +227,12 @@ class Mutex(MutexBase):
         )
         if outcome.until_ms is None:
             return False
-        self._acquired(self._value, outcome.until_ms)
+        self._until_ms = outcome.until_ms
         return True
 
     def valid(self) -> bool:
         """Return True when a quorum of nodes holds our value (a GET on every node)."""
-        if self._value is None:
+        if not self._ours():
             return False
         return self._drive(flows.check(self._options, self._target()))
 
@@ -232,4 +263,3 @@ class Mutex(MutexBase):
         self.unlock()
         if lost and exc is None:
             raise LockLost(self._name, f"Lost lock {self._name!r} while the block ran.")
-

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .._exceptions import NodeError
 
-__all__ = ["Effect", "FanOut", "NodeReply", "Op", "Sleep", "Status", "Tally"]
+__all__ = ["Batch", "Effect", "FanOut", "NodeReply", "Op", "Sleep", "Status", "Tally"]
 
 
 class Op(enum.Enum):
@@ -61,6 +61,15 @@ class FanOut:
     deadline_ms: int | None = None
     set_nx: bool = False
     stop_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Several EXTEND fan-outs sent as one round trip per node (auto-extension of many locks)."""
+
+    effects: tuple[FanOut, ...]
+    deadline_ms: int | None = None
+    stop_at: None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ __all__ = [
     "retry_after_ms",
 ]
 
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """What a flow works on: the mutex name (for messages), its Redis key and value, N nodes."""

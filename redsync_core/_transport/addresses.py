@@ -8,7 +8,14 @@ from urllib.parse import unquote, urlsplit
 
 from .._exceptions import ConfigurationError
 
-__all__ = ["MEMORY_SCHEME", "SCHEMES", "client_address", "memory_name", "redact", "url_client_kwargs"]
+__all__ = [
+    "MEMORY_SCHEME",
+    "SCHEMES",
+    "client_address",
+    "memory_name",
+    "redact",
+    "url_client_kwargs",
+]
 
 MEMORY_SCHEME = "memory"
 SCHEMES = ("redis", "rediss", "unix", MEMORY_SCHEME)
@@ -62,6 +69,19 @@ def check_url(url: object, index: int) -> str:
     return url
 
 
+def _no_setinfo() -> dict[str, Any]:
+    import inspect
+
+    from redis.connection import AbstractConnection
+
+    if "driver_info" in inspect.signature(AbstractConnection.__init__).parameters:
+        return {"driver_info": None}  # redis-py 7.1+
+    return {"lib_name": None, "lib_version": None}
+
+
+_NO_SETINFO = _no_setinfo()
+
+
 def url_client_kwargs(options: Mapping[str, Any] | None, *, asyncio: bool) -> dict[str, Any]:
     """Return the keyword arguments for clients the library builds from URLs.
 
@@ -83,9 +103,8 @@ def url_client_kwargs(options: Mapping[str, Any] | None, *, asyncio: bool) -> di
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": 2.0,
         "socket_timeout": 5.0,
-        "lib_name": None,
-        "lib_version": None,
         "retry": no_retry,
+        **_NO_SETINFO,
     }
     kwargs.update(options or {})
     return kwargs

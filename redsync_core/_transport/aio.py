@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
-from .._algorithm.effects import FanOut, NodeReply
+from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
-from .commands import UnexpectedReply, command, decided, decode
+from .commands import Reply, Single, UnexpectedReply, command, decided, decode
 from .memory import MemoryStore
 from .sync import node_error
 
@@ -27,7 +28,7 @@ class AsyncNode(Protocol):
     index: int
     address: str
 
-    async def run(self, effect: FanOut) -> NodeReply:
+    async def run(self, effect: FanOut | Batch) -> NodeReply | tuple[NodeReply, ...]:
         """Carry out ``effect`` on this node; raise NodeError when it fails."""
 
     async def ping(self) -> str:
@@ -46,7 +47,11 @@ class AsyncRedisNode:
         self.client = client
         self._owned = owned
 
-    async def run(self, effect: FanOut) -> NodeReply:
+    async def run(self, effect: FanOut | Batch) -> NodeReply | tuple[NodeReply, ...]:
+        if isinstance(effect, Batch) and isinstance(self.client, RedisCluster):
+            # Keys of a batch live in different slots: one command each.
+            replies = [await self.run(item) for item in effect.effects]
+            return tuple(r for r in replies if isinstance(r, NodeReply))
         script, args = command(effect)
         try:
             if script is None:
@@ -83,7 +88,9 @@ class AsyncMemoryNode:
         self.address = f"memory://{store.name}"
         self.store = store
 
-    async def run(self, effect: FanOut) -> NodeReply:
+    async def run(self, effect: FanOut | Batch) -> NodeReply | tuple[NodeReply, ...]:
+        if isinstance(effect, Batch):
+            return tuple(self.store.apply(item) for item in effect.effects)
         return self.store.apply(effect)
 
     async def ping(self) -> str:
@@ -93,11 +100,20 @@ class AsyncMemoryNode:
         """Memory stores live as long as the process."""
 
 
-Reply = NodeReply | NodeError | None
+@overload
+async def fan_out(
+    nodes: Sequence[AsyncNode], effect: FanOut, order: Sequence[int] | None = ...
+) -> tuple[Single, ...]: ...
+
+
+@overload
+async def fan_out(
+    nodes: Sequence[AsyncNode], effect: Batch, order: Sequence[int] | None = ...
+) -> tuple[Reply, ...]: ...
 
 
 async def fan_out(
-    nodes: Sequence[AsyncNode], effect: FanOut, order: Sequence[int] | None = None
+    nodes: Sequence[AsyncNode], effect: FanOut | Batch, order: Sequence[int] | None = None
 ) -> tuple[Reply, ...]:
     """Send ``effect`` to every node at once and collect one reply per node (in node order).
 
@@ -105,13 +121,13 @@ async def fan_out(
     ``effect.stop_at`` it returns once that many nodes agreed either way.
     """
     replies: list[Reply] = [None] * len(nodes)
-    tasks: dict[asyncio.Task[NodeReply], int] = {}
+    tasks: dict[asyncio.Task[NodeReply | tuple[NodeReply, ...]], int] = {}
     for i in order if order is not None else range(len(nodes)):
         tasks[asyncio.ensure_future(nodes[i].run(effect))] = i
     timeout = None if effect.deadline_ms is None else effect.deadline_ms / 1000
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
-    pending: set[asyncio.Task[NodeReply]] = set(tasks)
+    pending: set[asyncio.Task[NodeReply | tuple[NodeReply, ...]]] = set(tasks)
     stop_at = effect.stop_at
     try:
         while pending:

@@ -47,9 +47,7 @@ def _wrong_twin(index: int, node: object, wanted: str) -> ConfigurationError:
     )
 
 
-def _url_client(
-    factory: Any, url: str, options: Mapping[str, Any] | None, *, asyncio: bool
-) -> Any:
+def _url_client(factory: Any, url: str, options: Mapping[str, Any] | None, *, asyncio: bool) -> Any:
     try:
         return factory(url, **url_client_kwargs(options, asyncio=asyncio))
     except (ValueError, TypeError) as exc:
@@ -103,6 +101,8 @@ def build_async_nodes(
             if name is not None:
                 built.append(AsyncMemoryNode(i, memory_store(name)))
             else:
-                client = _url_client(redis.asyncio.Redis.from_url, url, client_options, asyncio=True)
+                client = _url_client(
+                    redis.asyncio.Redis.from_url, url, client_options, asyncio=True
+                )
                 built.append(AsyncRedisNode(i, client, redact(url), owned=True))
     return built

@@ -7,24 +7,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._algorithm.effects import MISSING, OK, TAKEN, FanOut, NodeReply, Op, Status
+from .._algorithm.effects import MISSING, OK, TAKEN, Batch, FanOut, NodeReply, Op, Status
 from .._exceptions import NodeError
-from .scripts import EXTEND, INSPECT, RELEASE, Script, decode_foreign_ttl
+from .scripts import EXTEND, EXTEND_MANY, INSPECT, RELEASE, Script, decode_foreign_ttl
 
-__all__ = ["UnexpectedReply", "command", "decided", "decode"]
+__all__ = ["Reply", "Single", "UnexpectedReply", "command", "decided", "decode", "split_batch"]
 
 Arg = str | int
+Single = NodeReply | NodeError | None
+"""One node's reply to a single fan-out (None: not waited for, fail fast)."""
+Reply = NodeReply | tuple[NodeReply, ...] | NodeError | None
+"""One node's reply to a fan-out: a batch gets one NodeReply per effect."""
 
 
 class UnexpectedReply(ValueError):
     """A node answered with a reply of the wrong type (a misbehaving or foreign server)."""
 
 
-def command(effect: FanOut) -> tuple[Script | None, tuple[Arg, ...]]:
+def command(effect: FanOut | Batch) -> tuple[Script | None, tuple[Arg, ...]]:
     """Return the script (or None) and the arguments that carry out ``effect`` on one node.
 
     With a script, the arguments follow the script name: ``numkeys, key, argv...``.
     """
+    if isinstance(effect, Batch):
+        items = effect.effects
+        argv: list[Arg] = []
+        for item in items:
+            argv += [item.value, item.ttl_ms]
+        return EXTEND_MANY, (len(items), *(item.key for item in items), *argv)
     op = effect.op
     if op is Op.ACQUIRE:
         return None, ("SET", effect.key, effect.value, "NX", "PX", effect.ttl_ms)
@@ -58,12 +68,17 @@ def decode_script_code(reply: object) -> NodeReply:
     return NodeReply(TAKEN.status, decode_foreign_ttl(reply))
 
 
-def decode(effect: FanOut, reply: object) -> NodeReply:
-    """Turn one node's raw reply to ``command(effect)`` into a ``NodeReply``.
+def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply, ...]:
+    """Turn one node's raw reply to ``command(effect)`` into a ``NodeReply`` (one per item of a
+    batch).
 
     Raises:
         UnexpectedReply: the reply has a type this command never returns.
     """
+    if isinstance(effect, Batch):
+        if not isinstance(reply, list) or len(reply) != len(effect.effects):
+            raise UnexpectedReply(f"unexpected reply {reply!r:.40} to a batch extension")
+        return tuple(decode_script_code(code) for code in reply)
     op = effect.op
     if op is Op.ACQUIRE:
         if reply is None:
@@ -98,7 +113,15 @@ def _decode_inspect(effect: FanOut, reply: object) -> NodeReply:
     return NodeReply(status, ttl_ms, holder)
 
 
-def decided(replies: Sequence[NodeReply | NodeError | None], stop_at: int) -> bool:
+def split_batch(batch: Batch, replies: Sequence[Reply]) -> list[tuple[Single, ...]]:
+    """Turn per-node batch replies into per-effect replies (one tuple per batched FanOut)."""
+    return [
+        tuple(r[j] if isinstance(r, tuple) else r for r in replies)
+        for j in range(len(batch.effects))
+    ]
+
+
+def decided(replies: Sequence[Reply], stop_at: int) -> bool:
     """Return True once ``stop_at`` nodes answered OK, or ``stop_at`` answered TAKEN (fail fast)."""
     ok = taken = 0
     for r in replies:

@@ -11,18 +11,33 @@ from __future__ import annotations
 import select
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 import redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from .._algorithm.effects import FanOut, NodeReply
+from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
-from .commands import UnexpectedReply, command, decided, decode
+from .commands import Reply, Single, UnexpectedReply, command, decided, decode
 from .memory import MemoryStore
 from .scripts import Script
 
 __all__ = ["ClusterNode", "MemoryNode", "RedisNode", "SyncNode", "fan_out"]
+
+Done = NodeReply | tuple[NodeReply, ...]
+"""A finished node call: one reply, or one per item of a batch."""
+
+
+class InFlight(Protocol):
+    """A command sent to one node whose reply has not been read yet."""
+
+    def fileno(self) -> int: ...
+
+    def buffered(self) -> bool: ...
+
+    def finish(self) -> InFlight | Done: ...
+
+    def abandon(self) -> None: ...
 
 
 class SyncNode(Protocol):
@@ -31,7 +46,7 @@ class SyncNode(Protocol):
     index: int
     address: str
 
-    def begin(self, effect: FanOut, budget_s: float | None) -> _Call | NodeReply:
+    def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
         """Send ``effect``'s command; return the call in flight, or the reply when immediate."""
 
     def ping(self, timeout_s: float) -> str:
@@ -54,14 +69,14 @@ def node_error(node: SyncNode | Any, exc: BaseException | str) -> NodeError:
 class _Call:
     """One command in flight on one checked-out connection."""
 
-    __slots__ = ("conn", "effect", "node", "pool", "script", "args", "sent_source")
+    __slots__ = ("args", "conn", "effect", "node", "pool", "script", "sent_source")
 
     def __init__(
         self,
         node: SyncNode,
         pool: Any,
         conn: Any,
-        effect: FanOut,
+        effect: FanOut | Batch,
         script: Script | None,
         args: tuple[Any, ...],
     ) -> None:
@@ -82,7 +97,7 @@ class _Call:
         pending = getattr(self.conn._sock, "pending", None)
         return bool(pending and pending())
 
-    def finish(self) -> _Call | NodeReply:
+    def finish(self) -> _Call | Done:
         """Read the reply; re-send with EVAL (and stay in flight) when the server says NOSCRIPT."""
         try:
             raw = self.conn.read_response()
@@ -126,7 +141,7 @@ def _connect_within(conn: Any, budget_s: float | None) -> None:
         conn._sock.settimeout(timeout)
 
 
-def _send(node: SyncNode, pool: Any, effect: FanOut, budget_s: float | None) -> _Call:
+def _send(node: SyncNode, pool: Any, effect: FanOut | Batch, budget_s: float | None) -> _Call:
     script, args = command(effect)
     conn = _get_connection(pool)
     try:
@@ -152,7 +167,7 @@ class RedisNode:
         self.client = client
         self._owned = owned
 
-    def begin(self, effect: FanOut, budget_s: float | None) -> _Call | NodeReply:
+    def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
         return _send(self, self.client.connection_pool, effect, budget_s)
 
     def ping(self, timeout_s: float) -> str:
@@ -189,7 +204,10 @@ class ClusterNode:
         self.address = address
         self.client = client
 
-    def begin(self, effect: FanOut, budget_s: float | None) -> _Call | NodeReply:
+    def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
+        if isinstance(effect, Batch):
+            # Keys of a batch live in different slots: one command each, through the client.
+            return tuple(self._through_client(item) for item in effect.effects)
         target = self.client.get_node_from_key(effect.key)
         if target is None or target.redis_connection is None:
             return self._through_client(effect)
@@ -200,12 +218,15 @@ class ClusterNode:
         """Run the command through the cluster client, which follows MOVED/ASK redirections."""
         script, args = command(effect)
         if script is None:
-            return decode(effect, self.client.execute_command(*args))
-        try:
-            raw = self.client.execute_command("EVALSHA", script.sha, *args)
-        except NoScriptError:
-            raw = self.client.execute_command("EVAL", script.source, *args)
-        return decode(effect, raw)
+            raw = self.client.execute_command(*args)
+        else:
+            try:
+                raw = self.client.execute_command("EVALSHA", script.sha, *args)
+            except NoScriptError:
+                raw = self.client.execute_command("EVAL", script.source, *args)
+        reply = decode(effect, raw)
+        assert isinstance(reply, NodeReply)  # a single FanOut decodes to one reply
+        return reply
 
     def ping(self, timeout_s: float) -> str:
         try:
@@ -232,7 +253,7 @@ class _ClusterCall:
     def buffered(self) -> bool:
         return self.call.buffered()
 
-    def finish(self) -> _ClusterCall | NodeReply:
+    def finish(self) -> InFlight | Done:
         try:
             result = self.call.finish()
         except ResponseError as exc:
@@ -240,15 +261,13 @@ class _ClusterCall:
                 raise
             self.call.pool.release(self.call.conn)
             self.node.client.nodes_manager.initialize()
-            return self.node._through_client(self.call.effect)
+            effect = self.call.effect
+            assert isinstance(effect, FanOut)  # batches never take this path
+            return self.node._through_client(effect)
         return self if result is self.call else result
 
     def abandon(self) -> None:
         self.call.abandon()
-
-    @property
-    def effect(self) -> FanOut:
-        return self.call.effect
 
 
 class MemoryNode:
@@ -259,7 +278,9 @@ class MemoryNode:
         self.address = f"memory://{store.name}"
         self.store = store
 
-    def begin(self, effect: FanOut, budget_s: float | None) -> _Call | NodeReply:
+    def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
+        if isinstance(effect, Batch):
+            return tuple(self.store.apply(item) for item in effect.effects)
         return self.store.apply(effect)
 
     def ping(self, timeout_s: float) -> str:
@@ -279,12 +300,27 @@ def _server_version(info: Any) -> str:
     return "?"
 
 
-Reply = NodeReply | NodeError | None
+@overload
+def fan_out(
+    nodes: Sequence[SyncNode],
+    effect: FanOut,
+    order: Sequence[int] | None = ...,
+    now: Callable[[], float] = ...,
+) -> tuple[Single, ...]: ...
+
+
+@overload
+def fan_out(
+    nodes: Sequence[SyncNode],
+    effect: Batch,
+    order: Sequence[int] | None = ...,
+    now: Callable[[], float] = ...,
+) -> tuple[Reply, ...]: ...
 
 
 def fan_out(
     nodes: Sequence[SyncNode],
-    effect: FanOut,
+    effect: FanOut | Batch,
     order: Sequence[int] | None = None,
     now: Callable[[], float] = time.monotonic,
 ) -> tuple[Reply, ...]:
@@ -305,7 +341,7 @@ def fan_out(
         except (RedisError, OSError) as exc:
             replies[i] = node_error(node, exc)
             continue
-        if isinstance(started, NodeReply):
+        if isinstance(started, (NodeReply, tuple)):
             replies[i] = started
         else:
             inflight[i] = started
@@ -331,7 +367,7 @@ def fan_out(
                 replies[i] = node_error(nodes[i], exc)
                 del inflight[i]
                 continue
-            if isinstance(result, NodeReply):
+            if isinstance(result, (NodeReply, tuple)):
                 replies[i] = result
                 del inflight[i]
             else:

@@ -124,7 +124,7 @@ class RedisServer:
         if isinstance(extra_args, str):
             raise TypeError("RedisServer: extra_args must be a sequence of strings, not a str")
         self._unix_socket = unix_socket
-        self._auto_port = port is None and not unix_socket
+        self._auto_port = not port and not unix_socket
         self._port: int | None = None if unix_socket else (port or free_port())
         self._extra_args = tuple(extra_args)
         self._binary = binary
@@ -361,6 +361,8 @@ class RedisServer:
                 "redis-server not found on PATH: install it (apt-get install redis-server) "
                 "or pass binary="
             )
+        if self._proc is not None:
+            self._reap(None)  # a previous process that exited on its own: collect it
         tmpdir = self._ensure_tmpdir()
         conf = self._write_config(tmpdir)
         self._paused = False
