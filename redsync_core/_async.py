@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
 from ._autoextend import async_scheduler
-from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase
+from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase, logger
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
 from ._locked import F, locked, mutex_options
 from ._naming import LockName
@@ -133,7 +133,7 @@ class AsyncRedsync(RedsyncBase):
     async def _fan_out(self, effect: FanOut, order: Sequence[int] | None = None) -> Tally:
         started = self._clock()
         replies = await transport.fan_out(self._nodes, effect, order)
-        return Tally(replies, started, self._clock())
+        return self._tallied(replies, started)
 
     async def close(self) -> None:
         """Close the connections of the clients built from URLs."""
@@ -199,7 +199,12 @@ class AsyncMutex(MutexBase):
             timeout_ms=timeout_ms,
             randrange=self._rng.randrange,
         )
-        self._acquired(value, await self._drive(flow))
+        try:
+            until_ms = await self._drive(flow)
+        except LockNotAcquired as exc:
+            logger.debug("Could not lock %r: %s", self._name, type(exc).__name__)
+            raise
+        self._acquired(value, until_ms)
         if self._options.auto_extend:
             async_scheduler().add(self)
 

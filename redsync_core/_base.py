@@ -26,6 +26,9 @@ __all__ = ["LockInfo", "MutexBase", "NodeHealth", "NodeLock", "PingReport", "Red
 
 logger = logging.getLogger("redsync")
 
+#: Each node's failures are logged at WARNING at most this often (the rest at no level).
+NODE_WARNING_INTERVAL_MS = 10_000
+
 
 def default_value() -> str:
     """Return a fresh lock value: 16 bytes from ``secrets``, base64 (24 characters)."""
@@ -144,6 +147,7 @@ class RedsyncBase:
         self._specs = tuple(nodes) if isinstance(nodes, Sequence) else nodes
         self._client_options = client_options
         self._clock: Clock = monotonic_ms
+        self._warned_ms: dict[int, int] = {}
         self._defaults = dict(defaults)
         MutexOptions.build(self._defaults)  # fail at construction, not at the first lock
 
@@ -171,6 +175,17 @@ class RedsyncBase:
     def quorum(self) -> int:
         """How many nodes must agree: ``len(nodes) // 2 + 1``."""
         return quorum(self._node_count)
+
+    def _tallied(self, replies: tuple[NodeReply | NodeError | None, ...], started_ms: int) -> Tally:
+        """Wrap a fan-out's replies with its timing; log node errors (rate-limited)."""
+        now = self._clock()
+        for reply in replies:
+            if isinstance(reply, NodeError):
+                last = self._warned_ms.get(reply.node)
+                if last is None or now - last >= NODE_WARNING_INTERVAL_MS:
+                    self._warned_ms[reply.node] = now
+                    logger.warning("Redis node failed: %s", reply)
+        return Tally(replies, started_ms, now)
 
     def _options(self, options: Mapping[str, Any]) -> MutexOptions:
         return MutexOptions.build(self._defaults, options)
@@ -344,6 +359,3 @@ class MutexBase:
         self._until_ms = None
         logger.error("Lost lock %r: %s", self._name, reason)
         return True
-
-    def _tally(self, replies: tuple[NodeReply | NodeError | None, ...], started_ms: int) -> Tally:
-        return Tally(replies, started_ms, self._clock())

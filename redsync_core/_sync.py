@@ -16,7 +16,7 @@ from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
 from ._async import AsyncRedsync
 from ._autoextend import sync_scheduler
-from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase
+from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase, logger
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
 from ._locked import F, locked, mutex_options
 from ._naming import LockName
@@ -129,7 +129,7 @@ class Redsync(RedsyncBase):
     def _fan_out(self, effect: FanOut, order: Sequence[int] | None = None) -> Tally:
         started = self._clock()
         replies = transport.fan_out(self._nodes, effect, order)
-        return Tally(replies, started, self._clock())
+        return self._tallied(replies, started)
 
     def close(self) -> None:
         """Close the connections of the clients built from URLs."""
@@ -193,7 +193,12 @@ class Mutex(MutexBase):
             timeout_ms=timeout_ms,
             randrange=self._rng.randrange,
         )
-        self._acquired(value, self._drive(flow))
+        try:
+            until_ms = self._drive(flow)
+        except LockNotAcquired as exc:
+            logger.debug("Could not lock %r: %s", self._name, type(exc).__name__)
+            raise
+        self._acquired(value, until_ms)
         if self._options.auto_extend:
             sync_scheduler().add(self)
 

@@ -193,7 +193,7 @@ def check(opts: MutexOptions, target: Target) -> Generator[Effect, Tally | None,
 
 def retry_after_ms(tally: Tally, nodes: int) -> int | None:
     """Return when enough of the holder's keys expire for a quorum to be free (ms), if known."""
-    free = sum(
+    free = sum(  # nodes that failed are not free: they may still hold the key
         1 for r in tally.replies if isinstance(r, NodeReply) and r.status is not Status.TAKEN
     )
     missing = quorum(nodes) - free

@@ -1,0 +1,160 @@
+"""Auto-extension against real nodes: locks stay held while work runs, and say so when lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from redsync_core import AsyncRedsync, LockLost, Redsync
+from redsync_core.testing import RedisServer
+
+
+def urls(servers: list[RedisServer]) -> list[str]:
+    return [s.url for s in servers]
+
+
+def pttls(servers: list[RedisServer], key: str) -> list[int]:
+    result = []
+    for server in servers:
+        client = server.client()
+        try:
+            result.append(int(client.pttl(key)))
+        finally:
+            client.close()
+    return result
+
+
+def wait_until(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
+def test_a_short_lock_stays_held_for_four_times_its_expiry(redis_nodes: list[RedisServer]) -> None:
+    with Redsync(urls(redis_nodes)) as rs:
+        mutex = rs.new_mutex("report", expiry=1.0, auto_extend=True)
+        rival = rs.new_mutex("report", tries=1)
+        mutex.lock()
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            assert all(ttl > 0 for ttl in pttls(redis_nodes, "report"))
+            assert not rival.try_lock()
+            assert mutex.held
+            time.sleep(0.2)
+        assert mutex.unlock()
+        assert pttls(redis_nodes, "report") == [-2, -2, -2]  # gone right after unlock
+        assert rival.try_lock()
+        rival.unlock()
+
+
+def test_losing_a_majority_marks_the_lock_lost_once(
+    redis_nodes: list[RedisServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    lost: list[Any] = []
+    with Redsync(urls(redis_nodes)) as rs:
+        mutex = rs.new_mutex("payroll", expiry=1.0, auto_extend=True, on_lost=lost.append)
+        caplog.set_level(logging.DEBUG, logger="redsync")
+        with pytest.raises(LockLost, match="payroll"):  # noqa: PT012 - the body is the scenario
+            with mutex:
+                redis_nodes[0].kill()
+                redis_nodes[1].kill()
+                killed = time.monotonic()
+                assert wait_until(lambda: mutex.lost, timeout=3.0)
+                assert time.monotonic() - killed < 2.0  # about one expiry
+                time.sleep(0.5)  # the scheduler must not report it twice
+        assert lost == [mutex]
+        assert mutex.unlock() is False
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "payroll" in errors[0].getMessage()
+    assert mutex.value is not None
+    assert all(mutex.value not in r.getMessage() for r in caplog.records)
+
+
+def test_a_thousand_locks_share_one_thread_and_all_survive(
+    redis_nodes: list[RedisServer],
+) -> None:
+    threads_before = threading.active_count()
+    with Redsync(urls(redis_nodes)) as rs:
+        mutexes = [rs.new_mutex(f"bulk:{i}", expiry=1.5, auto_extend=True) for i in range(1000)]
+        for mutex in mutexes:
+            mutex.lock()
+        assert threading.active_count() <= threads_before + 1
+        time.sleep(4.5)  # three expiries
+        assert not any(m.lost for m in mutexes)
+        assert all(m.held for m in mutexes)
+        client = redis_nodes[0].client()
+        try:
+            assert client.dbsize() == 1000
+            assert min(int(client.pttl(f"bulk:{i}")) for i in range(0, 1000, 97)) > 0
+        finally:
+            client.close()
+        assert all(m.unlock() for m in mutexes)
+        assert threading.active_count() <= threads_before + 1
+
+
+async def test_async_locks_are_extended_on_the_running_loop(
+    redis_nodes: list[RedisServer],
+) -> None:
+    threads_before = threading.active_count()
+    async with AsyncRedsync(urls(redis_nodes)) as rs:
+        mutexes = [rs.new_mutex(f"abulk:{i}", expiry=1.0, auto_extend=True) for i in range(200)]
+        for mutex in mutexes:
+            await mutex.lock()
+        rival = rs.new_mutex("abulk:0")
+        for _ in range(6):
+            await asyncio.sleep(0.5)
+            assert not await rival.try_lock()
+        assert threading.active_count() == threads_before  # no thread at all
+        assert not any(m.lost for m in mutexes)
+        assert all([await m.unlock() for m in mutexes])
+
+
+async def test_async_loss_is_reported_and_raised(redis_nodes: list[RedisServer]) -> None:
+    lost: list[Any] = []
+    async with AsyncRedsync(urls(redis_nodes)) as rs:
+        mutex = rs.new_mutex("aloss", expiry=1.0, auto_extend=True, on_lost=lost.append)
+        with pytest.raises(LockLost):  # noqa: PT012 - the body is the scenario
+            async with mutex:
+                redis_nodes[0].kill()
+                redis_nodes[2].kill()
+                for _ in range(150):
+                    if mutex.lost:
+                        break
+                    await asyncio.sleep(0.02)
+                assert mutex.lost
+        assert lost == [mutex]
+
+
+def test_a_forked_child_never_touches_the_parents_lock(redis_nodes: list[RedisServer]) -> None:
+    with Redsync(urls(redis_nodes)) as rs:
+        parent_lock = rs.new_mutex("shared", expiry=1.0, auto_extend=True)
+        parent_lock.lock()
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status, never raise
+            status = 0
+            try:
+                if parent_lock.held or parent_lock.unlock() or parent_lock.extend():
+                    status = 10  # the child must not see or touch the parent's lock
+                own = rs.new_mutex("child-only", expiry=1.0, auto_extend=True)
+                own.lock()
+                time.sleep(1.2)  # the child's own scheduler keeps its own lock alive
+                if not own.valid() or not own.unlock():
+                    status = 11
+            except BaseException:  # noqa: BLE001 - any failure becomes a status
+                status = 12
+            os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        time.sleep(1.2)  # longer than the expiry: only the parent extends it
+        assert parent_lock.valid()
+        assert parent_lock.unlock()
