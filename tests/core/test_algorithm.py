@@ -65,9 +65,16 @@ def test_default_retry_delay_is_random_50_to_250_ms() -> None:
 class Driver:
     """Drives a flow with scripted replies and a fake clock; records the effects."""
 
-    def __init__(self, clock: FakeClock, fanout_ms: int = 5, scripted: Op = Op.ACQUIRE) -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        fanout_ms: int = 5,
+        scripted: Op = Op.ACQUIRE,
+        others: tuple[Any, ...] | None = None,
+    ) -> None:
         self.clock = clock
         self.scripted = scripted
+        self.others = others  # the replies to every other fan-out (default: all OK)
         self.fanout_ms = fanout_ms
         self.effects: list[Any] = []
 
@@ -86,7 +93,8 @@ class Driver:
             else:
                 started = self.clock()
                 self.clock.advance(self.fanout_ms / 1000)
-                canned = next(answers) if effect.op is self.scripted else (OK,) * len(replies[0])
+                other = self.others or (OK,) * len(replies[0])
+                canned = next(answers) if effect.op is self.scripted else other
                 reply = Tally(canned, started, self.clock())
 
 
@@ -127,25 +135,11 @@ def test_validity_used_up_fails_and_releases_everywhere() -> None:
 
 def test_a_quorum_held_by_another_value_is_lock_taken_with_retry_after() -> None:
     clock = FakeClock()
-    driver = Driver(clock)
     taken_2s = NodeReply(Status.TAKEN, 2000)
-
-    def replies() -> list[tuple[Any, ...]]:
-        return [(TAKEN_5S, taken_2s, OK)] * 3
-
+    # The release after each attempt reports who holds the nodes and for how long.
+    driver = Driver(clock, others=(TAKEN_5S, taken_2s, MISSING))
     with pytest.raises(LockTaken) as caught:
-        # The release after each attempt reports who holds the nodes: feed it the same view.
-        flow = acquire(clock, 3, tries=3)
-        answers = iter(replies())
-        reply: Tally | None = None
-        while True:
-            effect = flow.send(reply)
-            if isinstance(effect, Sleep):
-                clock.advance(effect.ms / 1000)
-                reply = None
-            else:
-                canned = next(answers) if effect.op is Op.ACQUIRE else (TAKEN_5S, taken_2s, MISSING)
-                reply = Tally(canned, clock(), clock())
+        driver.run(acquire(clock, 3, tries=3), [(TAKEN_5S, taken_2s, OK)] * 3)
     error = caught.value
     assert error.attempts == 3
     assert error.nodes == (0, 1)

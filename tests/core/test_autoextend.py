@@ -63,14 +63,13 @@ def test_losing_a_majority_marks_the_lock_lost_once(
     with Redsync(urls(redis_nodes)) as rs:
         mutex = rs.new_mutex("payroll", expiry=1.0, auto_extend=True, on_lost=lost.append)
         caplog.set_level(logging.DEBUG, logger="redsync")
-        with pytest.raises(LockLost, match="payroll"):  # noqa: PT012 - the body is the scenario
-            with mutex:
-                redis_nodes[0].kill()
-                redis_nodes[1].kill()
-                killed = time.monotonic()
-                assert wait_until(lambda: mutex.lost, timeout=3.0)
-                assert time.monotonic() - killed < 2.0  # about one expiry
-                time.sleep(0.5)  # the scheduler must not report it twice
+        with pytest.raises(LockLost, match="payroll"), mutex:  # noqa: PT012 - the scenario
+            redis_nodes[0].kill()
+            redis_nodes[1].kill()
+            killed = time.monotonic()
+            assert wait_until(lambda: mutex.lost, timeout=3.0)
+            assert time.monotonic() - killed < 2.0  # about one expiry
+            time.sleep(0.5)  # the scheduler must not report it twice
         assert lost == [mutex]
         assert mutex.unlock() is False
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -150,7 +149,7 @@ def test_a_forked_child_never_touches_the_parents_lock(redis_nodes: list[RedisSe
                 time.sleep(1.2)  # the child's own scheduler keeps its own lock alive
                 if not own.valid() or not own.unlock():
                     status = 11
-            except BaseException:  # noqa: BLE001 - any failure becomes a status
+            except BaseException:  # any failure becomes a status
                 status = 12
             os._exit(status)
         _, status = os.waitpid(pid, 0)
