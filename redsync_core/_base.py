@@ -30,6 +30,9 @@ logger = logging.getLogger("redsync")
 NODE_WARNING_INTERVAL_MS = 10_000
 
 
+_shared_rng = random.Random()  # retry jitter only; seeding one per mutex costs more than a lock
+
+
 def default_value() -> str:
     """Return a fresh lock value: 16 bytes from ``secrets``, base64 (24 characters)."""
     return base64.b64encode(secrets.token_bytes(16)).decode()
@@ -230,7 +233,7 @@ class MutexBase:
         self._options = options
         self._node_count = node_count
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._rng = rng or _shared_rng
         self._value: str | None = options.value
         self._until_ms: int | None = None
         self._lost = False

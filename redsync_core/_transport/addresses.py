@@ -85,7 +85,7 @@ _NO_SETINFO = _no_setinfo()
 def url_client_kwargs(options: Mapping[str, Any] | None, *, asyncio: bool) -> dict[str, Any]:
     """Return the keyword arguments for clients the library builds from URLs.
 
-    Our defaults bound connect and reads (the fan-out deadline bounds waiting anyway), skip the
+    Our defaults bound connect and sync reads (the fan-out deadline bounds waiting anyway), skip the
     CLIENT SETINFO handshake and redis-py's own retries (Redlock retries whole attempts).
     ``options`` (the user's client options) win over them.
     """
@@ -102,7 +102,9 @@ def url_client_kwargs(options: Mapping[str, Any] | None, *, asyncio: bool) -> di
 
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": 2.0,
-        "socket_timeout": 5.0,
+        # The asyncio fan-out cancels at its deadline; a socket timeout there would only add
+        # a timer task per command.
+        "socket_timeout": None if asyncio else 5.0,
         "retry": no_retry,
         **_NO_SETINFO,
     }

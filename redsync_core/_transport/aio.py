@@ -7,16 +7,17 @@ late reply is never read as the answer to a later command).
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol, overload
 
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
-from .commands import Reply, Single, UnexpectedReply, command, decided, decode
+from .commands import Reply, Single, UnexpectedReply, command, decided, decode, pack
 from .memory import MemoryStore
+from .scripts import Script
 from .sync import node_error
 
 __all__ = ["AsyncMemoryNode", "AsyncNode", "AsyncRedisNode", "fan_out"]
@@ -38,6 +39,53 @@ class AsyncNode(Protocol):
         """Release what the node owns (connections of clients built from URLs)."""
 
 
+class _Connections:
+    """Idle connections of one pool, kept per event loop between calls.
+
+    Checking a connection out of a redis-py pool (and ``execute_command``'s retry and
+    bookkeeping) costs more than a loopback round trip; a command in flight owns its connection
+    until the reply is read, and a cancelled one is dropped, never reused.
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _free(self) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        free = self._idle.get(loop)
+        if free is None:
+            free = self._idle[loop] = []
+        return free
+
+    def take(self) -> Any:
+        free = self._free()
+        return free.pop() if free else self._pool.connection_class(**self._pool.connection_kwargs)
+
+    def give(self, conn: Any) -> None:
+        self._free().append(conn)
+
+    async def close(self) -> None:
+        free = self._idle.pop(asyncio.get_running_loop(), [])
+        for conn in free:
+            await conn.disconnect()
+
+
+async def _exchange(conn: Any, script: Script | None, args: tuple[Any, ...]) -> Any:
+    """Send one command on ``conn`` and read its reply (EVALSHA, then EVAL on NOSCRIPT)."""
+    if script is None:
+        await conn.send_packed_command([pack(*args)], check_health=False)
+        return await conn.read_response()
+    await conn.send_packed_command([pack("EVALSHA", script.sha, *args)], check_health=False)
+    try:
+        return await conn.read_response()
+    except NoScriptError:
+        await conn.send_packed_command([pack("EVAL", script.source, *args)], check_health=False)
+        return await conn.read_response()
+
+
 class AsyncRedisNode:
     """A node behind a ``redis.asyncio`` client (standalone, Sentinel or cluster)."""
 
@@ -46,24 +94,38 @@ class AsyncRedisNode:
         self.address = address
         self.client = client
         self._owned = owned
+        pool = getattr(client, "connection_pool", None)  # a cluster client has none
+        self._connections = None if pool is None else _Connections(pool)
 
     async def run(self, effect: FanOut | Batch) -> NodeReply | tuple[NodeReply, ...]:
-        if isinstance(effect, Batch) and isinstance(self.client, RedisCluster):
-            # Keys of a batch live in different slots: one command each.
+        if isinstance(effect, Batch) and self._connections is None:
+            # Keys of a batch live in different slots of a cluster: one command each.
             replies = [await self.run(item) for item in effect.effects]
             return tuple(r for r in replies if isinstance(r, NodeReply))
         script, args = command(effect)
         try:
-            if script is None:
-                raw = await self.client.execute_command(*args)
+            if self._connections is None:
+                raw = await self._through_client(script, args)
             else:
+                conn = self._connections.take()
                 try:
-                    raw = await self.client.execute_command("EVALSHA", script.sha, *args)
-                except NoScriptError:
-                    raw = await self.client.execute_command("EVAL", script.source, *args)
+                    raw = await _exchange(conn, script, args)
+                except BaseException:
+                    # Also on cancellation: a reply may still be on its way.
+                    await asyncio.shield(conn.disconnect(nowait=True))
+                    raise
+                self._connections.give(conn)
             return decode(effect, raw)
         except (RedisError, OSError, UnexpectedReply) as exc:
             raise node_error(self, exc) from exc
+
+    async def _through_client(self, script: Script | None, args: tuple[Any, ...]) -> Any:
+        if script is None:
+            return await self.client.execute_command(*args)
+        try:
+            return await self.client.execute_command("EVALSHA", script.sha, *args)
+        except NoScriptError:
+            return await self.client.execute_command("EVAL", script.source, *args)
 
     async def ping(self) -> str:
         try:
@@ -76,6 +138,8 @@ class AsyncRedisNode:
         return str(info.get("redis_version", "?")) if isinstance(info, dict) else "?"
 
     async def close(self) -> None:
+        if self._connections is not None:
+            await self._connections.close()
         if self._owned:
             await self.client.aclose()
 

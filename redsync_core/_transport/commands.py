@@ -11,7 +11,16 @@ from .._algorithm.effects import MISSING, OK, TAKEN, Batch, FanOut, NodeReply, O
 from .._exceptions import NodeError
 from .scripts import EXTEND, EXTEND_MANY, INSPECT, RELEASE, Script, decode_foreign_ttl
 
-__all__ = ["Reply", "Single", "UnexpectedReply", "command", "decided", "decode", "split_batch"]
+__all__ = [
+    "Reply",
+    "Single",
+    "UnexpectedReply",
+    "command",
+    "decided",
+    "decode",
+    "pack",
+    "split_batch",
+]
 
 Arg = str | int
 Single = NodeReply | NodeError | None
@@ -47,6 +56,27 @@ def command(effect: FanOut | Batch) -> tuple[Script | None, tuple[Arg, ...]]:
     if op is Op.DELETE:
         return None, ("DEL", effect.key)
     return None, ("GET", effect.key)
+
+
+def _pack_python(*args: Arg) -> bytes:
+    """Encode one command in RESP (our arguments are only str and int)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else b"%d" % arg
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _pack_hiredis(*args: Arg) -> bytes:
+    return hiredis.pack_command(args)  # type: ignore[arg-type]  # ints are packed as decimals
+
+
+try:
+    import hiredis
+except ImportError:  # the optional C extension: three times faster when installed
+    pack = _pack_python
+else:
+    pack = _pack_hiredis
 
 
 def _text(reply: object) -> str | None:

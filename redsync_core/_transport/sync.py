@@ -8,7 +8,10 @@ dropped so that a late reply can never be read as the answer to a later command.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import select
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, overload
@@ -18,7 +21,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
-from .commands import Reply, Single, UnexpectedReply, command, decided, decode
+from .commands import Reply, Single, UnexpectedReply, command, decided, decode, pack
 from .memory import MemoryStore
 from .scripts import Script
 
@@ -66,22 +69,56 @@ def node_error(node: SyncNode | Any, exc: BaseException | str) -> NodeError:
     return NodeError(node.index, node.address, reason)
 
 
-class _Call:
-    """One command in flight on one checked-out connection."""
+class _Lease:
+    """A connection of one pool kept by one thread of one process between calls.
 
-    __slots__ = ("args", "conn", "effect", "node", "pool", "script", "sent_source")
+    Checking a connection out of a redis-py pool costs more than a loopback round trip, so each
+    thread keeps its own (built from the pool's connection class and arguments, connected on
+    first use within the fan-out's budget). It is closed when the thread ends.
+    """
+
+    __slots__ = ("conn", "pid")
+
+    def __init__(self, pool: Any) -> None:
+        self.pid = os.getpid()
+        self.conn = pool.connection_class(**pool.connection_kwargs)
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():  # never close a socket a forked child inherited
+            with contextlib.suppress(Exception):
+                self.conn.disconnect()
+
+
+class _Leases(threading.local):
+    """The calling thread's lease on each pool (a pool is keyed by identity)."""
+
+    def __init__(self) -> None:
+        self.by_pool: dict[int, tuple[Any, _Lease]] = {}
+
+    def connection(self, pool: Any) -> Any:
+        entry = self.by_pool.get(id(pool))
+        if entry is None or entry[0] is not pool or entry[1].pid != os.getpid():
+            entry = self.by_pool[id(pool)] = (pool, _Lease(pool))
+        return entry[1].conn
+
+
+_leases = _Leases()
+
+
+class _Call:
+    """One command in flight on the calling thread's connection to one node."""
+
+    __slots__ = ("args", "conn", "effect", "node", "script", "sent_source")
 
     def __init__(
         self,
         node: SyncNode,
-        pool: Any,
         conn: Any,
         effect: FanOut | Batch,
         script: Script | None,
         args: tuple[Any, ...],
     ) -> None:
         self.node = node
-        self.pool = pool
         self.conn = conn
         self.effect = effect
         self.script = script
@@ -105,22 +142,13 @@ class _Call:
             if self.script is None or self.sent_source:
                 raise
             self.sent_source = True
-            self.conn.send_command("EVAL", self.script.source, *self.args)
+            self.conn.send_packed_command([pack("EVAL", self.script.source, *self.args)])
             return self
-        self.pool.release(self.conn)
         return decode(self.effect, raw)
 
     def abandon(self) -> None:
         """Drop the connection: a reply may still arrive and must never be read later."""
         self.conn.disconnect()
-        self.pool.release(self.conn)
-
-
-def _get_connection(pool: Any) -> Any:
-    try:
-        return pool.get_connection()
-    except TypeError:  # redis-py 5.0 wants a command name
-        return pool.get_connection("_")
 
 
 def _connect_within(conn: Any, budget_s: float | None) -> None:
@@ -143,19 +171,18 @@ def _connect_within(conn: Any, budget_s: float | None) -> None:
 
 def _send(node: SyncNode, pool: Any, effect: FanOut | Batch, budget_s: float | None) -> _Call:
     script, args = command(effect)
-    conn = _get_connection(pool)
+    conn = _leases.connection(pool)
     try:
         if conn._sock is None:
             _connect_within(conn, budget_s)
         if script is None:
-            conn.send_command(*args)
+            conn.send_packed_command([pack(*args)], check_health=False)
         else:
-            conn.send_command("EVALSHA", script.sha, *args)
+            conn.send_packed_command([pack("EVALSHA", script.sha, *args)], check_health=False)
     except BaseException:
         conn.disconnect()
-        pool.release(conn)
         raise
-    return _Call(node, pool, conn, effect, script, args)
+    return _Call(node, conn, effect, script, args)
 
 
 class RedisNode:
@@ -171,11 +198,7 @@ class RedisNode:
         return _send(self, self.client.connection_pool, effect, budget_s)
 
     def ping(self, timeout_s: float) -> str:
-        pool = self.client.connection_pool
-        try:
-            conn = _get_connection(pool)
-        except (RedisError, OSError) as exc:
-            raise node_error(self, exc) from exc
+        conn = _leases.connection(self.client.connection_pool)
         try:
             if conn._sock is None:
                 _connect_within(conn, timeout_s)
@@ -187,8 +210,6 @@ class RedisNode:
         except (RedisError, OSError) as exc:
             conn.disconnect()
             raise node_error(self, exc) from exc
-        finally:
-            pool.release(conn)
         return _server_version(info)
 
     def close(self) -> None:
@@ -259,7 +280,6 @@ class _ClusterCall:
         except ResponseError as exc:
             if not str(exc).startswith(("MOVED", "ASK")):
                 raise
-            self.call.pool.release(self.call.conn)
             self.node.client.nodes_manager.initialize()
             effect = self.call.effect
             assert isinstance(effect, FanOut)  # batches never take this path

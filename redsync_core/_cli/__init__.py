@@ -1,0 +1,1 @@
+"""The parts of the ``redsync`` command that do not fit in ``redsync_core/cli.py``."""
