@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._algorithm import flows
 from ._algorithm.effects import Batch, Effect, FanOut, Tally
-from ._algorithm.renewal import next_extension_ms, retry_or_lost_ms
+from ._algorithm.renewal import early_ms, next_extension_ms, retry_or_lost_ms
 from ._clock import monotonic_ms
 from ._transport import aio as async_transport
 from ._transport import sync as sync_transport
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["async_scheduler", "sync_scheduler"]
 
 logger = logging.getLogger("redsync")
+
+#: No job is ever pulled forward by more than this (see ``early_ms``).
+MAX_EARLY_MS = 100
 
 ExtendFlow = Generator[Effect, "Tally | None", flows.Extended]
 
@@ -88,11 +91,18 @@ class _Plan:
         return self._heap[0].due_ms if self._heap else None
 
     def pop_due(self, now_ms: int) -> list[_Job]:
-        jobs = []
-        while self._heap and self._heap[0].due_ms <= now_ms:
+        """Pop the jobs due now, and those due soon enough to join the same batch."""
+        jobs, later = [], []
+        while self._heap and self._heap[0].due_ms <= now_ms + MAX_EARLY_MS:
             job = heapq.heappop(self._heap)
-            if job.live:
+            if not job.live:
+                continue
+            if job.due_ms <= now_ms + early_ms(job.mutex.options.expiry_ms):
                 jobs.append(job)
+            else:
+                later.append(job)
+        for job in later:
+            heapq.heappush(self._heap, job)
         return jobs
 
     def start(self, jobs: list[_Job], now_ms: int) -> tuple[list[_Step], list[Callable[[], Any]]]:

@@ -8,19 +8,17 @@ stays in the core. ``redsync demo`` lives in ``redsync_core._cli.demo``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
 import logging
 import os
 import signal
-import subprocess
 import sys
-import threading
-from collections.abc import Callable, Sequence
-from types import FrameType
+from collections.abc import Sequence
 from typing import NoReturn
 
+from redsync_core import ConfigurationError, Redsync
+
 from . import __version__
+from ._cli import admin, demo
 from ._cli.common import (
     EXIT_BUSY,
     EXIT_CANNOT_EXECUTE,
@@ -34,23 +32,13 @@ from ._cli.common import (
     UsageError,
     say,
 )
-from ._exceptions import (
-    ConfigurationError,
-    LockLost,
-    LockNotAcquired,
-    LockTaken,
-    LockTimeout,
-    QuorumUnreachable,
-)
-from ._sync import Mutex, Redsync
+from ._cli.run import KILL_GRACE, run_command
 
 __all__ = ["main"]
 
 URLS_ENV = "REDSYNC_URLS"
 KEY_PREFIX_ENV = "REDSYNC_KEY_PREFIX"
 RUN_EXPIRY = 30.0  # seconds; the adapters' default: short enough to free a dead host's lock soon
-KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for --kill-on-lost
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 EXIT_CODES = f"""\
 exit status:
@@ -61,20 +49,13 @@ exit status:
   {EXIT_BUSY:<3}  `run`: the lock is held elsewhere (EX_TEMPFAIL; see --busy-exit-code)
   {EXIT_CANNOT_EXECUTE:<3}  `run`: the command could not be executed
   {EXIT_NOT_FOUND:<3}  `run`: the command was not found
-  128+N  `run`: the command was killed by signal N (143 for SIGTERM)"""
+  128+N  `run`: the command was killed by signal N (143 for SIGTERM); `run` or `demo`
+         interrupted by signal N before the command started / while it ran"""
 
 NODES_HELP = (
     f"nodes come from repeated --url options or ${URLS_ENV} (comma separated), e.g. "
     f"{URLS_ENV}=redis://10.0.0.1:6379/0,redis://10.0.0.2:6379/0,redis://10.0.0.3:6379/0"
 )
-
-
-class _Interrupted(Exception):
-    """A forwarded signal arrived before the command started."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 class _Parser(argparse.ArgumentParser):
@@ -147,14 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="action", metavar="COMMAND", required=True)
 
     def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(
+        return sub.add_parser(
             name,
             help=summary,
             description=description,
             epilog=EXIT_CODES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        return cmd
 
     run = command(
         "run",
@@ -229,8 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_node_options(ping)
 
-    from ._cli import demo
-
     demo.add_arguments(
         command(
             "demo",
@@ -244,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_node_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
-    # Accepted before and after the command; the two spellings are merged by _node_settings.
+    # Accepted before and after the command; the two spellings are merged by _redsync.
     suffix = "_top" if top else ""
     parser.add_argument(
         "--url",
@@ -278,21 +256,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format=f"{PROG}: %(levelname)s: %(message)s", level=logging.WARNING)
     try:
         if args.action == "run":
-            return _run(args, command_line)
+            if not command_line:
+                raise UsageError(
+                    f"no command to run: put it after --, e.g. {PROG} run {args.name} -- job.sh"
+                )
+            with _redsync(args) as rs:
+                return run_command(
+                    rs,
+                    args.name,
+                    command_line,
+                    expiry=args.expiry,
+                    wait=args.wait,
+                    busy_exit_code=args.busy_exit_code,
+                    kill_on_lost=args.kill_on_lost,
+                )
         if command_line:
             raise UsageError(f"unexpected arguments after --: {' '.join(command_line)}")
         if args.action == "demo":
-            from ._cli import demo
-
             return demo.main(args)
-        # The per-node lines below report node errors; the core's warnings would repeat them.
+        # The per-node lines report node errors; the core's warnings would only repeat them.
         logging.getLogger("redsync").setLevel(logging.ERROR)
         with _redsync(args) as rs:
             if args.action == "status":
-                return _status(rs, args.name)
+                return admin.status(rs, args.name)
             if args.action == "release":
-                return _release(rs, args.name, force=args.force)
-            return _ping(rs, args.timeout)
+                return admin.release(rs, args.name, force=args.force)
+            return admin.ping(rs, args.timeout)
     except (UsageError, ConfigurationError) as exc:
         say(f"error: {exc}")
         return EXIT_USAGE
@@ -316,229 +305,6 @@ def _redsync(args: argparse.Namespace) -> Redsync:
     if prefix is None:
         prefix = os.environ.get(KEY_PREFIX_ENV, "")
     return Redsync(urls, key_prefix=prefix)
-
-
-def _fingerprint(value: str) -> str:
-    """Name a holder without showing its lock value (which would let anyone unlock it)."""
-    return hashlib.sha256(value.encode()).hexdigest()[:8]
-
-
-def _in_seconds(seconds: float | None) -> str:
-    return "no expiry" if seconds is None else f"{seconds:.3g} s"
-
-
-# --- run ----------------------------------------------------------------------------------
-
-
-class _Child:
-    """The wrapped command: started once, signalled as a process group."""
-
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starting = False
-        self.pending: int | None = None  # a signal that arrived while the child was starting
-
-    def start(self, command: list[str]) -> subprocess.Popen[bytes]:
-        """Start ``command`` in its own process group (so a terminal's Ctrl-C reaches it once,
-        through us). Raises OSError when it cannot be executed."""
-        self.starting = True
-        try:
-            if sys.version_info >= (3, 11):
-                self.proc = subprocess.Popen(command, process_group=0)
-            else:  # pragma: no cover - 3.10 has no process_group
-                self.proc = subprocess.Popen(command, start_new_session=True)
-        finally:
-            self.starting = False
-        if self.pending is not None:
-            self.signal(self.pending)
-        return self.proc
-
-    def signal(self, signum: int) -> None:
-        """Send ``signum`` to the command's process group, if it is still there."""
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signum)
-
-    def forward(self, signum: int, frame: FrameType | None) -> None:
-        """Signal handler: forward to the command; before it starts, stop taking the lock."""
-        if self.proc is not None:
-            self.signal(signum)
-        elif self.starting:
-            self.pending = signum
-        else:
-            raise _Interrupted(signum)
-
-    def terminate(self) -> None:
-        """SIGTERM the command's group, then SIGKILL it after a grace period (another thread)."""
-        self.signal(signal.SIGTERM)
-        timer = threading.Timer(KILL_GRACE, self._kill_if_running)
-        timer.daemon = True
-        timer.start()
-
-    def _kill_if_running(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.signal(signal.SIGKILL)
-
-
-def _run(args: argparse.Namespace, command: list[str]) -> int:
-    if not command:
-        raise UsageError(
-            f"no command to run: put it after --, e.g. {PROG} run {args.name} -- backup.sh"
-        )
-    name: str = args.name
-    child = _Child()
-
-    def on_lost(mutex: Mutex) -> None:  # called from the core's auto-extension thread
-        consequence = (
-            "terminating the command (--kill-on-lost)"
-            if args.kill_on_lost
-            else "the command keeps running unprotected (use --kill-on-lost to stop it)"
-        )
-        say(
-            f"ERROR: lost lock {name!r} while the command ran: another holder may now run "
-            f"it too; {consequence}"
-        )
-        if args.kill_on_lost:
-            child.terminate()
-
-    status: list[int] = []
-
-    def run_child() -> None:
-        try:
-            proc = child.start(command)
-        except FileNotFoundError:
-            say(f"error: command not found: {command[0]}")
-            status.append(EXIT_NOT_FOUND)
-            return
-        except OSError as exc:
-            say(f"error: cannot execute {command[0]}: {exc.strerror or exc}")
-            status.append(EXIT_CANNOT_EXECUTE)
-            return
-        code = proc.wait()
-        status.append(EXIT_SIGNAL_BASE - code if code < 0 else code)
-
-    previous = {signum: signal.getsignal(signum) for signum in FORWARDED_SIGNALS}
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, child.forward)
-    try:
-        with _redsync(args) as rs:
-            locked: Callable[[Callable[[], None]], Callable[[], None]] = rs.locked(
-                lambda: name,  # a callable, so that braces in NAME are not a template
-                wait=args.wait,
-                expiry=args.expiry,
-                auto_extend=True,
-                on_lost=on_lost,
-            )
-            locked(run_child)()
-    except LockLost:
-        pass  # reported by on_lost as it happened; the command's status still counts
-    except (LockTaken, LockTimeout) as exc:
-        say(f"lock {name!r} is busy: held by another run; {_free_when(exc, args.wait)}")
-        return int(args.busy_exit_code)
-    except QuorumUnreachable as exc:
-        say(f"error: {exc}")
-        return EXIT_UNAVAILABLE
-    except LockNotAcquired as exc:
-        say(f"error: {exc}")
-        return EXIT_BUSY
-    except _Interrupted as exc:
-        return EXIT_SIGNAL_BASE + exc.signum
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return status[0] if status else EXIT_OK
-
-
-def _free_when(exc: LockNotAcquired, waited: float) -> str:
-    after = f"still busy after waiting {waited:g} s; " if waited > 0 else ""
-    if exc.retry_after is None:
-        return after + "when it will be free is unknown"
-    return after + f"it may be free in about {exc.retry_after:.3g} s"
-
-
-# --- status, release, ping ----------------------------------------------------------------
-
-
-def _status(rs: Redsync, name: str) -> int:
-    info = rs.inspect(name)
-    total = len(info.nodes)
-    print(f"lock {name!r} (key {info.key!r}) on {total} nodes, quorum {info.quorum}")
-    width = max(len(node.address) for node in info.nodes)
-    counts: dict[str, int] = {}
-    for node in info.nodes:
-        where = f"  node {node.index}  {node.address:<{width}}  "
-        if node.error is not None:
-            print(where + f"error: {node.error}")
-        elif node.holder is None:
-            print(where + "free")
-        else:
-            counts[node.holder] = counts.get(node.holder, 0) + 1
-            print(where + f"held by {_fingerprint(node.holder)}, ttl {_in_seconds(node.remaining)}")
-    answered = sum(1 for node in info.nodes if node.error is None)
-    errors = total - answered
-    if info.holder is not None:
-        print(
-            f"verdict: HELD by {_fingerprint(info.holder)} on {counts[info.holder]} of {total} "
-            f"nodes (quorum {info.quorum}); a quorum keeps it for {_in_seconds(info.remaining)}"
-        )
-        return EXIT_OK
-    # Free only if no holder could reach a quorum even with every unanswered node on its side.
-    if max(counts.values(), default=0) + errors >= info.quorum:
-        print(
-            f"verdict: UNKNOWN: {answered} of {total} nodes answered; the {errors} that did not "
-            f"could complete a quorum of {info.quorum}"
-        )
-        return EXIT_UNAVAILABLE
-    leftovers = sum(counts.values())
-    extra = f"; {leftovers} node(s) hold keys without a quorum" if leftovers else ""
-    print(f"verdict: FREE: no holder has a quorum of {info.quorum}{extra}")
-    return EXIT_FREE
-
-
-def _release(rs: Redsync, name: str, *, force: bool) -> int:
-    if not force:
-        raise UsageError(
-            f"refusing to release {name!r} without --force: its holder is not told and may "
-            f"still be working (check `{PROG} status {name}` first)"
-        )
-    info = rs.inspect(name)
-    deleted = rs.force_release(name)
-    total = len(info.nodes)
-    holder = info.holder
-    was = "free" if holder is None else f"held by {_fingerprint(holder)}"
-    print(
-        f"released lock {name!r} (key {info.key!r}, was {was}): deleted on {deleted} of {total} nodes"
-    )
-    failed = [node for node in info.nodes if node.error is not None]
-    for node in failed:
-        print(
-            f"  node {node.index}  {node.address}: not reached ({node.error}); a key there "
-            "expires on its own"
-        )
-    if holder is not None:
-        print(f"the holder {_fingerprint(holder)} was not told and may still be working")
-    if total - len(failed) < rs.quorum:
-        say(f"error: only {total - len(failed)} of {total} nodes answered, {rs.quorum} needed")
-        return EXIT_UNAVAILABLE
-    return EXIT_OK
-
-
-def _ping(rs: Redsync, timeout: float) -> int:
-    report = rs.ping(timeout=timeout)
-    width = max(len(node.address) for node in report.nodes)
-    for node in report.nodes:
-        where = f"node {node.index}  {node.address:<{width}}  "
-        if node.ok:
-            latency = "?" if node.latency_ms is None else f"{node.latency_ms:.2f} ms"
-            print(where + f"ok    {latency:>9}  redis {node.version or '?'}")
-        else:
-            print(where + f"DOWN  {node.error or 'no reply'}")
-    total = len(report.nodes)
-    verdict = "ok" if report.ok else "NO QUORUM: locks cannot be taken"
-    print(
-        f"quorum: {report.reachable} of {total} nodes reachable, {report.quorum} needed: {verdict}"
-    )
-    return EXIT_OK if report.ok else EXIT_UNAVAILABLE
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 
-from .._sync import Redsync
+from redsync_core import Redsync
+
 from .common import EXIT_FREE, EXIT_OK, EXIT_UNAVAILABLE, PROG, UsageError, say
 
 __all__ = ["fingerprint", "ping", "release", "status"]
@@ -21,6 +22,7 @@ def fingerprint(value: str) -> str:
 
 def _seconds(seconds: float | None) -> str:
     return "no expiry" if seconds is None else f"{seconds:.3g} s"
+
 
 def status(rs: Redsync, name: str) -> int:
     info = rs.inspect(name)

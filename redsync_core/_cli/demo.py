@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
-from .._exceptions import LockNotAcquired
-from .._sync import Redsync
+from redsync_core import LockNotAcquired, Redsync
+
 from .common import EXIT_OK, EXIT_SIGNAL_BASE, EXIT_UNAVAILABLE, EXIT_VIOLATION, UsageError, say
 
 __all__ = ["DESCRIPTION", "add_arguments", "main"]
@@ -357,11 +357,21 @@ class Cluster:
 # --- the run ----------------------------------------------------------------------------------
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class _Stop(Exception):
-    """SIGTERM or SIGHUP: unwind and stop every process, as for Ctrl-C."""
+    """Ctrl-C, SIGTERM or SIGHUP: unwind and stop every process the demo started."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    # Once: a second Ctrl-C must not interrupt the cleanup and leave processes behind.
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
     raise _Stop(signum)
 
 
@@ -376,21 +386,20 @@ def main(args: argparse.Namespace) -> int:
     from ..testing._servers import find_redis_server
 
     memory = args.memory or find_redis_server() is None
-    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {signum: signal.signal(signum, _raise_stop) for signum in STOP_SIGNALS}
     logging.getLogger("redsync").setLevel(logging.CRITICAL)
     cluster = Cluster(args.nodes, memory=memory, unsafe=args.unsafe)
     try:
         with contextlib.ExitStack() as stack:
             stack.callback(cluster.stop)
-            try:
-                cluster.start()
-            except RuntimeError as exc:
-                say(f"error: could not start redis-server: {exc}")
-                return EXIT_UNAVAILABLE
+            cluster.start()
             return _Demo(args, cluster, stack).run()
-    except (KeyboardInterrupt, _Stop):
+    except RuntimeError as exc:  # a redis-server or a worker that did not start
+        say(f"error: {exc}")
+        return EXIT_UNAVAILABLE
+    except _Stop as exc:
         say("interrupted: stopped every worker and node the demo started")
-        return EXIT_SIGNAL_BASE + signal.SIGINT
+        return EXIT_SIGNAL_BASE + exc.signum
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -405,7 +414,7 @@ class _Demo:
         self.unsafe: bool = args.unsafe
         self.cluster = cluster
         self.stack = stack
-        self.expiry = min(2.0, max(0.5, self.seconds / 10))
+        self.expiry = min(2.0, max(1.0, self.seconds / 10))
         self.faults = (
             []
             if args.unsafe or cluster.memory

@@ -16,8 +16,16 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from .._exceptions import LockLost, LockNotAcquired, LockTaken, LockTimeout, QuorumUnreachable
-from .._sync import Mutex, Redsync
+from redsync_core import (
+    LockLost,
+    LockNotAcquired,
+    LockTaken,
+    LockTimeout,
+    Mutex,
+    QuorumUnreachable,
+    Redsync,
+)
+
 from .common import (
     EXIT_BUSY,
     EXIT_CANNOT_EXECUTE,

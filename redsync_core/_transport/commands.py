@@ -68,7 +68,8 @@ def _pack_python(*args: Arg) -> bytes:
 
 
 def _pack_hiredis(*args: Arg) -> bytes:
-    return hiredis.pack_command(args)  # type: ignore[arg-type]  # ints are packed as decimals
+    packed: bytes = hiredis.pack_command(args)  # type: ignore[arg-type]  # ints pack as decimals
+    return packed
 
 
 try:

@@ -13,6 +13,7 @@ import os
 import select
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, overload
 
@@ -90,16 +91,22 @@ class _Lease:
 
 
 class _Leases(threading.local):
-    """The calling thread's lease on each pool (a pool is keyed by identity)."""
+    """The calling thread's lease on each pool; a lease goes when its pool goes."""
 
     def __init__(self) -> None:
-        self.by_pool: dict[int, tuple[Any, _Lease]] = {}
+        self.by_pool: weakref.WeakKeyDictionary[Any, _Lease] = weakref.WeakKeyDictionary()
 
     def connection(self, pool: Any) -> Any:
-        entry = self.by_pool.get(id(pool))
-        if entry is None or entry[0] is not pool or entry[1].pid != os.getpid():
-            entry = self.by_pool[id(pool)] = (pool, _Lease(pool))
-        return entry[1].conn
+        lease = self.by_pool.get(pool)
+        if lease is None or lease.pid != os.getpid():
+            lease = self.by_pool[pool] = _Lease(pool)
+        return lease.conn
+
+    def drop(self, pool: Any) -> None:
+        """Close this thread's connection to ``pool`` (``Redsync.close()``)."""
+        lease = self.by_pool.pop(pool, None)
+        if lease is not None and lease.pid == os.getpid():
+            lease.conn.disconnect()
 
 
 _leases = _Leases()
@@ -213,6 +220,7 @@ class RedisNode:
         return _server_version(info)
 
     def close(self) -> None:
+        _leases.drop(self.client.connection_pool)
         if self._owned:
             self.client.close()
 
