@@ -261,7 +261,7 @@ def test_renewal_schedule_and_loss() -> None:
     assert renewal.retry_or_lost_ms(900, 1000, 3000, gone=False) == 1000
     assert renewal.retry_or_lost_ms(1000, 1000, 3000, gone=False) is None
     assert renewal.retry_or_lost_ms(100, 1000, 3000, gone=True) is None
-    assert renewal.early_ms(3000) == 33  # a tenth of the period for short locks
+    assert renewal.early_ms(1000) == 33  # a tenth of the period for short locks
     assert renewal.early_ms(30_000) == 100  # never more than 100 ms
 
 
