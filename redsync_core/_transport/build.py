@@ -49,9 +49,18 @@ def _wrong_twin(index: int, node: object, wanted: str) -> ConfigurationError:
 
 def _url_client(factory: Any, url: str, options: Mapping[str, Any] | None, *, asyncio: bool) -> Any:
     try:
-        return factory(url, **url_client_kwargs(options, asyncio=asyncio))
+        client = factory(url, **url_client_kwargs(options, asyncio=asyncio))
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"Invalid node URL {redact(url)!r}: {exc}.") from None
+    pool = client.connection_pool
+    try:  # redis-py checks connection options only when it connects: check them now
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"Invalid client_options {sorted(options or {})}: {exc}; expected keyword arguments "
+            "of redis.Redis (e.g. socket_timeout, password, ssl_ca_certs)."
+        ) from None
+    return client
 
 
 def build_sync_nodes(

@@ -1,0 +1,245 @@
+"""The Flask extension: per-app core ``Redsync`` objects and the locked-route decorator.
+
+Translation only: locks are taken by the core's ``Redsync.locked`` (key rendering, one attempt
+or ``wait`` seconds, auto-extension); this module picks the current app's core object and turns
+"busy" into an HTTP answer. No app is stored on the extension (Flask's extension guide), so one
+instance serves app factories and several apps in one process.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from weakref import WeakKeyDictionary
+
+from flask import Flask, current_app, g, has_app_context, has_request_context
+from werkzeug.exceptions import HTTPException, default_exceptions
+
+from redsync_core import (
+    ConfigurationError,
+    LockNotAcquired,
+    Mutex,
+    MutexOptions,
+    QuorumUnreachable,
+)
+from redsync_core import Redsync as CoreRedsync
+
+from .cli import redsync_cli
+from .conf import AppConfig, read_config
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+__all__ = ["LockBusy", "Redsync"]
+
+logger = logging.getLogger("redsync.flask")
+
+F = TypeVar("F", bound=Callable[..., Any])
+OnBusy = Callable[..., Any] | str | None
+
+_IN_VIEW = "_redsync_in_view"  # g attribute: a locked view is running in this request
+
+
+class LockBusy(HTTPException):
+    """A locked route found its lock held by another request; the body did not run.
+
+    Answers ``REDSYNC_BUSY_STATUS`` (409 Conflict by default) with ``Retry-After``. Change the
+    body with ``@app.errorhandler(LockBusy)`` (any status) or ``@app.errorhandler(409)``; the
+    exception carries ``lock_name`` and ``retry_after`` (whole seconds, at least 1), and the
+    core ``LockNotAcquired`` as ``__cause__``.
+    """
+
+    code: int | None = None  # per status in the subclasses from ``for_status``
+
+    def __init__(self, lock_name: str, retry_after: int) -> None:
+        super().__init__(
+            description=f"Another request is working on this resource (lock {lock_name!r}). "
+            f"Retry in {retry_after} s."
+        )
+        self.lock_name = lock_name
+        self.retry_after = retry_after
+
+    @staticmethod
+    @functools.cache
+    def for_status(status: int) -> type[LockBusy]:
+        """Return the ``LockBusy`` class answering ``status`` (also a Werkzeug ``Conflict``
+        for 409, ``Locked`` for 423...), so status-keyed error handlers find it too."""
+        base = default_exceptions.get(status, HTTPException)
+        return cast(type[LockBusy], type(f"LockBusy{status}", (LockBusy, base), {"code": status}))
+
+    def get_headers(
+        self, environ: WSGIEnvironment | None = None, scope: dict[str, Any] | None = None
+    ) -> list[tuple[str, str]]:
+        headers = super().get_headers(environ, scope)  # 429/503 bases add their own Retry-After
+        return [
+            *(h for h in headers if h[0] != "Retry-After"),
+            ("Retry-After", str(self.retry_after)),
+        ]
+
+
+def retry_after_seconds(seconds: float | None) -> int:
+    """Return a ``Retry-After`` value: ``seconds`` rounded up, at least 1 (1 when unknown)."""
+    if seconds is None:
+        return 1
+    return max(1, math.ceil(seconds))
+
+
+class Redsync:
+    """Redlock locks for Flask apps, configured from ``REDSYNC_*`` keys.
+
+    ``Redsync(app)`` or ``redsync = Redsync()`` then ``redsync.init_app(app)`` in the app
+    factory. Per-app state lives in ``app.extensions["redsync"]`` (the app's core
+    ``redsync_core.Redsync``), never on this object, so one instance serves several apps.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        self._apps: WeakKeyDictionary[Flask, AppConfig] = WeakKeyDictionary()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Read ``app``'s ``REDSYNC_*`` config once, register the core ``Redsync`` as
+        ``app.extensions["redsync"]`` and add the ``flask redsync`` CLI group.
+
+        Keys: ``REDSYNC_URLS`` (required), ``REDSYNC_CLIENT_OPTIONS``, ``REDSYNC_KEY_PREFIX``,
+        ``REDSYNC_OPTIONS``, ``REDSYNC_BUSY_STATUS``; later changes to them are not seen.
+
+        Raises:
+            ConfigurationError: a key is missing or invalid (the message names it and the fix).
+            RuntimeError: ``app`` already has a redsync extension.
+        """
+        if "redsync" in app.extensions:
+            raise RuntimeError(
+                f"A redsync extension is already registered on app {app.name!r}; call "
+                "init_app(app) once per app and import that Redsync instance elsewhere."
+            )
+        config = read_config(app.config)
+        self._apps[app] = config
+        app.extensions["redsync"] = config.redsync
+        app.cli.add_command(redsync_cli)
+
+    def get_redsync(self, app: Flask | None = None) -> CoreRedsync:
+        """Return the core ``Redsync`` of ``app`` (default: the current app).
+
+        Raises:
+            RuntimeError: no app context, or the app was not registered with this instance.
+        """
+        return self._config(app).redsync
+
+    def new_mutex(self, name: str, **options: Any) -> Mutex:
+        """Return a core ``Mutex`` on the current app's nodes (``REDSYNC_OPTIONS`` as defaults).
+
+        Requires an app context. Raises ``ConfigurationError`` for an empty name or bad option.
+        """
+        return self.get_redsync().new_mutex(name, **options)
+
+    def locked(
+        self,
+        name: str | Callable[..., str] | None = None,
+        *,
+        wait: float = 0.0,
+        on_busy: OnBusy = None,
+        **options: Any,
+    ) -> Callable[[F], F]:
+        """Decorate a view (sync or ``async def``) or a function to run only under a lock.
+
+        ``name``: None (``module.qualname``), a template filled from the arguments (URL
+        variables for a view: ``"pay:{order_id}"``) or a callable taking them. ``wait``:
+        seconds to keep trying (0: one attempt). ``options``: core lock options, on top of
+        ``REDSYNC_OPTIONS``. Uses the current app's nodes, so it needs an app context.
+
+        When the lock is busy the body does not run, and:
+
+        - ``on_busy=None``: in a request, the outermost locked call (the view) answers
+          ``REDSYNC_BUSY_STATUS`` with ``Retry-After`` by raising ``LockBusy``; outside a
+          request, or nested in a locked call, the core's ``LockNotAcquired`` (``LockTaken``,
+          ``LockTimeout``) is raised.
+        - ``on_busy="raise"``: the core's ``LockNotAcquired`` is raised.
+        - ``on_busy="skip"``: returns None and logs a WARNING (for jobs, not views).
+        - ``on_busy=callable``: returns ``on_busy(exc, *args, **kwargs)`` (e.g. a response).
+
+        ``QuorumUnreachable`` (nodes down) is always raised: that is an outage, not "busy".
+        """
+        _check_locked_arguments(wait, on_busy, options)
+
+        def decorate(func: F) -> F:
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                config = self._config(None)
+                started = False
+
+                @functools.wraps(func)  # the core renders the name from func's signature
+                def body(*args: Any, **kwargs: Any) -> Any:
+                    nonlocal started
+                    started = True
+                    return current_app.ensure_sync(func)(*args, **kwargs)
+
+                view = has_request_context() and not g.get(_IN_VIEW, False)
+                if view:
+                    setattr(g, _IN_VIEW, True)
+                try:
+                    return config.redsync.locked(name, wait=wait, **options)(body)(*args, **kwargs)
+                except QuorumUnreachable:
+                    raise
+                except LockNotAcquired as exc:
+                    if started:  # raised by locked code the body called: not our lock
+                        raise
+                    return _busy(exc, on_busy, config.busy_status if view else None, args, kwargs)
+                finally:
+                    if view:
+                        g.pop(_IN_VIEW, None)
+
+            return cast(F, wrapper)
+
+        return decorate
+
+    def _config(self, app: Flask | None) -> AppConfig:
+        if app is None:
+            if not has_app_context():
+                raise RuntimeError(
+                    "Working outside of an application context: redsync needs the current app. "
+                    "Use `with app.app_context():` (views and `flask` commands have one)."
+                )
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+        config = self._apps.get(app)
+        if config is None:
+            raise RuntimeError(
+                f"The Flask app {app.name!r} is not registered with this redsync_flask.Redsync "
+                "instance. Call redsync.init_app(app) in the app factory, or use the instance "
+                "that did."
+            )
+        return config
+
+
+def _check_locked_arguments(wait: object, on_busy: object, options: dict[str, Any]) -> None:
+    """Reject bad decorator arguments at import time rather than at the first request."""
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not wait >= 0:
+        raise ConfigurationError(f"Invalid wait={wait!r:.40}: expected a number of seconds >= 0.")
+    if not (on_busy is None or on_busy in ("raise", "skip") or callable(on_busy)):
+        raise ConfigurationError(
+            f"Invalid on_busy={on_busy!r:.40}: expected None (busy response), 'raise', 'skip' "
+            "or a callable (exc, *args, **kwargs) returning what the call should return."
+        )
+    MutexOptions.build(options)
+
+
+def _busy(
+    exc: LockNotAcquired,
+    on_busy: OnBusy,
+    busy_status: int | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """Answer a busy lock: ``busy_status`` is set when the call is a request's view."""
+    if on_busy == "skip":
+        logger.warning("Skipped: %s", exc)
+        return None
+    if callable(on_busy):
+        return current_app.ensure_sync(on_busy)(exc, *args, **kwargs)
+    if on_busy == "raise" or busy_status is None:
+        raise exc
+    busy = LockBusy.for_status(busy_status)(exc.name, retry_after_seconds(exc.retry_after))
+    raise busy from exc
