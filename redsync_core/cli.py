@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -49,11 +50,11 @@ exit status:
   {EXIT_BUSY:<3}  `run`: the lock is held elsewhere (EX_TEMPFAIL; see --busy-exit-code)
   {EXIT_CANNOT_EXECUTE:<3}  `run`: the command could not be executed
   {EXIT_NOT_FOUND:<3}  `run`: the command was not found
-  128+N  `run`: the command was killed by signal N (143 for SIGTERM); `run` or `demo`
-         interrupted by signal N before the command started / while it ran"""
+  128+N  `run`: the command was killed by signal N (143: SIGTERM), or `run` / `demo`
+         was interrupted by signal N before the command started"""
 
 NODES_HELP = (
-    f"nodes come from repeated --url options or ${URLS_ENV} (comma separated), e.g. "
+    f"Nodes come from repeated --url options or ${URLS_ENV} (comma separated), e.g. "
     f"{URLS_ENV}=redis://10.0.0.1:6379/0,redis://10.0.0.2:6379/0,redis://10.0.0.3:6379/0"
 )
 
@@ -119,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the ``redsync`` argument parser."""
     parser = _Parser(
         prog=PROG,
-        description="Redlock distributed locks on N independent Redis masters. " + NODES_HELP,
+        description=_paragraph(
+            "Redlock distributed locks on N independent Redis masters. " + NODES_HELP
+        ),
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -131,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(
             name,
             help=summary,
-            description=description,
+            description=_paragraph(description),
             epilog=EXIT_CODES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -166,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_exit_code,
         default=EXIT_BUSY,
         metavar="N",
-        help=f"exit status when the lock is busy (default {EXIT_BUSY}; 0 makes a skip silent "
-        "for cron)",
+        help=f"exit status when the lock is busy (default {EXIT_BUSY}; 0 lets cron count a "
+        "skipped run as a success)",
     )
     run.add_argument(
         "--kill-on-lost",
@@ -219,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
         count=_positive_int,
     )
     return parser
+
+
+def _paragraph(text: str) -> str:
+    return textwrap.fill(text, width=79, break_long_words=False, break_on_hyphens=False)
 
 
 def _add_node_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
@@ -287,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_SIGNAL_BASE + signal.SIGINT
+    except BrokenPipeError:  # `redsync ... | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_SIGNAL_BASE + signal.SIGPIPE
 
 
 def _redsync(args: argparse.Namespace) -> Redsync:

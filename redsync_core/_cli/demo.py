@@ -23,11 +23,12 @@ import argparse
 import contextlib
 import logging
 import multiprocessing
-import os
 import queue
 import random
+import shutil
 import signal
 import sys
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -37,6 +38,12 @@ from types import FrameType
 from typing import Any, Protocol
 
 from redsync_core import LockNotAcquired, Redsync
+from redsync_core.testing import (
+    RedisServer,
+    RedisServerGroup,
+    find_redis_server,
+    memory_urls,
+)
 
 from .common import EXIT_OK, EXIT_SIGNAL_BASE, EXIT_UNAVAILABLE, EXIT_VIOLATION, UsageError, say
 
@@ -305,29 +312,27 @@ class Cluster:
     def __init__(self, nodes: int, *, memory: bool, unsafe: bool) -> None:
         self.memory = memory
         self.states = ["up"] * (0 if unsafe else nodes)
-        self._servers: list[Any] = []
-        self._referee: Any = None
+        self._servers: list[RedisServer] = []
+        self._referee: RedisServer | None = None
+        self._group: RedisServerGroup | None = None
         self.urls: tuple[str, ...] = ()
         self.referee_url: str | None = None
         if memory:
-            self.urls = tuple(f"memory://demo-{os.getpid()}-{i}" for i in range(len(self.states)))
+            self.urls = tuple(memory_urls(len(self.states)))
 
     def start(self) -> None:
         """Start the redis-server processes (in parallel); nothing for memory nodes."""
         if self.memory:
             return
-        from ..testing._servers import RedisServerGroup
-
-        group = RedisServerGroup(len(self.states) + 1)
-        group.start()
-        *self._servers, self._referee = group.servers
-        self._group = group
+        self._group = RedisServerGroup(len(self.states) + 1)
+        self._group.start()
+        *self._servers, self._referee = self._group.servers
         self.urls = tuple(server.url for server in self._servers)
         self.referee_url = self._referee.url
 
     def stop(self) -> None:
         """Stop every process started (paused ones are resumed first); safe to repeat."""
-        if not self.memory and hasattr(self, "_group"):
+        if self._group is not None:
             self._group.stop()
 
     def apply(self, fault: Fault) -> None:
@@ -348,10 +353,13 @@ class Cluster:
                 self.states[i] = "up"
 
     def where(self) -> str:
-        if self.memory:
-            return f"{len(self.states)} memory:// nodes in this process"
+        """Say where the redis-server processes listen."""
+        port = self._referee.port if self._referee is not None else "-"
+        referee = f"the counter on a separate referee redis-server on port {port}"
+        if not self._servers:
+            return referee
         ports = ", ".join(str(server.port) for server in self._servers)
-        return f"lock nodes on 127.0.0.1 ports {ports or '-'}; referee on {self._referee.port}"
+        return f"lock nodes n0-n{len(self._servers) - 1} on 127.0.0.1 ports {ports}; {referee}"
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -383,8 +391,6 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be at least {MIN_WORKERS} to contend for the lock")
     if args.seconds < MIN_SECONDS:
         raise UsageError(f"--seconds must be at least {MIN_SECONDS:g}")
-    from ..testing._servers import find_redis_server
-
     memory = args.memory or find_redis_server() is None
     previous = {signum: signal.signal(signum, _raise_stop) for signum in STOP_SIGNALS}
     logging.getLogger("redsync").setLevel(logging.CRITICAL)
@@ -421,6 +427,7 @@ class _Demo:
             else fault_schedule(args.nodes, self.seconds, self.expiry)
         )
         self.tty = sys.stdout.isatty()
+        self.memory_asked: bool = args.memory
         self.config = WorkerConfig(cluster.urls, cluster.referee_url, self.expiry, args.unsafe)
 
     def run(self) -> int:
@@ -583,25 +590,28 @@ class _Demo:
             )
         else:
             nodes = len(cluster.states)
-            print(
+            _print_wrapped(
                 f"redsync demo: {self.workers} worker {kind} contend for lock "
                 f"{KEY_PREFIX + LOCK_NAME!r} on {nodes} nodes (quorum {nodes // 2 + 1}, expiry "
                 f"{self.expiry:g} s) for {self.seconds:g} s; under it each one updates a counter "
-                "unsafely (read it, sleep 1-4 ms, write it +1)"
+                "unsafely (read it, sleep 1-4 ms, write it +1)",
+                indent=0,
             )
         if cluster.memory:
+            why = "--memory was given" if self.memory_asked else "redis-server is not installed"
             print(
-                "redis-server is not installed (or --memory was given): using in-process "
-                "memory:// nodes, so the workers are threads and no node faults are injected. "
-                "Install redis-server for the full demo."
+                f"  {why}: using in-process memory:// nodes, so the workers are threads of this "
+                "process and no node faults are injected"
+                + ("" if self.memory_asked else " (install redis-server for the full demo)")
             )
-        if not cluster.memory:
-            print(f"  {cluster.where()}; every process is stopped at the end")
-        for fault in self.faults:
-            print(
-                f"  planned at {fault.at:4.1f}s: {fault.action} n"
-                + ", n".join(map(str, fault.nodes))
+        else:
+            print(f"  {cluster.where()}; all stopped at the end")
+        if self.faults:
+            planned = ", ".join(
+                f"{f.action} {', '.join(f'n{i}' for i in f.nodes)} at {f.at:.1f}s"
+                for f in self.faults
             )
+            print(f"  faults planned (never more than the quorum tolerates): {planned}")
 
     # -- the report ----------------------------------------------------------------------------
 
@@ -683,25 +693,30 @@ class _Demo:
         print(f"  faults (before the first: {window(bounds[0], bounds[1])})")
         deadline_ms = self.expiry * TIMEOUT_FACTOR * 1000
         effects = {
-            "kill": "the quorum still answered; killed nodes count as failed votes",
+            "kill": "a quorum still answers; the dead nodes count as failed votes",
             "restart": (
-                f"longer than the {self.expiry:g} s expiry: every lock it held had expired "
-                "everywhere, so the empty node cannot vote for a second holder. Restarting an "
-                "empty node sooner could (Redlock's known limit without persistence): delay "
-                "restarts by the longest expiry, or enable fsync'ed AOF"
+                f"that is longer than the {self.expiry:g} s expiry, so every lock it held had "
+                "expired and the empty node cannot vote for a second holder. Restarting it "
+                "sooner without persistence could (Redlock's known limit): delay restarts by "
+                "the longest expiry, or use fsync'ed AOF"
             ),
             "pause": (
-                f"each request to it waits for the {deadline_ms:.0f} ms fan-out deadline, so "
-                "attempts get slower; fail_fast=True would not wait"
+                f"acquire and release wait for its {deadline_ms:.0f} ms fan-out deadline, so "
+                "every lock cycle slows down (fail_fast=True spares the acquire)"
             ),
-            "resume": "its keys expired while it was paused; it answers again",
+            "resume": "it answers again; its keys kept expiring in real time while it was frozen",
         }
         for i, fault in enumerate(done):
             assert fault.done_at is not None
-            print(
-                f"    {fault.done_at:5.1f}s  {self._describe(fault)}: {effects[fault.action]}"
-                f" [{window(bounds[i + 1], bounds[i + 2])}]"
-            )
+            print(f"    {fault.done_at:5.1f}s  {self._describe(fault)}")
+            rate = window(bounds[i + 1], bounds[i + 2])
+            _print_wrapped(f"-> {effects[fault.action]} [{rate}]", indent=12)
+
+
+def _print_wrapped(text: str, indent: int) -> None:
+    """Print ``text`` wrapped to the terminal's width, every line indented."""
+    width = max(60, min(120, shutil.get_terminal_size().columns))
+    print(textwrap.fill(text, width, initial_indent=" " * indent, subsequent_indent=" " * indent))
 
 
 def _overlaps(intervals: list[tuple[int, int, bool, int]]) -> int:
