@@ -105,6 +105,19 @@ class LockInfo:
         return self.holder is not None
 
     @property
+    def verdict(self) -> str:
+        """``"held"``, ``"free"``, or ``"unknown"`` when the nodes that did not answer could
+        still complete a quorum for some holder."""
+        if self.holder is not None:
+            return "held"
+        counts: dict[str, int] = {}
+        for node in self.nodes:
+            if node.holder is not None:
+                counts[node.holder] = counts.get(node.holder, 0) + 1
+        silent = sum(1 for node in self.nodes if node.error is not None)
+        return "unknown" if max(counts.values(), default=0) + silent >= self.quorum else "free"
+
+    @property
     def remaining(self) -> float | None:
         """Seconds until the holder no longer has a quorum (None when free or no expiry)."""
         holder = self.holder

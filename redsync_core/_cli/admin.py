@@ -47,8 +47,7 @@ def status(rs: Redsync, name: str) -> int:
             f"nodes (quorum {info.quorum}); a quorum keeps it for {_seconds(info.remaining)}"
         )
         return EXIT_OK
-    # Free only if no holder could reach a quorum even with every unanswered node on its side.
-    if max(counts.values(), default=0) + errors >= info.quorum:
+    if info.verdict == "unknown":
         print(
             f"verdict: UNKNOWN: {answered} of {total} nodes answered; the {errors} that did not "
             f"could complete a quorum of {info.quorum}"
