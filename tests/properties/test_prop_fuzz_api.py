@@ -1,0 +1,318 @@
+"""Hostile input at the public API: names, values, options, timeouts and URLs.
+
+The only acceptable outcomes are the documented ones: ``ConfigurationError`` for invalid input,
+otherwise a working lock; never another exception, a hang, or a key left behind. Names and
+values go to real redis-server nodes (and DBSIZE is checked after each example); options and
+URLs are checked at construction only.
+
+Inputs that currently crash the core are listed in ``KNOWN_CORE_BUGS``: each one has a strict
+xfail regression test below (so the fuzzers do not fail on them again and again) and an entry
+in notes/requests-chaos.md. Remove the filter together with the xfail once the core is fixed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from redsync_core import ConfigurationError, LockTaken, Redsync
+from redsync_core.testing import RedisServer, memory_urls
+
+FUZZ = settings(
+    derandomize=True,
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+PASSWORD = "S3cret-pw-Zq9"
+
+
+def has_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+def known_core_bug_url(url: str) -> bool:
+    # R5: urlsplit raises a plain ValueError for an unbalanced IPv6 bracket.
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return True
+    # R11: bad ?protocol= / ?ssl_cert_reqs= escape as raw redis exceptions.
+    if "protocol=" in url or "ssl_cert_reqs=" in url:
+        return True
+    # R6: credentials are not redacted when the scheme is missing, mistyped or memory://.
+    return "@" in url and parts.scheme not in ("redis", "rediss", "unix")
+
+
+def known_core_bug_number(x: object) -> bool:
+    # R3/R4: NaN and infinities (and floats whose milliseconds overflow) are not
+    # rejected with ConfigurationError.
+    return isinstance(x, float) and (not math.isfinite(x) or not math.isfinite(x * 1000))
+
+
+NAMES = st.one_of(
+    st.text(min_size=1, max_size=200),
+    st.sampled_from(
+        [
+            " ",
+            "a b c",
+            "ключ:42",
+            "🔒 lock",
+            "\x00\x01\xff binary-looking \x7f",
+            "*",
+            "?",
+            "[a-z]",
+            "end",
+            "'",
+            '"; redis.call("FLUSHALL") --',
+            "\r\nSET x 1\r\n",
+            "x" * 1_000_000,  # 1 MB
+        ]
+    ),
+)
+
+VALUES = st.one_of(
+    st.text(min_size=1, max_size=100),
+    st.sampled_from(
+        ["*", "?", "[a-z]", "end", "'", '"', "]]", "--", "\\", "%s", "{}", "\x00", "' or 1 --"]
+    ),
+)
+
+
+def _refusal(build: Any) -> str | None:
+    """Run ``build``; return the ConfigurationError message, or None when it succeeded.
+
+    Any other exception propagates and fails the test.
+    """
+    try:
+        build()
+    except ConfigurationError as exc:
+        return str(exc)
+    return None
+
+
+def dbsizes(servers: list[RedisServer]) -> list[int]:
+    sizes = []
+    for server in servers:
+        client = server.client()
+        try:
+            sizes.append(int(client.dbsize()))
+        finally:
+            client.close()
+    return sizes
+
+
+def stored(servers: list[RedisServer], key: str) -> list[bytes | None]:
+    out = []
+    for server in servers:
+        client = server.client()
+        try:
+            out.append(client.get(key.encode("utf-8")))
+        finally:
+            client.close()
+    return out
+
+
+@FUZZ
+@given(name=NAMES)
+def test_any_name_locks_and_leaves_nothing_behind(
+    redis_nodes: list[RedisServer], name: str
+) -> None:
+    assume(not has_surrogate(name))  # R2, see test_surrogate_names_are_a_configuration_error
+    with Redsync([n.url for n in redis_nodes], tries=1) as rs:
+        mutex = rs.new_mutex(name)
+        mutex.lock()
+        assert mutex.name == name
+        assert stored(redis_nodes, name) == [mutex.value.encode()] * 3  # type: ignore[union-attr]
+        assert mutex.unlock()
+    assert dbsizes(redis_nodes) == [0, 0, 0]
+
+
+@FUZZ
+@given(value=VALUES, other=VALUES)
+def test_values_are_compared_literally_never_as_patterns_or_code(
+    redis_nodes: list[RedisServer], value: str, other: str
+) -> None:
+    assume(value != other)
+    assume(not has_surrogate(value + other))
+    with Redsync([n.url for n in redis_nodes], tries=1) as rs:
+        mine = rs.new_mutex("fuzz:value", value=value)
+        mine.lock()
+        thief = rs.new_mutex("fuzz:value", value=other)
+        assert not thief.unlock()
+        assert not thief.valid()
+        assert stored(redis_nodes, "fuzz:value") == [value.encode()] * 3
+        assert mine.valid()
+        assert mine.extend()
+        assert mine.unlock()
+    assert dbsizes(redis_nodes) == [0, 0, 0]
+
+
+ANY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=10),
+    st.lists(st.integers(), max_size=2),
+    st.just(lambda *a: 0.1),
+)
+OPTION_NAMES = [
+    "expiry",
+    "tries",
+    "retry_delay",
+    "retry_delay_func",
+    "drift_factor",
+    "timeout_factor",
+    "gen_value_func",
+    "value",
+    "fail_fast",
+    "shuffle_pools",
+    "set_nx_on_extend",
+    "auto_extend",
+    "on_lost",
+    "no_such_option",
+]
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(options=st.dictionaries(st.sampled_from(OPTION_NAMES), ANY, max_size=4))
+def test_options_are_accepted_or_refused_with_configuration_error(options: dict[str, Any]) -> None:
+    assume(not any(known_core_bug_number(v) for v in options.values()))
+    for build in (
+        lambda: Redsync(memory_urls(3), **options),
+        lambda: Redsync(memory_urls(3)).new_mutex("x", **options),
+    ):
+        message = _refusal(build)
+        if message is not None:
+            assert any(k in message for k in options), f"the message names no option: {message}"
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(timeout=ANY)
+def test_lock_timeout_argument_is_validated(timeout: Any) -> None:
+    assume(not known_core_bug_number(timeout))
+    assume(not (isinstance(timeout, (int, float)) and timeout > 1e6))  # would really wait
+    rs = Redsync(memory_urls(3))
+    mutex = rs.new_mutex("t", tries=1)
+    try:
+        mutex.lock(timeout=timeout)
+    except ConfigurationError:
+        return
+    except LockTaken:  # pragma: no cover - fresh memory nodes are never taken
+        raise
+    assert mutex.unlock()
+
+
+URLS = st.one_of(
+    st.text(max_size=60),
+    st.builds(
+        lambda scheme, user, host, port, path, query: f"{scheme}://{user}{host}{port}{path}{query}",
+        st.sampled_from(["redis", "rediss", "unix", "memory", "http", "", "REDIS"]),
+        st.sampled_from(["", f":{PASSWORD}@", f"user:{PASSWORD}@", "@", f"u:{PASSWORD}:x@"]),
+        st.sampled_from(["127.0.0.1", "localhost", "[::1]", "", "ключ", "h h", "%zz"]),
+        st.sampled_from(["", ":6379", ":0", ":65536", ":-1", ":abc", ":"]),
+        st.sampled_from(["", "/0", "/15", "/x", "/-1", "//", "/0/1"]),
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    [
+                        "db",
+                        "socket_timeout",
+                        "ssl_cert_reqs",
+                        "protocol",
+                        "health_check_interval",
+                        "max_connections",
+                        "password",
+                        "bogus",
+                    ]
+                ),
+                st.sampled_from(["1", "0", "-1", "abc", "", "none", PASSWORD, "1e999"]),
+            ),
+            max_size=2,
+        ).map(lambda kv: ("?" + "&".join(f"{k}={v}" for k, v in kv)) if kv else ""),
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(url=URLS)
+def test_urls_are_accepted_or_refused_with_configuration_error(url: str) -> None:
+    assume(not known_core_bug_url(url))
+    secret = "://" in url and f":{PASSWORD}@" in url  # a password in the user-info part
+    built: list[Redsync] = []
+    message = _refusal(lambda: built.append(Redsync([url])))
+    if secret and message is not None:
+        assert PASSWORD not in message, "a password leaked into an error message"
+    for rs in built:
+        if secret:
+            assert all(PASSWORD not in address for address in rs.addresses)
+        rs.close()
+
+
+# --- known core bugs, reported in notes/requests-chaos.md ------------------------------------
+
+
+def _xfail(request_id: str, what: str) -> Any:
+    return pytest.mark.xfail(strict=True, reason=f"core bug {request_id}: {what}")
+
+
+@_xfail("R2", "lone surrogates in a name/value raise UnicodeEncodeError at lock()")
+@pytest.mark.parametrize("field", ["name", "value"])
+def test_surrogate_names_are_a_configuration_error(
+    redis_nodes: list[RedisServer], field: str
+) -> None:
+    name, value = ("bad \ud800 name", None) if field == "name" else ("ok", "bad \udcff value")
+    with Redsync([n.url for n in redis_nodes], tries=1) as rs, pytest.raises(ConfigurationError):
+        rs.new_mutex(name, value=value).lock()
+    assert dbsizes(redis_nodes) == [0, 0, 0]
+
+
+@_xfail("R3", "lock(timeout=nan/inf) raises ValueError/OverflowError")
+@pytest.mark.parametrize("timeout", [math.nan, math.inf])
+def test_non_finite_timeout_is_a_configuration_error(timeout: float) -> None:
+    mutex = Redsync(memory_urls(3)).new_mutex("t")
+    try:
+        mutex.lock(timeout=timeout)
+    except ConfigurationError:
+        return
+    assert mutex.unlock()  # inf may also mean "no limit"
+
+
+@_xfail("R4", "expiry=1e308 raises OverflowError at construction")
+def test_huge_expiry_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError):
+        Redsync(memory_urls(3)).new_mutex("x", expiry=1e308)
+
+
+@_xfail("R5", "an unbalanced IPv6 bracket raises a plain ValueError")
+def test_malformed_ipv6_url_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Redsync([f"redis://:{PASSWORD}@[::1"])
+    assert PASSWORD not in str(info.value)
+
+
+@_xfail("R6", "credentials stay in messages/addresses for mistyped-scheme and memory:// URLs")
+@pytest.mark.parametrize(
+    "url",
+    [f"redis:/user:{PASSWORD}@h:1/0", f"redis//user:{PASSWORD}@h/0", f"memory://:{PASSWORD}@"],
+)
+def test_credentials_of_malformed_urls_are_redacted(url: str) -> None:
+    built: list[Redsync] = []
+    message = _refusal(lambda: built.append(Redsync([url])))
+    assert message is None or PASSWORD not in message
+    assert all(PASSWORD not in address for rs in built for address in rs.addresses)
+
+
+@_xfail("R11", "bad ?protocol= / ?ssl_cert_reqs= raise raw redis exceptions at construction")
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6390/0?protocol=9", "rediss://127.0.0.1:6390/0?ssl_cert_reqs=1"]
+)
+def test_bad_client_query_options_are_a_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        Redsync([url])
