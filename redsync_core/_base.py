@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import logging
 import os
 import random
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._algorithm.effects import FanOut, NodeReply, Op, Tally
@@ -20,7 +21,7 @@ from ._algorithm.flows import Target
 from ._algorithm.timing import quorum
 from ._clock import Clock, monotonic_ms
 from ._exceptions import ConfigurationError, LockError, NodeError
-from ._options import MutexOptions
+from ._options import MAX_EXPIRY, MutexOptions, is_text
 
 __all__ = ["LockInfo", "MutexBase", "NodeHealth", "NodeLock", "PingReport", "RedsyncBase"]
 
@@ -31,6 +32,11 @@ NODE_WARNING_INTERVAL_MS = 10_000
 
 
 _shared_rng = random.Random()  # retry jitter only; seeding one per mutex costs more than a lock
+
+
+def fingerprint(value: str) -> str:
+    """Return a short digest that tells lock values apart without revealing them."""
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def default_value() -> str:
@@ -73,9 +79,17 @@ class NodeLock:
 
     index: int
     address: str
-    holder: str | None = None
+    holder: str | None = field(default=None, repr=False)
     remaining: float | None = None
     error: str | None = None
+
+    def __repr__(self) -> str:
+        # A value lets anyone release the lock: reprs show a fingerprint only.
+        holder = None if self.holder is None else fingerprint(self.holder)
+        return (
+            f"NodeLock(index={self.index}, address={self.address!r}, holder={holder!r}, "
+            f"remaining={self.remaining!r}, error={self.error!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -136,10 +150,12 @@ def check_name(name: object) -> str:
     Raises:
         ConfigurationError: otherwise.
     """
-    if not isinstance(name, str) or not name:
+    if not is_text(name):
         raise ConfigurationError(
-            f"Invalid mutex name {name!r:.60}: expected a non-empty string, e.g. 'orders:42'."
+            f"Invalid mutex name {name!r:.60}: expected a non-empty string of valid Unicode, "
+            "e.g. 'orders:42'."
         )
+    assert isinstance(name, str)
     return name
 
 
@@ -155,9 +171,10 @@ class RedsyncBase:
         client_options: Mapping[str, Any] | None,
         defaults: Mapping[str, Any],
     ) -> None:
-        if not isinstance(key_prefix, str):
+        if not isinstance(key_prefix, str) or (key_prefix and not is_text(key_prefix)):
             raise ConfigurationError(
-                f"Invalid option key_prefix={key_prefix!r:.60}: expected a string (may be empty)."
+                f"Invalid option key_prefix={key_prefix!r:.60}: expected a string of valid Unicode "
+                "(may be empty)."
             )
         self.key_prefix = key_prefix
         self._specs = tuple(nodes) if isinstance(nodes, Sequence) else nodes
@@ -328,7 +345,7 @@ class MutexBase:
             return options.value
         if options.gen_value_func is not None:
             value = options.gen_value_func()
-            if not isinstance(value, str) or not value:
+            if not is_text(value):
                 raise ConfigurationError(
                     f"Invalid gen_value_func result {value!r:.40}: expected a non-empty string."
                 )
@@ -356,9 +373,14 @@ class MutexBase:
     def _timeout_ms(self, timeout: float | None) -> int | None:
         if timeout is None:
             return None
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 <= timeout <= MAX_EXPIRY
+        ):
             raise ConfigurationError(
-                f"Invalid timeout={timeout!r}: expected a number of seconds >= 0, or None."
+                f"Invalid timeout={timeout!r}: expected a number of seconds in "
+                f"[0, {MAX_EXPIRY:.0f}], or None for no limit."
             )
         return round(timeout * 1000)
 

@@ -12,12 +12,14 @@ from typing import Any
 
 from ._exceptions import ConfigurationError
 
-__all__ = ["OPTION_NAMES", "MutexOptions", "to_ms"]
+__all__ = ["OPTION_NAMES", "MutexOptions", "is_text", "to_ms"]
 
 DEFAULT_EXPIRY = 8.0
 DEFAULT_TRIES = 32
 DEFAULT_DRIFT_FACTOR = 0.01
 DEFAULT_TIMEOUT_FACTOR = 0.05
+#: 30 days: far beyond any sane lock, and well inside what Redis accepts for PX.
+MAX_EXPIRY = 30 * 24 * 3600.0
 
 
 def to_ms(seconds: float) -> int:
@@ -27,6 +29,17 @@ def to_ms(seconds: float) -> int:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_text(value: object) -> bool:
+    """Return True for a non-empty string that can be sent to Redis (UTF-8 encodable)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return True
 
 
 def _bad(option: str, value: object, accepted: str) -> ConfigurationError:
@@ -61,8 +74,8 @@ class MutexOptions:
     on_lost: Callable[[Any], object] | None = None
 
     def __post_init__(self) -> None:
-        if not _is_number(self.expiry) or to_ms(self.expiry) < 1:
-            raise _bad("expiry", self.expiry, "a number of seconds >= 0.001 (e.g. 8.0)")
+        if not _is_number(self.expiry) or not 0.001 <= self.expiry <= MAX_EXPIRY:
+            raise _bad("expiry", self.expiry, f"a number of seconds in [0.001, {MAX_EXPIRY:.0f}]")
         if self.tries is not None and (
             not isinstance(self.tries, int) or isinstance(self.tries, bool) or self.tries < 1
         ):
@@ -79,8 +92,8 @@ class MutexOptions:
             func = getattr(self, name)
             if func is not None and not callable(func):
                 raise _bad(name, func, "a callable or None")
-        if self.value is not None and (not isinstance(self.value, str) or not self.value):
-            raise _bad("value", self.value, "a non-empty string or None")
+        if self.value is not None and not is_text(self.value):
+            raise _bad("value", self.value, "a non-empty string of valid Unicode, or None")
         for name in ("fail_fast", "shuffle_pools", "set_nx_on_extend", "auto_extend"):
             if not isinstance(getattr(self, name), bool):
                 raise _bad(name, getattr(self, name), "True or False")

@@ -138,9 +138,10 @@ def extend(
     """Reset the TTL of our value on a quorum; return the new validity end (or None).
 
     Refuses, touching no key, once the local validity has run out (``until_ms`` passed), unless
-    ``set_nx_on_extend`` lets it re-create missing keys.
+    ``set_nx_on_extend`` lets it re-create missing keys. With no local validity at all
+    (``until_ms`` None: a value handed over with ``value=``) the nodes decide.
     """
-    if not opts.set_nx_on_extend and (until_ms is None or now_ms >= until_ms):
+    if not opts.set_nx_on_extend and until_ms is not None and now_ms >= until_ms:
         return Extended(None)
     need = quorum(target.nodes)
     tally = _send(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .._exceptions import ConfigurationError
+
 __all__ = [
     "CLOCK_PRECISION_MS",
     "drift_ms",
@@ -51,7 +53,13 @@ def retry_delay_ms(
 ) -> int:
     """Return the delay before retry number ``attempt`` (1, 2, ...), like redsync's delay func."""
     if func is not None:
-        return max(0, round(func(attempt) * 1000))
+        delay = func(attempt)
+        if not isinstance(delay, (int, float)) or not 0 <= delay < 86_400:
+            raise ConfigurationError(
+                f"Invalid retry_delay_func result {delay!r} for attempt {attempt}: expected a "
+                "number of seconds in [0, 86400)."
+            )
+        return round(delay * 1000)
     if fixed_s is not None:
         return round(fixed_s * 1000)
     return randrange(*RANDOM_DELAY_RANGE_MS)

@@ -6,18 +6,12 @@ itself would let anyone unlock or extend the lock), and addresses come without p
 
 from __future__ import annotations
 
-import hashlib
-
 from redsync_core import Redsync
 
+from .._base import fingerprint
 from .common import EXIT_FREE, EXIT_OK, EXIT_UNAVAILABLE, PROG, UsageError, say
 
-__all__ = ["fingerprint", "ping", "release", "status"]
-
-
-def fingerprint(value: str) -> str:
-    """Name a holder without showing its lock value."""
-    return hashlib.sha256(value.encode()).hexdigest()[:8]
+__all__ = ["fingerprint", "ping", "release", "status"]  # fingerprint: the core's
 
 
 def _seconds(seconds: float | None) -> str:

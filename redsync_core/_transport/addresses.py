@@ -22,10 +22,16 @@ SCHEMES = ("redis", "rediss", "unix", MEMORY_SCHEME)
 
 
 def redact(url: str) -> str:
-    """Return ``url`` with any user name and password removed (safe for messages and logs)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=host, query="").geturl()
+    """Return ``url`` without user name, password or query (safe for messages and logs).
+
+    Works on malformed URLs too (a mistyped scheme still hides its credentials): everything
+    between the scheme and the last ``@`` goes.
+    """
+    head, sep, rest = url.partition("://")
+    if not sep:
+        head, rest = "", url
+    rest = rest.split("?", 1)[0].rpartition("@")[2]
+    return f"{head}://{rest}" if sep else rest
 
 
 def memory_name(url: str) -> str | None:
@@ -106,6 +112,7 @@ def url_client_kwargs(options: Mapping[str, Any] | None, *, asyncio: bool) -> di
         # a timer task per command.
         "socket_timeout": None if asyncio else 5.0,
         "retry": no_retry,
+        "protocol": 2,  # RESP2: no HELLO round trip when connecting
         **_NO_SETINFO,
     }
     kwargs.update(options or {})

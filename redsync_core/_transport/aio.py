@@ -11,11 +11,12 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol, overload
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
-from .commands import Reply, Single, UnexpectedReply, command, decided, decode, pack
+from .addresses import redact
+from .commands import Reply, Single, command, decided, decode, pack
 from .memory import MemoryStore
 from .scripts import Script
 from .sync import node_error
@@ -116,7 +117,7 @@ class AsyncRedisNode:
                     raise
                 self._connections.give(conn)
             return decode(effect, raw)
-        except (RedisError, OSError, UnexpectedReply) as exc:
+        except Exception as exc:
             raise node_error(self, exc) from exc
 
     async def _through_client(self, script: Script | None, args: tuple[Any, ...]) -> Any:
@@ -130,7 +131,7 @@ class AsyncRedisNode:
     async def ping(self) -> str:
         try:
             info = await self.client.info("server")
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
             raise node_error(self, exc) from exc
         if isinstance(info, dict) and "redis_version" not in info:
             # A cluster client answers with one dict per node.
@@ -149,7 +150,7 @@ class AsyncMemoryNode:
 
     def __init__(self, index: int, store: MemoryStore) -> None:
         self.index = index
-        self.address = f"memory://{store.name}"
+        self.address = redact(f"memory://{store.name}")
         self.store = store
 
     async def run(self, effect: FanOut | Batch) -> NodeReply | tuple[NodeReply, ...]:

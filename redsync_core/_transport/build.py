@@ -9,6 +9,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from redis.exceptions import RedisError
 
 from .._exceptions import ConfigurationError
 from .addresses import check_url, client_address, memory_name, redact, url_client_kwargs
@@ -50,12 +51,12 @@ def _wrong_twin(index: int, node: object, wanted: str) -> ConfigurationError:
 def _url_client(factory: Any, url: str, options: Mapping[str, Any] | None, *, asyncio: bool) -> Any:
     try:
         client = factory(url, **url_client_kwargs(options, asyncio=asyncio))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RedisError) as exc:
         raise ConfigurationError(f"Invalid node URL {redact(url)!r}: {exc}.") from None
     pool = client.connection_pool
     try:  # redis-py checks connection options only when it connects: check them now
         pool.connection_class(**pool.connection_kwargs)
-    except TypeError as exc:
+    except (ValueError, TypeError, RedisError) as exc:
         raise ConfigurationError(
             f"Invalid client_options {sorted(options or {})}: {exc}; expected keyword arguments "
             "of redis.Redis (e.g. socket_timeout, password, ssl_ca_certs)."

@@ -18,15 +18,20 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, overload
 
 import redis
+import redis.exceptions
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
-from .commands import Reply, Single, UnexpectedReply, command, decided, decode, pack
+from .addresses import redact
+from .commands import Reply, Single, command, decided, decode, pack
 from .memory import MemoryStore
 from .scripts import Script
 
 __all__ = ["ClusterNode", "MemoryNode", "RedisNode", "SyncNode", "fan_out"]
+
+#: A connection with more late replies than this is closed instead of waited for.
+MAX_UNANSWERED = 64
 
 Done = NodeReply | tuple[NodeReply, ...]
 """A finished node call: one reply, or one per item of a batch."""
@@ -43,12 +48,17 @@ class InFlight(Protocol):
 
     def abandon(self) -> None: ...
 
+    def fail(self) -> None: ...
+
 
 class SyncNode(Protocol):
     """One independent Redis master as seen by the sync fan-out."""
 
     index: int
     address: str
+
+    def connected(self, effect: FanOut | Batch) -> bool:
+        """Return True when sending ``effect`` needs no new connection."""
 
     def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
         """Send ``effect``'s command; return the call in flight, or the reply when immediate."""
@@ -74,15 +84,106 @@ class _Lease:
     """A connection of one pool kept by one thread of one process between calls.
 
     Checking a connection out of a redis-py pool costs more than a loopback round trip, so each
-    thread keeps its own (built from the pool's connection class and arguments, connected on
-    first use within the fan-out's budget). It is closed when the thread ends.
+    thread keeps its own (built from the pool's connection class and arguments). It connects
+    on first use within the fan-out's budget and is closed when the thread ends.
+
+    Nothing here waits for a node: the connection setup (AUTH, HELLO, CLIENT SETNAME,
+    SELECT) is pipelined in front of the first command and its replies are checked before
+    that command's reply, so a paused node costs the fan-out's deadline, never a blocked
+    handshake. Replies we stopped waiting for are read and dropped before the next command.
     """
 
-    __slots__ = ("conn", "pid")
+    __slots__ = ("conn", "handshake", "pid", "unanswered")
 
     def __init__(self, pool: Any) -> None:
         self.pid = os.getpid()
         self.conn = pool.connection_class(**pool.connection_kwargs)
+        self.conn.redis_connect_func = self._pipeline_setup
+        self.handshake = 0  # setup replies due before the next command's reply
+        self.unanswered = 0  # replies of commands we stopped waiting for (deadline, fail fast)
+
+    def _pipeline_setup(self, conn: Any) -> None:
+        """Send the connection setup commands without reading their replies (yet)."""
+        conn._parser.on_connect(conn)  # what redis-py's own setup does first
+        setup: list[tuple[str | int, ...]] = []
+        credentials = _credentials(conn)
+        if credentials:
+            setup.append(("AUTH", *credentials))
+        if str(getattr(conn, "protocol", 2)) == "3":
+            setup.append(("HELLO", 3))
+        if getattr(conn, "client_name", None):
+            setup.append(("CLIENT", "SETNAME", conn.client_name))
+        if getattr(conn, "db", 0):
+            setup.append(("SELECT", conn.db))
+        if setup:
+            conn.send_packed_command([pack(*command) for command in setup], check_health=False)
+        self.handshake = len(setup)
+        self.unanswered = 0
+
+    def read_setup(self) -> bool:
+        """Read the setup replies that arrived; return True once none is due.
+
+        Raises:
+            redis.exceptions.ConnectionError: the node refused the setup (AUTH, SELECT...).
+        """
+        conn = self.conn
+        while self.handshake:
+            if not conn.can_read(timeout=0):
+                return False
+            try:
+                conn.read_response()
+            except ResponseError as exc:
+                raise redis.exceptions.ConnectionError(f"connection setup failed: {exc}") from exc
+            self.handshake -= 1
+        return True
+
+    def ready(self) -> bool:
+        """Catch up with the connection; return False while earlier replies are still due.
+
+        A node that has not answered an earlier command yet (paused, overloaded) fails the next
+        command at once instead of costing another deadline. A connection that is broken, or
+        that the server closed while idle (a restart), is closed and reconnected by the next
+        command.
+        """
+        conn = self.conn
+        if conn._sock is None:
+            return True
+        try:
+            if not self.read_setup():
+                return False
+            while self.unanswered and conn.can_read(timeout=0):
+                with contextlib.suppress(ResponseError):
+                    conn.read_response()
+                self.unanswered -= 1
+            if not self.unanswered and conn.can_read(timeout=0):
+                conn.disconnect()  # an idle connection has nothing to say: it was closed
+        except (RedisError, OSError):
+            conn.disconnect()
+            self.handshake = self.unanswered = 0
+        if self.unanswered > MAX_UNANSWERED:
+            conn.disconnect()
+            self.unanswered = 0
+        return self.unanswered == 0 and self.handshake == 0
+
+    @property
+    def connected(self) -> bool:
+        return self.conn._sock is not None
+
+    def send(self, packed: bytes, budget_s: float | None) -> None:
+        """Send one command, connecting first (within ``budget_s``) when needed."""
+        conn = self.conn
+        if not self.ready():
+            raise redis.exceptions.TimeoutError(
+                "no reply yet to an earlier command (the node is paused or overloaded)"
+            )
+        try:
+            if conn._sock is None:
+                _connect_within(conn, budget_s)
+            conn.send_packed_command([packed], check_health=False)
+        except BaseException:
+            conn.disconnect()
+            self.handshake = self.unanswered = 0
+            raise
 
     def __del__(self) -> None:
         if self.pid == os.getpid():  # never close a socket a forked child inherited
@@ -96,11 +197,11 @@ class _Leases(threading.local):
     def __init__(self) -> None:
         self.by_pool: weakref.WeakKeyDictionary[Any, _Lease] = weakref.WeakKeyDictionary()
 
-    def connection(self, pool: Any) -> Any:
+    def lease(self, pool: Any) -> _Lease:
         lease = self.by_pool.get(pool)
         if lease is None or lease.pid != os.getpid():
             lease = self.by_pool[pool] = _Lease(pool)
-        return lease.conn
+        return lease
 
     def drop(self, pool: Any) -> None:
         """Close this thread's connection to ``pool`` (``Redsync.close()``)."""
@@ -115,18 +216,19 @@ _leases = _Leases()
 class _Call:
     """One command in flight on the calling thread's connection to one node."""
 
-    __slots__ = ("args", "conn", "effect", "node", "script", "sent_source")
+    __slots__ = ("args", "conn", "effect", "lease", "node", "script", "sent_source")
 
     def __init__(
         self,
         node: SyncNode,
-        conn: Any,
+        lease: _Lease,
         effect: FanOut | Batch,
         script: Script | None,
         args: tuple[Any, ...],
     ) -> None:
         self.node = node
-        self.conn = conn
+        self.lease = lease
+        self.conn = lease.conn
         self.effect = effect
         self.script = script
         self.args = args
@@ -142,7 +244,12 @@ class _Call:
         return bool(pending and pending())
 
     def finish(self) -> _Call | Done:
-        """Read the reply; re-send with EVAL (and stay in flight) when the server says NOSCRIPT."""
+        """Read the reply; re-send with EVAL (and stay in flight) when the server says NOSCRIPT.
+
+        Stays in flight while only the connection's setup replies have arrived.
+        """
+        if self.lease.handshake and not (self.lease.read_setup() and self.conn.can_read(timeout=0)):
+            return self
         try:
             raw = self.conn.read_response()
         except NoScriptError:
@@ -154,42 +261,49 @@ class _Call:
         return decode(self.effect, raw)
 
     def abandon(self) -> None:
-        """Drop the connection: a reply may still arrive and must never be read later."""
+        """Stop waiting: the late reply is dropped before the connection's next command."""
+        self.lease.unanswered += 1
+
+    def fail(self) -> None:
+        """Close the connection after an error while reading (its state is unknown)."""
         self.conn.disconnect()
+        self.lease.unanswered = 0
 
 
 def _connect_within(conn: Any, budget_s: float | None) -> None:
-    """Connect (and authenticate) in at most ``budget_s`` seconds, keeping the client's timeouts."""
+    """Open the socket in at most ``budget_s`` seconds (the setup is pipelined, not awaited)."""
     if budget_s is None:
         conn.connect()
         return
-    timeout, connect_timeout = conn.socket_timeout, conn.socket_connect_timeout
-    conn.socket_timeout = budget_s if timeout is None else min(timeout, budget_s)
+    connect_timeout = conn.socket_connect_timeout
     conn.socket_connect_timeout = (
         budget_s if connect_timeout is None else min(connect_timeout, budget_s)
     )
     try:
         conn.connect()
     finally:
-        conn.socket_timeout, conn.socket_connect_timeout = timeout, connect_timeout
+        conn.socket_connect_timeout = connect_timeout
     if conn._sock is not None:
-        conn._sock.settimeout(timeout)
+        conn._sock.settimeout(conn.socket_timeout)
+
+
+def _credentials(conn: Any) -> tuple[str, ...]:
+    """Return the AUTH arguments of a connection (user and password, or password), if any."""
+    provider = getattr(conn, "credential_provider", None)
+    if provider is not None:
+        return tuple(provider.get_credentials())
+    username, password = getattr(conn, "username", None), getattr(conn, "password", None)
+    if username and password:
+        return (username, password)
+    return (password,) if password else ()
 
 
 def _send(node: SyncNode, pool: Any, effect: FanOut | Batch, budget_s: float | None) -> _Call:
     script, args = command(effect)
-    conn = _leases.connection(pool)
-    try:
-        if conn._sock is None:
-            _connect_within(conn, budget_s)
-        if script is None:
-            conn.send_packed_command([pack(*args)], check_health=False)
-        else:
-            conn.send_packed_command([pack("EVALSHA", script.sha, *args)], check_health=False)
-    except BaseException:
-        conn.disconnect()
-        raise
-    return _Call(node, conn, effect, script, args)
+    lease = _leases.lease(pool)
+    packed = pack(*args) if script is None else pack("EVALSHA", script.sha, *args)
+    lease.send(packed, budget_s)
+    return _Call(node, lease, effect, script, args)
 
 
 class RedisNode:
@@ -201,23 +315,29 @@ class RedisNode:
         self.client = client
         self._owned = owned
 
+    def connected(self, effect: FanOut | Batch) -> bool:
+        return _leases.lease(self.client.connection_pool).connected
+
     def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
         return _send(self, self.client.connection_pool, effect, budget_s)
 
     def ping(self, timeout_s: float) -> str:
-        conn = _leases.connection(self.client.connection_pool)
+        lease = _leases.lease(self.client.connection_pool)
+        deadline = time.monotonic() + timeout_s
         try:
-            if conn._sock is None:
-                _connect_within(conn, timeout_s)
-            conn.send_command("INFO", "server")
-            if not conn.can_read(timeout=timeout_s):
-                conn.disconnect()
-                raise node_error(self, f"no reply within {timeout_s:g} s")
-            info = conn.read_response()
-        except (RedisError, OSError) as exc:
-            conn.disconnect()
+            lease.send(pack("INFO", "server"), timeout_s)
+            while not (lease.read_setup() and lease.conn.can_read(timeout=0)):
+                left = deadline - time.monotonic()
+                if left <= 0 or not lease.conn.can_read(timeout=left):
+                    lease.unanswered += 1
+                    raise node_error(self, f"no reply within {timeout_s:g} s")
+            return _server_version(lease.conn.read_response())
+        except NodeError:
+            raise
+        except Exception as exc:
+            lease.conn.disconnect()
+            lease.handshake = lease.unanswered = 0
             raise node_error(self, exc) from exc
-        return _server_version(info)
 
     def close(self) -> None:
         _leases.drop(self.client.connection_pool)
@@ -232,6 +352,9 @@ class ClusterNode:
         self.index = index
         self.address = address
         self.client = client
+
+    def connected(self, effect: FanOut | Batch) -> bool:
+        return True  # the cluster client keeps its own connections
 
     def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
         if isinstance(effect, Batch):
@@ -260,7 +383,7 @@ class ClusterNode:
     def ping(self, timeout_s: float) -> str:
         try:
             return _server_version(self.client.info("server", target_nodes=self.client.RANDOM))
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
             raise node_error(self, exc) from exc
 
     def close(self) -> None:
@@ -297,14 +420,20 @@ class _ClusterCall:
     def abandon(self) -> None:
         self.call.abandon()
 
+    def fail(self) -> None:
+        self.call.fail()
+
 
 class MemoryNode:
     """An in-process ``memory://NAME`` node: answers at once."""
 
     def __init__(self, index: int, store: MemoryStore) -> None:
         self.index = index
-        self.address = f"memory://{store.name}"
+        self.address = redact(f"memory://{store.name}")
         self.store = store
+
+    def connected(self, effect: FanOut | Batch) -> bool:
+        return True
 
     def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
         if isinstance(effect, Batch):
@@ -326,6 +455,13 @@ def _server_version(info: Any) -> str:
         if line.startswith("redis_version:"):
             return line.partition(":")[2].strip()
     return "?"
+
+
+# _FAILURES: a node is a remote server that may answer anything. redis-py raises RedisError and
+# OSError for what it expects, but a misbehaving server (wrong reply types during the setup or
+# to INFO) surfaces as AttributeError, TypeError, ValueError... from its parsers. Each of them
+# means "this node failed"; letting one escape would abandon the other nodes' replies and, after
+# a partial acquisition, skip the release. This module is the one place that catches broadly.
 
 
 @overload
@@ -362,11 +498,15 @@ def fan_out(
     budget_s = None if effect.deadline_ms is None else effect.deadline_ms / 1000
     deadline = None if budget_s is None else now() + budget_s
     inflight: dict[int, Any] = {}
-    for i in order if order is not None else range(len(nodes)):
+    indexes = list(order if order is not None else range(len(nodes)))
+    # Nodes with an open connection first: opening one may take a little of the budget.
+    indexes.sort(key=lambda i: not nodes[i].connected(effect))
+    for i in indexes:
         node = nodes[i]
+        left = None if deadline is None else max(0.001, deadline - now())
         try:
-            started = node.begin(effect, budget_s)
-        except (RedisError, OSError) as exc:
+            started = node.begin(effect, left)
+        except Exception as exc:  # noqa: BLE001 - see _FAILURES
             replies[i] = node_error(node, exc)
             continue
         if isinstance(started, (NodeReply, tuple)):
@@ -390,8 +530,8 @@ def fan_out(
             call = inflight[i]
             try:
                 result = call.finish()
-            except (RedisError, OSError, UnexpectedReply) as exc:
-                call.abandon()
+            except Exception as exc:  # noqa: BLE001 - see _FAILURES
+                call.fail()
                 replies[i] = node_error(nodes[i], exc)
                 del inflight[i]
                 continue

@@ -23,23 +23,12 @@ EXPIRY = 10.0
 TIMEOUT_FACTOR = 0.1  # deadline: 1 s, large enough to dominate scheduling noise
 DEADLINE = EXPIRY * TIMEOUT_FACTOR
 
-SYNC_SEQUENTIAL_CONNECT = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug (notes/requests-chaos.md R1): the sync fan-out connects to nodes one after "
-        "the other inside its send loop; each hung node's connect+handshake eats up to the "
-        "whole deadline before the next node's request is even sent"
-    ),
-)
-
 
 def _urls(hung: list[HungListener], healthy: list[Any]) -> list[str]:
     return [h.url for h in hung] + [s.url for s in healthy]
 
 
-@pytest.mark.parametrize(
-    "flavour", [pytest.param("sync", marks=SYNC_SEQUENTIAL_CONNECT), "asyncio"]
-)
+@pytest.mark.parametrize("flavour", [pytest.param("sync"), "asyncio"])
 def test_hung_nodes_listed_first_cost_one_deadline(
     flavour: str, redis_servers: Any, chaos_figures: Any
 ) -> None:

@@ -12,7 +12,7 @@ NAME = "orders:42"
 
 
 def fingerprint(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:8]
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:8]
 
 
 def test_status_of_a_free_lock_exits_1(urls):

@@ -34,15 +34,6 @@ REPLIES = {
     "closes": b"",
 }
 
-HANDSHAKE_CRASH = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug R7 (notes/requests-chaos.md): redis-py's HELLO handshake raises "
-        "AttributeError/TypeError on a non-map reply and the transport only maps "
-        "RedisError/OSError, so lock() crashes (and leaves keys on the healthy nodes)"
-    ),
-)
-
 
 class FakeNode:
     """Answer every command on every connection with ``reply`` (b"": close the connection)."""
@@ -95,13 +86,7 @@ def fakes(request: pytest.FixtureRequest) -> Any:
 
 
 def _cases() -> list[Any]:
-    cases = []
-    for label, reply in REPLIES.items():
-        # Replies the handshake cannot decode as a map crash redis-py's sync HELLO handling.
-        crash = {"simple OK", "integer 5", "empty array", "bulk string", "RESP3 null"}
-        marks = [HANDSHAKE_CRASH] if label in crash else []
-        cases.append(pytest.param(reply, id=label, marks=marks))
-    return cases
+    return [pytest.param(reply, id=label) for label, reply in REPLIES.items()]
 
 
 @pytest.mark.parametrize("reply", _cases())
@@ -168,28 +153,16 @@ def test_asyncio_wrong_type_replies_count_as_node_failures(
             client.close()
 
 
-ASYNC_INFO_CRASH = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug R8 (notes/requests-chaos.md): the asyncio ping()/status path lets redis-py's "
-        "INFO parser raise AttributeError on a non-string reply"
-    ),
-)
 SILENT = {"error", "garbage", "closes"}
 
 
-def _ping_cases(crashing: set[str], mark: Any) -> list[Any]:
-    return [
-        pytest.param(label, id=label, marks=[mark] if label in crashing else [])
-        for label in REPLIES
-    ]
+def _ping_cases() -> list[Any]:
+    return [pytest.param(label, id=label) for label in REPLIES]
 
 
 @pytest.mark.parametrize(
     "label",
-    _ping_cases(
-        {"simple OK", "integer 5", "empty array", "bulk string", "RESP3 null"}, HANDSHAKE_CRASH
-    ),
+    _ping_cases(),
 )
 def test_sync_ping_and_inspect_report_misbehaving_nodes(fakes: Any, label: str) -> None:
     with Redsync([n.url for n in fakes(REPLIES[label], 3)]) as rs:
@@ -199,9 +172,7 @@ def test_sync_ping_and_inspect_report_misbehaving_nodes(fakes: Any, label: str) 
         assert not report.ok
 
 
-@pytest.mark.parametrize(
-    "label", _ping_cases({"integer 5", "empty array", "RESP3 null"}, ASYNC_INFO_CRASH)
-)
+@pytest.mark.parametrize("label", _ping_cases())
 def test_asyncio_ping_and_inspect_report_misbehaving_nodes(fakes: Any, label: str) -> None:
     async def main() -> Any:
         async with AsyncRedsync([n.url for n in fakes(REPLIES[label], 3)]) as ars:
