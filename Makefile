@@ -24,10 +24,11 @@ test: $(STAMP) redis-server
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check redsync_core redsync_django redsync_celery redsync_flask
+	$(VENV)/bin/ruff format --check redsync_core redsync_django redsync_celery redsync_flask benchmarks
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict benchmarks
 
 check: lint typecheck test
 

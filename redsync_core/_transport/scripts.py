@@ -7,7 +7,7 @@ foreign key without expiry, -2 - t means a foreign key that expires in t ms.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["EXTEND", "EXTEND_MANY", "INSPECT", "RELEASE", "Script", "decode_foreign_ttl"]
 
@@ -17,10 +17,11 @@ class Script:
     """A Lua script with its SHA1 digest (how Redis names cached scripts)."""
 
     source: str
+    sha: str = field(init=False)
 
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+    def __post_init__(self) -> None:
+        digest = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+        object.__setattr__(self, "sha", digest)
 
 
 RELEASE = Script(

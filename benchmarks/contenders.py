@@ -1,0 +1,436 @@
+"""One small adapter per contender: connect, make one acquire attempt, release, close.
+
+Standard library only at module level: this module is imported by ``runner.py`` inside peers'
+virtualenvs, where ``redsync_core`` is absent. Each adapter imports its library in its
+constructor, so a missing library fails that contender only.
+
+Rules that keep the comparison fair:
+- ``acquire()`` makes exactly one attempt and returns whether it got the lock, without sleeping
+  (for peers whose "one try" still sleeps after a failure, the smallest delay they accept).
+- The lock object is built once per measurement chunk and reused, as every library allows.
+- Redis clients get a 1 s socket timeout where the library lets us set one.
+- TTLs are passed in each library's own unit (ms, float s, or whole seconds).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from benchmarks.resp import RawConnection, RespError, encode, parse_url
+
+__all__ = ["CONTENDERS", "RELEASE_SCRIPT", "AsyncContender", "Contender", "Spec", "SyncContender"]
+
+SOCKET_TIMEOUT_S = 1.0
+
+# The compare-and-delete script of redsync_core (redsync_core/_transport/scripts.py, RELEASE),
+# copied verbatim so that the limit lines run the very same server-side work (same SHA1).
+RELEASE_SCRIPT = """-- compare-and-delete
+-- KEYS[1]: the lock key; ARGV[1]: our value
+-- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if not v then return 0 end
+return -2 - redis.call('PTTL', KEYS[1])
+"""
+
+
+def _value() -> bytes:
+    """A lock value like ours: 16 random bytes, base64."""
+    return base64.b64encode(os.urandom(16))
+
+
+class Contender:
+    """What every adapter shares: its name and the lock it works on."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        self.urls = urls
+        self.key = key
+        self.ttl_s = ttl_s
+        self.ttl_ms = round(ttl_s * 1000)
+        self.quorum = len(urls) // 2 + 1
+
+
+class SyncContender(Contender):
+    def acquire(self) -> bool:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections (default: nothing to do)."""
+
+
+class AsyncContender(Contender):
+    """Its constructor imports the library; ``open()`` connects inside the running loop."""
+
+    async def open(self) -> None:
+        """Connect inside the running loop (default: nothing to do)."""
+
+    async def acquire(self) -> bool:
+        raise NotImplementedError
+
+    async def release(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release connections (default: nothing to do)."""
+
+
+# -- the floor ---------------------------------------------------------------------------------
+
+
+class Limit(SyncContender):
+    """SET NX PX to all N, then EVALSHA compare-and-delete to all N, on raw sockets.
+
+    Every request is written before any reply is read, in one thread: the cheapest way any
+    client can do a Redlock acquire+release. The quorum is counted as Redlock requires.
+    """
+
+    pipelined: ClassVar[bool] = True
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        self.conns = [RawConnection(url, SOCKET_TIMEOUT_S) for url in urls]
+        sha = b""
+        for conn in self.conns:
+            reply = conn.call("SCRIPT", "LOAD", RELEASE_SCRIPT)
+            if not isinstance(reply, bytes):
+                raise RuntimeError(f"SCRIPT LOAD failed: {reply!r}")
+            sha = reply
+        self.sha = sha
+        self.value = b""
+
+    def _fan_out(self, payload: bytes) -> list[Any]:
+        if self.pipelined:
+            for conn in self.conns:
+                conn.send(payload)
+            return [conn.read() for conn in self.conns]
+        replies = []
+        for conn in self.conns:
+            conn.send(payload)
+            replies.append(conn.read())
+        return replies
+
+    def acquire(self) -> bool:
+        self.value = _value()
+        payload = encode("SET", self.key, self.value, "NX", "PX", self.ttl_ms)
+        ok = sum(1 for reply in self._fan_out(payload) if reply == b"OK")
+        if ok >= self.quorum:
+            return True
+        self.release()
+        return False
+
+    def release(self) -> None:
+        payload = encode("EVALSHA", self.sha, 1, self.key, self.value)
+        for reply in self._fan_out(payload):
+            if isinstance(reply, RespError):
+                raise reply
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+
+
+class LimitSequential(Limit):
+    """The same commands as ``limit``, one server after another (send, read, next server)."""
+
+    pipelined = False
+
+
+class NoLock(SyncContender):
+    """Takes no lock at all: the S2 checker must flag it (a self-test of the referee)."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+# -- ours --------------------------------------------------------------------------------------
+
+
+class Ours(SyncContender):
+    """``redsync_core.Redsync`` / ``Mutex`` with ``tries=1`` (``try_lock`` / ``unlock``)."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        core = importlib.import_module("redsync_core")
+        self.rs = core.Redsync(urls, client_options={"socket_timeout": SOCKET_TIMEOUT_S})
+        self.mutex = self.rs.new_mutex(key, expiry=ttl_s, tries=1)
+
+    def acquire(self) -> bool:
+        return bool(self.mutex.try_lock())
+
+    def release(self) -> None:
+        self.mutex.unlock()
+
+    def close(self) -> None:
+        self.rs.close()
+
+
+class OursAsync(AsyncContender):
+    """``redsync_core.AsyncRedsync`` / ``AsyncMutex`` with ``tries=1``."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        self.core = importlib.import_module("redsync_core")
+
+    async def open(self) -> None:
+        self.rs = self.core.AsyncRedsync(
+            self.urls, client_options={"socket_timeout": SOCKET_TIMEOUT_S}
+        )
+        self.mutex = self.rs.new_mutex(self.key, expiry=self.ttl_s, tries=1)
+
+    async def acquire(self) -> bool:
+        return bool(await self.mutex.try_lock())
+
+    async def release(self) -> None:
+        await self.mutex.unlock()
+
+    async def close(self) -> None:
+        await self.rs.close()
+
+
+# -- peers -------------------------------------------------------------------------------------
+
+
+def _redis_clients(urls: list[str]) -> list[Any]:
+    redis = importlib.import_module("redis")
+    return [redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S) for url in urls]
+
+
+class RedisPyLock(SyncContender):
+    """``redis.lock.Lock`` on one server (not a Redlock)."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        (self.client,) = _redis_clients(urls)
+        self.lock = self.client.lock(key, timeout=ttl_s)
+
+    def acquire(self) -> bool:
+        return bool(self.lock.acquire(blocking=False))
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class Pottery(SyncContender):
+    """``pottery.Redlock`` (a thread pool per call; key prefixed ``redlock:``)."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        pottery = importlib.import_module("pottery")
+        self.clients = _redis_clients(urls)
+        self.lock = pottery.Redlock(key=key, masters=set(self.clients), auto_release_time=ttl_s)
+
+    def acquire(self) -> bool:
+        return bool(self.lock.acquire(blocking=False))
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+class PotteryAsync(AsyncContender):
+    """``pottery.AIORedlock`` on ``redis.asyncio`` clients."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        self.pottery = importlib.import_module("pottery")
+        self.aioredis = importlib.import_module("redis.asyncio")
+
+    async def open(self) -> None:
+        self.clients = [
+            self.aioredis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S) for url in self.urls
+        ]
+        self.lock = self.pottery.AIORedlock(
+            key=self.key, masters=set(self.clients), auto_release_time=self.ttl_s
+        )
+
+    async def acquire(self) -> bool:
+        return bool(await self.lock.acquire(blocking=False))
+
+    async def release(self) -> None:
+        await self.lock.release()
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
+
+class RedlockNg(SyncContender):
+    """``redlock.Redlock`` from redlock-ng (sequential; its own 0.1 s socket timeouts)."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        redlock = importlib.import_module("redlock")
+        self.dlm = redlock.Redlock(urls, retry_count=0)  # 0 retries: exactly one attempt
+        self.lock: Any = None
+
+    def acquire(self) -> bool:
+        self.lock = self.dlm.acquire(self.key, ttl=self.ttl_ms)
+        return self.lock is not None
+
+    def release(self) -> None:
+        self.dlm.release(self.lock)
+
+    def close(self) -> None:
+        for client in self.dlm.client.instances:
+            client.close()
+
+
+class RedlockNgAsync(AsyncContender):
+    """``redlock.AsyncRedlock`` from redlock-ng (``asyncio.gather`` over the servers)."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        self.redlock = importlib.import_module("redlock")
+
+    async def open(self) -> None:
+        self.dlm = self.redlock.AsyncRedlock(self.urls, retry_count=0)
+        self.lock: Any = None
+
+    async def acquire(self) -> bool:
+        self.lock = await self.dlm.acquire(self.key, ttl=self.ttl_ms)
+        return self.lock is not None
+
+    async def release(self) -> None:
+        await self.dlm.release(self.lock)
+
+    async def close(self) -> None:
+        for client in self.dlm.client.instances:
+            await client.aclose()
+
+
+class RedlockPy(SyncContender):
+    """``redlock.Redlock`` from redlock-py (SPSCommerce; sequential, EVAL by source).
+
+    It silently turns ``retry_count=0`` and ``retry_delay=0`` into its defaults (3 tries, 0.2 s)
+    and sleeps after the last failed try too, so one try is ``retry_count=1`` with a 1 µs delay.
+    """
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        redlock = importlib.import_module("redlock")
+        nodes = [
+            {"host": host, "port": port, "socket_timeout": SOCKET_TIMEOUT_S}
+            for host, port in map(parse_url, urls)
+        ]
+        self.dlm = redlock.Redlock(nodes, retry_count=1, retry_delay=1e-6)
+        self.lock: Any = False
+
+    def acquire(self) -> bool:
+        self.lock = self.dlm.lock(self.key, self.ttl_ms)
+        return self.lock is not False
+
+    def release(self) -> None:
+        self.dlm.unlock(self.lock)
+
+    def close(self) -> None:
+        for server in self.dlm.servers:
+            server.close()
+
+
+class Aioredlock(AsyncContender):
+    """``aioredlock.Aioredlock`` (aioredis 1.3, not redis-py); ``retry_count=1`` is one try."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        self.mod = importlib.import_module("aioredlock")
+
+    async def open(self) -> None:
+        nodes = [{"host": host, "port": port} for host, port in map(parse_url, self.urls)]
+        self.dlm = self.mod.Aioredlock(nodes, retry_count=1)
+        self.lock: Any = None
+
+    async def acquire(self) -> bool:
+        try:
+            self.lock = await self.dlm.lock(self.key, lock_timeout=self.ttl_s)
+        except self.mod.LockError:
+            return False
+        return True
+
+    async def release(self) -> None:
+        await self.dlm.unlock(self.lock)
+
+    async def close(self) -> None:
+        await self.dlm.destroy()
+
+
+class PythonRedisLock(SyncContender):
+    """``redis_lock.Lock`` from python-redis-lock (one server; whole-second expiry)."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        redis_lock = importlib.import_module("redis_lock")
+        (self.client,) = _redis_clients(urls)
+        self.lock = redis_lock.Lock(self.client, key, expire=max(1, round(ttl_s)))
+
+    def acquire(self) -> bool:
+        return bool(self.lock.acquire(blocking=False))
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A contender as the harness sees it."""
+
+    name: str
+    adapter: type[Contender]
+    kind: str  # "ours", "limit", "peer" or "selftest"
+    env: str | None = None  # peer virtualenv under .venvs/, None: the benchmark's interpreter
+    single_node: bool = False  # not a Redlock: measured at N=1 only
+    what: str = ""
+
+
+CONTENDERS: dict[str, Spec] = {
+    spec.name: spec
+    for spec in (
+        Spec("limit", Limit, "limit", what="raw sockets, all N written before any reply is read"),
+        Spec("limit-sequential", LimitSequential, "limit", what="raw sockets, one node at a time"),
+        Spec("redsync_core", Ours, "ours", what="Redsync / Mutex (sync)"),
+        Spec("redsync_core-async", OursAsync, "ours", what="AsyncRedsync / AsyncMutex"),
+        Spec("redis-py-lock", RedisPyLock, "peer", single_node=True, what="redis.lock.Lock"),
+        Spec("pottery", Pottery, "peer", env="pottery", what="pottery.Redlock"),
+        Spec("pottery-async", PotteryAsync, "peer", env="pottery", what="pottery.AIORedlock"),
+        Spec("redlock-ng", RedlockNg, "peer", env="redlock-ng", what="redlock.Redlock"),
+        Spec(
+            "redlock-ng-async",
+            RedlockNgAsync,
+            "peer",
+            env="redlock-ng",
+            what="redlock.AsyncRedlock",
+        ),
+        Spec("redlock-py", RedlockPy, "peer", env="redlock-py", what="redlock.Redlock (SPS)"),
+        Spec("aioredlock", Aioredlock, "peer", env="aioredlock", what="aioredlock.Aioredlock"),
+        Spec(
+            "python-redis-lock",
+            PythonRedisLock,
+            "peer",
+            env="python-redis-lock",
+            single_node=True,
+            what="redis_lock.Lock",
+        ),
+        Spec("selftest-nolock", NoLock, "selftest", what="takes no lock: S2 must flag it"),
+    )
+}
