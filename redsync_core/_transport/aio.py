@@ -7,8 +7,9 @@ late reply is never read as the answer to a later command).
 from __future__ import annotations
 
 import asyncio
+import sys
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol, overload
 
 from redis.exceptions import NoScriptError
@@ -29,6 +30,9 @@ class AsyncNode(Protocol):
 
     index: int
     address: str
+
+    async def start(self, effect: FanOut | Batch) -> _Exchange | None:
+        """Write ``effect``'s command without waiting if the node can; None: use ``run``."""
 
     async def run(self, effect: FanOut | Batch) -> NodeReply | tuple[NodeReply, ...]:
         """Carry out ``effect`` on this node; raise NodeError when it fails."""
@@ -63,7 +67,17 @@ class _Connections:
 
     def take(self) -> Any:
         free = self._free()
-        return free.pop() if free else self._pool.connection_class(**self._pool.connection_kwargs)
+        if free:
+            return free.pop()
+        # No socket timeout: the fan-out's deadline bounds every wait, and redis-py would wrap
+        # each send in a timer task.
+        kwargs = {**self._pool.connection_kwargs, "socket_timeout": None}
+        return self._pool.connection_class(**kwargs)
+
+    def take_connected(self) -> Any | None:
+        """Return an idle connection that is already open, or None."""
+        free = self._free()
+        return free.pop() if free and free[-1].is_connected else None
 
     def give(self, conn: Any) -> None:
         self._free().append(conn)
@@ -85,6 +99,51 @@ async def _exchange(conn: Any, script: Script | None, args: tuple[Any, ...]) -> 
     except NoScriptError:
         await conn.send_packed_command([pack("EVAL", script.source, *args)], check_health=False)
         return await conn.read_response()
+
+
+class _Exchange:
+    """A command written on an open connection whose reply is read later (no task needed)."""
+
+    __slots__ = ("args", "conn", "connections", "effect", "script")
+
+    def __init__(
+        self,
+        conn: Any,
+        connections: _Connections,
+        effect: FanOut | Batch,
+        script: Script | None,
+        args: tuple[Any, ...],
+    ) -> None:
+        self.conn = conn
+        self.connections = connections
+        self.effect = effect
+        self.script = script
+        self.args = args
+
+    async def finish(self) -> NodeReply | tuple[NodeReply, ...]:
+        """Read the reply (re-sending with EVAL after NOSCRIPT) and give the connection back."""
+        conn = self.conn
+        try:
+            try:
+                raw = await conn.read_response()
+            except NoScriptError:
+                assert self.script is not None  # only scripts answer NOSCRIPT
+                packed = pack("EVAL", self.script.source, *self.args)
+                await conn.send_packed_command([packed], check_health=False)
+                raw = await conn.read_response()
+        except BaseException:
+            # Also on cancellation (the deadline): a reply may still be on its way.
+            await asyncio.shield(conn.disconnect(nowait=True))
+            raise
+        self.connections.give(conn)
+        return decode(self.effect, raw)
+
+    async def arrived(self) -> bool:
+        """Return True when the reply is already buffered (reading it will not wait)."""
+        try:
+            return bool(await self.conn.can_read_destructive())
+        except Exception:  # noqa: BLE001 - a broken connection: finish() will say how
+            return True
 
 
 class AsyncRedisNode:
@@ -120,6 +179,26 @@ class AsyncRedisNode:
         except Exception as exc:
             raise node_error(self, exc) from exc
 
+    async def start(self, effect: FanOut | Batch) -> _Exchange | None:
+        """Write ``effect``'s command now if an open connection is idle; None otherwise.
+
+        Raises:
+            NodeError: the write failed.
+        """
+        if self._connections is None:
+            return None
+        conn = self._connections.take_connected()
+        if conn is None:
+            return None
+        script, args = command(effect)
+        packed = pack(*args) if script is None else pack("EVALSHA", script.sha, *args)
+        try:
+            await conn.send_packed_command([packed], check_health=False)
+        except Exception as exc:
+            await conn.disconnect(nowait=True)
+            raise node_error(self, exc) from exc
+        return _Exchange(conn, self._connections, effect, script, args)
+
     async def _through_client(self, script: Script | None, args: tuple[Any, ...]) -> Any:
         if script is None:
             return await self.client.execute_command(*args)
@@ -152,6 +231,9 @@ class AsyncMemoryNode:
         self.index = index
         self.address = redact(f"memory://{store.name}")
         self.store = store
+
+    async def start(self, effect: FanOut | Batch) -> _Exchange | None:
+        return None  # run() answers at once
 
     async def run(self, effect: FanOut | Batch) -> NodeReply | tuple[NodeReply, ...]:
         if isinstance(effect, Batch):
@@ -186,14 +268,28 @@ async def fan_out(
     ``effect.stop_at`` it returns once that many nodes agreed either way.
     """
     replies: list[Reply] = [None] * len(nodes)
-    tasks: dict[asyncio.Task[NodeReply | tuple[NodeReply, ...]], int] = {}
-    for i in order if order is not None else range(len(nodes)):
-        tasks[asyncio.ensure_future(nodes[i].run(effect))] = i
     timeout = None if effect.deadline_ms is None else effect.deadline_ms / 1000
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
-    pending: set[asyncio.Task[NodeReply | tuple[NodeReply, ...]]] = set(tasks)
     stop_at = effect.stop_at
+    # Nodes with an idle open connection get the command written at once and their replies
+    # read in turn (no task per node); the others (connecting, cluster, fail fast) get a task.
+    direct: dict[int, _Exchange] = {}
+    tasks: dict[asyncio.Task[NodeReply | tuple[NodeReply, ...]], int] = {}
+    for i in order if order is not None else range(len(nodes)):
+        try:
+            exchange = None if stop_at is not None else await nodes[i].start(effect)
+        except NodeError as failed:
+            replies[i] = failed
+            continue
+        if exchange is None:
+            tasks[asyncio.ensure_future(nodes[i].run(effect))] = i
+        else:
+            direct[i] = exchange
+    if direct:
+        left = None if deadline is None else max(0.0, deadline - loop.time())
+        await _read_in_turn(nodes, direct, replies, left, effect.deadline_ms)
+    pending: set[asyncio.Task[NodeReply | tuple[NodeReply, ...]]] = set(tasks)
     try:
         while pending:
             left = None if deadline is None else max(0.0, deadline - loop.time())
@@ -213,9 +309,7 @@ async def fan_out(
                     raise exc
             if not done:
                 for task in pending:
-                    i = tasks[task]
-                    reason = f"no reply within the {effect.deadline_ms} ms deadline"
-                    replies[i] = node_error(nodes[i], reason)
+                    replies[tasks[task]] = _late(nodes[tasks[task]], effect.deadline_ms)
                 break
             if stop_at is not None and decided(replies, stop_at):
                 break
@@ -223,3 +317,55 @@ async def fan_out(
         for task in pending:
             task.cancel()
     return tuple(replies)
+
+
+def _late(node: AsyncNode, deadline_ms: int | None) -> NodeError:
+    return node_error(node, f"no reply within the {deadline_ms} ms deadline")
+
+
+async def _read_in_turn(
+    nodes: Sequence[AsyncNode],
+    direct: dict[int, _Exchange],
+    replies: list[Reply],
+    timeout: float | None,
+    deadline_ms: int | None,
+) -> None:
+    """Read the replies of commands written directly, within ``timeout`` seconds in all.
+
+    Replies arrive in parallel, so reading them in turn costs the slowest node, not the sum.
+    When the deadline cuts a read short, the replies that already arrived are still read.
+    """
+    unread = dict(direct)
+
+    async def read_all() -> None:
+        for i, exchange in direct.items():
+            replies[i] = await _finish(nodes[i], exchange)
+            del unread[i]
+
+    try:
+        await _within(read_all(), timeout)
+    except asyncio.TimeoutError:
+        for i, exchange in list(unread.items()):
+            if replies[i] is None and await exchange.arrived():
+                replies[i] = await _finish(nodes[i], exchange)
+            else:
+                await exchange.conn.disconnect(nowait=True)
+                replies[i] = _late(nodes[i], deadline_ms)
+
+
+async def _finish(
+    node: AsyncNode, exchange: _Exchange
+) -> NodeReply | tuple[NodeReply, ...] | NodeError:
+    try:
+        return await exchange.finish()
+    except Exception as exc:  # noqa: BLE001 - a node may answer anything: see sync._FAILURES
+        return node_error(node, exc)
+
+
+async def _within(awaitable: Awaitable[None], timeout: float | None) -> None:
+    """Await ``awaitable`` for at most ``timeout`` seconds (asyncio.TimeoutError after)."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):
+            await awaitable
+    else:  # pragma: no cover - Python 3.10 has no asyncio.timeout; wait_for adds one task
+        await asyncio.wait_for(awaitable, timeout)
