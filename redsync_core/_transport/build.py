@@ -7,8 +7,6 @@ from typing import Any
 
 import redis
 import redis.asyncio
-import redis.asyncio.cluster
-import redis.cluster
 from redis.exceptions import RedisError
 
 from .._exceptions import ConfigurationError
@@ -18,9 +16,6 @@ from .memory import memory_store
 from .sync import ClusterNode, MemoryNode, RedisNode, SyncNode
 
 __all__ = ["build_async_nodes", "build_sync_nodes", "check_nodes"]
-
-_ASYNC_CLIENTS = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
-_SYNC_CLIENTS = (redis.Redis, redis.cluster.RedisCluster)
 
 
 def check_nodes(nodes: object) -> list[Any]:
@@ -39,6 +34,25 @@ def check_nodes(nodes: object) -> list[Any]:
             "Invalid nodes=[]: expected at least one node (Redlock wants 3 or 5 independent masters)."
         )
     return list(nodes)
+
+
+def _kind(node: object) -> str:
+    """Classify a node: ``url``, ``sync``, ``sync-cluster``, ``async`` or ``other``."""
+    if isinstance(node, str):
+        return "url"
+    if isinstance(node, redis.Redis):
+        return "sync"
+    if isinstance(node, redis.asyncio.Redis):
+        return "async"
+    # Slow to import and only needed for cluster client objects.
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+    from redis.cluster import RedisCluster
+
+    if isinstance(node, RedisCluster):
+        return "sync-cluster"
+    if isinstance(node, AsyncRedisCluster):
+        return "async"
+    return "other"
 
 
 def _wrong_twin(index: int, node: object, wanted: str) -> ConfigurationError:
@@ -74,11 +88,12 @@ def build_sync_nodes(
     """
     built: list[SyncNode] = []
     for i, node in enumerate(check_nodes(nodes)):
-        if isinstance(node, redis.cluster.RedisCluster):
+        kind = _kind(node)
+        if kind == "sync-cluster":
             built.append(ClusterNode(i, node, client_address(node)))
-        elif isinstance(node, redis.Redis):
+        elif kind == "sync":
             built.append(RedisNode(i, node, client_address(node), owned=False))
-        elif isinstance(node, _ASYNC_CLIENTS):
+        elif kind == "async":
             raise _wrong_twin(i, node, "sync")
         else:
             url = check_url(node, i)
@@ -101,9 +116,10 @@ def build_async_nodes(
     """
     built: list[AsyncNode] = []
     for i, node in enumerate(check_nodes(nodes)):
-        if isinstance(node, _ASYNC_CLIENTS):
+        kind = _kind(node)
+        if kind == "async":
             built.append(AsyncRedisNode(i, node, client_address(node), owned=False))
-        elif isinstance(node, _SYNC_CLIENTS):
+        elif kind in ("sync", "sync-cluster"):
             raise _wrong_twin(i, node, "redis.asyncio")
         else:
             url = check_url(node, i)
