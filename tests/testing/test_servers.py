@@ -28,7 +28,8 @@ from redsync_core.testing.plugin import MISSING_BINARY
 pytest_plugins = ["pytester"]
 
 # Inner pytest sessions (pytester) run in order and without plugins they do not need.
-INNER_ARGS = ("-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:asyncio")
+# The inner sessions must not set up Django again (the outer session may have configured it).
+INNER_ARGS = ("-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:django")
 
 
 def assert_gone(pid: int) -> None:
