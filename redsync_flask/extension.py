@@ -2,8 +2,9 @@
 
 Translation only: locks are taken by the core's ``Redsync.locked`` (key rendering, one attempt
 or ``wait`` seconds, auto-extension); this module picks the current app's core object and turns
-"busy" into an HTTP answer. No app is stored on the extension (Flask's extension guide), so one
-instance serves app factories and several apps in one process.
+"busy" into an HTTP answer. As Flask's extension guide asks, the extension object holds no app
+and no per-app state: ``init_app`` keeps everything in ``app.extensions``, so one instance
+serves app factories and several apps in one process.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import functools
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from weakref import WeakKeyDictionary
 
 from flask import Flask, current_app, g, has_app_context, has_request_context
 from werkzeug.exceptions import HTTPException, default_exceptions
@@ -41,6 +42,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 OnBusy = Callable[..., Any] | str | None
 
 _IN_VIEW = "_redsync_in_view"  # g attribute: a locked view is running in this request
+
+#: ``app.extensions`` key of what ``init_app`` keeps for the adapter beside the core
+#: ``Redsync`` (``app.extensions["redsync"]``): the app's config and the registering instance.
+STATE_KEY = "redsync_flask"
+
+
+@dataclass(frozen=True)
+class _AppState:
+    """The adapter's per-app state, stored in ``app.extensions[STATE_KEY]``."""
+
+    extension: Redsync
+    config: AppConfig
 
 
 class LockBusy(HTTPException):
@@ -91,12 +104,12 @@ class Redsync:
     """Redlock locks for Flask apps, configured from ``REDSYNC_*`` keys.
 
     ``Redsync(app)`` or ``redsync = Redsync()`` then ``redsync.init_app(app)`` in the app
-    factory. Per-app state lives in ``app.extensions["redsync"]`` (the app's core
-    ``redsync_core.Redsync``), never on this object, so one instance serves several apps.
+    factory. Per-app state lives in the app, never on this object: ``app.extensions["redsync"]``
+    is the app's core ``redsync_core.Redsync``, and ``app.extensions["redsync_flask"]`` holds
+    the rest of its config. So one instance serves several apps.
     """
 
     def __init__(self, app: Flask | None = None) -> None:
-        self._apps: WeakKeyDictionary[Flask, AppConfig] = WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
 
@@ -117,7 +130,7 @@ class Redsync:
                 "init_app(app) once per app and import that Redsync instance elsewhere."
             )
         config = read_config(app.config)
-        self._apps[app] = config
+        app.extensions[STATE_KEY] = _AppState(self, config)
         app.extensions["redsync"] = config.redsync
         app.cli.add_command(redsync_cli)
 
@@ -204,14 +217,14 @@ class Redsync:
                     "Use `with app.app_context():` (views and `flask` commands have one)."
                 )
             app = current_app._get_current_object()  # type: ignore[attr-defined]
-        config = self._apps.get(app)
-        if config is None:
+        state = app.extensions.get(STATE_KEY)
+        if not isinstance(state, _AppState) or state.extension is not self:
             raise RuntimeError(
                 f"The Flask app {app.name!r} is not registered with this redsync_flask.Redsync "
                 "instance. Call redsync.init_app(app) in the app factory, or use the instance "
                 "that did."
             )
-        return config
+        return state.config
 
 
 def _check_locked_arguments(wait: object, on_busy: object, options: dict[str, Any]) -> None:
