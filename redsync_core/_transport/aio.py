@@ -1,7 +1,10 @@
-"""Asyncio fan-out: one task per node on the running loop, one deadline for all of them.
+"""Asyncio fan-out on the running loop: every node's command in flight at once, one deadline.
 
-Tasks still running at the deadline are cancelled (redis-py then drops their connection, so a
-late reply is never read as the answer to a later command).
+A node with an idle open connection gets its command written at once and its reply read in
+turn, with no task. A node without one (first call, after a failure), a cluster client, a
+``memory://`` node and every node of a fail-fast fan-out run in one task each. At the deadline
+unread connections are dropped and tasks still running are cancelled (which drops theirs), so a
+late reply is never read as the answer to a later command.
 """
 
 from __future__ import annotations
