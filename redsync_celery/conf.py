@@ -44,7 +44,8 @@ __all__ = [
 logger = logging.getLogger("redsync_celery")
 
 ADAPTER_DEFAULTS: Mapping[str, Any] = {"expiry": 30.0, "auto_extend": True}
-"""Lock defaults of the adapter (DESIGN.md section 4), under the app's ``redsync_options``."""
+"""Lock defaults of every adapter (a 30 s expiry, auto-extended while the task body runs);
+the app's ``redsync_options`` win over them."""
 
 _PER_RUN_OPTIONS = {  # SingletonTask sets these for every run
     "value": "the lock value starts with the task id, set per run",

@@ -27,7 +27,8 @@ OPTIONS = "REDSYNC_OPTIONS"
 BUSY_STATUS = "REDSYNC_BUSY_STATUS"
 KEYS = (URLS, CLIENT_OPTIONS, KEY_PREFIX, OPTIONS, BUSY_STATUS)
 
-#: Lock options every adapter defaults to (DESIGN.md section 4); ``REDSYNC_OPTIONS`` wins.
+#: Lock options every adapter defaults to: a 30 s expiry, auto-extended while the protected code
+#: runs (one attempt is the decorator's ``wait=0``). ``REDSYNC_OPTIONS`` wins.
 ADAPTER_DEFAULTS: Mapping[str, Any] = {"expiry": 30.0, "auto_extend": True}
 DEFAULT_BUSY_STATUS = 409
 

@@ -224,8 +224,8 @@ def test_no_password_or_lock_value_in_logs_reprs_or_errors(
         mutex = rs.new_mutex("x", auto_extend=True)
         mutex.lock()
         values.append(mutex.value or "")
-        # rs.inspect() is left out on purpose: LockInfo.holder *is* the holder's value, the
-        # operator's tool for `redsync status` (see notes/requests-chaos.md R9).
+        # rs.inspect() is left out on purpose: LockInfo.holder *is* the holder's value, by
+        # design (operators' tools compare holders; its repr shows a fingerprint only).
         seen += [repr(rs), repr(mutex), str(mutex.until), *rs.addresses]
         rival_value = secrets.token_urlsafe(16)
         values.append(rival_value)
