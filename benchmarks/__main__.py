@@ -28,14 +28,14 @@ from typing import Any
 from .contenders import CONTENDERS
 from .harness import S2_PROCESSES, Harness, S2Cell, placement
 from .peers import ENVS, REPO
-from .report import add_ratios, markdown, targets
+from .report import add_ratios, markdown, relative_paths, targets
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ("s1", "s2", "hold", "import", "profile")
 QUICK_CONTENDERS = ("limit", "limit-sequential", "redsync_core", "redsync_core-async")
 DEFAULT_CONTENDERS = tuple(name for name, s in CONTENDERS.items() if s.kind != "selftest")
 NOISE = (
-    "The box has 2 CPUs shared with other engineers' test runs, so expect ±20-50 % between "
+    "The box has 2 CPUs shared with other jobs, so expect ±20-50 % between "
     "runs in absolute numbers; the interleaved rounds make ratios within one run far steadier."
 )
 
@@ -234,9 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["duration_s"] = time.monotonic() - started
     md.parent.mkdir(parents=True, exist_ok=True)
     js.parent.mkdir(parents=True, exist_ok=True)
-    text = markdown(results)
+    text = relative_paths(markdown(results))
     md.write_text(text, encoding="utf-8")
-    js.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    js.write_text(relative_paths(json.dumps(results, indent=1)) + "\n", encoding="utf-8")
     print(text)
     print(f"wrote {md.relative_to(REPO) if md.is_relative_to(REPO) else md} and {js.name}")
     return 0
