@@ -65,7 +65,7 @@ def check_quorum_reachable(
     failures = "; ".join(f"{n.address}: {n.error}" for n in report.nodes if not n.ok)
     return [
         Error(
-            f"Only {report.reachable} of {len(report.nodes)} redsync nodes answered PING; "
+            f"Only {report.reachable} of {len(report.nodes)} redsync nodes answered a ping; "
             f"{report.quorum} are needed to take any lock ({failures}).",
             hint='Start the nodes, or fix settings.REDSYNC["URLS"] / ["CLIENT_OPTIONS"].',
             id="redsync.E004",

@@ -1,8 +1,8 @@
 """The one reader of ``settings.REDSYNC``: validate it and build the process's core ``Redsync``.
 
-Every setting name of the adapter appears here and nowhere else. The ``Redsync`` is built on
-first use in each process (a gunicorn ``--preload`` fork builds its own) and dropped when
-``override_settings`` changes ``REDSYNC``.
+Every setting is read and validated here and nowhere else (the system checks only quote key
+names in their messages). The ``Redsync`` is built on first use in each process (a gunicorn
+``--preload`` fork builds its own) and dropped when ``override_settings`` changes ``REDSYNC``.
 """
 
 from __future__ import annotations
