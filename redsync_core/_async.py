@@ -80,6 +80,8 @@ class AsyncRedsync(RedsyncBase):
 
         Raises (from the decorated call):
             LockTaken: another holder has the lock (``retry_after`` says for how long).
+            LockTimeout: ``wait`` > 0 ran out before the lock was free.
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
             LockLost: auto-extension lost the lock while the function ran.
         """
         self._options(mutex_options(wait, options)[0])

@@ -1,7 +1,7 @@
 """The ``redsync`` command: a distributed ``flock -n`` for cron, lock inspection, and the demo.
 
-An adapter of the core like the framework packages: it parses arguments, calls the public
-``redsync_core`` API and prints. Every Redlock decision (quorum, validity, retries, extension)
+An adapter of the core like the framework packages: it parses arguments, calls the
+``redsync_core`` API (public names, plus the core's value fingerprint for holders) and prints. Every Redlock decision (quorum, validity, retries, extension)
 stays in the core. ``redsync demo`` lives in ``redsync_core._cli.demo``.
 """
 
