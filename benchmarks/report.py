@@ -17,7 +17,7 @@ __all__ = ["add_ratios", "markdown", "relative_paths", "targets"]
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The targets of issue 8, as (scenario, contender, N, bound, "max" or "min").
+# The speed targets the report checks, as (scenario, contender, N, bound, "max" or "min").
 TARGETS = (
     ("s1", "redsync_core", 5, 1.25, "max"),
     ("s1", "redsync_core-async", 5, 1.4, "max"),
@@ -248,7 +248,7 @@ def markdown(results: dict[str, Any]) -> str:
     if rows:
         out += _table(["contender", "what", "runs in", "versions", "status"], ["---"] * 5, rows)
     if results.get("targets"):
-        out += ["", "## Targets (issue 8)", ""]
+        out += ["", "## Targets", ""]
         trows = []
         for t in results["targets"]:
             value = t["value"]

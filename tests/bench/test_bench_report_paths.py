@@ -6,13 +6,14 @@ repository (installed packages as ``<site-packages>/``, the standard library as 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
 import pytest
 import redis
 
-from benchmarks.report import REPO, relative_paths
+from benchmarks.report import REPO, markdown, relative_paths
 
 #: An absolute path to a Python source file, as cProfile and tracebacks print them.
 ABSOLUTE_SOURCE = re.compile(r"(?<![\w.>-])/(?:[^\s/:\"']+/)+[^\s/:\"']+\.py\b")
@@ -38,3 +39,12 @@ def test_published_results_name_no_machine_path(name: str) -> None:
     text = (REPO / "benchmarks" / name).read_text(encoding="utf-8")
 
     assert ABSOLUTE_SOURCE.findall(text) == []
+
+
+def test_published_markdown_is_what_the_report_renders_from_the_published_json() -> None:
+    """RESULTS.md and results.json come from one run: neither is edited alone."""
+    results = json.loads((REPO / "benchmarks" / "results.json").read_text(encoding="utf-8"))
+
+    rendered = relative_paths(markdown(results))
+
+    assert rendered == (REPO / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
