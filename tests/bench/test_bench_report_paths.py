@@ -42,7 +42,10 @@ def test_published_results_name_no_machine_path(name: str) -> None:
 
 
 def test_published_markdown_is_what_the_report_renders_from_the_published_json() -> None:
-    """RESULTS.md and results.json come from one run: neither is edited alone."""
+    """RESULTS.md and results.json come from one run: neither is edited alone.
+
+    After a change to report.py: ``python -m benchmarks --render benchmarks/results.json``.
+    """
     results = json.loads((REPO / "benchmarks" / "results.json").read_text(encoding="utf-8"))
 
     rendered = relative_paths(markdown(results))
