@@ -114,7 +114,7 @@ def stored(servers: list[RedisServer], key: str) -> list[bytes | None]:
 def test_any_name_locks_and_leaves_nothing_behind(
     redis_nodes: list[RedisServer], name: str
 ) -> None:
-    assume(not has_surrogate(name))  # R2, see test_surrogate_names_are_a_configuration_error
+    assume(not has_surrogate(name))  # a ConfigurationError: see test_surrogate_names_are_a_*
     with Redsync([n.url for n in redis_nodes], tries=1) as rs:
         mutex = rs.new_mutex(name)
         mutex.lock()
