@@ -115,7 +115,8 @@ class Redsync:
 
     def init_app(self, app: Flask) -> None:
         """Read ``app``'s ``REDSYNC_*`` config once, register the core ``Redsync`` as
-        ``app.extensions["redsync"]`` and add the ``flask redsync`` CLI group.
+        ``app.extensions["redsync"]`` (the rest of the config beside it) and add the
+        ``flask redsync`` CLI group.
 
         Keys: ``REDSYNC_URLS`` (required), ``REDSYNC_CLIENT_OPTIONS``, ``REDSYNC_KEY_PREFIX``,
         ``REDSYNC_OPTIONS``, ``REDSYNC_BUSY_STATUS``; later changes to them are not seen.
