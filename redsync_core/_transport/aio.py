@@ -1,10 +1,10 @@
-"""Asyncio fan-out on the running loop: every node's command in flight at once, one deadline.
+"""Asyncio fan-out: every node's command is written at once, then the replies are read within one
+deadline for all of them.
 
-A node with an idle open connection gets its command written at once and its reply read in
-turn, with no task. A node without one (first call, after a failure), a cluster client, a
-``memory://`` node and every node of a fail-fast fan-out run in one task each. At the deadline
-unread connections are dropped and tasks still running are cancelled (which drops theirs), so a
-late reply is never read as the answer to a later command.
+A node with an idle open connection gets its command written directly and its reply read in
+turn, with no task; only a node that must connect first (or a cluster client, or a fail-fast
+fan-out) gets a task of its own. A read still pending at the deadline drops its connection, so
+a late reply is never read as the answer to a later command.
 """
 
 from __future__ import annotations
