@@ -34,12 +34,13 @@ from ._cli.common import (
     say,
 )
 from ._cli.run import KILL_GRACE, run_command
+from .adapters import ADAPTER_DEFAULTS
 
 __all__ = ["main"]
 
 URLS_ENV = "REDSYNC_URLS"
 KEY_PREFIX_ENV = "REDSYNC_KEY_PREFIX"
-RUN_EXPIRY = 30.0  # seconds; the adapters' default: short enough to free a dead host's lock soon
+RUN_EXPIRY: float = ADAPTER_DEFAULTS["expiry"]  # seconds, as every adapter
 
 EXIT_CODES = f"""\
 exit status:

@@ -1,17 +1,16 @@
 """The Flask extension: per-app core ``Redsync`` objects and the locked-route decorator.
 
-Translation only: locks are taken by the core's ``Redsync.locked`` (key rendering, one attempt
-or ``wait`` seconds, auto-extension); this module picks the current app's core object and turns
-"busy" into an HTTP answer. As Flask's extension guide asks, the extension object holds no app
-and no per-app state: ``init_app`` keeps everything in ``app.extensions``, so one instance
-serves app factories and several apps in one process.
+Translation only: locks are held through the core's ``Redsync.hold`` (one attempt or ``wait``
+seconds, auto-extension, "busy" told apart from errors of the view); this module picks the
+current app's core object and turns "busy" into an HTTP answer. As Flask's extension guide
+asks, the extension object holds no app and no per-app state: ``init_app`` keeps everything in
+``app.extensions``, so one instance serves app factories and several apps in one process.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -19,14 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from flask import Flask, current_app, g, has_app_context, has_request_context
 from werkzeug.exceptions import HTTPException, default_exceptions
 
-from redsync_core import (
-    ConfigurationError,
-    LockNotAcquired,
-    Mutex,
-    MutexOptions,
-    QuorumUnreachable,
-)
+from redsync_core import LockNotAcquired, Mutex, MutexOptions, render_lock_name
 from redsync_core import Redsync as CoreRedsync
+from redsync_core.adapters import OnBusy, check_on_busy, retry_after_seconds, wait_options
 
 from .cli import redsync_cli
 from .conf import AppConfig, read_config
@@ -34,12 +28,11 @@ from .conf import AppConfig, read_config
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["LockBusy", "Redsync"]
+__all__ = ["LockBusy", "Redsync", "retry_after_seconds"]
 
 logger = logging.getLogger("redsync.flask")
 
 F = TypeVar("F", bound=Callable[..., Any])
-OnBusy = Callable[..., Any] | str | None
 
 _IN_VIEW = "_redsync_in_view"  # g attribute: a locked view is running in this request
 
@@ -91,13 +84,6 @@ class LockBusy(HTTPException):
             *(h for h in headers if h[0] != "Retry-After"),
             ("Retry-After", str(self.retry_after)),
         ]
-
-
-def retry_after_seconds(seconds: float | None) -> int:
-    """Return a ``Retry-After`` value: ``seconds`` rounded up, at least 1 (1 when unknown)."""
-    if seconds is None:
-        return 1
-    return max(1, math.ceil(seconds))
 
 
 class Redsync:
@@ -177,31 +163,24 @@ class Redsync:
 
         ``QuorumUnreachable`` (nodes down) is always raised: that is an outage, not "busy".
         """
-        _check_locked_arguments(wait, on_busy, options)
+        wait_options(wait, options)  # bad arguments fail at import, not at the first request
+        check_on_busy(on_busy)
+        MutexOptions.build(options)
 
         def decorate(func: F) -> F:
             @functools.wraps(func)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 config = self._config(None)
-                started = False
-
-                @functools.wraps(func)  # the core renders the name from func's signature
-                def body(*args: Any, **kwargs: Any) -> Any:
-                    nonlocal started
-                    started = True
-                    return current_app.ensure_sync(func)(*args, **kwargs)
-
+                lock_name = render_lock_name(name, func, args, kwargs)
                 view = has_request_context() and not g.get(_IN_VIEW, False)
                 if view:
                     setattr(g, _IN_VIEW, True)
                 try:
-                    return config.redsync.locked(name, wait=wait, **options)(body)(*args, **kwargs)
-                except QuorumUnreachable:
-                    raise
-                except LockNotAcquired as exc:
-                    if started:  # raised by locked code the body called: not our lock
-                        raise
-                    return _busy(exc, on_busy, config.busy_status if view else None, args, kwargs)
+                    with config.redsync.hold(lock_name, wait=wait, **options) as held:
+                        if held.busy is not None:
+                            status = config.busy_status if view else None
+                            return _busy(held.busy, on_busy, status, args, kwargs)
+                        return current_app.ensure_sync(func)(*args, **kwargs)
                 finally:
                     if view:
                         g.pop(_IN_VIEW, None)
@@ -226,18 +205,6 @@ class Redsync:
                 "that did."
             )
         return state.config
-
-
-def _check_locked_arguments(wait: object, on_busy: object, options: dict[str, Any]) -> None:
-    """Reject bad decorator arguments at import time rather than at the first request."""
-    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not wait >= 0:
-        raise ConfigurationError(f"Invalid wait={wait!r:.40}: expected a number of seconds >= 0.")
-    if not (on_busy is None or on_busy in ("raise", "skip") or callable(on_busy)):
-        raise ConfigurationError(
-            f"Invalid on_busy={on_busy!r:.40}: expected None (busy response), 'raise', 'skip' "
-            "or a callable (exc, *args, **kwargs) returning what the call should return."
-        )
-    MutexOptions.build(options)
 
 
 def _busy(
