@@ -70,7 +70,7 @@ class AsyncRedsync(RedsyncBase):
         return AsyncMutex(self, name, **options)
 
     def hold(self, name: str, *, wait: float = 0.0, **options: Any) -> AsyncHold:
-        """Return a ``AsyncHold`` of the lock ``name``, for adapters and other callers that
+        """Return an ``AsyncHold`` of the lock ``name``, for adapters and other callers that
         must tell "busy" apart from errors raised by the code they protect.
 
         ``wait``: seconds to keep trying while another holder has it (0: one attempt).
