@@ -1,9 +1,10 @@
 """The rules every framework adapter shares: defaults, argument checks and busy arithmetic.
 
-An adapter (Django, Celery, Flask, the ``redsync`` command) reads its framework's settings,
-builds one core ``Redsync`` with ``build_redsync``, takes locks with ``Redsync.hold`` (which
-tells "busy" apart from errors raised in the protected code), and turns a busy lock into its
-framework's answer with ``retry_after_seconds`` and ``free_in``. Nothing here does I/O.
+A framework adapter (Django, Celery, Flask) reads its framework's settings and builds one core
+``Redsync`` with ``build_redsync``. Every adapter, the ``redsync`` command included, takes
+locks with ``Redsync.hold`` (which tells "busy" apart from errors raised in the protected
+code) and turns a busy lock into its answer with ``retry_after_seconds`` and ``free_in``.
+Nothing here does I/O.
 """
 
 from __future__ import annotations
