@@ -1,8 +1,8 @@
 """Hung nodes cost at most one deadline per fan-out, whatever their place in the node list.
 
 Two of five nodes are ports that accept connections and never answer, listed *before* the three
-healthy nodes. The fan-out contract: all N requests are in flight at once, and a node that hangs
-costs at most the deadline. So lock() with tries=1 takes at most one SET fan-out (it succeeds
+healthy nodes. DESIGN.md section 2: "all N requests are in flight at once ... A node that hangs
+costs at most the deadline". So lock() with tries=1 takes at most one SET fan-out (it succeeds
 on the three healthy nodes) and unlock() one release fan-out, each bounded by the deadline.
 """
 

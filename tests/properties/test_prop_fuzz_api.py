@@ -5,10 +5,9 @@ otherwise a working lock; never another exception, a hang, or a key left behind.
 values go to real redis-server nodes (and DBSIZE is checked after each example); options and
 URLs are checked at construction only.
 
-Inputs that once crashed the core (lone surrogates, non-finite timeouts, huge expiries,
-malformed or secret-bearing URLs, bad client query options) have regression tests at the end.
-The ``known_core_bug_*`` filters are where a newly found crash would be kept out of the fuzzers
-while its regression test is strict-xfail (``_xfail``); today they filter nothing.
+Inputs that currently crash the core are listed in ``KNOWN_CORE_BUGS``: each one has a strict
+xfail regression test below (so the fuzzers do not fail on them again and again) and an entry
+in notes/requests-chaos.md. Remove the filter together with the xfail once the core is fixed.
 """
 
 from __future__ import annotations
@@ -37,12 +36,12 @@ def has_surrogate(text: str) -> bool:
 
 
 def known_core_bug_url(url: str) -> bool:
-    # The URL crashes found so far are fixed; no URL is filtered any more.
+    # R5, R6 and R11 are fixed; no URL is filtered any more.
     return False
 
 
 def known_core_bug_number(x: object) -> bool:
-    # The number crashes found so far are fixed; no number is filtered any more.
+    # R3 and R4 are fixed; no number is filtered any more.
     return False
 
 
@@ -114,7 +113,7 @@ def stored(servers: list[RedisServer], key: str) -> list[bytes | None]:
 def test_any_name_locks_and_leaves_nothing_behind(
     redis_nodes: list[RedisServer], name: str
 ) -> None:
-    assume(not has_surrogate(name))  # a ConfigurationError: see test_surrogate_names_are_a_*
+    assume(not has_surrogate(name))  # R2, see test_surrogate_names_are_a_configuration_error
     with Redsync([n.url for n in redis_nodes], tries=1) as rs:
         mutex = rs.new_mutex(name)
         mutex.lock()
@@ -246,7 +245,7 @@ def test_urls_are_accepted_or_refused_with_configuration_error(url: str) -> None
         rs.close()
 
 
-# --- regressions: inputs that once crashed the core -------------------------------------------
+# --- known core bugs, reported in notes/requests-chaos.md ------------------------------------
 
 
 def _xfail(request_id: str, what: str) -> Any:
