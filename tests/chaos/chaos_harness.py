@@ -443,6 +443,32 @@ class Schedule:
         return sum(self.faults.values())
 
 
+def restart_delay(expiry: float) -> float:
+    """Return how long a crashed lock node stays down before it restarts empty, in seconds.
+
+    antirez's delayed restart: longer than the largest expiry in use, so that no validity the
+    node voted for is still running when it comes back without its keys.
+    """
+    return expiry + 0.2
+
+
+def restart_later(node: Any, expiry: float) -> tuple[threading.Thread, list[float]]:
+    """Restart the (crashed) ``node`` empty after ``restart_delay(expiry)`` s, in a thread.
+
+    Return the thread and a list that receives the restart time (CLOCK_BOOTTIME) once done.
+    """
+    restarted: list[float] = []
+
+    def run() -> None:
+        time.sleep(restart_delay(expiry))
+        node.start()
+        restarted.append(now())
+
+    thread = threading.Thread(target=run, name="delayed-restart", daemon=True)
+    thread.start()
+    return thread, restarted
+
+
 def pause_process(pid: int) -> None:
     """SIGSTOP one of our own worker processes."""
     os.kill(pid, signal.SIGSTOP)
