@@ -53,7 +53,7 @@ COMMITS_KEY = "chaos:commits"
 RMW_GAP = 0.003
 #: Allowance for process scheduling on a loaded 2-core machine when comparing a call's duration
 #: with its bound. The bound itself is what the library promises; this slack is only for the CPU.
-SCHEDULING_SLACK = 1.0
+SCHEDULING_SLACK = 2.0
 
 _CONTEXT = multiprocessing.get_context("fork")
 
