@@ -5,9 +5,8 @@ otherwise a working lock; never another exception, a hang, or a key left behind.
 values go to real redis-server nodes (and DBSIZE is checked after each example); options and
 URLs are checked at construction only.
 
-Inputs that currently crash the core are listed in ``KNOWN_CORE_BUGS``: each one has a strict
-xfail regression test below (so the fuzzers do not fail on them again and again) and an entry
-in notes/requests-chaos.md. Remove the filter together with the xfail once the core is fixed.
+Inputs that once crashed the core (reported in notes/requests-chaos.md) each keep a regression
+test at the end of this file.
 """
 
 from __future__ import annotations
@@ -34,16 +33,6 @@ PASSWORD = "S3cret-pw-Zq9"
 
 def has_surrogate(text: str) -> bool:
     return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
-
-
-def known_core_bug_url(url: str) -> bool:
-    # R5, R6 and R11 are fixed; no URL is filtered any more.
-    return False
-
-
-def known_core_bug_number(x: object) -> bool:
-    # R3 and R4 are fixed; no number is filtered any more.
-    return False
 
 
 NAMES = st.one_of(
@@ -184,8 +173,11 @@ VALID: dict[str, Any] = {
     "no_such_option": lambda x: False,
 }
 #: Values at and next to each boundary, so that every check is hit, not only random garbage.
-EDGE_VALUES: list[Any] = [0, 1, -1, 0.0, -0.0, 0.001, 0.0009, 0.999, 1.0, 1.5, DAY, DAY - 0.001, MAX_EXPIRY,
-     MAX_EXPIRY + 0.001, 1e300, -1e-9, math.inf, -math.inf, math.nan, True, False, "", "v", 2**63, None, [1], print]  # fmt: skip
+EDGE_VALUES: list[Any] = [
+    0, 1, -1, 0.0, -0.0, 0.001, 0.0009, 0.999, 1.0, 1.5, DAY, DAY - 0.001, MAX_EXPIRY,
+    MAX_EXPIRY + 0.001, 1e300, -1e-9, math.inf, -math.inf, math.nan, True, False, "", "v",
+    2**63, None, [1], print,
+]  # fmt: skip
 EDGES = st.sampled_from(EDGE_VALUES)
 
 
@@ -213,7 +205,6 @@ def test_each_option_is_refused_exactly_outside_its_range(name: str) -> None:
     )
 )
 def test_options_are_accepted_or_refused_with_configuration_error(options: dict[str, Any]) -> None:
-    assume(not any(known_core_bug_number(v) for v in options.values()))
     bad = sorted(name for name, value in options.items() if not VALID[name](value))
     built: list[Any] = []
     for build in (
@@ -236,7 +227,6 @@ def test_options_are_accepted_or_refused_with_configuration_error(options: dict[
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(timeout=st.one_of(ANY, EDGES))
 def test_lock_timeout_argument_is_validated(timeout: Any) -> None:
-    assume(not known_core_bug_number(timeout))
     valid = timeout is None or (_number(timeout) and 0 <= timeout <= MAX_EXPIRY)
     mutex = Redsync(memory_urls(3)).new_mutex("t", tries=1)
     if not valid:
@@ -283,23 +273,20 @@ URLS = st.one_of(
 @settings(max_examples=400, deadline=None, derandomize=True)
 @given(url=URLS)
 def test_urls_are_accepted_or_refused_with_configuration_error(url: str) -> None:
-    assume(not known_core_bug_url(url))
     secret = "://" in url and f":{PASSWORD}@" in url  # a password in the user-info part
     built: list[Redsync] = []
     message = _refusal(lambda: built.append(Redsync([url])))
     if secret and message is not None:
         assert PASSWORD not in message, "a password leaked into an error message"
+    if message is None:  # only the documented schemes are accepted
+        assert url.partition("://")[0] in {"redis", "rediss", "unix", "memory"}, url
     for rs in built:
         if secret:
             assert all(PASSWORD not in address for address in rs.addresses)
         rs.close()
 
 
-# --- known core bugs, reported in notes/requests-chaos.md ------------------------------------
-
-
-def _xfail(request_id: str, what: str) -> Any:
-    return pytest.mark.xfail(strict=True, reason=f"core bug {request_id}: {what}")
+# --- core bugs found by the fuzzers (notes/requests-chaos.md) ---------------------------
 
 
 @pytest.mark.parametrize("field", ["name", "value"])
