@@ -344,7 +344,7 @@ class Workers:
                 proc.join(timeout=5)
                 if proc.is_alive():
                     proc.kill()  # our own child, by its PID
-                    proc.join()
+                    proc.join(timeout=10)
         if len(records) < self.expected:
             raise AssertionError(
                 f"only {len(records)} of {self.expected} workers reported within {timeout} s "
