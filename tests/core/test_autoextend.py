@@ -126,7 +126,7 @@ async def test_async_loss_is_reported_and_raised(redis_nodes: list[RedisServer])
             async with mutex:
                 redis_nodes[0].kill()
                 redis_nodes[2].kill()
-                for _ in range(150):
+                for _ in range(300):  # up to 6 s: a few expiries of 1 s
                     if mutex.lost:
                         break
                     await asyncio.sleep(0.02)
