@@ -245,7 +245,7 @@ class AsyncMutex(MutexBase):
 
     async def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
-        flow = flows.acquire(
+        flow = flows.acquire_token(
             self._options,
             self._target(value),
             now_ms=self._clock(),
@@ -254,11 +254,11 @@ class AsyncMutex(MutexBase):
             randrange=self._rng.randrange,
         )
         try:
-            until_ms = await self._drive(flow)
+            acquired = await self._drive(flow)
         except LockNotAcquired as exc:
             logger.debug("Could not lock %r: %s", self._name, type(exc).__name__)
             raise
-        self._acquired(value, until_ms)
+        self._acquired(value, acquired.until_ms, acquired.token)
         if self._options.auto_extend:
             async_scheduler().add(self)
 

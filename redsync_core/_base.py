@@ -459,6 +459,7 @@ class MutexBase:
         self._clock = clock
         self._rng = rng or _shared_rng
         self._value: str | None = options.value
+        self._token: int | None = None
         self._until_ms: int | None = None
         self._lost = False
         self._owner_pid = 0
@@ -491,6 +492,16 @@ class MutexBase:
     def value(self) -> str | None:
         """The current lock value (None before the first lock unless ``value=`` was given)."""
         return self._value
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token of the last successful ``lock()``/``try_lock()`` (``fencing=True``).
+
+        Tokens strictly increase from one holder of the name to the next (under the lock's
+        own assumptions); pass it with every write to the protected resource and let the
+        resource refuse a token lower than one it has seen. None without fencing.
+        """
+        return self._token
 
     @property
     def held(self) -> bool:
@@ -546,8 +557,9 @@ class MutexBase:
             return value
         return default_value()
 
-    def _acquired(self, value: str, until_ms: int) -> None:
+    def _acquired(self, value: str, until_ms: int, token: int | None = None) -> None:
         self._value = value
+        self._token = token
         self._until_ms = until_ms
         self._lost = False
         self._owner_pid = os.getpid()

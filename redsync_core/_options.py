@@ -73,6 +73,7 @@ class MutexOptions:
     shuffle_pools: bool = False
     set_nx_on_extend: bool = False
     auto_extend: bool = False
+    fencing: bool = False
     on_lost: Callable[[Any], object] | None = None
 
     def __post_init__(self) -> None:
@@ -102,7 +103,7 @@ class MutexOptions:
                 raise _bad(name, func, "a callable or None")
         if self.value is not None and not is_text(self.value):
             raise _bad("value", self.value, "a non-empty string of valid Unicode, or None")
-        for name in ("fail_fast", "shuffle_pools", "set_nx_on_extend", "auto_extend"):
+        for name in ("fail_fast", "shuffle_pools", "set_nx_on_extend", "auto_extend", "fencing"):
             if not isinstance(getattr(self, name), bool):
                 raise _bad(name, getattr(self, name), "True or False")
 

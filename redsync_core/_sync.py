@@ -239,7 +239,7 @@ class Mutex(MutexBase):
 
     def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
-        flow = flows.acquire(
+        flow = flows.acquire_token(
             self._options,
             self._target(value),
             now_ms=self._clock(),
@@ -248,11 +248,11 @@ class Mutex(MutexBase):
             randrange=self._rng.randrange,
         )
         try:
-            until_ms = self._drive(flow)
+            acquired = self._drive(flow)
         except LockNotAcquired as exc:
             logger.debug("Could not lock %r: %s", self._name, type(exc).__name__)
             raise
-        self._acquired(value, until_ms)
+        self._acquired(value, acquired.until_ms, acquired.token)
         if self._options.auto_extend:
             sync_scheduler().add(self)
 

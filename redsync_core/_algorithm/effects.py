@@ -31,6 +31,8 @@ class Op(enum.Enum):
     INSPECT = "inspect"  # GET and PTTL of the key, for status tools
     DELETE = "delete"  # DEL key whatever its value: forced release by an operator
     SCAN = "scan"  # one SCAN page of the keys matching ``key`` (a pattern), for lock listings
+    FENCED_ACQUIRE = "fenced_acquire"  # SET NX PX, then read the fencing counter where it was set
+    FENCE = "fence"  # raise the fencing counter to ``token`` where the key still holds our value
 
 
 class Status(enum.Enum):
@@ -64,13 +66,14 @@ class NodeReply:
     """One node's answer.
 
     ``ttl_ms`` is the holder's remaining TTL when known; ``holder`` is the value found (INSPECT);
-    ``page`` is what a SCAN found.
+    ``page`` is what a SCAN found; ``counter`` is the node's fencing counter (FENCED_ACQUIRE).
     """
 
     status: Status
     ttl_ms: int | None = None
     holder: str | None = None
     page: ScanPage | None = None
+    counter: int | None = None
 
 
 OK = NodeReply(Status.OK)
@@ -84,7 +87,8 @@ class FanOut:
 
     With ``stop_at`` set (fail fast), the transport may return as soon as ``stop_at`` nodes
     answered OK or ``stop_at`` nodes answered TAKEN; unanswered nodes are then ``None``.
-    A SCAN reads ``count`` keys matching the pattern ``key`` from ``cursor`` on.
+    A SCAN reads ``count`` keys matching the pattern ``key`` from ``cursor`` on. A FENCE raises
+    the fencing counter to ``token``.
     """
 
     op: Op
@@ -96,6 +100,7 @@ class FanOut:
     stop_at: int | None = None
     cursor: int = 0
     count: int = 0
+    token: int = 0
 
 
 @dataclass(frozen=True, slots=True)

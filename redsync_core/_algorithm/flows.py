@@ -19,12 +19,15 @@ from .._exceptions import (
 )
 from .._options import MutexOptions
 from .effects import Effect, FanOut, NodeReply, Op, Sleep, Status, Tally
+from .fencing import Acquired, next_token
 from .timing import fanout_deadline_ms, quorum, retry_delay_ms, validity_ms
 
 __all__ = [
+    "Acquired",
     "Extended",
     "Target",
     "acquire",
+    "acquire_token",
     "check",
     "extend",
     "release",
@@ -69,9 +72,30 @@ def acquire(
 ) -> Generator[Effect, Tally | None, int]:
     """Try to take the lock on a quorum; return the monotonic time (ms) its validity ends.
 
+    ``acquire_token`` without the token; raises the same errors.
+    """
+    acquired = yield from acquire_token(
+        opts, target, now_ms=now_ms, tries=tries, timeout_ms=timeout_ms, randrange=randrange
+    )
+    return acquired.until_ms
+
+
+def acquire_token(
+    opts: MutexOptions,
+    target: Target,
+    *,
+    now_ms: int,
+    tries: int | None,
+    timeout_ms: int | None,
+    randrange: Callable[[int, int], int],
+) -> Generator[Effect, Tally | None, Acquired]:
+    """Try to take the lock on a quorum; return when its validity ends, and its token.
+
     Makes up to ``tries`` attempts (None: unlimited), sleeping the retry delay between them, and
     never runs past ``timeout_ms`` from ``now_ms``. After every failed attempt the key is
-    released on all nodes, so no partial acquisition is left behind.
+    released on all nodes, so no partial acquisition is left behind. With ``opts.fencing`` an
+    attempt that won a quorum draws a fencing token and raises the counters (one more fan-out,
+    see ``fencing``); the attempt succeeds only if a quorum took the token within the validity.
 
     Raises:
         QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
@@ -93,7 +117,7 @@ def acquire(
         tally = _send(
             (
                 yield FanOut(
-                    Op.ACQUIRE,
+                    Op.FENCED_ACQUIRE if opts.fencing else Op.ACQUIRE,
                     target.key,
                     target.value,
                     ttl_ms=ttl_ms,
@@ -103,8 +127,26 @@ def acquire(
             )
         )
         valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
+        token = None
+        if opts.fencing and tally.ok >= need and valid_ms > 0:
+            token = next_token(tally)
+            fenced = _send(
+                (
+                    yield FanOut(
+                        Op.FENCE,
+                        target.key,
+                        target.value,
+                        deadline_ms=deadline_ms,
+                        stop_at=need if opts.fail_fast else None,
+                        token=token,
+                    )
+                )
+            )
+            # The attempt is judged on the FENCE replies, its validity on both fan-outs.
+            tally = Tally(fenced.replies, tally.started_ms, fenced.finished_ms)
+            valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
         if tally.ok >= need and valid_ms > 0:
-            return tally.finished_ms + valid_ms
+            return Acquired(tally.finished_ms + valid_ms, token)
 
         # Step 5 of the algorithm: release on every node, not only those we think we hold.
         released = _send(

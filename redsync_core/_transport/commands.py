@@ -20,7 +20,18 @@ from .._algorithm.effects import (
     Status,
 )
 from .._exceptions import NodeError
-from .scripts import EXTEND, EXTEND_MANY, INSPECT, RELEASE, SCAN_PAGE, Script, decode_foreign_ttl
+from .._algorithm.fencing import fence_key
+from .scripts import (
+    EXTEND,
+    EXTEND_MANY,
+    FENCE,
+    FENCED_ACQUIRE,
+    INSPECT,
+    RELEASE,
+    SCAN_PAGE,
+    Script,
+    decode_foreign_ttl,
+)
 
 __all__ = [
     "Reply",
@@ -72,6 +83,10 @@ def command(effect: FanOut | Batch) -> tuple[Script | None, tuple[Arg, ...]]:
         return None, ("DEL", effect.key)
     if op is Op.SCAN:
         return SCAN_PAGE, (0, effect.cursor, effect.key, effect.count, MAX_LISTED_VALUE)
+    if op is Op.FENCED_ACQUIRE:
+        return FENCED_ACQUIRE, (2, effect.key, fence_key(effect.key), effect.value, effect.ttl_ms)
+    if op is Op.FENCE:
+        return FENCE, (2, effect.key, fence_key(effect.key), effect.value, effect.token)
     return None, ("GET", effect.key)
 
 
@@ -149,6 +164,12 @@ def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply
         return OK if reply else MISSING
     if op is Op.SCAN:
         return NodeReply(Status.OK, page=_decode_scan_page(reply))
+    if op is Op.FENCED_ACQUIRE and isinstance(reply, list):
+        if len(reply) != 2 or reply[0] != 1 or not isinstance(reply[1], int) or reply[1] < 0:
+            raise UnexpectedReply(f"unexpected reply {reply!r:.40} to a fenced acquisition")
+        return NodeReply(Status.OK, counter=reply[1])
+    if op is Op.FENCED_ACQUIRE and reply == 1:  # {1, counter} is the only "set" reply
+        raise UnexpectedReply(f"unexpected reply {reply!r:.40} to a fenced acquisition")
     return decode_script_code(reply)
 
 

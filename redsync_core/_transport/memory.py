@@ -10,6 +10,7 @@ import re
 import threading
 
 from .._algorithm.effects import MISSING, OK, FanOut, KeyState, NodeReply, Op, ScanPage, Status
+from .._algorithm.fencing import fence_key
 from .._clock import monotonic_ms
 
 __all__ = ["MemoryStore", "memory_store"]
@@ -45,6 +46,11 @@ class MemoryStore:
                     return self._foreign(entry, now)
                 self._data[key] = (value, now + effect.ttl_ms)
                 return OK
+            if effect.op is Op.FENCED_ACQUIRE:
+                if entry is not None:
+                    return self._foreign(entry, now)
+                self._data[key] = (value, now + effect.ttl_ms)
+                return NodeReply(Status.OK, counter=self._counter(key, now))
             if effect.op is Op.INSPECT:
                 if entry is None:
                     return MISSING
@@ -66,7 +72,14 @@ class MemoryStore:
                 del self._data[key]
             elif effect.op is Op.EXTEND:
                 self._data[key] = (value, now + effect.ttl_ms)
+            elif effect.op is Op.FENCE and self._counter(key, now) < effect.token:
+                self._data[fence_key(key)] = (str(effect.token), None)
             return OK
+
+    def _counter(self, key: str, now_ms: int) -> int:
+        """Return the fencing counter of the lock ``key`` (0 when it has none)."""
+        entry = self._live(fence_key(key), now_ms)
+        return 0 if entry is None else int(entry[0])
 
     def _scan(self, effect: FanOut, now_ms: int) -> ScanPage:
         """Return ``effect.count`` keys matching the pattern from ``effect.cursor`` on.

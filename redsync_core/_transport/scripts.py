@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 __all__ = [
     "EXTEND",
     "EXTEND_MANY",
+    "FENCE",
+    "FENCED_ACQUIRE",
     "INSPECT",
     "RELEASE",
     "SCAN_PAGE",
@@ -108,6 +110,33 @@ for _, key in ipairs(page[2]) do
   out[#out + 1] = {key, kind, value, redis.call('PTTL', key)}
 end
 return out
+"""
+)
+
+FENCED_ACQUIRE = Script(
+    """-- SET NX PX, and where the key was set, read the fencing counter (first step of a fenced lock)
+-- KEYS[1]: the lock key; KEYS[2]: its fencing counter; ARGV[1]: our value; ARGV[2]: TTL in ms
+-- returns {1, counter (0 when none)} when set; -1 or -2 - PTTL when another value holds the key
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}
+end
+return -2 - redis.call('PTTL', KEYS[1])
+"""
+)
+
+FENCE = Script(
+    """-- raise the fencing counter to our token while the key holds our value (never lower it)
+-- KEYS[1]: the lock key; KEYS[2]: its fencing counter; ARGV[1]: our value; ARGV[2]: the token
+-- returns 1: the key holds our value (counter now >= token); 0: no such key; <0: -2 - PTTL
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+  if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[2]) then
+    redis.call('SET', KEYS[2], ARGV[2])
+  end
+  return 1
+end
+if not v then return 0 end
+return -2 - redis.call('PTTL', KEYS[1])
 """
 )
 
