@@ -19,8 +19,8 @@ from .._algorithm.effects import (
     ScanPage,
     Status,
 )
-from .._exceptions import NodeError
 from .._algorithm.fencing import fence_key
+from .._exceptions import NodeError
 from .scripts import (
     EXTEND,
     EXTEND_MANY,
