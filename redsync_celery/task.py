@@ -107,6 +107,8 @@ def _check_options(cls: type[SingletonTask]) -> None:
         raise bad("lock_on_busy", cls.lock_on_busy, "'skip', 'retry' or 'raise'")
     if not isinstance(cls.lock_release_on_worker_lost, bool):
         raise bad("lock_release_on_worker_lost", cls.lock_release_on_worker_lost, "True or False")
+    if cls.lock_fencing is not None and not isinstance(cls.lock_fencing, bool):
+        raise bad("lock_fencing", cls.lock_fencing, "True, False, or None for the app default")
 
 
 def _holder_task(holder: str | None) -> tuple[str | None, int | None]:
@@ -236,6 +238,8 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
       ``"retry"`` (``self.retry`` after the holder's remaining TTL plus jitter) or ``"raise"``
       (``LockTaken``: task FAILURE).
     - ``lock_release_on_worker_lost``: release a dead child's lock from the parent (True).
+    - ``lock_fencing``: True gives each run a fencing token, ``self.request.lock.token``, that
+      is larger than any earlier run's (None: the app's ``redsync_options``, off by default).
 
     While the body runs, ``self.request.lock`` is the core ``Mutex`` (check ``.remaining``
     before side effects) and ``self.request.lock_lost`` turns True if the lock could not be
@@ -248,6 +252,7 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
     lock_wait: float = 0.0
     lock_on_busy: str = "skip"
     lock_release_on_worker_lost: bool = True
+    lock_fencing: bool | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -332,6 +337,8 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
         }
         if self.lock_expiry is not None:
             options["expiry"] = float(self.lock_expiry)
+        if self.lock_fencing is not None:
+            options["fencing"] = self.lock_fencing
         return get_redsync(self.app).hold(name, wait=wait, **options)
 
     def _on_busy(
