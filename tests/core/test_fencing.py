@@ -73,7 +73,8 @@ def test_try_lock_yields_a_token_and_a_busy_try_leaves_the_counters_alone(
     holder.unlock()
     after = rs.new_mutex("orders:42", fencing=True)
     assert after.try_lock()
-    assert after.token is not None and holder.token is not None
+    assert after.token is not None
+    assert holder.token is not None
     assert after.token > holder.token
 
 
@@ -83,7 +84,8 @@ def test_a_holder_after_expiry_gets_a_larger_token(rs: Redsync) -> None:
     time.sleep(0.25)  # first's validity ended: it never unlocked
     second = rs.new_mutex("orders:42", fencing=True, expiry=0.2)
     second.lock()
-    assert first.token is not None and second.token is not None
+    assert first.token is not None
+    assert second.token is not None
     assert second.token > first.token
 
 
@@ -140,7 +142,8 @@ def test_tokens_keep_increasing_after_a_restart_with_persistence(
             server.restart()
         second = rs.new_mutex("orders:42", fencing=True)
         second.lock()
-        assert first.token is not None and second.token is not None
+        assert first.token is not None
+        assert second.token is not None
         assert second.token > first.token
 
 
@@ -168,7 +171,7 @@ def test_restarts_without_persistence_start_the_tokens_over(
 def test_the_counter_key_starts_with_the_lock_key(key: str) -> None:
     counter = fence_key(key)
     assert counter.startswith(key + ":fence")
-    if "{" not in key and "}" not in key or "{user:7}" in key:
+    if ("{" not in key and "}" not in key) or "{user:7}" in key:
         assert key_slot(counter.encode()) == key_slot(key.encode())  # one script, one slot
 
 
@@ -210,7 +213,8 @@ async def test_async_a_holder_after_expiry_gets_a_larger_token(ars: AsyncRedsync
     await asyncio.sleep(0.25)
     second = ars.new_mutex("orders:42", fencing=True, expiry=0.2)
     assert await second.try_lock()
-    assert first.token is not None and second.token is not None
+    assert first.token is not None
+    assert second.token is not None
     assert second.token > first.token
 
 
