@@ -17,8 +17,8 @@ left (B reads a counter >= A's token: B's token is larger) or before A's value a
 then B's own key had left that node before A set it: by expiry (with bounded drift, B's
 validity was over, so B acquired before A) or by B's release (after B's acquisition). Counters
 only grow and must survive restarts (persistence), which is why the contract holds under the
-lock's own assumptions only. ``tests/model`` checks this by searching every interleaving of a
-small model that drives these very flows.
+lock's own assumptions only. ``tests/model`` searches the states of a small
+model that drives these very flows for a counterexample.
 
 Pure: no I/O, no clock.
 """

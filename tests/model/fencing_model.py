@@ -13,19 +13,20 @@ implements, step for step. The model supplies the world around them:
   once, and so does a node whose connection still has a delayed request in flight (as the
   transports do: a connection never carries two requests at once);
 - time: a clock in milliseconds, advanced one tick at a time. The client reads it exactly (the
-  Tally timings); a client may take any time to collect its replies (its deadline), up to the
-  TTL. A node expires a key TTL ms after it was set at the latest and, with bounded drift, no
-  earlier than TTL minus the drift allowance the flows subtract from the validity; with
-  unbounded drift a node may drop a key at any moment (a clock jump);
+  Tally timings) and collects its replies within its fan-out deadline (``timeout_factor``). A
+  node expires a key TTL ms after it was set at the latest and, with bounded drift, no earlier
+  than TTL minus the drift allowance the flows subtract from the validity; with unbounded drift
+  a node may drop a key at any moment (a clock jump);
 - nodes crash (delayed requests to them are lost) and restart, with their data (persistence)
   or empty.
 
 A violation is a client that has just acquired the lock while an earlier grant is still valid
 (mutual exclusion), or after an earlier grant's validity ended or its holder began to unlock,
 with a token that is not larger (fencing). The state stores times relative to now, keeps only
-the largest token of the grants that ended, and clients collect within the TTL, so the state
-space is finite without a time horizon: ``search`` visits all of it (depth first, with a
-visited set) and returns a shortest-found counterexample trace.
+the largest token of the grants that ended, and clients collect within their deadline, so the
+state space is finite without a time horizon: ``search`` visits all of it (or every state
+within a number of transitions), breadth first, and returns a shortest counterexample trace;
+``random_walks`` samples configurations too big to visit.
 
 Run ``python tests/model/fencing_model.py`` to print what each configuration finds.
 """
@@ -542,14 +543,34 @@ def _explained(
 
 
 def main() -> int:
-    """Print what each configuration finds."""
-    configs: dict[str, Config] = {
-        "within the assumptions": Config(),
-        "restart without persistence": Config(persistence=False),
-        "unbounded drift": Config(bounded_drift=False),
+    """Print what the searches of ``test_fencing_model.py`` find."""
+    lock_unlock, lock = (("lock", 1), ("unlock",)), (("lock", 1),)
+    searches: dict[str, Callable[[], Result]] = {
+        "within the assumptions: crash + restart with data": lambda: search(Config(max_delayed=0)),
+        "within the assumptions: delayed requests, 9 transitions": lambda: search(
+            Config(programs=(lock_unlock, lock), crashes=0), max_depth=9
+        ),
+        "restart without persistence": lambda: search(
+            Config(
+                programs=(lock_unlock, lock),
+                max_delayed=0,
+                crashes=2,
+                persistence=False,
+                check_mutual_exclusion=False,
+            )
+        ),
+        "unbounded drift": lambda: search(
+            Config(
+                programs=(lock, lock_unlock),
+                max_delayed=0,
+                crashes=0,
+                bounded_drift=False,
+                check_mutual_exclusion=False,
+            )
+        ),
     }
-    for name, config in configs.items():
-        result = search(config)
+    for name, run in searches.items():
+        result = run()
         print(f"== {name}: {result.states} states")
         print(result.violation.render() if result.violation else "no violation")
     return 0
