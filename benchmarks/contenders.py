@@ -197,6 +197,22 @@ class OursAsync(AsyncContender):
         await self.rs.close()
 
 
+class OursFenced(Ours):
+    """``Ours`` with ``fencing=True``: every acquisition also draws a fencing token."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        self.mutex = self.rs.new_mutex(key, expiry=ttl_s, tries=1, fencing=True)
+
+
+class OursFencedAsync(OursAsync):
+    """``OursAsync`` with ``fencing=True``."""
+
+    async def open(self) -> None:
+        await super().open()
+        self.mutex = self.rs.new_mutex(self.key, expiry=self.ttl_s, tries=1, fencing=True)
+
+
 # -- peers -------------------------------------------------------------------------------------
 
 
@@ -410,6 +426,13 @@ CONTENDERS: dict[str, Spec] = {
         Spec("limit-sequential", LimitSequential, "limit", what="raw sockets, one node at a time"),
         Spec("redsync_core", Ours, "ours", what="Redsync / Mutex (sync)"),
         Spec("redsync_core-async", OursAsync, "ours", what="AsyncRedsync / AsyncMutex"),
+        Spec("redsync_core-fenced", OursFenced, "ours", what="Mutex with fencing=True"),
+        Spec(
+            "redsync_core-fenced-async",
+            OursFencedAsync,
+            "ours",
+            what="AsyncMutex with fencing=True",
+        ),
         Spec("redis-py-lock", RedisPyLock, "peer", single_node=True, what="redis.lock.Lock"),
         Spec("pottery", Pottery, "peer", env="pottery", what="pottery.Redlock"),
         Spec("pottery-async", PotteryAsync, "peer", env="pottery", what="pottery.AIORedlock"),
