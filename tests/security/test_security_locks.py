@@ -257,3 +257,17 @@ def test_no_password_or_lock_value_in_logs_reprs_or_errors(
     for value in values:
         assert value
         assert value not in text
+
+
+def test_the_minimal_acl_user_can_take_fenced_locks(redis_servers: Any) -> None:
+    # The counter key starts with the lock key, so ~locks:* covers it; no new command needed.
+    servers, urls = _acl_nodes(redis_servers, MINIMAL_ACL)
+    with Redsync(urls, key_prefix="locks:", fencing=True) as rs:
+        tokens = []
+        for _ in range(2):
+            mutex = rs.new_mutex("a")
+            mutex.lock()
+            tokens.append(mutex.token)
+            _flush_scripts(servers)  # NOSCRIPT -> EVAL fallback for both fenced scripts
+            assert mutex.unlock()
+        assert tokens == [1, 2]
