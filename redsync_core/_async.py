@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _hooks as hooks
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
 from ._autoextend import async_scheduler
@@ -263,6 +264,8 @@ class AsyncMutex(MutexBase):
         return await self._drive(flows.check(self._options, self._target()))
 
     async def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
+        if hooks.listeners:
+            flow = hooks.observed(self, flow)
         reply: Tally | None = None
         while True:
             try:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import _hooks as hooks
 from ._algorithm import flows
 from ._algorithm.effects import Batch, Effect, FanOut, Tally
 from ._algorithm.renewal import early_ms, next_extension_ms, retry_or_lost_ms
@@ -130,17 +131,24 @@ class _Plan:
         self, step: _Step, replies: tuple[Single, ...], started_ms: int, now_ms: int
     ) -> list[Callable[[], Any]]:
         """Feed one step its replies and settle the outcome."""
+        if hooks.listeners:
+            hooks.emit_node_errors(replies)
         try:
             step.flow.send(Tally(replies, started_ms, now_ms))
         except StopIteration as done:
-            return self.settle(step.job, done.value, now_ms)
+            return self.settle(step.job, done.value, now_ms, started_ms)
         raise RuntimeError("the extend flow yielded twice")  # pragma: no cover
 
-    def settle(self, job: _Job, outcome: flows.Extended, now_ms: int) -> list[Callable[[], Any]]:
+    def settle(
+        self, job: _Job, outcome: flows.Extended, now_ms: int, started_ms: int | None = None
+    ) -> list[Callable[[], Any]]:
         """Reschedule after an extension, or mark the lock lost; return on_lost callbacks."""
         mutex = job.mutex
         if not job.live:
             return []
+        if hooks.listeners:
+            ok, elapsed_ms = outcome.until_ms is not None, now_ms - (started_ms or now_ms)
+            hooks.emit_extend(mutex, ok, auto=True, elapsed_ms=elapsed_ms)
         expiry_ms = mutex.options.expiry_ms
         if outcome.until_ms is not None:
             mutex._until_ms = outcome.until_ms

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _hooks as hooks
 from ._algorithm.effects import FanOut, NodeReply, Op, Tally
 from ._algorithm.flows import Target
 from ._algorithm.timing import quorum
@@ -220,6 +221,8 @@ class RedsyncBase:
                 if last is None or now - last >= NODE_WARNING_INTERVAL_MS:
                     self._warned_ms[reply.node] = now
                     logger.warning("Redis node failed: %s", reply)
+        if hooks.listeners:
+            hooks.emit_node_errors(replies)
         return Tally(replies, started_ms, now)
 
     def _options(self, options: Mapping[str, Any]) -> MutexOptions:
@@ -249,6 +252,11 @@ def _reason(reply: NodeError | None) -> str:
 
 class MutexBase:
     """State shared by ``Mutex`` and ``AsyncMutex``: name, value, validity, loss."""
+
+    #: Who took this lock, for listeners of ``redsync_core.hooks``: any object the code that
+    #: built the mutex sets (adapters mark their locks with it). The core never reads it.
+    origin: object = None
+    _held_since: float | None = None  # perf_counter() at acquisition, while a listener listens
 
     def __init__(
         self,
@@ -398,4 +406,6 @@ class MutexBase:
         self._lost = True
         self._until_ms = None
         logger.error("Lost lock %r: %s", self._name, reason)
+        if hooks.listeners:
+            hooks.emit_lost(self, reason)
         return True

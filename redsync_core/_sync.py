@@ -12,6 +12,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import _hooks as hooks
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
 from ._async import AsyncRedsync
@@ -257,6 +258,8 @@ class Mutex(MutexBase):
         return self._drive(flows.check(self._options, self._target()))
 
     def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
+        if hooks.listeners:
+            flow = hooks.observed(self, flow)
         reply: Tally | None = None
         while True:
             try:
