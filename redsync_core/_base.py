@@ -253,9 +253,7 @@ def _reason(reply: NodeError | None) -> str:
 class MutexBase:
     """State shared by ``Mutex`` and ``AsyncMutex``: name, value, validity, loss."""
 
-    #: Who took this lock, for listeners of ``redsync_core.hooks``: any object the code that
-    #: built the mutex sets (adapters mark their locks with it). The core never reads it.
-    origin: object = None
+    _origin: object = None
     _held_since: float | None = None  # perf_counter() at acquisition, while a listener listens
 
     def __init__(
@@ -336,6 +334,19 @@ class MutexBase:
     def lost(self) -> bool:
         """True after auto-extension failed to keep the lock."""
         return self._lost
+
+    @property
+    def origin(self) -> object:
+        """Who took this lock, for listeners of ``redsync_core.hooks`` (None unless set).
+
+        Any object the code that built the mutex sets; adapters mark their locks with it.
+        The core never reads it.
+        """
+        return self._origin
+
+    @origin.setter
+    def origin(self, value: object) -> None:
+        self._origin = value
 
     # --- used by the drivers --------------------------------------------------------------
 

@@ -23,9 +23,9 @@ from redsync_core import (
     LockTimeout,
     QuorumUnreachable,
     Redsync,
+    hooks,
 )
 from redsync_core import _hooks as hooks_internal
-from redsync_core import hooks
 from redsync_core.testing import RedisServer, free_port
 
 FOREIGN = "someone-else"
@@ -33,6 +33,14 @@ FOREIGN = "someone-else"
 
 async def settle(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
+
+
+async def eventually(predicate: Any, seconds: float = 10.0) -> bool:
+    for _ in range(round(seconds / 0.05)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return bool(predicate())
 
 
 class Recorder(hooks.Listener):
@@ -111,7 +119,7 @@ async def test_lock_then_unlock_sends_one_event_each(rsx: Any, recorder: Recorde
     mutex = rsx.new_mutex("hooks:one")
     await settle(mutex.lock())
     assert await settle(mutex.valid())  # valid() is no event
-    time.sleep(0.05)
+    await asyncio.sleep(0.05)
     assert await settle(mutex.unlock())
     assert recorder.kinds() == ["lock", "unlock"]
     [locked] = recorder.of("lock")
@@ -195,7 +203,7 @@ async def test_manual_extend_ok_and_refused(rsx: Any, recorder: Recorder) -> Non
     mutex = rsx.new_mutex("hooks:extend", expiry=0.3)
     await settle(mutex.lock())
     assert await settle(mutex.extend())
-    time.sleep(0.35)  # the local validity runs out: extend refuses without a round trip
+    await asyncio.sleep(0.35)  # the local validity runs out: extend refuses without a round trip
     assert not await settle(mutex.extend())
     extends = recorder.of("extend")
     assert [(e.ok, e.auto) for e in extends] == [(True, False), (False, False)]
@@ -228,9 +236,7 @@ async def test_lost_is_sent_once_before_on_lost(
     try:
         await settle(mutex.lock())
         assert await settle(rs.force_release("hooks:lost")) == 3
-        deadline = time.monotonic() + 10
-        while not mutex.lost and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        assert await eventually(lambda: mutex.lost)
         await asyncio.sleep(0.3)
         assert not await settle(mutex.unlock())
     finally:
