@@ -218,6 +218,16 @@ def _instrument() -> None:
     otel.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
 
+class OursHooked(Ours):
+    """``Ours`` with one ``redsync_core.hooks`` listener that does nothing: the cost of the
+    hook interface itself, without OpenTelemetry."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        hooks = importlib.import_module("redsync_core.hooks")
+        hooks.add_listener(hooks.Listener())
+        super().__init__(urls, key, ttl_s)
+
+
 class OursOtel(Ours):
     """``Ours`` with ``redsync_core.otel`` instrumented (SDK, spans and metrics on)."""
 
@@ -447,6 +457,7 @@ CONTENDERS: dict[str, Spec] = {
         Spec("limit-sequential", LimitSequential, "limit", what="raw sockets, one node at a time"),
         Spec("redsync_core", Ours, "ours", what="Redsync / Mutex (sync)"),
         Spec("redsync_core-async", OursAsync, "ours", what="AsyncRedsync / AsyncMutex"),
+        Spec("redsync_core-hooked", OursHooked, "ours", what="Redsync / Mutex, a no-op listener"),
         Spec("redsync_core-otel", OursOtel, "ours", what="Redsync / Mutex, otel.instrument()"),
         Spec(
             "redsync_core-otel-async",

@@ -417,6 +417,12 @@ class MutexBase:
         self._lost = True
         self._until_ms = None
         logger.error("Lost lock %r: %s", self._name, reason)
+        return True
+
+    def _report_lost(self, reason: str) -> object:
+        """Report a loss marked by ``_mark_lost``: listeners first, then ``on_lost`` (its
+        result is returned, to be awaited when it is a coroutine)."""
         if hooks.listeners:
             hooks.emit_lost(self, reason)
-        return True
+        on_lost = self._options.on_lost
+        return None if on_lost is None else on_lost(self)

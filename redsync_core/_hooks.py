@@ -10,9 +10,14 @@ Each event has one source:
   ``lock()`` / ``try_lock()`` call, when the flow returns or raises.
 - ``unlock`` and manual ``extend``: the same wrapper, around the release and extend flows.
 - ``extend`` by auto-extension: the scheduler's shared ``_Plan.settle``.
-- ``lost``: ``MutexBase._mark_lost``, the one place a lock becomes lost (before ``on_lost``).
+- ``lost``: ``MutexBase._report_lost``, which reports what ``_mark_lost`` recorded (listeners
+  first, then ``on_lost``).
 - ``node_error``: every failed node reply of a fan-out (``RedsyncBase._tallied`` for the
   drivers, ``_Plan.finish`` for auto-extension).
+
+The auto-extension scheduler hands its events back as reports (``extend_report``,
+``node_errors_report``, ``_report_lost``), called with ``on_lost`` after the batch: never
+under the scheduler's lock.
 
 Listeners run inline, on the caller's thread or task (the auto-extension thread or task for
 auto extensions and losses). An exception in a listener is logged and never reaches the lock
@@ -21,10 +26,11 @@ machinery: an observer must not change what a lock does.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -44,10 +50,11 @@ __all__ = [
     "Outcome",
     "UnlockEvent",
     "add_listener",
-    "emit_extend",
     "emit_lost",
     "emit_node_errors",
+    "extend_report",
     "listeners",
+    "node_errors_report",
     "observed",
     "remove_listener",
 ]
@@ -248,15 +255,22 @@ def emit_node_errors(replies: tuple[Any, ...]) -> None:
             _emit("node_error", NodeErrorEvent(reply, error_kind(reply)))
 
 
+def node_errors_report(replies: tuple[Any, ...]) -> Callable[[], None]:
+    """Return a call that sends ``emit_node_errors(replies)`` later."""
+    return functools.partial(emit_node_errors, replies)
+
+
 def emit_lost(mutex: MutexBase, reason: str) -> None:
     """Send the ``lost`` event of ``mutex``."""
     _emit("lost", LostEvent(mutex, reason))
 
 
-def emit_extend(mutex: MutexBase, ok: bool, *, auto: bool, elapsed_ms: int) -> None:
-    """Send an ``extend`` event for an extension that took ``elapsed_ms`` (monotonic ms)."""
+def extend_report(mutex: MutexBase, ok: bool, elapsed_ms: int) -> Callable[[], None]:
+    """Return a call that sends the ``extend`` event of an automatic extension that just
+    ended after ``elapsed_ms`` (timed now, sent later)."""
     started_ns = time.time_ns() - elapsed_ms * 1_000_000
-    _emit("extend", ExtendEvent(mutex, ok, auto, started_ns, elapsed_ms / 1000))
+    event = ExtendEvent(mutex, ok, True, started_ns, elapsed_ms / 1000)
+    return functools.partial(_emit, "extend", event)
 
 
 def observed(mutex: MutexBase, flow: Flow[T]) -> Flow[T]:

@@ -276,6 +276,18 @@ async def test_a_failing_listener_is_logged_and_changes_nothing(
     assert recorder.kinds() == ["lock", "unlock"]  # the other listener still heard both
 
 
+@pytest.fixture
+def no_listeners() -> Any:
+    """Take every listener of the process away (the adapters' too), and give them back."""
+    present = hooks_internal.listeners
+    for listener in present:
+        hooks.remove_listener(listener)
+    yield
+    for listener in present:
+        hooks.add_listener(listener)
+
+
+@pytest.mark.usefixtures("no_listeners")
 async def test_removed_listener_hears_nothing_and_no_listener_costs_no_wrapper(
     rsx: Any,
 ) -> None:
