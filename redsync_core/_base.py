@@ -94,11 +94,19 @@ class NodeLock:
     remaining: float | None = None
     error: str | None = None
 
+    @property
+    def holder_digest(self) -> str | None:
+        """A short fingerprint of the holder's value (``sha256:1a2b3c4d``), or None when free.
+
+        Show this, never ``holder``: a value lets anyone release or extend the lock.
+        """
+        return None if self.holder is None else fingerprint(self.holder)
+
     def __repr__(self) -> str:
         # A value lets anyone release the lock: reprs show a fingerprint only.
-        holder = None if self.holder is None else fingerprint(self.holder)
         return (
-            f"NodeLock(index={self.index}, address={self.address!r}, holder={holder!r}, "
+            f"NodeLock(index={self.index}, address={self.address!r}, "
+            f"holder={self.holder_digest!r}, "
             f"remaining={self.remaining!r}, error={self.error!r})"
         )
 
@@ -212,7 +220,7 @@ class LockInfo:
                 {
                     "index": node.index,
                     "address": node.address,
-                    "holder": None if node.holder is None else fingerprint(node.holder),
+                    "holder": node.holder_digest,
                     "remaining": node.remaining,
                     "error": node.error,
                 }
