@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import CLI, clean_env, redsync, wait_for
 
+from redsync_core.testing import child_process
+
 pytestmark = pytest.mark.slow
 
 
@@ -86,11 +88,12 @@ def descendants(pid: int) -> set[int]:
 
 
 def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (an orphan is reaped by init, not by us)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
         return False
-    return True
 
 
 def refuses(port: int) -> bool:
@@ -125,6 +128,38 @@ def test_interrupting_the_demo_stops_every_process_it_started(redis_server_binar
         assert "interrupted" in demo.stderr.read()
     finally:
         demo.kill()
-        demo.wait()
+        demo.wait(timeout=60)
     wait_for(lambda: not any(alive(pid) for pid in started), what="the demo's processes to end")
     assert all(refuses(port) for port in ports)
+
+
+def test_a_killed_demo_takes_its_workers_and_nodes_along(redis_server_binary):
+    # SIGKILL runs no cleanup in the demo: the kernel's parent-death signal must do it (Linux).
+    demo = child_process(
+        [*CLI, "demo", "--seconds", "120", "--workers", "3", "--nodes", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            if "acquisitions" in line:  # the first progress line: workers and nodes all run
+                break
+        started = descendants(demo.pid)
+        assert len(started) >= 3 + 4  # the workers and the redis-servers
+        demo.kill()
+        demo.wait(timeout=60)
+    finally:
+        demo.kill()
+        demo.wait(timeout=60)
+    try:
+        wait_for(
+            lambda: not any(alive(pid) for pid in started),
+            timeout=10,
+            what="the killed demo's processes to end",
+        )
+    finally:
+        for pid in filter(alive, started):  # a failure must not leak them from this test
+            os.kill(pid, signal.SIGKILL)
