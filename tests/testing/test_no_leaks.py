@@ -133,3 +133,41 @@ def test_servers_started_from_an_ended_thread_live_until_their_process_is_killed
     finally:
         owner.kill()
         owner.wait(timeout=10)
+
+
+CELERY_OWNER_SCRIPT = """
+import os, sys, time
+sys.path.insert(0, sys.argv[2])
+from rs_celery_workers import Worker
+from redsync_core.testing import RedisServer
+
+broker = RedisServer()
+broker.start()
+env = {"RSC_REDIS": broker.url.rsplit("/", 1)[0], "RSC_NODES": broker.url, "RSC_QUEUE": "q-leak"}
+worker = Worker("rs_celery_testapp", "prefork", 2, "q-leak", env=env, pythonpath=[sys.argv[2]])
+worker.wait_ready()
+with open(f"/proc/{worker.pid}/task/{worker.pid}/children") as children:
+    pool = children.read().split()
+with open(sys.argv[1] + ".tmp", "w") as out:
+    out.write(" ".join(map(str, [broker.pid, worker.pid, *pool])))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_celery_workers_of_a_killed_test_process_die_with_it(tmp_path: Path) -> None:
+    pids_file = tmp_path / "pids"
+    celery_tests = Path(__file__).parents[1] / "celery"
+    owner = child_process(
+        [sys.executable, "-c", CELERY_OWNER_SCRIPT, str(pids_file), str(celery_tests)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        pids = [int(pid) for pid in wait_for_file(pids_file, owner).split()]
+        assert len(pids) == 1 + 1 + 2  # the broker, the worker and its 2 prefork children
+        kill_and_expect_gone(owner, pids)
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)
