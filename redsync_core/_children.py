@@ -20,10 +20,11 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["die_with_parent", "popen"]
+__all__ = ["die_with_parent", "popen", "wait_child"]
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -93,3 +94,23 @@ def popen(
     if threading.current_thread() is threading.main_thread():
         return start()
     return _spawner_thread().submit(start).result()
+
+
+def wait_child(pid: int, timeout: float) -> int:
+    """Wait up to ``timeout`` seconds for the child ``pid`` (from ``os.fork()``) to exit.
+
+    Returns its exit code (``-N`` when killed by signal N). Raises TimeoutError when it is still
+    running after ``timeout``; it is then killed with SIGKILL and reaped first.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)  # SIGKILL cannot be ignored: this returns at once
+            raise TimeoutError(f"child {pid} still ran after {timeout:g} s: killed it")
+        time.sleep(delay)
+        delay = min(0.05, delay * 2)

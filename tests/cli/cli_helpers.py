@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+
+from redsync_core.testing import child_process
 
 CLI = [sys.executable, "-m", "redsync_core.cli"]
 TIMEOUT = 90  # seconds any single CLI call may take (the machine is shared and slow at times)
@@ -41,9 +44,14 @@ def redsync(
 
 
 def start(*args: str, stderr: Path | None = None) -> subprocess.Popen[str]:
-    """Start `redsync ARGS...` in the background (stdout piped, stderr to a file if given)."""
-    return subprocess.Popen(
+    """Start `redsync ARGS...` in the background (stdout piped, stderr to a file if given).
+
+    If this test process dies, the kernel sends it SIGTERM (Linux), which `redsync run` passes on
+    to its command: neither outlives the test run.
+    """
+    return child_process(
         [*CLI, *args],
+        death_signal=signal.SIGTERM,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL if stderr is None else stderr.open("w"),
         text=True,
