@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from redsync_core.testing import child_process
+from redsync_core.testing import child_process, wait_child
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the parent-death signal is Linux only"
@@ -171,3 +171,20 @@ def test_celery_workers_of_a_killed_test_process_die_with_it(tmp_path: Path) -> 
     finally:
         owner.kill()
         owner.wait(timeout=10)
+
+
+def test_wait_child_returns_the_exit_code_or_kills_after_the_timeout() -> None:
+    quick = os.fork()
+    if quick == 0:
+        os._exit(3)
+    assert wait_child(quick, timeout=30) == 3
+
+    stuck = os.fork()
+    if stuck == 0:
+        time.sleep(60)
+        os._exit(0)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=f"child {stuck} still ran after 0.2 s"):
+        wait_child(stuck, timeout=0.2)
+    assert time.monotonic() - started < 30  # far below the child's 60 s sleep
+    assert not alive(stuck)
