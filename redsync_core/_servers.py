@@ -76,7 +76,19 @@ _HOW_TO_FIX = (
 
 
 class ServerUnavailable(RuntimeError):
-    """No usable server binary: none found, or one too old or of an unknown kind."""
+    """No usable server binary: none found, or one too old or of an unknown kind.
+
+    ``str()`` is the whole message (what was found, what is needed, how to fix it); ``reason``
+    is its first part alone, for one-line notices.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message, reason)
+        self.message = message
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _wanted() -> str:
@@ -92,13 +104,15 @@ def find_redis_server() -> str | None:
     return shutil.which(_wanted())
 
 
-def _missing_message() -> str:
+def _missing() -> ServerUnavailable:
     wanted = os.environ.get(SERVER_SETTING)
     if wanted:
-        what = f"{SERVER_SETTING}={wanted!r} names no executable (a path, or a name on PATH)"
+        reason = f"{SERVER_SETTING}={wanted!r} names no executable"
+        what = f"{reason} (a path, or a name on PATH)"
     else:
+        reason = f"{DEFAULT_SERVER} is not installed"
         what = f"{DEFAULT_SERVER} not found on PATH ({SERVER_SETTING} is not set)"
-    return f"{what}. " + _HOW_TO_FIX.format(setting=SERVER_SETTING)
+    return ServerUnavailable(f"{what}. " + _HOW_TO_FIX.format(setting=SERVER_SETTING), reason)
 
 
 @functools.cache
@@ -118,7 +132,8 @@ def check_server(binary: str) -> tuple[str, tuple[int, ...]]:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ServerUnavailable(f"could not run `{binary} --version`: {exc}") from exc
+        reason = f"could not run `{binary} --version`"
+        raise ServerUnavailable(f"{reason}: {exc}", reason) from exc
     match = _VERSION_LINE.search(done.stdout)
     needed = " or ".join(
         f"{kind} >= {'.'.join(map(str, least))}" for kind, least in MIN_VERSIONS.items()
@@ -126,16 +141,20 @@ def check_server(binary: str) -> tuple[str, tuple[int, ...]]:
     fix = _HOW_TO_FIX.format(setting=SERVER_SETTING)
     if match is None or match["kind"] not in MIN_VERSIONS:
         printed = (done.stdout or done.stderr).strip()[:200]
+        reason = f"{binary} is not a Redis or Valkey server"
         raise ServerUnavailable(
-            f"{binary} is not a Redis or Valkey server: `{binary} --version` printed "
-            f"{printed!r}; the redsync suite needs {needed}. {fix}"
+            f"{reason}: `{binary} --version` printed {printed!r}; the redsync suite needs "
+            f"{needed}. {fix}",
+            reason,
         )
     kind = match["kind"]
     version = tuple(int(part) for part in match["version"].split("."))
     if version < MIN_VERSIONS[kind]:
+        reason = f"{binary} is {kind} {match['version']}, too old"
         raise ServerUnavailable(
-            f"{binary} is {kind} {match['version']}, too old: the redsync suite needs "
-            f"{needed} (CLUSTER ADDSLOTSRANGE, the resetchannels ACL rule). {fix}"
+            f"{reason}: the redsync suite needs {needed} (CLUSTER ADDSLOTSRANGE, the "
+            f"resetchannels ACL rule). {fix}",
+            f"{reason} ({needed} needed)",
         )
     return kind, version
 
@@ -148,8 +167,9 @@ def require_server(binary: str | None = None) -> str:
     path = shutil.which(binary) if binary is not None else find_redis_server()
     if path is None:
         if binary is not None:
-            raise ServerUnavailable(f"server binary {binary!r} not found or not executable")
-        raise ServerUnavailable(_missing_message())
+            reason = f"server binary {binary!r} not found or not executable"
+            raise ServerUnavailable(reason, reason)
+        raise _missing()
     check_server(path)
     return path
 

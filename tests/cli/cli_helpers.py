@@ -19,8 +19,12 @@ TIMEOUT = 90  # seconds any single CLI call may take (the machine is shared and 
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The test's environment without REDSYNC_* variables, plus ``extra``."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("REDSYNC_")}
+    """The environment without REDSYNC_* variables (REDSYNC_TEST_SERVER kept), plus ``extra``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("REDSYNC_") or key == "REDSYNC_TEST_SERVER"
+    }
     env.update(extra)
     return env
 

@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,32 @@ def test_a_killed_demo_takes_its_workers_and_nodes_along(redis_server_binary):
     finally:
         for pid in filter(alive, started):  # a failure must not leak them from this test
             os.kill(pid, signal.SIGKILL)
+
+
+def test_demo_falls_back_to_memory_nodes_when_the_server_is_too_old(tmp_path):
+    old = tmp_path / "redis-server"
+    old.write_text('#!/bin/sh\necho "Redis server v=6.0.16 sha=00000000:0 malloc=jemalloc-5.2.1"\n')
+    old.chmod(0o755)
+    env = clean_env(REDSYNC_TEST_SERVER=str(old))
+    result = redsync("demo", "--seconds", "3", "--nodes", "3", env=env, timeout=120)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert f"{old} is Redis 6.0.16, too old (Redis >= 7.0 or Valkey >= 7.2 needed)" in out
+    assert "using in-process memory:// nodes" in out
+    assert "verdict: SAFE" in out
+
+
+def test_demo_says_when_the_server_setting_names_nothing():
+    env = clean_env(REDSYNC_TEST_SERVER="no-such-redis-server")
+    result = redsync("demo", "--seconds", "3", "--nodes", "3", env=env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "REDSYNC_TEST_SERVER='no-such-redis-server' names no executable" in result.stdout
+
+
+def test_the_command_line_does_not_import_the_test_helpers():
+    code = (
+        "import sys, redsync_core.cli, redsync_core._cli.demo; "
+        "assert 'redsync_core.testing' not in sys.modules, sorted(sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

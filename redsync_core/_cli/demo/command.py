@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import signal
 import sys
 import time
 from collections.abc import Callable
 from types import FrameType
 
-from redsync_core._servers import SERVER_SETTING, find_redis_server
+from redsync_core._servers import SERVER_SETTING, ServerUnavailable, require_server
 
 from ..common import EXIT_SIGNAL_BASE, EXIT_UNAVAILABLE, UsageError, say
 from .nodes import Nodes
@@ -94,7 +93,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be at least {MIN_WORKERS} to contend for the lock")
     if args.seconds < MIN_SECONDS:
         raise UsageError(f"--seconds must be at least {MIN_SECONDS:g}")
-    memory = args.memory or find_redis_server() is None
+    unusable = None if args.memory else _unusable_server()
+    memory = args.memory or unusable is not None
     plan = Plan.make(
         seconds=args.seconds,
         workers=args.workers,
@@ -109,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as stack:
             stack.callback(nodes.stop)
             nodes.start()
-            return _Run(plan, nodes, stack, memory_asked=args.memory).run()
+            return _Run(plan, nodes, stack, unusable=unusable).run()
     except RuntimeError as exc:  # a redis-server or a worker that did not start
         say(f"error: {exc}")
         return EXIT_UNAVAILABLE
@@ -121,24 +121,30 @@ def main(args: argparse.Namespace) -> int:
             signal.signal(signum, handler)
 
 
-def _no_server() -> str:
-    """Say why no server binary was found."""
-    wanted = os.environ.get(SERVER_SETTING)
-    if wanted:
-        return f"{SERVER_SETTING}={wanted!r} names no executable"
-    return "redis-server is not installed"
+def _unusable_server() -> ServerUnavailable | None:
+    """Return why no usable server binary is here, or None when there is one."""
+    try:
+        require_server()
+    except ServerUnavailable as exc:
+        return exc
+    return None
 
 
 class _Run:
     """One run: intro, workers, the timeline of progress lines and faults, then the report."""
 
     def __init__(
-        self, plan: Plan, nodes: Nodes, stack: contextlib.ExitStack, *, memory_asked: bool
+        self,
+        plan: Plan,
+        nodes: Nodes,
+        stack: contextlib.ExitStack,
+        *,
+        unusable: ServerUnavailable | None,
     ) -> None:
         self.plan = plan
         self.nodes = nodes
         self.stack = stack
-        self.memory_asked = memory_asked
+        self.unusable = unusable  # why memory nodes are used although --memory was not given
         self.tty = sys.stdout.isatty()
         self.crew = Crew(
             plan.workers,
@@ -234,11 +240,11 @@ class _Run:
                 indent=0,
             )
         if nodes.memory:
-            why = "--memory was given" if self.memory_asked else _no_server()
+            why = "--memory was given" if self.unusable is None else self.unusable.reason
             print(
                 f"  {why}: using in-process memory:// nodes, so the workers are threads of this "
                 "process and no node faults are injected"
-                + ("" if self.memory_asked else " (install redis-server for the full demo)")
+                + ("" if self.unusable is None else " (install redis-server for the full demo)")
             )
         else:
             print(f"  {nodes.where()}; all stopped at the end")
