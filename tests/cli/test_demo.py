@@ -105,7 +105,7 @@ def refuses(port: int) -> bool:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_interrupting_the_demo_stops_every_process_it_started(redis_server_binary, signum):
-    demo = subprocess.Popen(
+    demo = child_process(
         [*CLI, "demo", "--seconds", "120", "--workers", "3", "--nodes", "3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
