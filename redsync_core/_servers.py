@@ -99,9 +99,11 @@ def _wanted() -> str:
 def find_redis_server() -> str | None:
     """Return the path of the server binary the setting names (default ``redis-server`` on PATH).
 
-    Returns None when no such executable exists; the version is not checked here.
+    Returns None when no such executable exists; the version is not checked here. A relative
+    path is made absolute, since servers start in their own temporary directories.
     """
-    return shutil.which(_wanted())
+    path = shutil.which(_wanted())
+    return None if path is None else os.path.abspath(path)
 
 
 def _missing() -> ServerUnavailable:
@@ -165,6 +167,7 @@ def require_server(binary: str | None = None) -> str:
     Raises ServerUnavailable with what to do when none is found or it is too old.
     """
     path = shutil.which(binary) if binary is not None else find_redis_server()
+    path = None if path is None else os.path.abspath(path)
     if path is None:
         if binary is not None:
             reason = f"server binary {binary!r} not found or not executable"

@@ -107,3 +107,14 @@ def test_fixtures_fail_when_the_setting_names_nothing(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "1 error" in result.stdout
     assert "REDSYNC_TEST_SERVER='no-such-redis-server' names no executable" in result.stdout
+
+
+def test_a_relative_path_in_the_setting_works_from_the_servers_own_directories(
+    tmp_path: Path, redis_server_binary: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_server(tmp_path, "Redis server v=7.2.4 sha=0", redis_server_binary)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REDSYNC_TEST_SERVER", "./fake-server")
+    assert find_redis_server() == str(tmp_path / "fake-server")
+    with RedisServer() as server, server.client() as client:  # runs in its own temporary dir
+        assert client.ping()

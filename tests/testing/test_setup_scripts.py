@@ -128,3 +128,19 @@ def test_the_venv_script_says_what_to_install_without_ensurepip(tmp_path: Path) 
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert done.returncode == 1, done.stderr
     assert f"run 'apt-get install python{version}-venv' as root" in done.stderr
+
+
+def test_the_server_script_prints_an_absolute_path(
+    tmp_path: Path, redis_server_binary: str
+) -> None:
+    version_script(tmp_path, "relative-server", "Redis server v=7.0.15 sha=0")
+    done = subprocess.run(
+        [shutil.which("bash") or "/bin/bash", str(ENSURE_SERVER)],
+        env=base_env(tmp_path, REDSYNC_TEST_SERVER="./relative-server"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, f"{tmp_path}/relative-server\n"), done.stderr
