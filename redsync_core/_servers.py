@@ -8,7 +8,8 @@ nothing on disk (``save ""``, ``appendonly no``, a private temporary ``dir``) an
 the object that started it: it is signalled by its own PID only, and stopped (its temporary
 directory removed) by ``stop()``, by leaving a ``with`` block, or at interpreter exit as a last
 resort. If the owning process is killed outright, the kernel kills the server too (Linux, see
-``_children``). Faults are injected by killing (SIGKILL), pausing (SIGSTOP) and restarting.
+``_children``), and the next process that starts a server removes the directory left behind.
+Faults are injected by killing (SIGKILL), pausing (SIGSTOP) and restarting.
 
 The server binary comes from one setting, the environment variable ``REDSYNC_TEST_SERVER`` (a
 path, or a name looked up on PATH; default ``redis-server``): any redis-server compatible binary
@@ -18,7 +19,9 @@ of Redis >= 7.0 or Valkey >= 7.2. Its version is checked before the first start.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
+import glob
 import os
 import re
 import shutil
@@ -221,6 +224,56 @@ def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(REAP_TIMEOUT)
+
+
+# Each server's temporary directory holds OWNER_LOCK, flock()ed by the process that owns the
+# server for as long as it lives. A directory whose lock can be taken was left by a process that
+# died without cleaning up (SIGKILL): the next process to start a server removes it.
+TMP_PREFIX = "redsync-redis-"
+OWNER_LOCK = "owner.lock"
+_swept_in: int | None = None  # the PID of the process that swept already
+
+
+def _make_owned_tmpdir() -> tuple[str, int]:
+    """Create a private temporary directory locked by this process; return it and the lock's fd."""
+    tmpdir = tempfile.mkdtemp(prefix=TMP_PREFIX)
+    staging = os.path.join(tmpdir, OWNER_LOCK + ".new")
+    fd = os.open(staging, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    # Renamed only once locked, so a sweeper never sees an OWNER_LOCK that nobody holds yet.
+    os.rename(staging, os.path.join(tmpdir, OWNER_LOCK))
+    return tmpdir, fd
+
+
+def _remove_tmpdir(tmpdir: str, owner_fd: int) -> None:
+    """Remove a server's temporary directory, then let go of its owner lock."""
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.close(owner_fd)
+
+
+def _sweep_leftovers_once() -> None:
+    """Remove the temporary directories of servers whose owning process died (once a process).
+
+    Their servers died with their owner (Linux); only the files are left. A directory is removed
+    only when its owner lock can be taken, so those of live processes, of any PID namespace, stay.
+    """
+    global _swept_in
+    if _swept_in == os.getpid():
+        return
+    _swept_in = os.getpid()
+    for lock_path in glob.glob(os.path.join(tempfile.gettempdir(), TMP_PREFIX + "*", OWNER_LOCK)):
+        try:
+            fd = os.open(lock_path, os.O_RDWR)
+        except OSError:
+            continue  # removed meanwhile, or another user's
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # its owner still runs
+            continue
+        shutil.rmtree(os.path.dirname(lock_path), ignore_errors=True)
+        os.close(fd)
 
 
 class RedisServer:
@@ -441,10 +494,9 @@ class RedisServer:
 
     def _ensure_tmpdir(self) -> str:
         if self._tmpdir is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="redsync-redis-")
-            self._tmp_finalizer = weakref.finalize(
-                self, shutil.rmtree, self._tmpdir, ignore_errors=True
-            )
+            _sweep_leftovers_once()
+            self._tmpdir, owner_fd = _make_owned_tmpdir()
+            self._tmp_finalizer = weakref.finalize(self, _remove_tmpdir, self._tmpdir, owner_fd)
         return self._tmpdir
 
     def _cleanup_tmpdir(self) -> None:

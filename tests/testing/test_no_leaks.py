@@ -188,3 +188,52 @@ def test_wait_child_returns_the_exit_code_or_kills_after_the_timeout() -> None:
         wait_child(stuck, timeout=0.2)
     assert time.monotonic() - started < 30  # far below the child's 60 s sleep
     assert not alive(stuck)
+
+
+HOLDER_SCRIPT = """
+import os, sys, time
+from redsync_core.testing import RedisServer
+
+server = RedisServer()
+server.start()
+with open(sys.argv[1] + ".tmp", "w") as out:
+    out.write(os.path.dirname(server.log_path))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(600)
+"""
+
+
+def test_files_left_by_a_killed_owner_are_removed_by_the_next_one(tmp_path: Path) -> None:
+    # Two owners: one is SIGKILLed (its server dies, its temporary directory stays behind), the
+    # other lives on. The next process that starts a server removes the dead owner's directory
+    # and leaves the live owner's alone.
+    owners = []
+    try:
+        for name in ("killed", "alive"):
+            owners.append(
+                child_process(
+                    [sys.executable, "-c", HOLDER_SCRIPT, str(tmp_path / name)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        killed_dir, alive_dir = (
+            Path(wait_for_file(tmp_path / name, owner))
+            for name, owner in zip(("killed", "alive"), owners, strict=True)
+        )
+        owners[0].kill()
+        owners[0].wait(timeout=10)
+        assert killed_dir.is_dir()  # SIGKILL ran no cleanup
+
+        next_one = "from redsync_core.testing import RedisServer\nwith RedisServer(): pass\n"
+        done = subprocess.run(
+            [sys.executable, "-c", next_one], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert not killed_dir.exists()
+        assert alive_dir.is_dir()
+        assert (alive_dir / "redis.conf").is_file()
+    finally:
+        for owner in owners:
+            owner.kill()
+            owner.wait(timeout=10)
