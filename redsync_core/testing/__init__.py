@@ -10,6 +10,7 @@
   ``redis_cluster``.
 - ``child_process(args, **popen_kwargs)``: ``subprocess.Popen`` for a helper process (a worker,
   a server) that the kernel kills when the test process dies, even by SIGKILL (Linux).
+- ``die_with_parent(parent_pid)``: the same, called first thing in a multiprocessing target.
 - ``wait_child(pid, timeout)``: ``os.waitpid`` for a forked child, with a timeout (the child is
   killed when it runs out): a test never waits forever.
 - ``memory_urls(n)``: ``memory://`` node URLs unique to the caller, for tests without Redis.
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 import itertools
 
+from redsync_core._children import die_with_parent, wait_child
 from redsync_core._children import popen as child_process
-from redsync_core._children import wait_child
 from redsync_core._servers import RedisServer, RedisServerGroup, find_redis_server, free_port
 
 from ._clock import FakeClock
@@ -33,6 +34,7 @@ __all__ = [
     "RedisServer",
     "RedisServerGroup",
     "child_process",
+    "die_with_parent",
     "find_redis_server",
     "free_port",
     "memory_urls",
