@@ -24,6 +24,7 @@ demo: $(STAMP)
 	@server=$$($(ENSURE_SERVER) --optional) && REDSYNC_TEST_SERVER="$$server" $(VENV)/bin/redsync demo
 
 test: $(STAMP)
+	@scripts/ensure-browser
 	@server=$$($(ENSURE_SERVER)) && REDSYNC_TEST_SERVER="$$server" $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
