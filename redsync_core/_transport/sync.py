@@ -26,7 +26,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
 from .addresses import redact
-from .commands import Reply, Single, command, decided, decode, pack
+from .commands import Reply, Single, UnexpectedReply, command, decided, decode, pack
 from .memory import MemoryStore
 from .scripts import Script
 
@@ -452,7 +452,9 @@ class MemoryNode:
 def _server_version(info: Any) -> str:
     if isinstance(info, dict):
         return str(info.get("redis_version", "?"))
-    text = info.decode() if isinstance(info, bytes) else str(info)
+    if not isinstance(info, (bytes, str)):  # INFO answers text: this node is not a Redis
+        raise UnexpectedReply(f"unexpected reply {info!r:.40} to INFO")
+    text = info.decode() if isinstance(info, bytes) else info
     for line in text.splitlines():
         if line.startswith("redis_version:"):
             return line.partition(":")[2].strip()

@@ -25,7 +25,7 @@ ONLY_ASYNC = {AsyncRedsync: {"sync"}, AsyncMutex: set()}
 CONTEXT = {"__enter__": "__aenter__", "__exit__": "__aexit__"}
 
 AWAITABLE = {
-    AsyncRedsync: {"ping", "inspect", "force_release", "close"},
+    AsyncRedsync: {"ping", "inspect", "force_release", "list_locks", "release_listed", "close"},
     AsyncMutex: {"lock", "try_lock", "unlock", "extend", "valid"},
 }
 
