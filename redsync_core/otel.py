@@ -17,8 +17,14 @@ from __future__ import annotations
 
 import threading
 
-from opentelemetry import metrics, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+try:
+    from opentelemetry import metrics, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError as exc:  # pragma: no cover - tested in a subprocess
+    raise ImportError(
+        "redsync_core.otel needs the OpenTelemetry API: pip install 'redsync-suite[otel]' "
+        "(opentelemetry-api), plus the SDK and exporters your service uses."
+    ) from exc
 
 from . import __version__
 from ._hooks import (

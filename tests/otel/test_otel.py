@@ -312,6 +312,26 @@ def test_the_core_imports_and_locks_without_opentelemetry() -> None:
     assert out.strip() == "[]"
 
 
+def test_without_opentelemetry_the_module_says_what_to_install() -> None:
+    out = run_python(
+        """
+        import sys
+
+        class NoOtel:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "opentelemetry":
+                    raise ImportError(f"blocked: {name}")
+
+        sys.meta_path.insert(0, NoOtel())
+        try:
+            import redsync_core.otel
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    assert "pip install 'redsync-suite[otel]'" in out
+
+
 def test_instrument_uses_the_global_providers_by_default() -> None:
     out = run_python(
         """
