@@ -136,9 +136,20 @@ class AsyncRedsync(RedsyncBase):
         return self._tallied(replies, started)
 
     async def close(self) -> None:
-        """Close the connections of the clients built from URLs."""
+        """Close every connection this object and its twins opened, in any thread or loop.
+
+        Clients passed in as objects keep their pools. The object stays usable: it connects
+        again when next used.
+        """
         for node in self._nodes:
             await node.close()
+        if self._sync_twin is not None:
+            self._sync_twin.close()
+
+    def _close_nowait(self) -> None:
+        """Close every connection without waiting, from any thread (the sync twin's close())."""
+        for node in self._nodes:
+            node.close_nowait()
         if self._sync_twin is not None:
             self._sync_twin.close()
 

@@ -132,9 +132,15 @@ class Redsync(RedsyncBase):
         return self._tallied(replies, started)
 
     def close(self) -> None:
-        """Close the connections of the clients built from URLs."""
+        """Close every connection this object and its twins opened, in any thread or loop.
+
+        Clients passed in as objects keep their pools. The object stays usable: it connects
+        again when next used.
+        """
         for node in self._nodes:
             node.close()
+        for twin in list(self._async_twins.values()):
+            twin._close_nowait()
 
     def __enter__(self) -> Redsync:
         return self

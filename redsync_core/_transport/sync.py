@@ -67,7 +67,7 @@ class SyncNode(Protocol):
         """Return the server version; raise NodeError when the node does not answer in time."""
 
     def close(self) -> None:
-        """Release what the node owns (connections of clients built from URLs)."""
+        """Close our connections (every thread's) and the clients built from URLs."""
 
 
 def node_error(node: SyncNode | Any, exc: BaseException | str) -> NodeError:
@@ -85,7 +85,8 @@ class _Lease:
 
     Checking a connection out of a redis-py pool costs more than a loopback round trip, so each
     thread keeps its own (built from the pool's connection class and arguments). It connects
-    on first use within the fan-out's budget and is closed when the thread ends.
+    on first use within the fan-out's budget and is closed by ``close()`` from any thread, or
+    when the thread ends.
 
     Nothing here waits for a node: the connection setup (AUTH, HELLO, CLIENT SETNAME,
     SELECT) is pipelined in front of the first command and its replies are checked before
@@ -93,12 +94,20 @@ class _Lease:
     handshake. Replies we stopped waiting for are read and dropped before the next command.
     """
 
-    __slots__ = ("conn", "handshake", "pid", "unanswered")
+    __slots__ = ("__weakref__", "conn", "handshake", "pid", "unanswered")
 
     def __init__(self, pool: Any) -> None:
         self.pid = os.getpid()
         self.conn = pool.connection_class(**pool.connection_kwargs)
-        self.conn.redis_connect_func = self._pipeline_setup
+        # Through a weak reference: a cycle would keep the socket open after the thread ends.
+        lease = weakref.ref(self)
+
+        def setup(conn: Any) -> None:
+            this = lease()
+            if this is not None:
+                this._pipeline_setup(conn)
+
+        self.conn.redis_connect_func = setup
         self.handshake = 0  # setup replies due before the next command's reply
         self.unanswered = 0  # replies of commands we stopped waiting for (deadline, fail fast)
 
@@ -185,32 +194,53 @@ class _Lease:
             self.handshake = self.unanswered = 0
             raise
 
-    def __del__(self) -> None:
+    def close(self) -> None:
+        """Close the connection (from any thread: a call in flight on it fails as a node error).
+
+        The next command connects again.
+        """
         if self.pid == os.getpid():  # never close a socket a forked child inherited
             with contextlib.suppress(Exception):
                 self.conn.disconnect()
+        self.handshake = self.unanswered = 0
+
+    def __del__(self) -> None:
+        self.close()
 
 
-class _Leases(threading.local):
-    """The calling thread's lease on each pool; a lease goes when its pool goes."""
-
+class _ThreadLeases(threading.local):
     def __init__(self) -> None:
         self.by_pool: weakref.WeakKeyDictionary[Any, _Lease] = weakref.WeakKeyDictionary()
 
+
+class _Leases:
+    """The connections one node opened: one per thread and pool, closable from any thread.
+
+    A lease goes when its thread ends or its pool goes; ``close()`` closes the leases of every
+    live thread (the calling thread's lease alone would leave the others open until collected).
+    """
+
+    def __init__(self) -> None:
+        self._local = _ThreadLeases()
+        self._all: weakref.WeakSet[_Lease] = weakref.WeakSet()
+        self._all_lock = threading.Lock()
+
     def lease(self, pool: Any) -> _Lease:
-        lease = self.by_pool.get(pool)
+        """Return the calling thread's lease on ``pool``, made on first use."""
+        by_pool = self._local.by_pool
+        lease = by_pool.get(pool)
         if lease is None or lease.pid != os.getpid():
-            lease = self.by_pool[pool] = _Lease(pool)
+            lease = by_pool[pool] = _Lease(pool)
+            with self._all_lock:
+                self._all.add(lease)
         return lease
 
-    def drop(self, pool: Any) -> None:
-        """Close this thread's connection to ``pool`` (``Redsync.close()``)."""
-        lease = self.by_pool.pop(pool, None)
-        if lease is not None and lease.pid == os.getpid():
-            lease.conn.disconnect()
-
-
-_leases = _Leases()
+    def close(self) -> None:
+        """Close every thread's connections; each thread connects again on its next command."""
+        with self._all_lock:
+            leases = list(self._all)
+        for lease in leases:
+            lease.close()
 
 
 class _Call:
@@ -298,9 +328,8 @@ def _credentials(conn: Any) -> tuple[str, ...]:
     return (password,) if password else ()
 
 
-def _send(node: SyncNode, pool: Any, effect: FanOut | Batch, budget_s: float | None) -> _Call:
+def _send(node: SyncNode, lease: _Lease, effect: FanOut | Batch, budget_s: float | None) -> _Call:
     script, args = command(effect)
-    lease = _leases.lease(pool)
     packed = pack(*args) if script is None else pack("EVALSHA", script.sha, *args)
     lease.send(packed, budget_s)
     return _Call(node, lease, effect, script, args)
@@ -314,15 +343,17 @@ class RedisNode:
         self.address = address
         self.client = client
         self._owned = owned
+        self._leases = _Leases()
 
     def connected(self, effect: FanOut | Batch) -> bool:
-        return _leases.lease(self.client.connection_pool).connected
+        return self._leases.lease(self.client.connection_pool).connected
 
     def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
-        return _send(self, self.client.connection_pool, effect, budget_s)
+        lease = self._leases.lease(self.client.connection_pool)
+        return _send(self, lease, effect, budget_s)
 
     def ping(self, timeout_s: float) -> str:
-        lease = _leases.lease(self.client.connection_pool)
+        lease = self._leases.lease(self.client.connection_pool)
         deadline = time.monotonic() + timeout_s
         try:
             lease.send(pack("INFO", "server"), timeout_s)
@@ -331,7 +362,7 @@ class RedisNode:
                 if left <= 0 or not lease.conn.can_read(timeout=left):
                     lease.unanswered += 1
                     raise node_error(self, f"no reply within {timeout_s:g} s")
-            return _server_version(lease.conn.read_response())
+            return server_version(lease.conn.read_response())
         except NodeError:
             raise
         except Exception as exc:
@@ -340,8 +371,8 @@ class RedisNode:
             raise node_error(self, exc) from exc
 
     def close(self) -> None:
-        _leases.drop(self.client.connection_pool)
-        if self._owned:
+        self._leases.close()
+        if self._owned:  # a client the user passed in keeps its pool
             self.client.close()
 
 
@@ -352,6 +383,7 @@ class ClusterNode:
         self.index = index
         self.address = address
         self.client = client
+        self._leases = _Leases()  # to each master, for commands that need no redirection
 
     def connected(self, effect: FanOut | Batch) -> bool:
         return True  # the cluster client keeps its own connections
@@ -363,7 +395,8 @@ class ClusterNode:
         target = self.client.get_node_from_key(effect.key)
         if target is None or target.redis_connection is None:
             return self._through_client(effect)
-        call = _send(self, target.redis_connection.connection_pool, effect, budget_s)
+        lease = self._leases.lease(target.redis_connection.connection_pool)
+        call = _send(self, lease, effect, budget_s)
         return _ClusterCall(self, call)
 
     def _through_client(self, effect: FanOut) -> NodeReply:
@@ -382,12 +415,13 @@ class ClusterNode:
 
     def ping(self, timeout_s: float) -> str:
         try:
-            return _server_version(self.client.info("server", target_nodes=self.client.RANDOM))
+            return server_version(self.client.info("server", target_nodes=self.client.RANDOM))
         except Exception as exc:
             raise node_error(self, exc) from exc
 
     def close(self) -> None:
-        """Cluster clients are always the caller's: nothing to release."""
+        """Close our connections to the masters; the cluster client is always the caller's."""
+        self._leases.close()
 
 
 class _ClusterCall:
@@ -447,7 +481,8 @@ class MemoryNode:
         """Memory stores live as long as the process."""
 
 
-def _server_version(info: Any) -> str:
+def server_version(info: Any) -> str:
+    """Return ``redis_version`` from an INFO reply (text or parsed), or ``"?"``."""
     if isinstance(info, dict):
         return str(info.get("redis_version", "?"))
     text = info.decode() if isinstance(info, bytes) else str(info)
