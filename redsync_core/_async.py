@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
-from ._autoextend import async_scheduler
+from ._autoextend import Replies, async_scheduler
 from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase, logger
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
 from ._locked import F, locked, mutex_options
@@ -135,6 +135,9 @@ class AsyncRedsync(RedsyncBase):
         replies = await transport.fan_out(self._nodes, effect, order)
         return self._tallied(replies, started)
 
+    async def _extend_many(self, effects: Sequence[FanOut]) -> list[Replies]:
+        return await transport.extend_many(self._nodes, effects)
+
     async def close(self) -> None:
         """Close every connection this object and its twins opened, in any thread or loop.
 
@@ -217,7 +220,7 @@ class AsyncMutex(MutexBase):
             raise
         self._acquired(value, until_ms)
         if self._options.auto_extend:
-            async_scheduler().add(self)
+            async_scheduler().add(self._renewal(), self._redsync._extend_many)
 
     async def unlock(self) -> bool:
         """Delete our value on every node; return True if a quorum deleted it.

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
 from ._async import AsyncRedsync
-from ._autoextend import sync_scheduler
+from ._autoextend import Replies, sync_scheduler
 from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase, logger
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
 from ._locked import F, locked, mutex_options
@@ -131,6 +131,9 @@ class Redsync(RedsyncBase):
         replies = transport.fan_out(self._nodes, effect, order)
         return self._tallied(replies, started)
 
+    def _extend_many(self, effects: Sequence[FanOut]) -> list[Replies]:
+        return transport.extend_many(self._nodes, effects)
+
     def close(self) -> None:
         """Close every connection this object and its twins opened, in any thread or loop.
 
@@ -206,7 +209,7 @@ class Mutex(MutexBase):
             raise
         self._acquired(value, until_ms)
         if self._options.auto_extend:
-            sync_scheduler().add(self)
+            sync_scheduler().add(self._renewal(), self._redsync._extend_many)
 
     def unlock(self) -> bool:
         """Delete our value on every node; return True if a quorum deleted it.

@@ -22,12 +22,12 @@ from redis.exceptions import NoScriptError, RedisError
 from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
 from .addresses import redact
-from .commands import Reply, Single, command, decided, decode, pack
+from .commands import Reply, Single, command, decided, decode, pack, split_batch
 from .memory import MemoryStore
 from .scripts import Script
-from .sync import node_error, server_version
+from .sync import batches, node_error, server_version
 
-__all__ = ["AsyncMemoryNode", "AsyncNode", "AsyncRedisNode", "fan_out"]
+__all__ = ["AsyncMemoryNode", "AsyncNode", "AsyncRedisNode", "extend_many", "fan_out"]
 
 
 class AsyncNode(Protocol):
@@ -405,6 +405,22 @@ async def fan_out(
         for task in pending:
             task.cancel()
     return tuple(replies)
+
+
+async def extend_many(
+    nodes: Sequence[AsyncNode], effects: Sequence[FanOut]
+) -> list[tuple[Single, ...]]:
+    """Send several EXTEND fan-outs in as few round trips as the scripts allow; return each
+    one's replies (in node order). Never raises for node failures."""
+    replies: list[tuple[Single, ...]] = [()] * len(effects)
+    for indexes, call in batches(effects):
+        if isinstance(call, Batch):
+            carried = split_batch(call, await fan_out(nodes, call))
+        else:
+            carried = [await fan_out(nodes, call)]
+        for i, each in zip(indexes, carried, strict=True):
+            replies[i] = each
+    return replies
 
 
 def _late(node: AsyncNode, deadline_ms: int | None) -> NodeError:

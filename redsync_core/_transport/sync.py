@@ -24,11 +24,11 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
 from .addresses import redact
-from .commands import Reply, Single, command, decided, decode, pack
+from .commands import Reply, Single, command, decided, decode, pack, split_batch
 from .memory import MemoryStore
 from .scripts import Script
 
-__all__ = ["ClusterNode", "MemoryNode", "RedisNode", "SyncNode", "fan_out"]
+__all__ = ["ClusterNode", "MemoryNode", "RedisNode", "SyncNode", "extend_many", "fan_out"]
 
 #: A connection with more late replies than this is closed instead of waited for.
 MAX_UNANSWERED = 64
@@ -576,6 +576,37 @@ def fan_out(
             else:
                 inflight[i] = result
     return tuple(replies)
+
+
+def batches(effects: Sequence[FanOut]) -> list[tuple[list[int], FanOut | Batch]]:
+    """Plan several EXTEND fan-outs as few calls: plain extensions go as one Batch (one
+    script call per node); those that may SET NX, or a lone one, go by themselves.
+
+    Returns each call with the indexes (in ``effects``) of the extensions it carries.
+    """
+    plain = [i for i, effect in enumerate(effects) if not effect.set_nx]
+    calls: list[tuple[list[int], FanOut | Batch]] = [
+        ([i], effect) for i, effect in enumerate(effects) if effect.set_nx or len(plain) == 1
+    ]
+    if len(plain) > 1:
+        deadlines = [effects[i].deadline_ms for i in plain]
+        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        calls.append((plain, Batch(tuple(effects[i] for i in plain), deadline)))
+    return calls
+
+
+def extend_many(nodes: Sequence[SyncNode], effects: Sequence[FanOut]) -> list[tuple[Single, ...]]:
+    """Send several EXTEND fan-outs in as few round trips as the scripts allow; return each
+    one's replies (in node order). Never raises for node failures."""
+    replies: list[tuple[Single, ...]] = [()] * len(effects)
+    for indexes, call in batches(effects):
+        if isinstance(call, Batch):
+            carried = split_batch(call, fan_out(nodes, call))
+        else:
+            carried = [fan_out(nodes, call)]
+        for i, each in zip(indexes, carried, strict=True):
+            replies[i] = each
+    return replies
 
 
 def _wait(inflight: dict[int, Any], timeout_s: float | None) -> list[int]:
