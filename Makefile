@@ -25,6 +25,7 @@ test: $(STAMP) redis-server
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check redsync_core redsync_django redsync_celery redsync_flask benchmarks
+	$(PY) scripts/check-twins
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

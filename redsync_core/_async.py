@@ -1,6 +1,7 @@
 """The asyncio API: ``AsyncRedsync`` and ``AsyncMutex``, thin drivers of the flows in ``_algorithm``.
 
-Kept line for line in the same order as ``_sync.py``; ``diff`` them when changing either.
+Kept line for line in the same order as ``_sync.py``: ``scripts/check-twins`` (run by
+``make lint``) fails when they drift; deliberate differences are marked ``# twin: async-only``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ._transport.build import build_async_nodes
 
 __all__ = ["AsyncMutex", "AsyncRedsync"]
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # twin: async-only
     from ._sync import Redsync
 
 T = TypeVar("T")
@@ -34,7 +35,7 @@ class AsyncRedsync(RedsyncBase):
 
     Args:
         nodes: URLs (``redis://``, ``rediss://``, ``unix://``, ``memory://NAME``) or clients
-            (``redis.asyncio.Redis``, ``redis.asyncio.RedisCluster``, Sentinel ``master_for``).
+            (``redis.asyncio.Redis``, ``redis.asyncio.RedisCluster``, Sentinel ``master_for(...)``).
         key_prefix: prepended to every mutex name to form the Redis key.
         client_options: keyword arguments for the clients built from URLs.
         **defaults: default values for any ``new_mutex`` option.
@@ -54,7 +55,7 @@ class AsyncRedsync(RedsyncBase):
         super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.AsyncNode] = build_async_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
-        self._sync_twin: Redsync | None = None
+        self._sync_twin: Redsync | None = None  # twin: async-only
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -72,19 +73,20 @@ class AsyncRedsync(RedsyncBase):
     def locked(
         self, name: LockName = None, *, wait: float = 0.0, **options: Any
     ) -> Callable[[F], F]:
-        """Decorate an ``async def`` or sync function to run only while holding a lock.
+        """Decorate a sync or ``async def`` function to run only while holding a lock.
 
         ``name``: None (``module.qualname``), a template filled from the call's arguments
         (``"invoice:{invoice_id}"``) or a callable taking the same arguments. ``wait``: seconds
-        to keep retrying (0: one attempt). Sync functions lock through ``sync()``.
+        to keep retrying (0: one attempt). Functions of the other kind lock through the twin.
 
         Raises (from the decorated call):
             LockTaken: another holder has the lock (``retry_after`` says for how long).
             LockLost: auto-extension lost the lock while the function ran.
         """
         self._options(mutex_options(wait, options)[0])
-        return locked(self.sync, lambda: self, name, wait, options)
+        return locked(self.sync, lambda: self, name, wait, options)  # twin: async-only
 
+    # twin: async-only
     def sync(self) -> Redsync:
         """Return the sync twin (same URLs, prefix and options), built on first use.
 
@@ -100,16 +102,17 @@ class AsyncRedsync(RedsyncBase):
 
     async def ping(self, timeout: float = 2.0) -> PingReport:
         """Ask every node for its version within ``timeout`` s; report latency and the quorum."""
+        # twin: async-only
         healths = await asyncio.gather(*(self._ping(node, timeout) for node in self._nodes))
         return PingReport(tuple(healths), self.quorum)
 
     async def _ping(self, node: transport.AsyncNode, timeout: float) -> NodeHealth:
         started = time.perf_counter()
         try:
-            version = await asyncio.wait_for(node.ping(), timeout)
+            version = await asyncio.wait_for(node.ping(), timeout)  # twin: async-only
         except NodeError as exc:
             return NodeHealth(node.index, node.address, False, error=exc.reason)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError:  # twin: async-only
             return NodeHealth(
                 node.index, node.address, False, error=f"no reply within {timeout:g} s"
             )
@@ -146,9 +149,10 @@ class AsyncRedsync(RedsyncBase):
         """
         for node in self._nodes:
             await node.close()
-        if self._sync_twin is not None:
+        if self._sync_twin is not None:  # twin: async-only
             self._sync_twin.close()
 
+    # twin: async-only
     def _close_nowait(self) -> None:
         """Close every connection without waiting, from any thread (the sync twin's close())."""
         for node in self._nodes:

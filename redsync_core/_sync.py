@@ -1,6 +1,7 @@
 """The sync API: ``Redsync`` and ``Mutex``, thin drivers of the flows in ``_algorithm``.
 
-Kept line for line in the same order as ``_async.py``; ``diff`` them when changing either.
+Kept line for line in the same order as ``_async.py``: ``scripts/check-twins`` (run by
+``make lint``) fails when they drift; deliberate differences are marked ``# twin: sync-only``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Redsync(RedsyncBase):
         super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.SyncNode] = build_sync_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
+        # twin: sync-only
         self._async_twins: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedsync] = (
             weakref.WeakKeyDictionary()
         )
@@ -77,15 +79,16 @@ class Redsync(RedsyncBase):
 
         ``name``: None (``module.qualname``), a template filled from the call's arguments
         (``"invoice:{invoice_id}"``) or a callable taking the same arguments. ``wait``: seconds
-        to keep retrying (0: one attempt). Coroutine functions lock through ``asyncio()``.
+        to keep retrying (0: one attempt). Functions of the other kind lock through the twin.
 
         Raises (from the decorated call):
             LockTaken: another holder has the lock (``retry_after`` says for how long).
             LockLost: auto-extension lost the lock while the function ran.
         """
         self._options(mutex_options(wait, options)[0])
-        return locked(lambda: self, self.asyncio, name, wait, options)
+        return locked(lambda: self, self.asyncio, name, wait, options)  # twin: sync-only
 
+    # twin: sync-only
     def asyncio(self) -> AsyncRedsync:
         """Return the asyncio twin for the running event loop (same URLs, prefix and options).
 
@@ -101,12 +104,13 @@ class Redsync(RedsyncBase):
 
     def ping(self, timeout: float = 2.0) -> PingReport:
         """Ask every node for its version within ``timeout`` s; report latency and the quorum."""
-        return PingReport(tuple(self._ping(node, timeout) for node in self._nodes), self.quorum)
+        healths = [self._ping(node, timeout) for node in self._nodes]  # twin: sync-only
+        return PingReport(tuple(healths), self.quorum)
 
     def _ping(self, node: transport.SyncNode, timeout: float) -> NodeHealth:
         started = time.perf_counter()
         try:
-            version = node.ping(timeout)
+            version = node.ping(timeout)  # twin: sync-only
         except NodeError as exc:
             return NodeHealth(node.index, node.address, False, error=exc.reason)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -142,7 +146,7 @@ class Redsync(RedsyncBase):
         """
         for node in self._nodes:
             node.close()
-        for twin in list(self._async_twins.values()):
+        for twin in list(self._async_twins.values()):  # twin: sync-only
             twin._close_nowait()
 
     def __enter__(self) -> Redsync:
