@@ -14,7 +14,7 @@ import select
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol, overload
 
 import redis
@@ -504,7 +504,6 @@ def fan_out(
     nodes: Sequence[SyncNode],
     effect: FanOut,
     order: Sequence[int] | None = ...,
-    now: Callable[[], float] = ...,
 ) -> tuple[Single, ...]: ...
 
 
@@ -513,7 +512,6 @@ def fan_out(
     nodes: Sequence[SyncNode],
     effect: Batch,
     order: Sequence[int] | None = ...,
-    now: Callable[[], float] = ...,
 ) -> tuple[Reply, ...]: ...
 
 
@@ -521,7 +519,6 @@ def fan_out(
     nodes: Sequence[SyncNode],
     effect: FanOut | Batch,
     order: Sequence[int] | None = None,
-    now: Callable[[], float] = time.monotonic,
 ) -> tuple[Reply, ...]:
     """Send ``effect`` to every node at once and collect one reply per node (in node order).
 
@@ -531,14 +528,14 @@ def fan_out(
     """
     replies: list[Reply] = [None] * len(nodes)
     budget_s = None if effect.deadline_ms is None else effect.deadline_ms / 1000
-    deadline = None if budget_s is None else now() + budget_s
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     inflight: dict[int, Any] = {}
     indexes = list(order if order is not None else range(len(nodes)))
     # Nodes with an open connection first: opening one may take a little of the budget.
     indexes.sort(key=lambda i: not nodes[i].connected(effect))
     for i in indexes:
         node = nodes[i]
-        left = None if deadline is None else max(0.001, deadline - now())
+        left = None if deadline is None else max(0.001, deadline - time.monotonic())
         try:
             started = node.begin(effect, left)
         except Exception as exc:  # noqa: BLE001 - see _FAILURES
@@ -554,7 +551,7 @@ def fan_out(
             for call in inflight.values():
                 call.abandon()
             break
-        ready = _wait(inflight, None if deadline is None else deadline - now())
+        ready = _wait(inflight, None if deadline is None else deadline - time.monotonic())
         if not ready:
             for i, call in inflight.items():
                 call.abandon()
