@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import functools
 import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from redsync_core import AsyncRedsync, LockLost, Redsync
+from redsync_core import AsyncRedsync, LockLost, Redsync, _autoextend
 from redsync_core._algorithm.flows import Target
 from redsync_core._autoextend import sync_scheduler
 from redsync_core._clock import monotonic_ms
@@ -267,3 +269,13 @@ def test_the_scheduler_renews_any_renewable_through_the_fan_out_it_is_given(
             client.close()
         for node in nodes:
             node.close()
+
+
+def test_the_scheduler_imports_no_driver_no_transport_and_no_redis() -> None:
+    tree = ast.parse(Path(_autoextend.__file__).read_text(encoding="utf-8"))
+    modules = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    modules += [
+        a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names
+    ]
+    tops = {module.split(".")[0] for module in modules}
+    assert tops.isdisjoint({"_sync", "_async", "_transport", "redis"}), sorted(tops)
