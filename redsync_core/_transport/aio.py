@@ -14,7 +14,7 @@ import contextlib
 import socket
 import sys
 import weakref
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from typing import Any, Protocol, overload
 
 from redis.exceptions import NoScriptError, RedisError
@@ -55,11 +55,31 @@ class AsyncNode(Protocol):
 class _LoopConnections:
     """The connections one pool made on one event loop: all of them, and the idle ones."""
 
-    __slots__ = ("idle", "made")
+    __slots__ = ("idle", "made", "shutdown")
 
     def __init__(self) -> None:
         self.idle: list[Any] = []
         self.made: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.shutdown: AsyncGenerator[None, None] | None = None
+
+    async def close_at_shutdown(self) -> None:
+        """Close the idle connections when the loop shuts down, while it still runs.
+
+        A connection cannot outlive its loop, and once the loop is closed its socket can only be
+        shut down, not closed. ``asyncio.run()`` (and ``loop.shutdown_asyncgens()``) finishes
+        every async generator started on the loop before closing it: one waits here for that.
+        """
+        self.shutdown = self._wait_for_shutdown()
+        await anext(self.shutdown)
+
+    async def _wait_for_shutdown(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            idle, self.idle = self.idle, []
+            for conn in idle:
+                with contextlib.suppress(RedisError, OSError):
+                    await conn.disconnect()
 
 
 class _Connections:
@@ -108,6 +128,9 @@ class _Connections:
 
     async def call(self, script: Script | None, args: tuple[Any, ...]) -> Any:
         """Run one command on an idle connection (a new one when none is idle)."""
+        here = self._here()
+        if here.shutdown is None:  # the first call on this loop
+            await here.close_at_shutdown()
         conn = self.take()
         try:
             raw = await _exchange(conn, script, args)

@@ -8,7 +8,8 @@ import gc
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import pytest
 
@@ -192,6 +193,15 @@ def test_close_keeps_the_pool_of_a_client_the_user_passed_in(
             client.close()
 
 
+def run_and_close_by_hand(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` on a new loop and close it without ``asyncio.run()``'s shutdown steps."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(work)
+    finally:
+        loop.close()
+
+
 async def test_async_close_closes_the_connections_of_every_loop(
     redis_nodes: list[RedisServer], ours: str
 ) -> None:
@@ -200,8 +210,10 @@ async def test_async_close_closes_the_connections_of_every_loop(
     with loop_in_thread() as running:
         work = lock_and_unlock_async(ars, "running")
         asyncio.run_coroutine_threadsafe(work, running).result(timeout=10)
-        # A loop that ran in another thread and is closed now: its idle connection is ours.
-        ended = threading.Thread(target=asyncio.run, args=(lock_and_unlock_async(ars, "ended"),))
+        # A loop closed by hand in another thread: its idle connection is left to close().
+        ended = threading.Thread(
+            target=run_and_close_by_hand, args=(lock_and_unlock_async(ars, "ended"),)
+        )
         ended.start()
         ended.join()
         assert connections_named(redis_nodes, ours) == [3, 3, 3]
@@ -214,13 +226,23 @@ async def test_async_close_closes_the_connections_of_every_loop(
         assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
 
 
-def test_connections_of_ended_loops_do_not_pile_up(
+def test_asyncio_run_closes_the_connections_of_its_loop(
     redis_nodes: list[RedisServer], ours: str
 ) -> None:
     ars = AsyncRedsync([s.url for s in redis_nodes], client_options={"client_name": ours})
-    for i in range(4):  # e.g. a sync program calling asyncio.run() once per job
+    for i in range(3):  # e.g. a sync program calling asyncio.run() once per job
         asyncio.run(lock_and_unlock_async(ars, f"job-{i}"))
-        assert settled(redis_nodes, ours, [1, 1, 1]) == [1, 1, 1]  # the last loop's only
+        assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+
+
+def test_connections_of_loops_closed_by_hand_do_not_pile_up(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    ars = AsyncRedsync([s.url for s in redis_nodes], client_options={"client_name": ours})
+    for i in range(4):
+        run_and_close_by_hand(lock_and_unlock_async(ars, f"job-{i}"))
+        # The next loop closes what the last one left: only the last loop's connection stays.
+        assert settled(redis_nodes, ours, [1, 1, 1]) == [1, 1, 1]
     asyncio.run(ars.close())
     assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
 
@@ -234,7 +256,7 @@ def test_sync_close_closes_the_async_twins_it_built(
         await lock_and_unlock_async(rs.asyncio(), name)
 
     lock_and_unlock(rs, "sync")
-    asyncio.run(use_twin("ended-loop"))
+    run_and_close_by_hand(use_twin("ended-loop"))
     with loop_in_thread() as running:
         asyncio.run_coroutine_threadsafe(use_twin("running-loop"), running).result(timeout=10)
         assert connections_named(redis_nodes, ours) == [3, 3, 3]
@@ -246,7 +268,8 @@ async def test_async_close_closes_its_sync_twin_in_every_thread(
     redis_nodes: list[RedisServer], ours: str
 ) -> None:
     ars = AsyncRedsync([s.url for s in redis_nodes], client_options={"client_name": ours})
-    with live_threads(2, lambda i: lock_and_unlock(ars.sync(), f"job-{i}")):
+    twin = ars.sync()
+    with live_threads(2, lambda i: lock_and_unlock(twin, f"job-{i}")):
         assert connections_named(redis_nodes, ours) == [2, 2, 2]
         await ars.close()
         assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
