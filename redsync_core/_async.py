@@ -17,12 +17,12 @@ from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
 from ._autoextend import Replies, async_scheduler
 from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase, logger
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
-from ._locked import F, locked, mutex_options
+from ._locked import F, locked, wait_options
 from ._naming import LockName
 from ._transport import aio as transport
 from ._transport.build import build_async_nodes
 
-__all__ = ["AsyncMutex", "AsyncRedsync"]
+__all__ = ["AsyncHold", "AsyncMutex", "AsyncRedsync"]
 
 if TYPE_CHECKING:  # twin: async-only
     from ._sync import Redsync
@@ -70,6 +70,19 @@ class AsyncRedsync(RedsyncBase):
         """
         return AsyncMutex(self, name, **options)
 
+    def hold(self, name: str, *, wait: float = 0.0, **options: Any) -> AsyncHold:
+        """Return an ``AsyncHold`` of the lock ``name``, for adapters and other callers that
+        must tell "busy" apart from errors raised by the code they protect.
+
+        ``wait``: seconds to keep trying while another holder has it (0: one attempt).
+        ``async with rs.hold(name) as held:`` then ``if held.busy is not None: ...``.
+
+        Raises:
+            ConfigurationError: an invalid name, ``wait`` or option.
+        """
+        mutex_options, timeout = wait_options(wait, options)
+        return AsyncHold(self.new_mutex(name, **mutex_options), timeout)
+
     def locked(
         self, name: LockName = None, *, wait: float = 0.0, **options: Any
     ) -> Callable[[F], F]:
@@ -81,9 +94,11 @@ class AsyncRedsync(RedsyncBase):
 
         Raises (from the decorated call):
             LockTaken: another holder has the lock (``retry_after`` says for how long).
+            LockTimeout: ``wait`` > 0 ran out before the lock was free.
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
             LockLost: auto-extension lost the lock while the function ran.
         """
-        self._options(mutex_options(wait, options)[0])
+        self._options(wait_options(wait, options)[0])
         return locked(self.sync, lambda: self, name, wait, options)  # twin: async-only
 
     # twin: async-only
@@ -292,3 +307,57 @@ class AsyncMutex(MutexBase):
         await self.unlock()
         if lost and exc is None:
             raise LockLost(self._name, f"Lost lock {self._name!r} while the block ran.")
+
+
+class AsyncHold:
+    """A lock taken for an adapter: "busy" is a result, not an exception.
+
+    ``await acquire()`` returns False when another holder has the lock, with ``busy`` set to why
+    (``LockTaken``, ``LockTimeout``, ``LockNotAcquired``); ``QuorumUnreachable`` (nodes down)
+    still raises, since it is an outage and not "busy". As a context manager it acquires on
+    entry (check ``busy``) and, when it acquired, releases on exit, raising ``LockLost`` if
+    auto-extension lost the lock while the block ran.
+    """
+
+    def __init__(self, mutex: AsyncMutex, timeout: float | None) -> None:
+        self.mutex = mutex
+        self.busy: LockNotAcquired | None = None
+        self.acquired = False
+        self._timeout = timeout
+
+    async def acquire(self) -> bool:
+        """Take the lock; return False (``busy`` set) when another holder has it.
+
+        Raises:
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
+        """
+        try:
+            await self.mutex.lock(timeout=self._timeout)
+        except QuorumUnreachable:
+            raise
+        except LockNotAcquired as exc:
+            self.busy = exc
+            return False
+        self.acquired = True
+        return True
+
+    async def release(self) -> bool:
+        """Unlock if acquired; return True if a quorum deleted our value (see ``unlock``)."""
+        if not self.acquired:
+            return False
+        self.acquired = False
+        return await self.mutex.unlock()
+
+    async def __aenter__(self) -> AsyncHold:
+        await self.acquire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.acquired:
+            self.acquired = False
+            await self.mutex.__aexit__(exc_type, exc, tb)

@@ -31,7 +31,9 @@ logger = logging.getLogger("redsync")
 NODE_WARNING_INTERVAL_MS = 10_000
 
 
-_shared_rng = random.Random()  # retry jitter only; seeding one per mutex costs more than a lock
+# Retry jitter and shuffle_pools order only (never values: those come from `secrets`); seeding
+# one generator per mutex would cost more than a lock.
+_shared_rng = random.Random()
 
 
 def fingerprint(value: str) -> str:

@@ -19,12 +19,12 @@ from ._async import AsyncRedsync
 from ._autoextend import Replies, sync_scheduler
 from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase, logger
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
-from ._locked import F, locked, mutex_options
+from ._locked import F, locked, wait_options
 from ._naming import LockName
 from ._transport import sync as transport
 from ._transport.build import build_sync_nodes
 
-__all__ = ["Mutex", "Redsync"]
+__all__ = ["Hold", "Mutex", "Redsync"]
 
 T = TypeVar("T")
 
@@ -72,6 +72,19 @@ class Redsync(RedsyncBase):
         """
         return Mutex(self, name, **options)
 
+    def hold(self, name: str, *, wait: float = 0.0, **options: Any) -> Hold:
+        """Return a ``Hold`` of the lock ``name``, for adapters and other callers that
+        must tell "busy" apart from errors raised by the code they protect.
+
+        ``wait``: seconds to keep trying while another holder has it (0: one attempt).
+        ``with rs.hold(name) as held:`` then ``if held.busy is not None: ...``.
+
+        Raises:
+            ConfigurationError: an invalid name, ``wait`` or option.
+        """
+        mutex_options, timeout = wait_options(wait, options)
+        return Hold(self.new_mutex(name, **mutex_options), timeout)
+
     def locked(
         self, name: LockName = None, *, wait: float = 0.0, **options: Any
     ) -> Callable[[F], F]:
@@ -83,9 +96,11 @@ class Redsync(RedsyncBase):
 
         Raises (from the decorated call):
             LockTaken: another holder has the lock (``retry_after`` says for how long).
+            LockTimeout: ``wait`` > 0 ran out before the lock was free.
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
             LockLost: auto-extension lost the lock while the function ran.
         """
-        self._options(mutex_options(wait, options)[0])
+        self._options(wait_options(wait, options)[0])
         return locked(lambda: self, self.asyncio, name, wait, options)  # twin: sync-only
 
     # twin: sync-only
@@ -281,3 +296,57 @@ class Mutex(MutexBase):
         self.unlock()
         if lost and exc is None:
             raise LockLost(self._name, f"Lost lock {self._name!r} while the block ran.")
+
+
+class Hold:
+    """A lock taken for an adapter: "busy" is a result, not an exception.
+
+    ``acquire()`` returns False when another holder has the lock, with ``busy`` set to why
+    (``LockTaken``, ``LockTimeout``, ``LockNotAcquired``); ``QuorumUnreachable`` (nodes down)
+    still raises, since it is an outage and not "busy". As a context manager it acquires on
+    entry (check ``busy``) and, when it acquired, releases on exit, raising ``LockLost`` if
+    auto-extension lost the lock while the block ran.
+    """
+
+    def __init__(self, mutex: Mutex, timeout: float | None) -> None:
+        self.mutex = mutex
+        self.busy: LockNotAcquired | None = None
+        self.acquired = False
+        self._timeout = timeout
+
+    def acquire(self) -> bool:
+        """Take the lock; return False (``busy`` set) when another holder has it.
+
+        Raises:
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
+        """
+        try:
+            self.mutex.lock(timeout=self._timeout)
+        except QuorumUnreachable:
+            raise
+        except LockNotAcquired as exc:
+            self.busy = exc
+            return False
+        self.acquired = True
+        return True
+
+    def release(self) -> bool:
+        """Unlock if acquired; return True if a quorum deleted our value (see ``unlock``)."""
+        if not self.acquired:
+            return False
+        self.acquired = False
+        return self.mutex.unlock()
+
+    def __enter__(self) -> Hold:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.acquired:
+            self.acquired = False
+            self.mutex.__exit__(exc_type, exc, tb)

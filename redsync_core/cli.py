@@ -1,7 +1,7 @@
 """The ``redsync`` command: a distributed ``flock -n`` for cron, lock inspection, and the demo.
 
-An adapter of the core like the framework packages: it parses arguments, calls the public
-``redsync_core`` API and prints. Every Redlock decision (quorum, validity, retries, extension)
+An adapter of the core like the framework packages: it parses arguments, calls the
+``redsync_core`` API (public names, plus the core's value fingerprint for holders) and prints. Every Redlock decision (quorum, validity, retries, extension)
 stays in the core. ``redsync demo`` lives in ``redsync_core._cli.demo``.
 """
 
@@ -34,12 +34,13 @@ from ._cli.common import (
     say,
 )
 from ._cli.run import KILL_GRACE, run_command
+from .adapters import ADAPTER_DEFAULTS
 
 __all__ = ["main"]
 
 URLS_ENV = "REDSYNC_URLS"
 KEY_PREFIX_ENV = "REDSYNC_KEY_PREFIX"
-RUN_EXPIRY = 30.0  # seconds; the adapters' default: short enough to free a dead host's lock soon
+RUN_EXPIRY: float = ADAPTER_DEFAULTS["expiry"]  # seconds, as every adapter
 
 EXIT_CODES = f"""\
 exit status:

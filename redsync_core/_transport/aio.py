@@ -384,7 +384,8 @@ async def fan_out(
     deadline = None if timeout is None else loop.time() + timeout
     stop_at = effect.stop_at
     # Nodes with an idle open connection get the command written at once and their replies
-    # read in turn (no task per node); the others (connecting, cluster, fail fast) get a task.
+    # read in turn (no task for them); the others (connecting, cluster, memory://, fail fast)
+    # get a task each.
     direct: dict[int, _Exchange] = {}
     tasks: dict[asyncio.Task[NodeReply | tuple[NodeReply, ...]], int] = {}
     for i in order if order is not None else range(len(nodes)):

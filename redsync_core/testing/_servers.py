@@ -195,9 +195,10 @@ class RedisServer:
             self._paused = False
 
     def restart(self, timeout: float = START_TIMEOUT) -> None:
-        """Kill the process and start a new, empty one on the same port or socket.
+        """Kill the process and start a new one on the same port, socket and data directory.
 
-        ``timeout`` is in seconds, as for ``start()``.
+        The new process is empty unless ``extra_args`` turned persistence on (``--appendonly
+        yes``: it replays its AOF). ``timeout`` is in seconds, as for ``start()``.
         """
         self.kill()
         self.start(timeout)

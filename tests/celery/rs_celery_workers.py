@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
-# The repository root first: an editable install made before a package had its __init__.py
-# maps it as a namespace package outside the repository (see notes/requests-celery.md).
+# The repository root first, so that workers import this checkout's packages whatever is
+# installed (a stale editable install can map a package as an empty namespace package).
 PYTHONPATH = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
 
 READY_TIMEOUT = 90.0  # seconds a worker gets to log "ready." on a loaded 2-core machine
