@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from redsync_core import AsyncRedsync, Redsync
-from redsync_core.testing import RedisServer
+from redsync_core.testing import LocalRedisCluster, RedisServer
 
 
 def test_a_restarted_node_is_reconnected_without_losing_a_vote(
@@ -200,6 +200,42 @@ def run_and_close_by_hand(work: Coroutine[Any, Any, None]) -> None:
         loop.run_until_complete(work)
     finally:
         loop.close()
+
+
+async def test_async_close_keeps_the_pool_of_a_client_the_user_passed_in(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    clients = [s.async_client(client_name=ours) for s in redis_nodes]
+    try:
+        for client in clients:
+            assert await client.ping()  # the user's own pooled connection
+        ars = AsyncRedsync(clients)
+        await lock_and_unlock_async(ars, "theirs")
+        assert connections_named(redis_nodes, ours) == [2, 2, 2]  # theirs + ours
+        await ars.close()
+        assert settled(redis_nodes, ours, [1, 1, 1]) == [1, 1, 1]
+        for client in clients:
+            assert await client.ping()
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+def test_close_closes_our_connections_to_the_masters_of_a_cluster(
+    redis_cluster: LocalRedisCluster, ours: str
+) -> None:
+    masters = redis_cluster.servers
+    client = redis_cluster.client(client_name=ours)
+    try:
+        rs = Redsync([client])
+        with live_threads(2, lambda i: lock_and_unlock(rs, f"cluster-close-{i}")):
+            # One per thread, on the master that owns its key.
+            assert sum(connections_named(masters, ours)) == 2
+            rs.close()
+            assert settled(masters, ours, [0, 0, 0]) == [0, 0, 0]
+        assert client.ping()  # the cluster client is the user's, and still works
+    finally:
+        client.close()
 
 
 async def test_async_close_closes_the_connections_of_every_loop(
