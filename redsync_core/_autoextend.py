@@ -34,7 +34,14 @@ from ._clock import monotonic_ms
 from ._exceptions import NodeError
 from ._options import MutexOptions
 
-__all__ = ["AsyncExtendMany", "ExtendMany", "Renewable", "async_scheduler", "sync_scheduler"]
+__all__ = [
+    "AsyncExtendMany",
+    "ExtendMany",
+    "Renewable",
+    "Replies",
+    "async_scheduler",
+    "sync_scheduler",
+]
 
 logger = logging.getLogger("redsync")
 
