@@ -309,3 +309,16 @@ async def test_async_close_closes_its_sync_twin_in_every_thread(
         assert connections_named(redis_nodes, ours) == [2, 2, 2]
         await ars.close()
         assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+
+
+async def test_sync_close_inside_the_twins_running_loop(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    rs = Redsync([s.url for s in redis_nodes], client_options={"client_name": ours})
+    await lock_and_unlock_async(rs.asyncio(), "same-loop")
+    assert connections_named(redis_nodes, ours) == [1, 1, 1]
+    rs.close()  # cannot await here: the twin's connections are closed without waiting
+    await asyncio.sleep(0.05)  # the loop runs the disconnects scheduled on it
+    assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+    await lock_and_unlock_async(rs.asyncio(), "after-close")  # and the twin connects again
+    rs.close()
