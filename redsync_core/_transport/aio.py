@@ -248,8 +248,10 @@ class _Exchange:
 
     async def arrived(self) -> bool:
         """Return True when the reply is already buffered (reading it will not wait)."""
+        # redis-py 8 renamed can_read_destructive() to can_read() (the old name warns).
+        can_read = getattr(self.conn, "can_read", None) or self.conn.can_read_destructive
         try:
-            return bool(await self.conn.can_read_destructive())
+            return bool(await can_read())
         except Exception:  # noqa: BLE001 - a broken connection: finish() will say how
             return True
 

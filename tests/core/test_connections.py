@@ -322,3 +322,18 @@ async def test_sync_close_inside_the_twins_running_loop(
     assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
     await lock_and_unlock_async(rs.asyncio(), "after-close")  # and the twin connects again
     rs.close()
+
+
+async def test_async_replies_that_arrived_before_the_deadline_still_count(
+    redis_nodes: list[RedisServer], recwarn: pytest.WarningsRecorder
+) -> None:
+    async with AsyncRedsync([s.url for s in redis_nodes], expiry=20.0, tries=1) as ars:
+        await lock_and_unlock_async(ars, "warm")  # idle open connections: read in turn
+        redis_nodes[0].pause()  # read first, it holds up the others' replies until the deadline
+        try:
+            mutex = ars.new_mutex("cut-short")
+            assert await mutex.try_lock()  # nodes 1 and 2 answered in time: 2 of 3
+        finally:
+            redis_nodes[0].resume()
+        assert await mutex.unlock()
+    assert [str(w.message) for w in recwarn if w.category is DeprecationWarning] == []
