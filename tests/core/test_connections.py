@@ -62,6 +62,23 @@ def test_a_paused_node_costs_one_deadline_then_fails_fast_until_it_answers(
         assert first.unlock()
 
 
+async def test_async_replies_that_arrived_before_the_deadline_still_count(
+    redis_nodes: list[RedisServer], recwarn: pytest.WarningsRecorder
+) -> None:
+    async with AsyncRedsync([s.url for s in redis_nodes], expiry=20.0, tries=1) as ars:
+        warm = ars.new_mutex("warm")
+        assert await warm.try_lock()  # idle open connections: their replies are read in turn
+        assert await warm.unlock()
+        redis_nodes[0].pause()  # read first, it holds up the others' replies until the deadline
+        try:
+            mutex = ars.new_mutex("cut-short")
+            assert await mutex.try_lock()  # nodes 1 and 2 answered in time: 2 of 3
+        finally:
+            redis_nodes[0].resume()
+        assert await mutex.unlock()
+    assert [str(w.message) for w in recwarn if w.category is DeprecationWarning] == []
+
+
 # --- close() ------------------------------------------------------------------------------------
 # Each test names its connections (client_name) and counts them with CLIENT LIST on every node.
 # The garbage collector is off throughout: close() itself must close them, from any thread or loop.
@@ -322,18 +339,3 @@ async def test_sync_close_inside_the_twins_running_loop(
     assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
     await lock_and_unlock_async(rs.asyncio(), "after-close")  # and the twin connects again
     rs.close()
-
-
-async def test_async_replies_that_arrived_before_the_deadline_still_count(
-    redis_nodes: list[RedisServer], recwarn: pytest.WarningsRecorder
-) -> None:
-    async with AsyncRedsync([s.url for s in redis_nodes], expiry=20.0, tries=1) as ars:
-        await lock_and_unlock_async(ars, "warm")  # idle open connections: read in turn
-        redis_nodes[0].pause()  # read first, it holds up the others' replies until the deadline
-        try:
-            mutex = ars.new_mutex("cut-short")
-            assert await mutex.try_lock()  # nodes 1 and 2 answered in time: 2 of 3
-        finally:
-            redis_nodes[0].resume()
-        assert await mutex.unlock()
-    assert [str(w.message) for w in recwarn if w.category is DeprecationWarning] == []
