@@ -1,6 +1,7 @@
 """The asyncio API: ``AsyncRedsync`` and ``AsyncMutex``, thin drivers of the flows in ``_algorithm``.
 
-Kept line for line in the same order as ``_sync.py``; ``diff`` them when changing either.
+Kept line for line in the same order as ``_sync.py``: ``scripts/check-twins`` (run by
+``make lint``) fails when they drift; deliberate differences are marked ``# twin: async-only``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _hooks as hooks
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
-from ._autoextend import async_scheduler
+from ._autoextend import Replies, async_scheduler
 from ._base import (
     LockInfo,
     LockListing,
@@ -30,11 +31,11 @@ from ._locked import F, locked, wait_options
 from ._naming import LockName
 from ._transport import aio as transport
 from ._transport.build import build_async_nodes
-from ._transport.listing import list_keys_async
+from ._transport.listing import list_keys_async as list_keys
 
 __all__ = ["AsyncHold", "AsyncMutex", "AsyncRedsync"]
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # twin: async-only
     from ._sync import Redsync
 
 T = TypeVar("T")
@@ -45,7 +46,7 @@ class AsyncRedsync(RedsyncBase):
 
     Args:
         nodes: URLs (``redis://``, ``rediss://``, ``unix://``, ``memory://NAME``) or clients
-            (``redis.asyncio.Redis``, ``redis.asyncio.RedisCluster``, Sentinel ``master_for``).
+            (``redis.asyncio.Redis``, ``redis.asyncio.RedisCluster``, Sentinel ``master_for(...)``).
         key_prefix: prepended to every mutex name to form the Redis key.
         client_options: keyword arguments for the clients built from URLs.
         **defaults: default values for any ``new_mutex`` option.
@@ -65,7 +66,7 @@ class AsyncRedsync(RedsyncBase):
         super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.AsyncNode] = build_async_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
-        self._sync_twin: Redsync | None = None
+        self._sync_twin: Redsync | None = None  # twin: async-only
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -96,11 +97,11 @@ class AsyncRedsync(RedsyncBase):
     def locked(
         self, name: LockName = None, *, wait: float = 0.0, **options: Any
     ) -> Callable[[F], F]:
-        """Decorate an ``async def`` or sync function to run only while holding a lock.
+        """Decorate a sync or ``async def`` function to run only while holding a lock.
 
         ``name``: None (``module.qualname``), a template filled from the call's arguments
         (``"invoice:{invoice_id}"``) or a callable taking the same arguments. ``wait``: seconds
-        to keep retrying (0: one attempt). Sync functions lock through ``sync()``.
+        to keep retrying (0: one attempt). Functions of the other kind lock through the twin.
 
         Raises (from the decorated call):
             LockTaken: another holder has the lock (``retry_after`` says for how long).
@@ -109,8 +110,9 @@ class AsyncRedsync(RedsyncBase):
             LockLost: auto-extension lost the lock while the function ran.
         """
         self._options(wait_options(wait, options)[0])
-        return locked(self.sync, lambda: self, name, wait, options)
+        return locked(self.sync, lambda: self, name, wait, options)  # twin: async-only
 
+    # twin: async-only
     def sync(self) -> Redsync:
         """Return the sync twin (same URLs, prefix and options), built on first use.
 
@@ -126,16 +128,17 @@ class AsyncRedsync(RedsyncBase):
 
     async def ping(self, timeout: float = 2.0) -> PingReport:
         """Ask every node for its version within ``timeout`` s; report latency and the quorum."""
+        # twin: async-only
         healths = await asyncio.gather(*(self._ping(node, timeout) for node in self._nodes))
         return PingReport(tuple(healths), self.quorum)
 
     async def _ping(self, node: transport.AsyncNode, timeout: float) -> NodeHealth:
         started = time.perf_counter()
         try:
-            version = await asyncio.wait_for(node.ping(), timeout)
+            version = await asyncio.wait_for(node.ping(), timeout)  # twin: async-only
         except NodeError as exc:
             return NodeHealth(node.index, node.address, False, error=exc.reason)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError:  # twin: async-only
             return NodeHealth(
                 node.index, node.address, False, error=f"no reply within {timeout:g} s"
             )
@@ -162,7 +165,7 @@ class AsyncRedsync(RedsyncBase):
             ConfigurationError: an empty pattern, or a page size or timeout out of range.
         """
         match, count, budget_ms = self._listing_arguments(pattern, page_size, timeout)
-        scans = await list_keys_async(self._nodes, match, count, budget_ms)
+        scans = await list_keys(self._nodes, match, count, budget_ms)
         return lock_listing(self.key_prefix, scans, self.quorum)
 
     async def force_release(self, name: str) -> int:
@@ -182,7 +185,8 @@ class AsyncRedsync(RedsyncBase):
         """
         deleted = 0
         for effect in self._release_effects(info):
-            deleted += (await self._fan_out(effect)).ok
+            tally = await self._fan_out(effect)
+            deleted += tally.ok
         return deleted
 
     async def _fan_out(self, effect: FanOut, order: Sequence[int] | None = None) -> Tally:
@@ -190,10 +194,25 @@ class AsyncRedsync(RedsyncBase):
         replies = await transport.fan_out(self._nodes, effect, order)
         return self._tallied(replies, started)
 
+    async def _extend_many(self, effects: Sequence[FanOut]) -> list[Replies]:
+        return await transport.extend_many(self._nodes, effects)
+
     async def close(self) -> None:
-        """Close the connections of the clients built from URLs."""
+        """Close every connection this object and its twins opened, in any thread or loop.
+
+        Clients passed in as objects keep their pools. The object stays usable: it connects
+        again when next used.
+        """
         for node in self._nodes:
             await node.close()
+        if self._sync_twin is not None:  # twin: async-only
+            self._sync_twin.close()
+
+    # twin: async-only
+    def _close_nowait(self) -> None:
+        """Close every connection without waiting, from any thread (the sync twin's close())."""
+        for node in self._nodes:
+            node.close_nowait()
         if self._sync_twin is not None:
             self._sync_twin.close()
 
@@ -261,7 +280,7 @@ class AsyncMutex(MutexBase):
             raise
         self._acquired(value, until_ms)
         if self._options.auto_extend:
-            async_scheduler().add(self)
+            async_scheduler().add(self._renewal(), self._redsync._extend_many)
 
     async def unlock(self) -> bool:
         """Delete our value on every node; return True if a quorum deleted it.
@@ -336,7 +355,7 @@ class AsyncMutex(MutexBase):
 class AsyncHold:
     """A lock taken for an adapter: "busy" is a result, not an exception.
 
-    ``async acquire()`` returns False when another holder has the lock, with ``busy`` set to why
+    ``await acquire()`` returns False when another holder has the lock, with ``busy`` set to why
     (``LockTaken``, ``LockTimeout``, ``LockNotAcquired``); ``QuorumUnreachable`` (nodes down)
     still raises, since it is an outage and not "busy". As a context manager it acquires on
     entry (check ``busy``) and, when it acquired, releases on exit, raising ``LockLost`` if

@@ -1,6 +1,7 @@
 """The sync API: ``Redsync`` and ``Mutex``, thin drivers of the flows in ``_algorithm``.
 
-Kept line for line in the same order as ``_async.py``; ``diff`` them when changing either.
+Kept line for line in the same order as ``_async.py``: ``scripts/check-twins`` (run by
+``make lint``) fails when they drift; deliberate differences are marked ``# twin: sync-only``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from . import _hooks as hooks
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
 from ._async import AsyncRedsync
-from ._autoextend import sync_scheduler
+from ._autoextend import Replies, sync_scheduler
 from ._base import (
     LockInfo,
     LockListing,
@@ -64,6 +65,7 @@ class Redsync(RedsyncBase):
         super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.SyncNode] = build_sync_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
+        # twin: sync-only
         self._async_twins: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedsync] = (
             weakref.WeakKeyDictionary()
         )
@@ -101,7 +103,7 @@ class Redsync(RedsyncBase):
 
         ``name``: None (``module.qualname``), a template filled from the call's arguments
         (``"invoice:{invoice_id}"``) or a callable taking the same arguments. ``wait``: seconds
-        to keep retrying (0: one attempt). Coroutine functions lock through ``asyncio()``.
+        to keep retrying (0: one attempt). Functions of the other kind lock through the twin.
 
         Raises (from the decorated call):
             LockTaken: another holder has the lock (``retry_after`` says for how long).
@@ -110,8 +112,9 @@ class Redsync(RedsyncBase):
             LockLost: auto-extension lost the lock while the function ran.
         """
         self._options(wait_options(wait, options)[0])
-        return locked(lambda: self, self.asyncio, name, wait, options)
+        return locked(lambda: self, self.asyncio, name, wait, options)  # twin: sync-only
 
+    # twin: sync-only
     def asyncio(self) -> AsyncRedsync:
         """Return the asyncio twin for the running event loop (same URLs, prefix and options).
 
@@ -127,12 +130,13 @@ class Redsync(RedsyncBase):
 
     def ping(self, timeout: float = 2.0) -> PingReport:
         """Ask every node for its version within ``timeout`` s; report latency and the quorum."""
-        return PingReport(tuple(self._ping(node, timeout) for node in self._nodes), self.quorum)
+        healths = [self._ping(node, timeout) for node in self._nodes]  # twin: sync-only
+        return PingReport(tuple(healths), self.quorum)
 
     def _ping(self, node: transport.SyncNode, timeout: float) -> NodeHealth:
         started = time.perf_counter()
         try:
-            version = node.ping(timeout)
+            version = node.ping(timeout)  # twin: sync-only
         except NodeError as exc:
             return NodeHealth(node.index, node.address, False, error=exc.reason)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -178,7 +182,8 @@ class Redsync(RedsyncBase):
         """
         deleted = 0
         for effect in self._release_effects(info):
-            deleted += self._fan_out(effect).ok
+            tally = self._fan_out(effect)
+            deleted += tally.ok
         return deleted
 
     def _fan_out(self, effect: FanOut, order: Sequence[int] | None = None) -> Tally:
@@ -186,10 +191,19 @@ class Redsync(RedsyncBase):
         replies = transport.fan_out(self._nodes, effect, order)
         return self._tallied(replies, started)
 
+    def _extend_many(self, effects: Sequence[FanOut]) -> list[Replies]:
+        return transport.extend_many(self._nodes, effects)
+
     def close(self) -> None:
-        """Close the connections of the clients built from URLs."""
+        """Close every connection this object and its twins opened, in any thread or loop.
+
+        Clients passed in as objects keep their pools. The object stays usable: it connects
+        again when next used.
+        """
         for node in self._nodes:
             node.close()
+        for twin in list(self._async_twins.values()):  # twin: sync-only
+            twin._close_nowait()
 
     def __enter__(self) -> Redsync:
         return self
@@ -255,7 +269,7 @@ class Mutex(MutexBase):
             raise
         self._acquired(value, until_ms)
         if self._options.auto_extend:
-            sync_scheduler().add(self)
+            sync_scheduler().add(self._renewal(), self._redsync._extend_many)
 
     def unlock(self) -> bool:
         """Delete our value on every node; return True if a quorum deleted it.
