@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._algorithm import flows
 from ._algorithm.effects import Batch, Effect, FanOut, Tally
-from ._algorithm.renewal import early_ms, next_extension_ms, retry_or_lost_ms
+from ._algorithm.family import over_keys
+from ._algorithm.renewal import early_ms, next_extension_ms, retry_or_lost_ms, within_max_hold
 from ._clock import monotonic_ms
 from ._transport import aio as async_transport
 from ._transport import sync as sync_transport
@@ -110,12 +111,19 @@ class _Plan:
         steps, callbacks = [], []
         for job in jobs:
             mutex = job.mutex
-            flow = flows.extend(
-                mutex.options,
-                mutex._target(),
-                ttl_ms=mutex.options.expiry_ms,
-                now_ms=now_ms,
-                until_ms=mutex._until_ms,
+            if not within_max_hold(now_ms, mutex.options.expiry_ms, mutex._hold_end_ms):
+                callbacks += self._stop(job, now_ms)
+                continue
+            target = mutex._target()
+            flow = over_keys(
+                flows.extend(
+                    mutex.options,
+                    target,
+                    ttl_ms=mutex.options.expiry_ms,
+                    now_ms=now_ms,
+                    until_ms=mutex._until_ms,
+                ),
+                target.keys,
             )
             try:
                 effect = next(flow)
@@ -155,6 +163,21 @@ class _Plan:
             if outcome.gone
             else "extensions failed until its validity ran out"
         )
+        return self._lose(job, reason)
+
+    def _stop(self, job: _Job, now_ms: int) -> list[Callable[[], Any]]:
+        """Stop extending at ``max_hold``: report the loss once the validity has run out."""
+        mutex = job.mutex
+        if mutex._until_ms is not None and now_ms < mutex._until_ms:
+            self._push(mutex, mutex._until_ms)
+            return []
+        return self._lose(
+            job, f"held for max_hold={mutex.options.max_hold:g} s; auto-extension stopped"
+        )
+
+    def _lose(self, job: _Job, reason: str) -> list[Callable[[], Any]]:
+        """Mark the lock lost; return its on_lost callback (the first time only)."""
+        mutex = job.mutex
         if mutex._mark_lost(reason) and mutex.options.on_lost is not None:
             callback = mutex.options.on_lost
             return [lambda: callback(mutex)]
@@ -168,9 +191,9 @@ def _batches(steps: list[_Step]) -> Iterator[tuple[Any, list[_Step], FanOut | Ba
         redsync = step.job.mutex._redsync  # type: ignore[attr-defined]
         groups.setdefault(id(redsync), (redsync, []))[1].append(step)
     for redsync, group in groups.values():
-        batchable = [s for s in group if not s.effect.set_nx]
+        batchable = [s for s in group if not s.effect.set_nx and not s.effect.keys]
         for step in group:
-            if step.effect.set_nx or len(batchable) == 1:
+            if step.effect.set_nx or step.effect.keys or len(batchable) == 1:
                 yield redsync, [step], step.effect
         if len(batchable) > 1:
             deadlines = [s.effect.deadline_ms for s in batchable]

@@ -19,6 +19,12 @@ class Op(enum.Enum):
     GET = "get"  # GET key, compared with value
     INSPECT = "inspect"  # GET and PTTL of the key, for status tools
     DELETE = "delete"  # DEL key whatever its value: forced release by an operator
+    # Several keys at once (``FanOut.keys``): semaphore permits and multi-mutexes.
+    ACQUIRE_ANY = "acquire_any"  # SET NX the first free key in order; the reply says which
+    ACQUIRE_ALL = "acquire_all"  # SET NX PX every key, or none when one is taken
+    RELEASE_ALL = "release_all"  # compare-and-delete every key
+    EXTEND_ALL = "extend_all"  # compare-and-PEXPIRE every key
+    GET_ALL = "get_all"  # compare every key with the value
 
 
 class Status(enum.Enum):
@@ -33,12 +39,14 @@ class Status(enum.Enum):
 class NodeReply:
     """One node's answer.
 
-    ``ttl_ms`` is the holder's remaining TTL when known; ``holder`` is the value found (INSPECT).
+    ``ttl_ms`` is the holder's remaining TTL when known; ``holder`` is the value found (INSPECT);
+    ``slot`` is the position in ``FanOut.keys`` of the key taken (ACQUIRE_ANY).
     """
 
     status: Status
     ttl_ms: int | None = None
     holder: str | None = None
+    slot: int | None = None
 
 
 OK = NodeReply(Status.OK)
@@ -52,6 +60,7 @@ class FanOut:
 
     With ``stop_at`` set (fail fast), the transport may return as soon as ``stop_at`` nodes
     answered OK or ``stop_at`` nodes answered TAKEN; unanswered nodes are then ``None``.
+    The ``*_ALL`` and ``ACQUIRE_ANY`` operations work on ``keys`` (``key`` is the first of them).
     """
 
     op: Op
@@ -61,6 +70,7 @@ class FanOut:
     deadline_ms: int | None = None
     set_nx: bool = False
     stop_at: int | None = None
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

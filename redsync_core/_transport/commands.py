@@ -9,7 +9,19 @@ from collections.abc import Sequence
 
 from .._algorithm.effects import MISSING, OK, TAKEN, Batch, FanOut, NodeReply, Op, Status
 from .._exceptions import NodeError
-from .scripts import EXTEND, EXTEND_MANY, INSPECT, RELEASE, Script, decode_foreign_ttl
+from .scripts import (
+    ACQUIRE_ALL,
+    ACQUIRE_ANY,
+    EXTEND,
+    EXTEND_ALL,
+    EXTEND_MANY,
+    GET_ALL,
+    INSPECT,
+    RELEASE,
+    RELEASE_ALL,
+    Script,
+    decode_foreign_ttl,
+)
 
 __all__ = [
     "Reply",
@@ -45,6 +57,8 @@ def command(effect: FanOut | Batch) -> tuple[Script | None, tuple[Arg, ...]]:
             argv += [item.value, item.ttl_ms]
         return EXTEND_MANY, (len(items), *(item.key for item in items), *argv)
     op = effect.op
+    if op in _MULTI_KEY:
+        return _multi_key_command(effect)
     if op is Op.ACQUIRE:
         return None, ("SET", effect.key, effect.value, "NX", "PX", effect.ttl_ms)
     if op is Op.RELEASE:
@@ -56,6 +70,25 @@ def command(effect: FanOut | Batch) -> tuple[Script | None, tuple[Arg, ...]]:
     if op is Op.DELETE:
         return None, ("DEL", effect.key)
     return None, ("GET", effect.key)
+
+
+_MULTI_KEY = {
+    Op.ACQUIRE_ANY: ACQUIRE_ANY,
+    Op.ACQUIRE_ALL: ACQUIRE_ALL,
+    Op.RELEASE_ALL: RELEASE_ALL,
+    Op.EXTEND_ALL: EXTEND_ALL,
+    Op.GET_ALL: GET_ALL,
+}
+
+
+def _multi_key_command(effect: FanOut) -> tuple[Script, tuple[Arg, ...]]:
+    keys = effect.keys or (effect.key,)
+    argv: tuple[Arg, ...] = (effect.value,)
+    if effect.op in (Op.ACQUIRE_ANY, Op.ACQUIRE_ALL):
+        argv += (effect.ttl_ms,)
+    elif effect.op is Op.EXTEND_ALL:
+        argv += (effect.ttl_ms, "1" if effect.set_nx else "0")
+    return _MULTI_KEY[effect.op], (len(keys), *keys, *argv)
 
 
 def _pack_python(*args: Arg) -> bytes:
@@ -111,6 +144,8 @@ def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply
             raise UnexpectedReply(f"unexpected reply {reply!r:.40} to a batch extension")
         return tuple(decode_script_code(code) for code in reply)
     op = effect.op
+    if op is Op.ACQUIRE_ANY:
+        return _decode_acquire_any(effect, reply)
     if op is Op.ACQUIRE:
         if reply is None:
             return TAKEN
@@ -131,6 +166,16 @@ def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply
             raise UnexpectedReply(f"unexpected reply {reply!r:.40} to DEL")
         return OK if reply else MISSING
     return decode_script_code(reply)
+
+
+def _decode_acquire_any(effect: FanOut, reply: object) -> NodeReply:
+    """Decode ACQUIRE_ANY: i >= 1 took ``keys[i - 1]``; negative: every key held by others."""
+    count = len(effect.keys or (effect.key,))
+    if not isinstance(reply, int) or isinstance(reply, bool) or reply == 0 or reply > count:
+        raise UnexpectedReply(f"unexpected reply {reply!r:.40} to the permit script")
+    if reply > 0:
+        return NodeReply(Status.OK, slot=reply - 1)
+    return NodeReply(Status.TAKEN, decode_foreign_ttl(reply))
 
 
 def _decode_inspect(effect: FanOut, reply: object) -> NodeReply:
