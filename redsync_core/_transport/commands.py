@@ -5,9 +5,10 @@ Shared by the sync and asyncio transports so that both speak exactly the same pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .._algorithm.effects import MISSING, OK, TAKEN, Batch, FanOut, NodeReply, Op, Status
+from .._algorithm.family import combine_split
 from .._exceptions import NodeError
 from .scripts import (
     ACQUIRE_ALL,
@@ -30,7 +31,9 @@ __all__ = [
     "command",
     "decided",
     "decode",
+    "drive_split",
     "pack",
+    "spans_slots",
     "split_batch",
 ]
 
@@ -207,3 +210,24 @@ def decided(replies: Sequence[Reply], stop_at: int) -> bool:
             elif r.status is Status.TAKEN:
                 taken += 1
     return ok >= stop_at or taken >= stop_at
+
+
+def spans_slots(effect: FanOut | Batch, slot_of: Callable[[str], int]) -> bool:
+    """Return True for a multi-key fan-out whose keys live in several Redis Cluster slots."""
+    if isinstance(effect, Batch) or len(effect.keys) < 2:
+        return False
+    first = slot_of(effect.keys[0])
+    return any(slot_of(key) != first for key in effect.keys[1:])
+
+
+def drive_split(
+    effect: FanOut, slot_of: Callable[[str], int], run: Callable[[FanOut], NodeReply]
+) -> NodeReply:
+    """Carry out a multi-key ``effect`` one slot at a time with ``run`` (see ``combine_split``)."""
+    steps = combine_split(effect, slot_of)
+    part = next(steps)
+    while True:
+        try:
+            part = steps.send(run(part))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]

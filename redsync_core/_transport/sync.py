@@ -26,7 +26,17 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
 from .addresses import redact
-from .commands import Reply, Single, UnexpectedReply, command, decided, decode, pack
+from .commands import (
+    Reply,
+    Single,
+    UnexpectedReply,
+    command,
+    decided,
+    decode,
+    drive_split,
+    pack,
+    spans_slots,
+)
 from .memory import MemoryStore
 from .scripts import Script
 
@@ -362,6 +372,8 @@ class ClusterNode:
         if isinstance(effect, Batch):
             # Keys of a batch live in different slots: one command each, through the client.
             return tuple(self._through_client(item) for item in effect.effects)
+        if spans_slots(effect, self.client.keyslot):
+            return drive_split(effect, self.client.keyslot, self._through_client)
         target = self.client.get_node_from_key(effect.key)
         if target is None or target.redis_connection is None:
             return self._through_client(effect)
