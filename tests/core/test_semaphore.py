@@ -8,6 +8,7 @@ free again, one node down still admits holders, and a permit is held on a quorum
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -59,13 +60,15 @@ def test_limit_holders_get_in_and_the_next_is_busy(
 
 def test_a_release_frees_a_permit_for_the_next_holder(rs: Redsync) -> None:
     first, second, third = (rs.new_semaphore("jobs", 2) for _ in range(3))
-    assert first.try_acquire() and second.try_acquire()
+    assert first.try_acquire()
+    assert second.try_acquire()
     assert not third.try_acquire()
     assert second.release()
     assert third.try_acquire()
     assert third.permit == 1 - first.permit  # the permit second gave back
     assert not second.release()  # already given back
-    assert first.release() and third.release()
+    assert first.release()
+    assert third.release()
 
 
 def test_acquire_waits_for_a_permit_released_meanwhile(rs: Redsync) -> None:
@@ -74,8 +77,6 @@ def test_acquire_waits_for_a_permit_released_meanwhile(rs: Redsync) -> None:
     waiter = rs.new_semaphore("wait", 1, retry_delay=0.02, tries=None)
     started = time.monotonic()
     release_at = started + 0.3
-    import threading
-
     timer = threading.Timer(0.3, holder.release)
     timer.start()
     waiter.acquire(timeout=5)
@@ -103,7 +104,8 @@ def test_auto_extend_keeps_a_permit_past_its_expiry(
 ) -> None:
     with rs.new_semaphore("kept", 1, expiry=0.3, auto_extend=True) as sem:
         time.sleep(1.0)
-        assert sem.held and not sem.lost
+        assert sem.held
+        assert not sem.lost
         assert not rs.new_semaphore("kept", 1).try_acquire()
         assert holders(redis_nodes, sem.key).count(sem.value) >= 2
     assert not sem.held
@@ -115,14 +117,19 @@ def test_a_permit_lost_while_the_block_ran_raises_lock_lost(
 ) -> None:
     lost = []
     sem = rs.new_semaphore("gone", 2, expiry=1.5, auto_extend=True, on_lost=lost.append)
-    with pytest.raises(LockLost), sem:
-        for server in redis_nodes:  # an operator wipes every permit
-            client = server.client()
-            client.delete(sem.key)
-            client.close()
-        deadline = time.monotonic() + 3
-        while not sem.lost and time.monotonic() < deadline:
-            time.sleep(0.05)
+
+    def run_until_lost() -> None:
+        with sem:
+            for server in redis_nodes:  # an operator wipes every permit
+                client = server.client()
+                client.delete(sem.key)
+                client.close()
+            deadline = time.monotonic() + 3
+            while not sem.lost and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    with pytest.raises(LockLost):
+        run_until_lost()
     assert lost == [sem]
 
 
@@ -192,7 +199,8 @@ async def test_async_limit_holders_get_in_and_the_next_is_busy(
         assert holders(redis_nodes, s.key).count(s.value) >= 2
     assert await sems[0].release()
     assert await sems[2].try_acquire()
-    assert await sems[1].release() and await sems[2].release()
+    assert await sems[1].release()
+    assert await sems[2].release()
 
 
 async def test_async_acquire_waits_and_context_manager_releases(ars: AsyncRedsync) -> None:
@@ -214,7 +222,8 @@ async def test_async_acquire_waits_and_context_manager_releases(ars: AsyncRedsyn
 async def test_async_auto_extend_keeps_and_expiry_frees(ars: AsyncRedsync) -> None:
     async with ars.new_semaphore("akept", 1, expiry=0.3, auto_extend=True) as sem:
         await asyncio.sleep(1.0)
-        assert sem.held and not sem.lost
+        assert sem.held
+        assert not sem.lost
         assert not await ars.new_semaphore("akept", 1).try_acquire()
     short = ars.new_semaphore("alease", 1, expiry=0.2)
     assert await short.try_acquire()
@@ -228,4 +237,5 @@ async def test_async_one_node_down_still_admits_holders(
     redis_nodes[0].kill()
     sems = [ars.new_semaphore("adegraded", 2) for _ in range(3)]
     assert [await s.try_acquire() for s in sems] == [True, True, False]
-    assert await sems[0].release() and await sems[1].release()
+    assert await sems[0].release()
+    assert await sems[1].release()

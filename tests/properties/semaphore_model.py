@@ -161,7 +161,7 @@ def _grants(
     free = [slot for slot, owner in enumerate(node) if owner is None]
     if not free:
         return [("no", node)]
-    return [(slot, node[:slot] + (client,) + node[slot + 1 :]) for slot in free]
+    return [(slot, (*node[:slot], client, *node[slot + 1 :])) for slot in free]
 
 
 def _decide(design: str, replies: tuple[object, ...], need: int) -> int | None:
