@@ -174,6 +174,18 @@ class Ours(SyncContender):
         self.rs.close()
 
 
+class OursSemaphore(Ours):
+    """``redsync_core`` ``Semaphore`` with ``tries=1`` (``try_acquire`` / ``release``).
+
+    Limit 1, so that S2 still checks mutual exclusion; with free permits the acquire script
+    stops at the first free key whatever the limit, so S1 measures the same work for any limit.
+    """
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        self.mutex = self.rs.new_semaphore(key, 1, expiry=ttl_s, tries=1)
+
+
 class OursAsync(AsyncContender):
     """``redsync_core.AsyncRedsync`` / ``AsyncMutex`` with ``tries=1``."""
 
@@ -410,6 +422,12 @@ CONTENDERS: dict[str, Spec] = {
         Spec("limit-sequential", LimitSequential, "limit", what="raw sockets, one node at a time"),
         Spec("redsync_core", Ours, "ours", what="Redsync / Mutex (sync)"),
         Spec("redsync_core-async", OursAsync, "ours", what="AsyncRedsync / AsyncMutex"),
+        Spec(
+            "redsync_core-semaphore",
+            OursSemaphore,
+            "ours",
+            what="Redsync / Semaphore (sync), limit 1",
+        ),
         Spec("redis-py-lock", RedisPyLock, "peer", single_node=True, what="redis.lock.Lock"),
         Spec("pottery", Pottery, "peer", env="pottery", what="pottery.Redlock"),
         Spec("pottery-async", PotteryAsync, "peer", env="pottery", what="pottery.AIORedlock"),

@@ -73,12 +73,11 @@ class MemoryStore:
         entries = [self._live(key, now) for key in effect.keys]
         foreign = [(i, e) for i, e in enumerate(entries) if e is not None and e[0] != value]
         if effect.op is Op.ACQUIRE_ANY:
-            ours = [i for i, entry in enumerate(entries) if entry is not None and entry[0] == value]
-            free = [i for i, entry in enumerate(entries) if entry is None]
-            if not ours and not free:
+            usable = [i for i, entry in enumerate(entries) if entry is None or entry[0] == value]
+            if not usable:
                 ttls = [e[1] - now for _, e in foreign if e[1] is not None]
                 return NodeReply(Status.TAKEN, min(ttls) if ttls else None)
-            slot = (ours or free)[0]
+            slot = usable[0]
             self._data[effect.keys[slot]] = (value, now + ttl_ms)
             return NodeReply(Status.OK, slot=slot)
         if effect.op is Op.ACQUIRE_ALL:

@@ -101,28 +101,19 @@ return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
 # Cluster only when the keys share a hash slot; the transport splits them otherwise).
 
 ACQUIRE_ANY = Script(
-    """-- take one semaphore permit: a key of KEYS that holds our value already, else the first free
+    """-- take one semaphore permit: the first key of KEYS that is free or holds our value already
 -- KEYS: the permit keys, in the order to try; ARGV[1]: our value; ARGV[2]: TTL in ms
--- returns i >= 1: KEYS[i] holds our value (TTL reset); <0: every key holds another value,
---   -2 - the smallest PTTL among them (-1: none of them expires)
-local free = nil
+-- returns i >= 1: KEYS[i] now holds our value with that TTL; <0: every key holds another
+--   value, -2 - the smallest PTTL among them (-1: none of them expires)
 local soonest = -1
 for i, key in ipairs(KEYS) do
   local v = redis.call('GET', key)
-  if v == ARGV[1] then
-    redis.call('PEXPIRE', key, ARGV[2])
+  if not v or v == ARGV[1] then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
     return i
   end
-  if not v then
-    if not free then free = i end
-  else
-    local t = redis.call('PTTL', key)
-    if t >= 0 and (soonest < 0 or t < soonest) then soonest = t end
-  end
-end
-if free then
-  redis.call('SET', KEYS[free], ARGV[1], 'PX', ARGV[2])
-  return free
+  local t = redis.call('PTTL', key)
+  if t >= 0 and (soonest < 0 or t < soonest) then soonest = t end
 end
 if soonest < 0 then return -1 end
 return -2 - soonest
