@@ -41,6 +41,7 @@ from redsync_core import (
     LockNotAcquired,
     LockTaken,
     arguments_digest,
+    hooks,
     render_lock_name,
 )
 from redsync_core.adapters import check_limit, check_wait, free_in
@@ -112,6 +113,33 @@ def _check_options(cls: type[SingletonTask]) -> None:
             check_limit(cls.lock_limit)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{exc} (task option lock_limit, task {task!r})") from None
+
+
+class _Run:
+    """The ``origin`` of a task run's mutex: which task and run ``_Signals`` reports."""
+
+    __slots__ = ("task", "task_id")
+
+    def __init__(self, task: SingletonTask, task_id: str) -> None:
+        self.task = task
+        self.task_id = task_id
+
+
+class _Signals(hooks.Listener):
+    """Sends ``lock_lost`` for the locks of task runs, from the core's ``lost`` event.
+
+    ``lock_busy`` is sent by ``SingletonTask._on_busy`` instead: a run is busy only after
+    the task has looked at the holder (and maybe waited for an earlier attempt of itself),
+    which no single lock event knows, and the signal carries that holder and the action.
+    """
+
+    def lost(self, event: hooks.LostEvent) -> None:
+        run = event.mutex.origin
+        if isinstance(run, _Run):
+            lock_lost.send(sender=run.task, task_id=run.task_id, lock_name=event.name)
+
+
+hooks.add_listener(_Signals())
 
 
 def _holder_task(holder: str | None) -> tuple[str | None, int | None]:
@@ -331,7 +359,6 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
                 task_id,
                 name,
             )
-            lock_lost.send(sender=self, task_id=task_id, lock_name=name)
 
         options: dict[str, Any] = {
             "gen_value_func": lambda: f"{task_id}:{attempt}:{secrets.token_urlsafe(12)}",
@@ -339,7 +366,9 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
         }
         if self.lock_expiry is not None:
             options["expiry"] = float(self.lock_expiry)
-        return get_redsync(self.app).hold(name, wait=wait, limit=self.lock_limit, **options)
+        held = get_redsync(self.app).hold(name, wait=wait, limit=self.lock_limit, **options)
+        held.mutex.origin = _Run(self, task_id)
+        return held
 
     def _on_busy(
         self, name: str, holder: str | None, exc: LockNotAcquired, request: Any

@@ -4,7 +4,7 @@ The whole public surface is re-exported here; everything under ``redsync_core._*
 """
 
 from ._async import AsyncHold, AsyncMutex, AsyncRedsync
-from ._base import LockInfo, NodeHealth, NodeLock, PingReport
+from ._base import LockInfo, LockListing, NodeHealth, NodeLock, PingReport
 from ._exceptions import (
     ConfigurationError,
     LockError,
@@ -34,6 +34,7 @@ __all__ = [
     "Hold",
     "LockError",
     "LockInfo",
+    "LockListing",
     "LockLost",
     "LockNotAcquired",
     "LockTaken",

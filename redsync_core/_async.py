@@ -11,15 +11,26 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _hooks as hooks
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
 from ._autoextend import async_scheduler
-from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase, logger
+from ._base import (
+    LockInfo,
+    LockListing,
+    MutexBase,
+    NodeHealth,
+    PingReport,
+    RedsyncBase,
+    lock_listing,
+    logger,
+)
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
 from ._locked import F, locked, wait_options
 from ._naming import LockName
 from ._transport import aio as transport
 from ._transport.build import build_async_nodes
+from ._transport.listing import list_keys_async
 
 __all__ = ["AsyncHold", "AsyncMutex", "AsyncRedsync"]
 
@@ -165,6 +176,23 @@ class AsyncRedsync(RedsyncBase):
         tally = await self._fan_out(effect)
         return self._lock_info(name, effect.key, self.addresses, tally, self.quorum)
 
+    async def list_locks(
+        self, pattern: str = "*", *, page_size: int = 100, timeout: float = 10.0
+    ) -> LockListing:
+        """List the locks whose names match the glob ``pattern``, as seen on every node.
+
+        SCANs the keys under the key prefix on all nodes at once, ``page_size`` keys a call,
+        for at most ``timeout`` seconds. Returns one ``LockInfo`` per name, sorted, with the
+        quorum verdict; ``.skipped`` counts keys that are not locks, ``.partial`` says a node
+        failed or the time ran out before it was listed to the end.
+
+        Raises:
+            ConfigurationError: an empty pattern, or a page size or timeout out of range.
+        """
+        match, count, budget_ms = self._listing_arguments(pattern, page_size, timeout)
+        scans = await list_keys_async(self._nodes, match, count, budget_ms)
+        return lock_listing(self.key_prefix, scans, self.quorum)
+
     async def force_release(self, name: str) -> int:
         """Delete the lock ``name`` on every node whatever its holder; return how many had it.
 
@@ -172,6 +200,18 @@ class AsyncRedsync(RedsyncBase):
         """
         tally = await self._fan_out(self._probe(Op.DELETE, name))
         return tally.ok
+
+    async def release_listed(self, info: LockInfo) -> int:
+        """Delete a listed lock where it still holds the value listed; return on how many nodes.
+
+        For clearing what ``list_locks`` showed an operator: a node where the lock changed
+        hands since, or where the key is not a lock, keeps its key. The holder is not told.
+        Never raises for node errors (a node that fails keeps its key until it expires).
+        """
+        deleted = 0
+        for effect in self._release_effects(info):
+            deleted += (await self._fan_out(effect)).ok
+        return deleted
 
     async def _fan_out(self, effect: FanOut, order: Sequence[int] | None = None) -> Tally:
         started = self._clock()
@@ -291,6 +331,8 @@ class AsyncMutex(MutexBase):
         return await self._drive(flows.check(self._options, self._target()))
 
     async def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
+        if hooks.listeners:
+            flow = hooks.observed(self, flow)
         reply: Tally | None = None
         while True:
             try:

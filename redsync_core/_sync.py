@@ -12,16 +12,27 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _hooks as hooks
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
 from ._async import AsyncRedsync
 from ._autoextend import sync_scheduler
-from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase, logger
+from ._base import (
+    LockInfo,
+    LockListing,
+    MutexBase,
+    NodeHealth,
+    PingReport,
+    RedsyncBase,
+    lock_listing,
+    logger,
+)
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
 from ._locked import F, locked, wait_options
 from ._naming import LockName
 from ._transport import sync as transport
 from ._transport.build import build_sync_nodes
+from ._transport.listing import list_keys
 
 __all__ = ["Hold", "Mutex", "Redsync"]
 
@@ -163,6 +174,23 @@ class Redsync(RedsyncBase):
         tally = self._fan_out(effect)
         return self._lock_info(name, effect.key, self.addresses, tally, self.quorum)
 
+    def list_locks(
+        self, pattern: str = "*", *, page_size: int = 100, timeout: float = 10.0
+    ) -> LockListing:
+        """List the locks whose names match the glob ``pattern``, as seen on every node.
+
+        SCANs the keys under the key prefix on all nodes at once, ``page_size`` keys a call,
+        for at most ``timeout`` seconds. Returns one ``LockInfo`` per name, sorted, with the
+        quorum verdict; ``.skipped`` counts keys that are not locks, ``.partial`` says a node
+        failed or the time ran out before it was listed to the end.
+
+        Raises:
+            ConfigurationError: an empty pattern, or a page size or timeout out of range.
+        """
+        match, count, budget_ms = self._listing_arguments(pattern, page_size, timeout)
+        scans = list_keys(self._nodes, match, count, budget_ms)
+        return lock_listing(self.key_prefix, scans, self.quorum)
+
     def force_release(self, name: str) -> int:
         """Delete the lock ``name`` on every node whatever its holder; return how many had it.
 
@@ -170,6 +198,18 @@ class Redsync(RedsyncBase):
         """
         tally = self._fan_out(self._probe(Op.DELETE, name))
         return tally.ok
+
+    def release_listed(self, info: LockInfo) -> int:
+        """Delete a listed lock where it still holds the value listed; return on how many nodes.
+
+        For clearing what ``list_locks`` showed an operator: a node where the lock changed
+        hands since, or where the key is not a lock, keeps its key. The holder is not told.
+        Never raises for node errors (a node that fails keeps its key until it expires).
+        """
+        deleted = 0
+        for effect in self._release_effects(info):
+            deleted += self._fan_out(effect).ok
+        return deleted
 
     def _fan_out(self, effect: FanOut, order: Sequence[int] | None = None) -> Tally:
         started = self._clock()
@@ -287,6 +327,8 @@ class Mutex(MutexBase):
         return self._drive(flows.check(self._options, self._target()))
 
     def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
+        if hooks.listeners:
+            flow = hooks.observed(self, flow)
         reply: Tally | None = None
         while True:
             try:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from redsync_core import AsyncRedsync, LockLost, Redsync
-from redsync_core.testing import RedisServer
+from redsync_core.testing import RedisServer, wait_child
 
 
 def urls(servers: list[RedisServer]) -> list[str]:
@@ -152,8 +152,7 @@ def test_a_forked_child_never_touches_the_parents_lock(redis_nodes: list[RedisSe
             except BaseException:  # any failure becomes a status
                 status = 12
             os._exit(status)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert wait_child(pid, timeout=60) == 0
         time.sleep(1.2)  # longer than the expiry: only the parent extends it
         assert parent_lock.valid()
         assert parent_lock.unlock()

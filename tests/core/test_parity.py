@@ -42,7 +42,7 @@ ONLY_ASYNC = {
 CONTEXT = {"__enter__": "__aenter__", "__exit__": "__aexit__"}
 
 AWAITABLE = {
-    AsyncRedsync: {"ping", "inspect", "force_release", "close"},
+    AsyncRedsync: {"ping", "inspect", "force_release", "list_locks", "release_listed", "close"},
     AsyncMutex: {"lock", "try_lock", "unlock", "extend", "valid"},
     AsyncSemaphore: {"lock", "try_lock", "unlock", "extend", "valid"}
     | {"acquire", "try_acquire", "release"},

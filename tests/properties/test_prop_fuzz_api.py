@@ -5,8 +5,7 @@ otherwise a working lock; never another exception, a hang, or a key left behind.
 values go to real redis-server nodes (and DBSIZE is checked after each example); options and
 URLs are checked at construction only.
 
-Inputs that once crashed the core (reported in notes/requests-chaos.md) each keep a regression
-test at the end of this file.
+Inputs that once crashed the core each keep a regression test at the end of this file.
 """
 
 from __future__ import annotations
@@ -103,7 +102,7 @@ def stored(servers: list[RedisServer], key: str) -> list[bytes | None]:
 def test_any_name_locks_and_leaves_nothing_behind(
     redis_nodes: list[RedisServer], name: str
 ) -> None:
-    assume(not has_surrogate(name))  # R2, see test_surrogate_names_are_a_configuration_error
+    assume(not has_surrogate(name))  # see test_surrogate_names_are_a_configuration_error
     with Redsync([n.url for n in redis_nodes], tries=1) as rs:
         mutex = rs.new_mutex(name)
         mutex.lock()
@@ -286,7 +285,7 @@ def test_urls_are_accepted_or_refused_with_configuration_error(url: str) -> None
         rs.close()
 
 
-# --- core bugs found by the fuzzers (notes/requests-chaos.md) ---------------------------
+# --- core bugs found by the fuzzers ------------------------------------------------------
 
 
 @pytest.mark.parametrize("field", ["name", "value"])
