@@ -1,6 +1,6 @@
 """The asyncio lock family beyond the mutex: ``AsyncSemaphore`` and ``AsyncMultiMutex``.
 
-Both are ``Mutex`` es driven through the flows of ``_algorithm.family``: a semaphore acquires
+Both subclass the mutex and are driven by the flows of ``_algorithm.family``: a semaphore acquires
 a permit (one Redlock key of ``limit``) and then extends and releases that key like a mutex; a
 multi-mutex runs the mutex flows over all of its keys at once. Kept line for line in the same
 order as ``_family_sync.py``.
