@@ -163,3 +163,11 @@ def test_a_cluster_split_release_reports_the_worst_group() -> None:
         effect, {("a",): NodeReply(Status.OK), ("b",): NodeReply(Status.MISSING)}
     )
     assert result.status is Status.MISSING
+
+
+def test_max_hold_stops_extensions_that_would_outlast_the_cap() -> None:
+    from redsync_core._algorithm.renewal import within_max_hold
+
+    assert within_max_hold(now_ms=5_000, expiry_ms=3_000, hold_end_ms=None)
+    assert within_max_hold(now_ms=5_000, expiry_ms=3_000, hold_end_ms=8_000)  # ends at the cap
+    assert not within_max_hold(now_ms=5_001, expiry_ms=3_000, hold_end_ms=8_000)
