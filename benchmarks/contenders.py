@@ -174,6 +174,18 @@ class Ours(SyncContender):
         self.rs.close()
 
 
+class OursSemaphore(Ours):
+    """``redsync_core`` ``Semaphore`` with ``tries=1`` (``try_acquire`` / ``release``).
+
+    Limit 1, so that S2 still checks mutual exclusion; with free permits the acquire script
+    stops at the first free key whatever the limit, so S1 measures the same work for any limit.
+    """
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        self.mutex = self.rs.new_semaphore(key, 1, expiry=ttl_s, tries=1)
+
+
 class OursAsync(AsyncContender):
     """``redsync_core.AsyncRedsync`` / ``AsyncMutex`` with ``tries=1``."""
 
@@ -464,6 +476,12 @@ CONTENDERS: dict[str, Spec] = {
             OursOtelAsync,
             "ours",
             what="AsyncRedsync / AsyncMutex, otel.instrument()",
+        ),
+        Spec(
+            "redsync_core-semaphore",
+            OursSemaphore,
+            "ours",
+            what="Redsync / Semaphore (sync), limit 1",
         ),
         Spec("redis-py-lock", RedisPyLock, "peer", single_node=True, what="redis.lock.Lock"),
         Spec("pottery", Pottery, "peer", env="pottery", what="pottery.Redlock"),

@@ -44,7 +44,7 @@ from redsync_core import (
     hooks,
     render_lock_name,
 )
-from redsync_core.adapters import check_wait, free_in
+from redsync_core.adapters import check_limit, check_wait, free_in
 
 from .conf import get_redsync, get_settings
 from .signals import lock_busy, lock_lost
@@ -108,6 +108,11 @@ def _check_options(cls: type[SingletonTask]) -> None:
         raise bad("lock_on_busy", cls.lock_on_busy, "'skip', 'retry' or 'raise'")
     if not isinstance(cls.lock_release_on_worker_lost, bool):
         raise bad("lock_release_on_worker_lost", cls.lock_release_on_worker_lost, "True or False")
+    if cls.lock_limit is not None:
+        try:
+            check_limit(cls.lock_limit)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{exc} (task option lock_limit, task {task!r})") from None
 
 
 class _Run:
@@ -264,6 +269,7 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
       ``"retry"`` (``self.retry`` after the holder's remaining TTL plus jitter) or ``"raise"``
       (``LockTaken``: task FAILURE).
     - ``lock_release_on_worker_lost``: release a dead child's lock from the parent (True).
+    - ``lock_limit``: None (one run at a time), or let up to N runs overlap (a semaphore).
 
     While the body runs, ``self.request.lock`` is the core ``Mutex`` (check ``.remaining``
     before side effects) and ``self.request.lock_lost`` turns True if the lock could not be
@@ -276,6 +282,7 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
     lock_wait: float = 0.0
     lock_on_busy: str = "skip"
     lock_release_on_worker_lost: bool = True
+    lock_limit: int | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -359,7 +366,7 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
         }
         if self.lock_expiry is not None:
             options["expiry"] = float(self.lock_expiry)
-        held = get_redsync(self.app).hold(name, wait=wait, **options)
+        held = get_redsync(self.app).hold(name, wait=wait, limit=self.lock_limit, **options)
         held.mutex.origin = _Run(self, task_id)
         return held
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,6 +36,7 @@ from ._transport.listing import list_keys_async as list_keys
 __all__ = ["AsyncHold", "AsyncMutex", "AsyncRedsync"]
 
 if TYPE_CHECKING:  # twin: async-only
+    from ._family_async import AsyncMultiMutex, AsyncSemaphore
     from ._sync import Redsync
 
 T = TypeVar("T")
@@ -81,17 +82,44 @@ class AsyncRedsync(RedsyncBase):
         """
         return AsyncMutex(self, name, **options)
 
-    def hold(self, name: str, *, wait: float = 0.0, **options: Any) -> AsyncHold:
+    def new_semaphore(self, name: str, limit: int, **options: Any) -> AsyncSemaphore:
+        """Return a semaphore ``name`` that admits at most ``limit`` holders at once.
+
+        Takes the ``new_mutex`` options except ``value``.
+
+        Raises:
+            ConfigurationError: an empty name, a limit outside [1, 1024], or an invalid option.
+        """
+        from ._family_async import AsyncSemaphore
+
+        return AsyncSemaphore(self, name, limit, **options)
+
+    def new_multi_mutex(self, names: Iterable[str], **options: Any) -> AsyncMultiMutex:
+        """Return one lock over all of ``names`` (all or none, released together).
+
+        Raises:
+            ConfigurationError: no names, an empty name, or an invalid option.
+        """
+        from ._family_async import AsyncMultiMutex
+
+        return AsyncMultiMutex(self, names, **options)
+
+    def hold(
+        self, name: str, *, wait: float = 0.0, limit: int | None = None, **options: Any
+    ) -> AsyncHold:
         """Return an ``AsyncHold`` of the lock ``name``, for adapters and other callers that
         must tell "busy" apart from errors raised by the code they protect.
 
         ``wait``: seconds to keep trying while another holder has it (0: one attempt).
+        ``limit``: hold a permit of a semaphore admitting that many holders instead of a mutex.
         ``async with rs.hold(name) as held:`` then ``if held.busy is not None: ...``.
 
         Raises:
             ConfigurationError: an invalid name, ``wait`` or option.
         """
         mutex_options, timeout = wait_options(wait, options)
+        if limit is not None:
+            return AsyncHold(self.new_semaphore(name, limit, **mutex_options), timeout)
         return AsyncHold(self.new_mutex(name, **mutex_options), timeout)
 
     def locked(

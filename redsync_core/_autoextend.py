@@ -30,7 +30,8 @@ from typing import Any, Protocol
 from . import _hooks as hooks
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, NodeReply, Tally
-from ._algorithm.renewal import early_ms, next_extension_ms, retry_or_lost_ms
+from ._algorithm.family import over_keys
+from ._algorithm.renewal import early_ms, next_extension_ms, retry_or_lost_ms, within_max_hold
 from ._clock import monotonic_ms
 from ._exceptions import NodeError
 from ._options import MutexOptions
@@ -78,6 +79,10 @@ class Renewable(Protocol):
     @property
     def until_ms(self) -> int | None:
         """The end of the validity on the monotonic clock (ms)."""
+
+    @property
+    def hold_end_ms(self) -> int | None:
+        """When auto-extension must stop (``max_hold`` after the acquisition, ms), or None."""
 
     def target(self) -> flows.Target:
         """Return the key and value the extensions are for."""
@@ -152,12 +157,20 @@ class _Plan:
         steps, callbacks = [], []
         for job in jobs:
             renewable = job.renewable
-            flow = flows.extend(
-                renewable.options,
-                renewable.target(),
-                ttl_ms=renewable.options.expiry_ms,
-                now_ms=now_ms,
-                until_ms=renewable.until_ms,
+            options = renewable.options
+            if not within_max_hold(now_ms, options.expiry_ms, renewable.hold_end_ms):
+                callbacks += self._stop(job, now_ms)
+                continue
+            target = renewable.target()
+            flow = over_keys(
+                flows.extend(
+                    options,
+                    target,
+                    ttl_ms=options.expiry_ms,
+                    now_ms=now_ms,
+                    until_ms=renewable.until_ms,
+                ),
+                target.keys,
             )
             try:
                 effect = next(flow)
@@ -208,10 +221,23 @@ class _Plan:
             if outcome.gone
             else "extensions failed until its validity ran out"
         )
-        report = renewable.lost(reason)
-        if report is not None:
-            reports.append(report)
-        return reports
+        return reports + self._lose(job, reason)
+
+    def _stop(self, job: _Job, now_ms: int) -> list[Callable[[], Any]]:
+        """Stop extending at ``max_hold``: report the loss once the validity has run out."""
+        renewable = job.renewable
+        if renewable.until_ms is not None and now_ms < renewable.until_ms:
+            self._again(job, renewable.until_ms)
+            return []
+        return self._lose(
+            job, f"held for max_hold={renewable.options.max_hold:g} s; auto-extension stopped"
+        )
+
+    @staticmethod
+    def _lose(job: _Job, reason: str) -> list[Callable[[], Any]]:
+        """Mark the lock lost; return its report (listeners, ``on_lost``) the first time only."""
+        report = job.renewable.lost(reason)
+        return [] if report is None else [report]
 
 
 def _by_fan_out(steps: list[_Step]) -> list[tuple[Any, list[_Step]]]:

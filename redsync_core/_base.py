@@ -475,6 +475,7 @@ class MutexBase:
         self._lost = False
         self._owner_pid = 0
         self._renewal_generation = 0
+        self._hold_end_ms: int | None = None  # acquired + max_hold: auto-extension stops there
         self._order: tuple[int, ...] | None = None
         if options.shuffle_pools:
             # A shuffled copy per mutex: the shared node list is never mutated.
@@ -577,6 +578,8 @@ class MutexBase:
         self._lost = False
         self._owner_pid = os.getpid()
         self._renewal_generation += 1
+        max_hold_ms = self._options.max_hold_ms
+        self._hold_end_ms = None if max_hold_ms is None else self._clock() + max_hold_ms
 
     def _released(self) -> bool:
         """Forget the held state and stop auto-extension; return False in a forked child,
@@ -654,6 +657,10 @@ class Renewal:
     @property
     def until_ms(self) -> int | None:
         return self._mutex._until_ms
+
+    @property
+    def hold_end_ms(self) -> int | None:
+        return self._mutex._hold_end_ms
 
     def target(self) -> Target:
         return self._mutex._target()

@@ -273,6 +273,15 @@ def extend_report(mutex: MutexBase, ok: bool, elapsed_ms: int) -> Callable[[], N
     return functools.partial(_emit, "extend", event)
 
 
+#: Semaphores and multi-mutexes send these; listeners hear about them as lock, unlock, extend.
+_OPERATION = {
+    Op.ACQUIRE_ANY: Op.ACQUIRE,
+    Op.ACQUIRE_ALL: Op.ACQUIRE,
+    Op.RELEASE_ALL: Op.RELEASE,
+    Op.EXTEND_ALL: Op.EXTEND,
+}
+
+
 def observed(mutex: MutexBase, flow: Flow[T]) -> Flow[T]:
     """Wrap a flow a driver runs for ``mutex``, and send its event when it ends.
 
@@ -288,7 +297,7 @@ def observed(mutex: MutexBase, flow: Flow[T]) -> Flow[T]:
         if isinstance(done.value, Extended):
             _emit("extend", ExtendEvent(mutex, False, False, started_ns, 0.0))
         return done.value  # type: ignore[no-any-return]
-    op = first.op if isinstance(first, FanOut) else None
+    op = _OPERATION.get(first.op, first.op) if isinstance(first, FanOut) else None
     if op is Op.ACQUIRE:
         return (yield from _lock(mutex, flow, first, started_ns, started))
     reply = yield first
@@ -322,7 +331,7 @@ def _lock(
     effect = first
     try:
         while True:
-            if isinstance(effect, FanOut) and effect.op is Op.ACQUIRE:
+            if isinstance(effect, FanOut) and _OPERATION.get(effect.op, effect.op) is Op.ACQUIRE:
                 attempts += 1
             reply = yield effect
             try:

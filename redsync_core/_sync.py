@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _hooks as hooks
 from ._algorithm import flows
@@ -36,6 +36,9 @@ from ._transport.build import build_sync_nodes
 from ._transport.listing import list_keys
 
 __all__ = ["Hold", "Mutex", "Redsync"]
+
+if TYPE_CHECKING:  # twin: sync-only
+    from ._family_sync import MultiMutex, Semaphore
 
 T = TypeVar("T")
 
@@ -83,17 +86,44 @@ class Redsync(RedsyncBase):
         """
         return Mutex(self, name, **options)
 
-    def hold(self, name: str, *, wait: float = 0.0, **options: Any) -> Hold:
+    def new_semaphore(self, name: str, limit: int, **options: Any) -> Semaphore:
+        """Return a semaphore ``name`` that admits at most ``limit`` holders at once.
+
+        Takes the ``new_mutex`` options except ``value``.
+
+        Raises:
+            ConfigurationError: an empty name, a limit outside [1, 1024], or an invalid option.
+        """
+        from ._family_sync import Semaphore
+
+        return Semaphore(self, name, limit, **options)
+
+    def new_multi_mutex(self, names: Iterable[str], **options: Any) -> MultiMutex:
+        """Return one lock over all of ``names`` (all or none, released together).
+
+        Raises:
+            ConfigurationError: no names, an empty name, or an invalid option.
+        """
+        from ._family_sync import MultiMutex
+
+        return MultiMutex(self, names, **options)
+
+    def hold(
+        self, name: str, *, wait: float = 0.0, limit: int | None = None, **options: Any
+    ) -> Hold:
         """Return a ``Hold`` of the lock ``name``, for adapters and other callers that
         must tell "busy" apart from errors raised by the code they protect.
 
         ``wait``: seconds to keep trying while another holder has it (0: one attempt).
+        ``limit``: hold a permit of a semaphore admitting that many holders instead of a mutex.
         ``with rs.hold(name) as held:`` then ``if held.busy is not None: ...``.
 
         Raises:
             ConfigurationError: an invalid name, ``wait`` or option.
         """
         mutex_options, timeout = wait_options(wait, options)
+        if limit is not None:
+            return Hold(self.new_semaphore(name, limit, **mutex_options), timeout)
         return Hold(self.new_mutex(name, **mutex_options), timeout)
 
     def locked(

@@ -31,6 +31,12 @@ class Op(enum.Enum):
     INSPECT = "inspect"  # GET and PTTL of the key, for status tools
     DELETE = "delete"  # DEL key whatever its value: forced release by an operator
     SCAN = "scan"  # one SCAN page of the keys matching ``key`` (a pattern), for lock listings
+    # Several keys at once (``FanOut.keys``): semaphore permits and multi-mutexes.
+    ACQUIRE_ANY = "acquire_any"  # SET NX the first free key in order; the reply says which
+    ACQUIRE_ALL = "acquire_all"  # SET NX PX every key, or none when one is taken
+    RELEASE_ALL = "release_all"  # compare-and-delete every key
+    EXTEND_ALL = "extend_all"  # compare-and-PEXPIRE every key
+    GET_ALL = "get_all"  # compare every key with the value
 
 
 class Status(enum.Enum):
@@ -65,12 +71,14 @@ class NodeReply:
 
     ``ttl_ms`` is the holder's remaining TTL when known; ``holder`` is the value found (INSPECT);
     ``page`` is what a SCAN found.
+    ``slot`` is the position in ``FanOut.keys`` of the key taken (ACQUIRE_ANY).
     """
 
     status: Status
     ttl_ms: int | None = None
     holder: str | None = None
     page: ScanPage | None = None
+    slot: int | None = None
 
 
 OK = NodeReply(Status.OK)
@@ -85,6 +93,7 @@ class FanOut:
     With ``stop_at`` set (fail fast), the transport may return as soon as ``stop_at`` nodes
     answered OK or ``stop_at`` nodes answered TAKEN; unanswered nodes are then ``None``.
     A SCAN reads ``count`` keys matching the pattern ``key`` from ``cursor`` on.
+    The ``*_ALL`` and ``ACQUIRE_ANY`` operations work on ``keys`` (``key`` is the first of them).
     """
 
     op: Op
@@ -96,6 +105,7 @@ class FanOut:
     stop_at: int | None = None
     cursor: int = 0
     count: int = 0
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

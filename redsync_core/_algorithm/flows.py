@@ -34,12 +34,16 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What a flow works on: the mutex name (for messages), its Redis key and value, N nodes."""
+    """What a flow works on: the mutex name (for messages), its Redis key and value, N nodes.
+
+    ``keys``: every key of a multi-mutex (its fan-outs go through ``family.over_keys``).
+    """
 
     name: str
     key: str
     value: str
     nodes: int
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,10 @@ from typing import Any, Protocol, overload
 from redis.exceptions import NoScriptError, RedisError
 
 from .._algorithm.effects import Batch, FanOut, NodeReply
+from .._algorithm.family import combine_split
 from .._exceptions import NodeError
 from .addresses import redact
-from .commands import Reply, Single, command, decided, decode, pack, split_batch
+from .commands import Reply, Single, command, decided, decode, pack, spans_slots, split_batch
 from .memory import MemoryStore
 from .scripts import Script
 from .sync import batches, node_error, server_version
@@ -272,6 +273,17 @@ class AsyncRedisNode:
             # Keys of a batch live in different slots of a cluster: one command each.
             replies = [await self.run(item) for item in effect.effects]
             return tuple(r for r in replies if isinstance(r, NodeReply))
+        if self._connections is None and spans_slots(effect, self.client.keyslot):
+            assert isinstance(effect, FanOut)  # batches were split above
+            steps = combine_split(effect, self.client.keyslot)
+            part = next(steps)
+            while True:
+                reply = await self.run(part)
+                assert isinstance(reply, NodeReply)  # a single FanOut decodes to one reply
+                try:
+                    part = steps.send(reply)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
         script, args = command(effect)
         try:
             if self._connections is None:

@@ -10,10 +10,15 @@ import hashlib
 from dataclasses import dataclass, field
 
 __all__ = [
+    "ACQUIRE_ALL",
+    "ACQUIRE_ANY",
     "EXTEND",
+    "EXTEND_ALL",
     "EXTEND_MANY",
+    "GET_ALL",
     "INSPECT",
     "RELEASE",
+    "RELEASE_ALL",
     "SCAN_PAGE",
     "SCAN_PAGE_CLUSTER",
     "Script",
@@ -113,6 +118,118 @@ return out
 
 # A cluster master refuses scripts that touch keys of several slots unless they say they do.
 SCAN_PAGE_CLUSTER = Script("#!lua flags=allow-cross-slot-keys\n" + SCAN_PAGE.source)
+
+
+# --- several keys at once: semaphore permits and multi-mutexes ------------------------------
+# A node runs each of these atomically, so one round trip per node covers every key (on Redis
+# Cluster only when the keys share a hash slot; the transport splits them otherwise).
+
+ACQUIRE_ANY = Script(
+    """-- take one semaphore permit: the first key of KEYS that is free or holds our value already
+-- KEYS: the permit keys, in the order to try; ARGV[1]: our value; ARGV[2]: TTL in ms
+-- returns i >= 1: KEYS[i] now holds our value with that TTL; <0: every key holds another
+--   value, -2 - the smallest PTTL among them (-1: none of them expires)
+local soonest = -1
+for i, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if not v or v == ARGV[1] then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    return i
+  end
+  local t = redis.call('PTTL', key)
+  if t >= 0 and (soonest < 0 or t < soonest) then soonest = t end
+end
+if soonest < 0 then return -1 end
+return -2 - soonest
+"""
+)
+
+ACQUIRE_ALL = Script(
+    """-- take every key or none (a multi-mutex on one node)
+-- KEYS: the lock keys; ARGV[1]: our value; ARGV[2]: TTL in ms
+-- returns 1: every key holds our value; <0: some key holds another value and none was set,
+--   -2 - the longest PTTL among those keys (-1: one of them never expires)
+local longest = nil
+for _, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if v and v ~= ARGV[1] then
+    local t = redis.call('PTTL', key)
+    if t < 0 then return -1 end
+    if not longest or t > longest then longest = t end
+  end
+end
+if longest then return -2 - longest end
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+)
+
+_ALL_VERDICT = """
+if foreign then return foreign end
+if missing then return 0 end
+return 1
+"""
+
+RELEASE_ALL = Script(
+    """-- compare-and-delete every key (keys holding another value are left alone)
+-- KEYS: the lock keys; ARGV[1]: our value
+-- returns 1: every key held our value; 0: some key was missing; <0: some key holds another
+--   value, -2 - its PTTL
+local missing, foreign = false, nil
+for _, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if v == ARGV[1] then
+    redis.call('DEL', key)
+  elseif not v then
+    missing = true
+  else
+    foreign = -2 - redis.call('PTTL', key)
+  end
+end"""
+    + _ALL_VERDICT
+)
+
+EXTEND_ALL = Script(
+    """-- compare-and-PEXPIRE every key (with ARGV[3] == '1': SET NX PX the missing ones)
+-- KEYS: the lock keys; ARGV[1]: our value; ARGV[2]: TTL in ms; ARGV[3]: '1' or '0'
+-- returns 1: every key holds our value (TTL reset); 0: some key was missing; <0: some key
+--   holds another value, -2 - its PTTL
+local missing, foreign = false, nil
+for _, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if v == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+  elseif not v then
+    if ARGV[3] == '1' then
+      redis.call('SET', key, ARGV[1], 'PX', ARGV[2], 'NX')
+    else
+      missing = true
+    end
+  else
+    foreign = -2 - redis.call('PTTL', key)
+  end
+end"""
+    + _ALL_VERDICT
+)
+
+GET_ALL = Script(
+    """-- compare every key with our value
+-- KEYS: the lock keys; ARGV[1]: our value
+-- returns 1: every key holds our value; 0: some key is missing; <0: some key holds another
+--   value, -2 - its PTTL
+local missing, foreign = false, nil
+for _, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if not v then
+    missing = true
+  elseif v ~= ARGV[1] then
+    foreign = -2 - redis.call('PTTL', key)
+  end
+end"""
+    + _ALL_VERDICT
+)
 
 
 def decode_foreign_ttl(code: int) -> int | None:

@@ -33,7 +33,9 @@ from .commands import (
     command,
     decided,
     decode,
+    drive_split,
     pack,
+    spans_slots,
     split_batch,
 )
 from .memory import MemoryStore
@@ -403,6 +405,8 @@ class ClusterNode:
         if isinstance(effect, Batch):
             # Keys of a batch live in different slots: one command each, through the client.
             return tuple(self._through_client(item) for item in effect.effects)
+        if spans_slots(effect, self.client.keyslot):
+            return drive_split(effect, self.client.keyslot, self._through_client)
         target = self.client.get_node_from_key(effect.key)
         if target is None or target.redis_connection is None:
             return self._through_client(effect)
@@ -591,13 +595,14 @@ def fan_out(
 
 def batches(effects: Sequence[FanOut]) -> list[tuple[list[int], FanOut | Batch]]:
     """Plan several EXTEND fan-outs as few calls: plain extensions go as one Batch (one
-    script call per node); those that may SET NX, or a lone one, go by themselves.
+    script call per node); those that may SET NX or span several keys, or a lone one, go by
+    themselves.
 
     Returns each call with the indexes (in ``effects``) of the extensions it carries.
     """
-    plain = [i for i, effect in enumerate(effects) if not effect.set_nx]
+    plain = [i for i, effect in enumerate(effects) if not effect.set_nx and not effect.keys]
     calls: list[tuple[list[int], FanOut | Batch]] = [
-        ([i], effect) for i, effect in enumerate(effects) if effect.set_nx or len(plain) == 1
+        ([i], effect) for i, effect in enumerate(effects) if i not in plain or len(plain) == 1
     ]
     if len(plain) > 1:
         deadlines = [effects[i].deadline_ms for i in plain]

@@ -229,6 +229,7 @@ class HandHeld:
         self.options = MutexOptions.build({"expiry": expiry_ms / 1000})
         self.live = True
         self.until_ms: int | None = monotonic_ms() + expiry_ms // 2
+        self.hold_end_ms: int | None = None
         self._target = Target(key, key, value, nodes)
         self.extensions = 0
         self.reasons: list[str] = []
