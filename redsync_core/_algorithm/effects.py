@@ -7,18 +7,29 @@ from dataclasses import dataclass
 
 from .._exceptions import NodeError
 
-__all__ = ["Batch", "Effect", "FanOut", "NodeReply", "Op", "Sleep", "Status", "Tally"]
+__all__ = [
+    "Answer",
+    "Batch",
+    "Effect",
+    "FanOut",
+    "NodeReply",
+    "Op",
+    "Sleep",
+    "Status",
+    "Tally",
+    "Woke",
+]
 
 
 class Op(enum.Enum):
     """The command a fan-out sends to every node."""
 
-    ACQUIRE = "acquire"  # SET key value NX PX ttl
-    RELEASE = "release"  # compare-and-delete script
+    ACQUIRE = "acquire"  # set-if-free script (SET NX PX; the holder's PTTL when taken)
+    RELEASE = "release"  # compare-and-delete script (publishes a release notice)
     EXTEND = "extend"  # compare-and-PEXPIRE script (optionally SET NX when missing)
     GET = "get"  # GET key, compared with value
     INSPECT = "inspect"  # GET and PTTL of the key, for status tools
-    DELETE = "delete"  # DEL key whatever its value: forced release by an operator
+    DELETE = "delete"  # DEL key whatever its value (forced release; publishes a notice)
 
 
 class Status(enum.Enum):
@@ -52,6 +63,7 @@ class FanOut:
 
     With ``stop_at`` set (fail fast), the transport may return as soon as ``stop_at`` nodes
     answered OK or ``stop_at`` nodes answered TAKEN; unanswered nodes are then ``None``.
+    With ``only`` set, the command goes to those node indexes only; the others stay ``None``.
     """
 
     op: Op
@@ -61,6 +73,7 @@ class FanOut:
     deadline_ms: int | None = None
     set_nx: bool = False
     stop_at: int | None = None
+    only: frozenset[int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +83,28 @@ class Batch:
     effects: tuple[FanOut, ...]
     deadline_ms: int | None = None
     stop_at: None = None
+    only: None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Sleep:
-    """Wait before the next attempt."""
+    """Wait ``ms`` before the next attempt.
+
+    With ``key`` set the wait may end early: the driver also wakes on a release notice for that
+    key received after ``since_ms`` (its own clock), and answers with ``Woke``. Without it (or
+    from a driver that has no notices) the answer may be None: the full ``ms`` passed.
+    """
 
     ms: int
+    key: str | None = None
+    since_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Woke:
+    """The answer to a ``Sleep``: the driver's clock when the wait ended."""
+
+    now_ms: int
 
 
 Effect = FanOut | Sleep
@@ -116,3 +144,7 @@ class Tally:
         return sum(
             1 for r in self.replies if isinstance(r, NodeReply) and r.status is not Status.OK
         )
+
+
+Answer = Tally | Woke | None
+"""What a driver sends back into a flow: a Tally for a FanOut; Woke (or None) for a Sleep."""

@@ -40,7 +40,7 @@ class MemoryStore:
             now = monotonic_ms()
             entry = self._live(key, now)
             if effect.op is Op.ACQUIRE:
-                if entry is not None:
+                if entry is not None and entry[0] != value:
                     return self._foreign(entry, now)
                 self._data[key] = (value, now + effect.ttl_ms)
                 return OK
