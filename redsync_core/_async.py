@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._algorithm import flows
-from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
+from ._algorithm.effects import Answer, Effect, FanOut, Op, Sleep, Tally, Woke
 from ._autoextend import async_scheduler
 from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase, logger
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
@@ -20,6 +21,7 @@ from ._locked import F, locked, mutex_options
 from ._naming import LockName
 from ._transport import aio as transport
 from ._transport.build import build_async_nodes
+from ._transport.notices import AsyncNotices
 
 __all__ = ["AsyncMutex", "AsyncRedsync"]
 
@@ -54,6 +56,9 @@ class AsyncRedsync(RedsyncBase):
         super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.AsyncNode] = build_async_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
+        self._notices: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncNotices] = (
+            weakref.WeakKeyDictionary()
+        )
         self._sync_twin: Redsync | None = None
 
     @property
@@ -135,8 +140,26 @@ class AsyncRedsync(RedsyncBase):
         replies = await transport.fan_out(self._nodes, effect, order)
         return self._tallied(replies, started)
 
+    async def _sleep(self, effect: Sleep) -> Answer:
+        """Wait ``effect.ms``; with a key, wake early on a release notice for it."""
+        if effect.key is None or effect.ms <= 0:
+            await asyncio.sleep(effect.ms / 1000)
+            return None
+        loop = asyncio.get_running_loop()
+        notices = self._notices.get(loop)
+        if notices is None:
+            notices = self._notices[loop] = AsyncNotices(self._nodes, lambda: self._clock())
+        if not notices.available:
+            await asyncio.sleep(effect.ms / 1000)
+            return None
+        await notices.wait(effect.key, effect.since_ms, effect.ms)
+        return Woke(self._clock())
+
     async def close(self) -> None:
-        """Close the connections of the clients built from URLs."""
+        """Close the connections of the clients built from URLs (and of release notices)."""
+        notices = self._notices.pop(asyncio.get_running_loop(), None)
+        if notices is not None:
+            await notices.close()
         for node in self._nodes:
             await node.close()
         if self._sync_twin is not None:
@@ -247,16 +270,15 @@ class AsyncMutex(MutexBase):
             return False
         return await self._drive(flows.check(self._options, self._target()))
 
-    async def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
-        reply: Tally | None = None
+    async def _drive(self, flow: Generator[Effect, Answer, T]) -> T:
+        reply: Answer = None
         while True:
             try:
                 effect = flow.send(reply)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             if isinstance(effect, Sleep):
-                await asyncio.sleep(effect.ms / 1000)
-                reply = None
+                reply = await self._redsync._sleep(effect)
             else:
                 reply = await self._redsync._fan_out(effect, self._order)
 

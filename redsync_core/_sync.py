@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ._algorithm import flows
-from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
+from ._algorithm.effects import Answer, Effect, FanOut, Op, Sleep, Tally, Woke
 from ._async import AsyncRedsync
 from ._autoextend import sync_scheduler
 from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase, logger
@@ -22,6 +22,7 @@ from ._locked import F, locked, mutex_options
 from ._naming import LockName
 from ._transport import sync as transport
 from ._transport.build import build_sync_nodes
+from ._transport.notices import SyncNotices
 
 __all__ = ["Mutex", "Redsync"]
 
@@ -53,6 +54,7 @@ class Redsync(RedsyncBase):
         super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.SyncNode] = build_sync_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
+        self._notices = SyncNotices(self._nodes, lambda: self._clock())
         self._async_twins: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedsync] = (
             weakref.WeakKeyDictionary()
         )
@@ -131,8 +133,17 @@ class Redsync(RedsyncBase):
         replies = transport.fan_out(self._nodes, effect, order)
         return self._tallied(replies, started)
 
+    def _sleep(self, effect: Sleep) -> Answer:
+        """Wait ``effect.ms``; with a key, wake early on a release notice for it."""
+        if effect.key is None or effect.ms <= 0 or not self._notices.available:
+            time.sleep(effect.ms / 1000)
+            return None
+        self._notices.wait(effect.key, effect.since_ms, effect.ms)
+        return Woke(self._clock())
+
     def close(self) -> None:
-        """Close the connections of the clients built from URLs."""
+        """Close the connections of the clients built from URLs (and of release notices)."""
+        self._notices.close()
         for node in self._nodes:
             node.close()
 
@@ -241,16 +252,15 @@ class Mutex(MutexBase):
             return False
         return self._drive(flows.check(self._options, self._target()))
 
-    def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
-        reply: Tally | None = None
+    def _drive(self, flow: Generator[Effect, Answer, T]) -> T:
+        reply: Answer = None
         while True:
             try:
                 effect = flow.send(reply)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             if isinstance(effect, Sleep):
-                time.sleep(effect.ms / 1000)
-                reply = None
+                reply = self._redsync._sleep(effect)
             else:
                 reply = self._redsync._fan_out(effect, self._order)
 
