@@ -231,7 +231,7 @@ def test_200_waiters_on_50_keys_share_one_subscriber_per_node(
     with Redsync(urls(redis_nodes)) as rs:
 
         def wait_for(key: str) -> None:
-            mutex = rs.new_mutex(key, retry_delay=LONG_DELAY, tries=4)
+            mutex = rs.new_mutex(key, retry_delay=LONG_DELAY, tries=4, expiry=60)
             mutex.lock()
             acquired.append(key)
             mutex.unlock()
@@ -270,7 +270,7 @@ async def test_200_async_waiters_share_one_subscriber_per_node(
         async with AsyncRedsync(urls(redis_nodes)) as rs:
 
             async def wait_for(key: str) -> None:
-                mutex = rs.new_mutex(key, retry_delay=LONG_DELAY, tries=4)
+                mutex = rs.new_mutex(key, retry_delay=LONG_DELAY, tries=4, expiry=60)
                 await mutex.lock()
                 acquired.append(key)
                 await mutex.unlock()
@@ -314,7 +314,7 @@ def _acl_urls(redis_servers: Any) -> tuple[list[RedisServer], list[str]]:
 def test_a_user_without_channel_rights_locks_as_before_with_one_warning(
     redis_servers: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    servers, acl_urls = _acl_urls(redis_servers)
+    _, acl_urls = _acl_urls(redis_servers)
     caplog.set_level(logging.WARNING, logger="redsync")
     with Redsync(acl_urls, key_prefix="locks:") as rs:
         for _ in range(2):
@@ -337,7 +337,7 @@ def test_a_user_without_channel_rights_locks_as_before_with_one_warning(
 async def test_async_user_without_channel_rights_locks_as_before_with_one_warning(
     redis_servers: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    servers, acl_urls = _acl_urls(redis_servers)
+    _, acl_urls = _acl_urls(redis_servers)
     caplog.set_level(logging.WARNING, logger="redsync")
     async with AsyncRedsync(acl_urls, key_prefix="locks:") as rs:
         for _ in range(2):
