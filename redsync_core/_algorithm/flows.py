@@ -148,6 +148,8 @@ def acquire(
                 return until_ms
             # Lost to another waiter (or nodes failed): the scheduled attempt decides.
             now_ms = yield from _clean_up(target, tally, node_deadline_ms)
+            if give_up_ms is not None and now_ms >= give_up_ms:
+                raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
 
 
 def _clean_up(

@@ -112,7 +112,7 @@ def _text(reply: object) -> str | None:
 
 def decode_script_code(reply: object) -> NodeReply:
     """Decode a script's integer reply: 1 ours, 0 missing, negative another holder's TTL."""
-    if not isinstance(reply, int) or isinstance(reply, bool):
+    if not isinstance(reply, int) or isinstance(reply, bool) or reply > 1:
         raise UnexpectedReply(f"unexpected reply {reply!r:.40} to a lock script")
     if reply == 1:
         return OK

@@ -510,3 +510,23 @@ def test_cluster_waiters_wake_by_sharded_notices(redis_cluster: Any) -> None:
         client.close()
         other.close()
     assert waited < WAKE_BOUND
+
+
+# --- the release after a failed try skips nodes held by another ------------------------------
+
+
+def test_our_own_value_left_by_an_earlier_try_is_released(redis_nodes: list[RedisServer]) -> None:
+    """A node may hold our value from an earlier try whose reply was lost (the SET landed, the
+    reply did not). The acquire script answers OK for it (re-armed), never TAKEN, so the
+    clean-up after the failed try releases it: nothing of ours is left behind."""
+    ours, theirs = "our-value-123", "their-value-456"
+    clients = [s.client() for s in redis_nodes]
+    clients[0].set("wake:left", ours, px=60_000)  # the late SET of an earlier try
+    for client in clients[1:]:
+        client.set("wake:left", theirs, px=60_000)
+    with Redsync(urls(redis_nodes)) as rs, pytest.raises(LockTaken):
+        rs.new_mutex("wake:left", value=ours, tries=1).lock()
+    left = [client.get("wake:left") for client in clients]
+    for client in clients:
+        client.close()
+    assert left == [None, theirs.encode(), theirs.encode()]
