@@ -152,7 +152,7 @@ class AsyncRedsync(RedsyncBase):
         if not notices.available:
             await asyncio.sleep(effect.ms / 1000)
             return None
-        await notices.wait(effect.key, effect.since_ms, effect.ms)
+        await notices.wait(effect.key, effect.since_ms, effect.ms, effect.nodes)
         return Woke(self._clock())
 
     async def close(self) -> None:

@@ -138,7 +138,7 @@ class Redsync(RedsyncBase):
         if effect.key is None or effect.ms <= 0 or not self._notices.available:
             time.sleep(effect.ms / 1000)
             return None
-        self._notices.wait(effect.key, effect.since_ms, effect.ms)
+        self._notices.wait(effect.key, effect.since_ms, effect.ms, effect.nodes)
         return Woke(self._clock())
 
     def close(self) -> None:

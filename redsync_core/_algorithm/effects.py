@@ -91,13 +91,15 @@ class Sleep:
     """Wait ``ms`` before the next attempt.
 
     With ``key`` set the wait may end early: the driver also wakes on a release notice for that
-    key received after ``since_ms`` (its own clock), and answers with ``Woke``. Without it (or
-    from a driver that has no notices) the answer may be None: the full ``ms`` passed.
+    key received after ``since_ms`` (its own clock) from one of ``nodes`` (the nodes the last
+    attempt found held; None: any), and answers with ``Woke``. Without a key (or from a driver
+    that has no notices) the answer may be None: the full ``ms`` passed.
     """
 
     ms: int
     key: str | None = None
     since_ms: int = 0
+    nodes: frozenset[int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,7 +138,8 @@ def acquire(
         # Wait out this delay, trying early whenever the lock may have become free.
         while True:
             wake_ms = wake_at_ms(tally, target.nodes, resume_ms)
-            woke = yield Sleep(max(0, wake_ms - now_ms), target.key, tally.started_ms)
+            held = frozenset(tally.taken) or None  # news: a notice from one of these
+            woke = yield Sleep(max(0, wake_ms - now_ms), target.key, tally.started_ms, held)
             now_ms = woke.now_ms if isinstance(woke, Woke) else wake_ms
             if now_ms >= resume_ms:
                 break
@@ -170,6 +171,8 @@ def _clean_up(
     if not mine:
         return tally.finished_ms
     only = None if len(mine) == target.nodes else mine
+    # The release notices this sends are news only to waiters whose attempt found these nodes
+    # held (by us): split votes, where nobody has a quorum, then end at once.
     released = _send(
         (yield FanOut(Op.RELEASE, target.key, target.value, deadline_ms=deadline_ms, only=only))
     )

@@ -16,8 +16,9 @@ for ``key`` arrives.
   SUBSCRIBE (ACL NOPERM, logged once at WARNING), a node that is down, paused or drops the
   connection, a lost message. Nothing here raises into ``lock()``.
 - A new subscription misses what was published before the server saw it, so its first
-  confirmation wakes the key's waiters once (they try again at once). The same release heard
-  from several nodes carries the same payload and wakes them once.
+  confirmation wakes the key's waiters once (they try again at once). A waiter wakes only for
+  a notice from a node that its last attempt found held (``nodes``): the same release heard
+  from the other nodes, which its attempt already found free, is no news to it.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ CONNECT_TIMEOUT_S = 1.0
 RETRY_S = 1.0
 #: The sync reader thread ends after this many seconds without any waiter.
 IDLE_S = 10.0
+#: A key stays subscribed this many seconds after its last waiter left: a process that locks
+#: the same name again and again (the common case under contention) then neither unsubscribes
+#: and resubscribes every time nor misses the notices in between.
+LINGER_S = 0.5
 
 _SUBSCRIBE = {False: "SUBSCRIBE", True: "SSUBSCRIBE"}
 _UNSUBSCRIBE = {False: "UNSUBSCRIBE", True: "SUNSUBSCRIBE"}
@@ -65,30 +70,46 @@ def _text(data: object) -> str:
 
 
 class _Waited:
-    """The waiters of one key in this process, and the last notice heard for it."""
+    """The waiters of one key in this process, and when each node last sent a notice for it."""
 
-    __slots__ = ("confirmed", "event", "heard_ms", "payload", "waiters", "wake")
+    __slots__ = (
+        "confirmed_ms",
+        "event",
+        "heard_ms",
+        "idle_since",
+        "linger",
+        "waiters",
+        "wake",
+    )
 
     def __init__(self, wake: threading.Condition | None) -> None:
         self.waiters = 0
-        self.heard_ms = -1
-        self.payload = ""
-        self.confirmed = False
+        self.heard_ms: dict[int, int] = {}  # node index -> when its last notice arrived
+        self.confirmed_ms = -1  # when the first subscription was confirmed
+        self.idle_since: float | None = None  # when the last waiter left (sync)
+        self.linger: asyncio.TimerHandle | None = None  # the end of the linger (asyncio)
         self.wake = wake  # sync: a Condition on the registry lock
         self.event: asyncio.Event | None = None  # asyncio: set (and replaced) on each notice
 
-    def heard(self, now_ms: int, payload: str | None) -> bool:
-        """Record a notice (None: a first subscription confirmed); return True to wake."""
-        if payload is None:
-            if self.confirmed:
+    def heard(self, now_ms: int, node: int | None) -> bool:
+        """Record a notice from ``node`` (None: a subscription confirmed); return True to wake."""
+        if node is None:
+            if self.confirmed_ms >= 0:
                 return False
-            self.confirmed = True
-        elif payload == self.payload:
-            return False  # the same release, heard from another node
+            self.confirmed_ms = now_ms
         else:
-            self.payload = payload
-        self.heard_ms = now_ms
+            self.heard_ms[node] = now_ms
         return True
+
+    def news(self, since_ms: int, nodes: frozenset[int] | None) -> bool:
+        """True when something was heard at or after ``since_ms`` from one of ``nodes`` (None:
+        any node), or the first subscription was confirmed since."""
+        if self.confirmed_ms >= since_ms:
+            return True
+        return any(
+            at >= since_ms and (nodes is None or node in nodes)
+            for node, at in self.heard_ms.items()
+        )
 
 
 def _endpoint(node: object, key: str) -> tuple[Any, bool] | None:
@@ -143,8 +164,9 @@ def _refusal(address: str, exc: BaseException) -> None:
 class _Sub:
     """A sync subscriber connection to one server (read and written by the reader thread only)."""
 
-    def __init__(self, pool: Any, sharded: bool, address: str) -> None:
+    def __init__(self, pool: Any, sharded: bool, node: int, address: str) -> None:
         self.pool = pool
+        self.node = node
         self.sharded = sharded
         self.address = address
         self.conn: Any = None
@@ -224,9 +246,12 @@ class SyncNotices:
         self._pipe: tuple[int, int] | None = None
         self._warned = False
 
-    def wait(self, key: str, since_ms: int, timeout_ms: int) -> None:
-        """Return after ``timeout_ms``, or earlier once a notice for ``key`` was heard at or
-        after ``since_ms`` (this object's clock). Never raises for node trouble."""
+    def wait(
+        self, key: str, since_ms: int, timeout_ms: int, nodes: frozenset[int] | None = None
+    ) -> None:
+        """Return after ``timeout_ms``, or earlier once a notice for ``key`` from one of
+        ``nodes`` (None: any) was heard at or after ``since_ms`` (this object's clock).
+        Never raises for node trouble."""
         if os.getpid() != self._pid:
             self._reset()
         end = time.monotonic() + timeout_ms / 1000
@@ -234,12 +259,12 @@ class SyncNotices:
             waited = self._keys.get(key)
             if waited is None:
                 waited = self._keys[key] = _Waited(threading.Condition(self._lock))
-            waited.waiters += 1
-            if waited.waiters == 1:
                 self._changed.add(key)
                 self._start()
+            waited.waiters += 1
+            waited.idle_since = None
             try:
-                while waited.heard_ms < since_ms:
+                while not waited.news(since_ms, nodes):
                     left = end - time.monotonic()
                     if left <= 0:
                         break
@@ -248,8 +273,7 @@ class SyncNotices:
             finally:
                 waited.waiters -= 1
                 if waited.waiters == 0:
-                    self._changed.add(key)
-                    self._poke()
+                    waited.idle_since = time.monotonic()  # unsubscribed after LINGER_S
 
     def _start(self) -> None:
         """Start the reader thread if needed, and tell it that the wanted keys changed."""
@@ -295,15 +319,17 @@ class SyncNotices:
 
     def _step(self, idle_since: float) -> float | None:
         """Do one round of the reader's work; return the new idle time, or None to stop."""
+        now = time.monotonic()
         with self._lock:
             if self._stopping:
                 return None
             changed, self._changed = self._changed, set()
-            wanted = {key for key, waited in self._keys.items() if waited.waiters}
-            for key in changed:
-                if key not in wanted:
-                    self._keys.pop(key, None)
-        now = time.monotonic()
+            for key, waited in list(self._keys.items()):
+                idle = waited.idle_since
+                if not waited.waiters and idle is not None and now - idle >= LINGER_S:
+                    del self._keys[key]
+                    changed.add(key)
+            wanted = set(self._keys)
         if wanted:
             idle_since = now
         elif now - idle_since > IDLE_S:
@@ -329,7 +355,7 @@ class SyncNotices:
         pool, sharded = endpoint
         sub = self._subs.get(id(pool))
         if sub is None or sub.pool is not pool:
-            sub = self._subs[id(pool)] = _Sub(pool, sharded, node.address)
+            sub = self._subs[id(pool)] = _Sub(pool, sharded, node.index, node.address)
         return sub
 
     def _reconcile(self, key: str, wanted: bool) -> None:
@@ -372,6 +398,8 @@ class SyncNotices:
                 by_fd[fd] = sub
         retry = [s.retry_at for s in self._subs.values() if s.conn is None and not s.refused]
         timeout_s = IDLE_S if not retry else max(0.0, min(retry) - time.monotonic())
+        if wanted:
+            timeout_s = min(timeout_s, LINGER_S / 2)  # look for lingering keys to drop
         ready = _readable([self._pipe[0], *by_fd], timeout_s)
         for fd in ready:
             if fd == self._pipe[0]:
@@ -403,7 +431,7 @@ class SyncNotices:
             return
         kind = message[0]
         if kind in _MESSAGE:
-            self._heard(_text(message[1]), _text(message[2]))
+            self._heard(_text(message[1]), sub.node)
             return
         if sub.pending:
             sub.pending.popleft()
@@ -424,10 +452,10 @@ class SyncNotices:
             self._warned = True
             _refusal(sub.address, exc)
 
-    def _heard(self, key: str, payload: str | None) -> None:
+    def _heard(self, key: str, node: int | None) -> None:
         with self._lock:
             waited = self._keys.get(key)
-            if waited is not None and waited.heard(self._clock(), payload):
+            if waited is not None and waited.heard(self._clock(), node):
                 assert waited.wake is not None
                 waited.wake.notify_all()
 
@@ -463,8 +491,9 @@ def _readable(fds: list[int], timeout_s: float) -> list[int]:
 class _AsyncSub:
     """An asyncio subscriber connection to one server, with its reader task."""
 
-    def __init__(self, pool: Any, sharded: bool, address: str) -> None:
+    def __init__(self, pool: Any, sharded: bool, node: int, address: str) -> None:
         self.pool = pool
+        self.node = node
         self.sharded = sharded
         self.address = address
         self.conn: Any = None
@@ -500,9 +529,12 @@ class AsyncNotices:
         self._warned = False
         self._closed = False
 
-    async def wait(self, key: str, since_ms: int, timeout_ms: int) -> None:
-        """Return after ``timeout_ms``, or earlier once a notice for ``key`` was heard at or
-        after ``since_ms`` (this object's clock). Never raises for node trouble."""
+    async def wait(
+        self, key: str, since_ms: int, timeout_ms: int, nodes: frozenset[int] | None = None
+    ) -> None:
+        """Return after ``timeout_ms``, or earlier once a notice for ``key`` from one of
+        ``nodes`` (None: any) was heard at or after ``since_ms`` (this object's clock).
+        Never raises for node trouble."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_ms / 1000
         waited = self._keys.get(key)
@@ -512,8 +544,11 @@ class AsyncNotices:
             self._closed = False
             self._want(key)
         waited.waiters += 1
+        if waited.linger is not None:
+            waited.linger.cancel()
+            waited.linger = None
         try:
-            while waited.heard_ms < since_ms:
+            while not waited.news(since_ms, nodes):
                 left = end - loop.time()
                 if left <= 0:
                     break
@@ -523,10 +558,17 @@ class AsyncNotices:
         finally:
             waited.waiters -= 1
             if waited.waiters == 0:
-                del self._keys[key]
-                for sub in self._subs.values():
-                    if key in sub.channels and sub.ready:
-                        sub.send(False, key)
+                waited.linger = loop.call_later(LINGER_S, self._unwant, key)
+
+    def _unwant(self, key: str) -> None:
+        """Unsubscribe ``key`` once it has had no waiter for ``LINGER_S``."""
+        waited = self._keys.get(key)
+        if waited is None or waited.waiters:
+            return
+        del self._keys[key]
+        for sub in self._subs.values():
+            if key in sub.channels and sub.ready:
+                sub.send(False, key)
 
     def _want(self, key: str) -> None:
         for node in self._nodes:
@@ -536,7 +578,7 @@ class AsyncNotices:
             pool, sharded = endpoint
             sub = self._subs.get(id(pool))
             if sub is None or sub.pool is not pool:
-                sub = self._subs[id(pool)] = _AsyncSub(pool, sharded, node.address)
+                sub = self._subs[id(pool)] = _AsyncSub(pool, sharded, node.index, node.address)
             if sub.refused:
                 continue
             if sub.ready:
@@ -591,7 +633,7 @@ class AsyncNotices:
             return
         kind = message[0]
         if kind in _MESSAGE:
-            self._heard(_text(message[1]), _text(message[2]))
+            self._heard(_text(message[1]), sub.node)
             return
         if sub.pending:
             sub.pending.popleft()
@@ -609,9 +651,9 @@ class AsyncNotices:
             _refusal(sub.address, exc)
         return True
 
-    def _heard(self, key: str, payload: str | None) -> None:
+    def _heard(self, key: str, node: int | None) -> None:
         waited = self._keys.get(key)
-        if waited is not None and waited.heard(self._clock(), payload):
+        if waited is not None and waited.heard(self._clock(), node):
             assert waited.event is not None
             event, waited.event = waited.event, asyncio.Event()
             event.set()
@@ -619,6 +661,10 @@ class AsyncNotices:
     async def close(self) -> None:
         """Stop the reader tasks and close the subscriber connections."""
         self._closed = True
+        for waited in self._keys.values():
+            if waited.linger is not None:
+                waited.linger.cancel()
+        self._keys.clear()
         tasks = [sub.task for sub in self._subs.values() if sub.task is not None]
         for task in tasks:
             task.cancel()
