@@ -52,6 +52,12 @@ class Extended:
     gone: bool = False
 
 
+#: A waiter woken early within this many ms of calling lock() waits YOUNG_DEFER_MS before
+#: trying, so that the waiters woken by the same notice who waited longer go first.
+YOUNG_MS = 5
+YOUNG_DEFER_MS = 1
+
+
 def _send(tally: Answer) -> Tally:
     # A FanOut is always answered with a Tally; None or Woke only ever answer a Sleep.
     if not isinstance(tally, Tally):  # pragma: no cover - a driver bug
@@ -90,6 +96,7 @@ def acquire(
     ttl_ms = opts.expiry_ms
     node_deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
     give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
+    begun_ms = now_ms
 
     def attempt_effect(now_ms: int) -> FanOut:
         deadline_ms = node_deadline_ms
@@ -143,6 +150,12 @@ def acquire(
             now_ms = woke.now_ms if isinstance(woke, Woke) else wake_ms
             if now_ms >= resume_ms:
                 break
+            defer_ms = YOUNG_DEFER_MS if now_ms - begun_ms < YOUNG_MS else 0
+            if defer_ms and isinstance(woke, Woke):
+                # Older waiters first: a waiter that just arrived lets those woken by the
+                # same notice who waited longer try before it (no queue, only a head start).
+                woke = yield Sleep(defer_ms)
+                now_ms = woke.now_ms if isinstance(woke, Woke) else now_ms + defer_ms
             tally = _send((yield attempt_effect(now_ms)))
             until_ms = acquired(tally)
             if until_ms is not None:

@@ -147,3 +147,15 @@ def test_early_attempts_never_run_past_the_timeout() -> None:
     with pytest.raises(LockTimeout):
         driver.run(acquire(clock, retry_delay=0.1, tries=None, timeout_ms=1000))
     assert clock() - start <= 1000 + 1
+
+
+def test_a_waiter_that_just_arrived_lets_older_waiters_try_first() -> None:
+    clock = FakeClock()
+    driver = Driver(clock, [(HELD_60S,) * 3, (OK, OK, OK)], notices=[2])
+    driver.run(acquire(clock, retry_delay=5.0))
+    # Woken 3 ms into its lock() call: it waits flows.YOUNG_DEFER_MS before trying.
+    assert driver.ops() == ["acquire", "sleep 5000", f"sleep {flows.YOUNG_DEFER_MS}", "acquire"]
+    old = FakeClock()
+    driver = Driver(old, [(HELD_60S,) * 3, (OK, OK, OK)], notices=[flows.YOUNG_MS + 5])
+    driver.run(acquire(old, retry_delay=5.0))
+    assert driver.ops() == ["acquire", "sleep 5000", "acquire"]  # an older waiter tries at once
