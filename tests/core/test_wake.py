@@ -530,3 +530,32 @@ def test_our_own_value_left_by_an_earlier_try_is_released(redis_nodes: list[Redi
     for client in clients:
         client.close()
     assert left == [None, theirs.encode(), theirs.encode()]
+
+
+#: The documented least-privilege user with release notices (docs/safety.md, Security).
+WITH_CHANNELS = [r for r in NO_CHANNELS if r != "resetchannels"] + [
+    "resetchannels", "&locks:*", "+publish", "+subscribe", "+unsubscribe",
+]  # fmt: skip
+
+
+def test_the_documented_acl_line_lets_waiters_wake(
+    redis_servers: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    servers = redis_servers(3, password=ADMIN_PW)
+    for server in servers:
+        admin = server.client()
+        admin.execute_command("ACL", "SETUSER", "locker", "reset", *WITH_CHANNELS)
+        admin.close()
+    acl_urls = [f"redis://locker:{LOCKER_PW}@127.0.0.1:{s.port}/0" for s in servers]
+    caplog.set_level(logging.WARNING, logger="redsync")
+    with Redsync(acl_urls, key_prefix="locks:") as rs:
+        holder = rs.new_mutex("a")
+        holder.lock()
+        timer = threading.Timer(0.5, holder.unlock)
+        timer.start()
+        started = time.monotonic()
+        rs.new_mutex("a", retry_delay=LONG_DELAY, tries=3).lock()
+        waited = time.monotonic() - started
+        timer.join()
+    assert waited < WAKE_BOUND
+    assert "refused" not in caplog.text
