@@ -235,8 +235,15 @@ class SyncNotices:
         self._reset()
 
     def _reset(self) -> None:
-        # Also in a forked child: the parent's thread is not there and its sockets are not ours.
+        # Also in a forked child: the parent's thread is not there and its sockets are not ours
+        # (they are dropped unclosed: closing them would shut the parent's connections down).
+        inherited = getattr(self, "_pipe", None)
+        if inherited is not None:
+            for fd in inherited:
+                with contextlib.suppress(OSError):
+                    os.close(fd)  # our copies only: the parent's pipe stays open
         self._pid = os.getpid()
+        self._sweep_at = 0.0
         self._lock = threading.Lock()
         self._keys: dict[str, _Waited] = {}
         self._changed: set[str] = set()
@@ -324,11 +331,13 @@ class SyncNotices:
             if self._stopping:
                 return None
             changed, self._changed = self._changed, set()
-            for key, waited in list(self._keys.items()):
-                idle = waited.idle_since
-                if not waited.waiters and idle is not None and now - idle >= LINGER_S:
-                    del self._keys[key]
-                    changed.add(key)
+            if now >= self._sweep_at:  # drop the keys that lingered long enough
+                self._sweep_at = now + LINGER_S / 4
+                for key, waited in list(self._keys.items()):
+                    idle = waited.idle_since
+                    if not waited.waiters and idle is not None and now - idle >= LINGER_S:
+                        del self._keys[key]
+                        changed.add(key)
             wanted = set(self._keys)
         if wanted:
             idle_since = now
@@ -399,7 +408,7 @@ class SyncNotices:
         retry = [s.retry_at for s in self._subs.values() if s.conn is None and not s.refused]
         timeout_s = IDLE_S if not retry else max(0.0, min(retry) - time.monotonic())
         if wanted:
-            timeout_s = min(timeout_s, LINGER_S / 2)  # look for lingering keys to drop
+            timeout_s = min(timeout_s, LINGER_S / 4)  # look for lingering keys to drop
         ready = _readable([self._pipe[0], *by_fd], timeout_s)
         for fd in ready:
             if fd == self._pipe[0]:

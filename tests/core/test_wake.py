@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio.cluster
 
 from redsync_core import AsyncRedsync, LockTaken, Redsync
 from redsync_core.testing import RedisServer
@@ -559,3 +561,48 @@ def test_the_documented_acl_line_lets_waiters_wake(
         timer.join()
     assert waited < WAKE_BOUND
     assert "refused" not in caplog.text
+
+
+async def test_async_cluster_waiters_wake_by_sharded_notices(redis_cluster: Any) -> None:
+    port = redis_cluster.servers[0].port
+    client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port)
+    other = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port)
+    try:
+        async with AsyncRedsync([other]) as holder_rs, AsyncRedsync([client]) as rs:
+            holder = holder_rs.new_mutex("wake:cluster")
+            await holder.lock()
+            asyncio.get_running_loop().call_later(0.5, asyncio.ensure_future, holder.unlock())
+            started = time.monotonic()
+            await rs.new_mutex("wake:cluster", retry_delay=LONG_DELAY, tries=3).lock()
+            waited = time.monotonic() - started
+    finally:
+        await client.aclose()
+        await other.aclose()
+    assert waited < WAKE_BOUND
+
+
+def test_a_forked_child_waits_with_its_own_reader(redis_nodes: list[RedisServer]) -> None:
+    """A Redsync whose reader thread and subscriber connections exist before os.fork() works
+    in the child (its own thread and connections), and still in the parent afterwards."""
+    node_urls = urls(redis_nodes)
+
+    def wait_woken(rs: Redsync, name: str) -> float:
+        thread = held_elsewhere(node_urls, name, 0.5)
+        started = time.monotonic()
+        mutex = rs.new_mutex(name, retry_delay=LONG_DELAY, tries=3)
+        mutex.lock()
+        waited = time.monotonic() - started
+        mutex.unlock()
+        thread.join()
+        return waited
+
+    with Redsync(node_urls) as rs:
+        assert wait_woken(rs, "wake:fork:parent") < WAKE_BOUND  # the reader runs now
+        ctx = multiprocessing.get_context("fork")
+        results = ctx.Queue()
+        child = ctx.Process(target=lambda: results.put(wait_woken(rs, "wake:fork:child")))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0
+        assert results.get(timeout=1) < WAKE_BOUND
+        assert wait_woken(rs, "wake:fork:again") < WAKE_BOUND  # the parent's reader is intact
