@@ -147,7 +147,7 @@ def acquire(
             wake_ms = wake_at_ms(tally, target.nodes, resume_ms)
             held = frozenset(tally.taken) or None  # news: a notice from one of these
             woke = yield Sleep(max(0, wake_ms - now_ms), target.key, tally.started_ms, held)
-            now_ms = woke.now_ms if isinstance(woke, Woke) else wake_ms
+            now_ms = woke.now_ms if isinstance(woke, Woke) else max(now_ms, wake_ms)
             if now_ms >= resume_ms:
                 break
             defer_ms = YOUNG_DEFER_MS if now_ms - begun_ms < YOUNG_MS else 0
