@@ -82,9 +82,10 @@ def acquire(
 
     With ``wake_on_release`` a delay ends early when a release notice for the key arrives or
     when the failed attempt's replies say a quorum of the holder's keys has expired; the flow
-    then tries at once. Such an early attempt does not count as a try: if another waiter wins
-    it, the flow waits out the rest of the same delay. The schedule (``tries`` delays, the
-    longest wait) is the same with and without it.
+    then tries at once (a waiter that called lock() less than ``YOUNG_MS`` ago first gives
+    older waiters a ``YOUNG_DEFER_MS`` head start). Such an early attempt does not count as a
+    try: if another waiter wins it, the flow waits out the rest of the same delay. The schedule
+    (``tries`` delays, the longest wait) is the same with and without it.
 
     Raises:
         QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
@@ -150,7 +151,8 @@ def acquire(
             now_ms = woke.now_ms if isinstance(woke, Woke) else max(now_ms, wake_ms)
             if now_ms >= resume_ms:
                 break
-            defer_ms = YOUNG_DEFER_MS if now_ms - begun_ms < YOUNG_MS else 0
+            young = now_ms - begun_ms < YOUNG_MS and now_ms + YOUNG_DEFER_MS < resume_ms
+            defer_ms = YOUNG_DEFER_MS if young else 0
             if defer_ms and isinstance(woke, Woke):
                 # Older waiters first: a waiter that just arrived lets those woken by the
                 # same notice who waited longer try before it (no queue, only a head start).
