@@ -238,6 +238,7 @@ def test_200_waiters_on_50_keys_share_one_subscriber_per_node(
             acquired.append(key)
             mutex.unlock()
 
+        before = {t for t in threading.enumerate() if t.name == "redsync-notices"}
         threads = [threading.Thread(target=wait_for, args=(k,)) for k in keys * 4]
         for thread in threads:
             thread.start()
@@ -246,6 +247,8 @@ def test_200_waiters_on_50_keys_share_one_subscriber_per_node(
             subs = subscribers(server)
             assert len(subs) == 1, subs  # one connection for 200 waiters
             assert int(subs[0]["sub"]) == 50
+        readers = {t for t in threading.enumerate() if t.name == "redsync-notices"} - before
+        assert len(readers) == 1  # one reader thread for every waiter, none per waiter
         started = time.monotonic()
         for holder in holders:
             holder.unlock()
@@ -286,6 +289,8 @@ async def test_200_async_waiters_share_one_subscriber_per_node(
                 subs = subscribers(server)
                 assert len(subs) == 1, subs
                 assert int(subs[0]["sub"]) == 50
+            # The 200 waiters, this test, and one reader task per subscriber connection.
+            assert len(asyncio.all_tasks()) <= len(tasks) + 1 + len(redis_nodes)
             started = time.monotonic()
             for holder in holders:
                 await holder.unlock()
