@@ -207,8 +207,8 @@ class AsyncRedsync(RedsyncBase):
         if not notices.available:
             await asyncio.sleep(effect.ms / 1000)
             return None
-        await notices.wait(effect.key, effect.since_ms, effect.ms, effect.nodes)
-        return Woke(self._clock())
+        woken = await notices.wait(effect.key, effect.since_ms, effect.ms, effect.nodes)
+        return Woke(self._clock()) if woken else None  # None: the whole delay passed
 
     async def close(self) -> None:
         """Close the connections of the clients built from URLs (and of release notices)."""

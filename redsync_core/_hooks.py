@@ -322,8 +322,8 @@ def _lock(
     effect = first
     try:
         while True:
-            if isinstance(effect, FanOut) and effect.op is Op.ACQUIRE:
-                attempts += 1
+            if isinstance(effect, FanOut) and effect.op is Op.ACQUIRE and not effect.early:
+                attempts += 1  # tries, as the errors count them (not early wake-up attempts)
             reply = yield effect
             try:
                 effect = flow.send(reply)

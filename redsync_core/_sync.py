@@ -193,8 +193,8 @@ class Redsync(RedsyncBase):
         if effect.key is None or effect.ms <= 0 or not self._notices.available:
             time.sleep(effect.ms / 1000)
             return None
-        self._notices.wait(effect.key, effect.since_ms, effect.ms, effect.nodes)
-        return Woke(self._clock())
+        woken = self._notices.wait(effect.key, effect.since_ms, effect.ms, effect.nodes)
+        return Woke(self._clock()) if woken else None  # None: the whole delay passed
 
     def close(self) -> None:
         """Close the connections of the clients built from URLs (and of release notices)."""

@@ -98,6 +98,7 @@ class FanOut:
     set_nx: bool = False
     stop_at: int | None = None
     only: frozenset[int] | None = None
+    early: bool = False  # an ACQUIRE brought forward by a wake-up: not counted as a try
     cursor: int = 0
     count: int = 0
 
@@ -118,8 +119,8 @@ class Sleep:
 
     With ``key`` set the wait may end early: the driver also wakes on a release notice for that
     key received after ``since_ms`` (its own clock) from one of ``nodes`` (the nodes the last
-    attempt found held; None: any), and answers with ``Woke``. Without a key (or from a driver
-    that has no notices) the answer may be None: the full ``ms`` passed.
+    attempt found held; None: any), and then answers with ``Woke``. The answer None means the
+    full ``ms`` passed.
     """
 
     ms: int
@@ -130,7 +131,7 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class Woke:
-    """The answer to a ``Sleep``: the driver's clock when the wait ended."""
+    """The answer to a ``Sleep`` cut short by a notice: the driver's clock when it ended."""
 
     now_ms: int
 

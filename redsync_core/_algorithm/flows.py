@@ -99,7 +99,7 @@ def acquire(
     give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
     begun_ms = now_ms
 
-    def attempt_effect(now_ms: int) -> FanOut:
+    def attempt_effect(now_ms: int, early: bool = False) -> FanOut:
         deadline_ms = node_deadline_ms
         if give_up_ms is not None:
             left_ms = max(1, give_up_ms - now_ms)
@@ -111,6 +111,7 @@ def acquire(
             ttl_ms=ttl_ms,
             deadline_ms=deadline_ms,
             stop_at=need if opts.fail_fast else None,
+            early=early,
         )
 
     def acquired(tally: Tally) -> int | None:
@@ -158,7 +159,7 @@ def acquire(
                 # same notice who waited longer try before it (no queue, only a head start).
                 woke = yield Sleep(defer_ms)
                 now_ms = woke.now_ms if isinstance(woke, Woke) else now_ms + defer_ms
-            tally = _send((yield attempt_effect(now_ms)))
+            tally = _send((yield attempt_effect(now_ms, early=True)))
             until_ms = acquired(tally)
             if until_ms is not None:
                 return until_ms

@@ -255,9 +255,9 @@ class SyncNotices:
 
     def wait(
         self, key: str, since_ms: int, timeout_ms: int, nodes: frozenset[int] | None = None
-    ) -> None:
-        """Return after ``timeout_ms``, or earlier once a notice for ``key`` from one of
-        ``nodes`` (None: any) was heard at or after ``since_ms`` (this object's clock).
+    ) -> bool:
+        """Return False after ``timeout_ms``, or True as soon as a notice for ``key`` from one
+        of ``nodes`` (None: any) was heard at or after ``since_ms`` (this object's clock).
         Never raises for node trouble."""
         if os.getpid() != self._pid:
             self._reset()
@@ -274,9 +274,10 @@ class SyncNotices:
                 while not waited.news(since_ms, nodes):
                     left = end - time.monotonic()
                     if left <= 0:
-                        break
+                        return False
                     assert waited.wake is not None
                     waited.wake.wait(left)
+                return True
             finally:
                 waited.waiters -= 1
                 if waited.waiters == 0:
@@ -540,9 +541,9 @@ class AsyncNotices:
 
     async def wait(
         self, key: str, since_ms: int, timeout_ms: int, nodes: frozenset[int] | None = None
-    ) -> None:
-        """Return after ``timeout_ms``, or earlier once a notice for ``key`` from one of
-        ``nodes`` (None: any) was heard at or after ``since_ms`` (this object's clock).
+    ) -> bool:
+        """Return False after ``timeout_ms``, or True as soon as a notice for ``key`` from one
+        of ``nodes`` (None: any) was heard at or after ``since_ms`` (this object's clock).
         Never raises for node trouble."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_ms / 1000
@@ -560,10 +561,11 @@ class AsyncNotices:
             while not waited.news(since_ms, nodes):
                 left = end - loop.time()
                 if left <= 0:
-                    break
+                    return False
                 assert waited.event is not None
                 with contextlib.suppress(asyncio.TimeoutError):
                     await _wait_event(waited.event, left)
+            return True
         finally:
             waited.waiters -= 1
             if waited.waiters == 0:
