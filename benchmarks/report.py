@@ -383,6 +383,16 @@ def markdown(results: dict[str, Any]) -> str:
             "and aioredlock give up after 3 tries).",
             "",
         ]
+        run = meta3.get("run")
+        if run:  # S3 measured in a run of its own, merged into these results
+            out += [
+                f"Measured by `{run['command']}` on {run['date']} ({run['measured']}; load "
+                f"average {run['load_before']:.1f} before, {run['load_after']:.1f} after), "
+                "not in the run of the sections above.",
+                "",
+            ]
+        if meta3.get("note"):
+            out += [meta3["note"], ""]
         out += _s3_table(results["s3"])
         if results.get("s3_targets"):
             out += ["", "### S3 targets (issue 13, N=5, P=4)", ""]
