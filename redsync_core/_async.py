@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _hooks as hooks
 from ._algorithm import flows
-from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
+from ._algorithm.effects import Answer, Effect, FanOut, Op, Sleep, Tally, Woke
 from ._autoextend import Replies, async_scheduler
 from ._base import (
     LockInfo,
@@ -32,6 +33,7 @@ from ._naming import LockName
 from ._transport import aio as transport
 from ._transport.build import build_async_nodes
 from ._transport.listing import list_keys_async as list_keys
+from ._transport.notices import AsyncNotices
 
 __all__ = ["AsyncHold", "AsyncMutex", "AsyncRedsync"]
 
@@ -67,6 +69,10 @@ class AsyncRedsync(RedsyncBase):
         super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.AsyncNode] = build_async_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
+        # twin: async-only
+        self._notices: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncNotices] = (
+            weakref.WeakKeyDictionary()
+        )
         self._sync_twin: Redsync | None = None  # twin: async-only
 
     @property
@@ -225,12 +231,33 @@ class AsyncRedsync(RedsyncBase):
     async def _extend_many(self, effects: Sequence[FanOut]) -> list[Replies]:
         return await transport.extend_many(self._nodes, effects)
 
+    # twin: async-only
+    async def _sleep(self, effect: Sleep) -> Answer:
+        """Wait ``effect.ms``; with a key, wake early on a release notice for it."""
+        if effect.key is None or effect.ms <= 0:
+            await asyncio.sleep(effect.ms / 1000)
+            return None
+        loop = asyncio.get_running_loop()
+        notices = self._notices.get(loop)
+        if notices is None:
+            notices = self._notices[loop] = AsyncNotices(self._nodes, lambda: self._clock())
+        if not notices.available:
+            await asyncio.sleep(effect.ms / 1000)
+            return None
+        woken = await notices.wait(effect.key, effect.since_ms, effect.ms, effect.nodes)
+        return Woke(self._clock()) if woken else None  # None: the whole delay passed
+
     async def close(self) -> None:
-        """Close every connection this object and its twins opened, in any thread or loop.
+        """Close every connection this object and its twins opened, in any thread or loop,
+        and the release notices' subscriber connections (the running loop's, for asyncio).
 
         Clients passed in as objects keep their pools. The object stays usable: it connects
         again when next used.
         """
+        # twin: async-only
+        notices = self._notices.pop(asyncio.get_running_loop(), None)
+        if notices is not None:  # twin: async-only
+            await notices.close()
         for node in self._nodes:
             await node.close()
         if self._sync_twin is not None:  # twin: async-only
@@ -349,18 +376,17 @@ class AsyncMutex(MutexBase):
             return False
         return await self._drive(flows.check(self._options, self._target()))
 
-    async def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
+    async def _drive(self, flow: Generator[Effect, Answer, T]) -> T:
         if hooks.listeners:
             flow = hooks.observed(self, flow)
-        reply: Tally | None = None
+        reply: Answer = None
         while True:
             try:
                 effect = flow.send(reply)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             if isinstance(effect, Sleep):
-                await asyncio.sleep(effect.ms / 1000)
-                reply = None
+                reply = await self._redsync._sleep(effect)
             else:
                 reply = await self._redsync._fan_out(effect, self._order)
 

@@ -12,7 +12,7 @@ from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._algorithm import family
-from ._algorithm.effects import Effect, Tally
+from ._algorithm.effects import Answer, Effect
 from ._algorithm.flows import Target
 from ._async import AsyncMutex
 from ._autoextend import async_scheduler
@@ -133,7 +133,7 @@ class AsyncMultiMutex(AsyncMutex):
         target = super()._target(value)
         return Target(target.name, target.key, target.value, target.nodes, self._keys)
 
-    async def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
+    async def _drive(self, flow: Generator[Effect, Answer, T]) -> T:
         return await super()._drive(family.over_keys(flow, self._keys))
 
     async def __aenter__(self) -> AsyncMultiMutex:

@@ -12,7 +12,7 @@ from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._algorithm import family
-from ._algorithm.effects import Effect, Tally
+from ._algorithm.effects import Answer, Effect
 from ._algorithm.flows import Target
 from ._autoextend import sync_scheduler
 from ._base import logger
@@ -133,7 +133,7 @@ class MultiMutex(Mutex):
         target = super()._target(value)
         return Target(target.name, target.key, target.value, target.nodes, self._keys)
 
-    def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
+    def _drive(self, flow: Generator[Effect, Answer, T]) -> T:
         return super()._drive(family.over_keys(flow, self._keys))
 
     def __enter__(self) -> MultiMutex:

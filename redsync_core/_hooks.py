@@ -34,7 +34,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._algorithm.effects import Effect, FanOut, Op, Tally
+from ._algorithm.effects import Answer, Effect, FanOut, Op
 from ._algorithm.flows import Extended
 from ._exceptions import LockNotAcquired, LockTaken, LockTimeout, NodeError, QuorumUnreachable
 
@@ -62,7 +62,7 @@ __all__ = [
 logger = logging.getLogger("redsync")
 
 T = TypeVar("T")
-Flow = Generator[Effect, "Tally | None", T]
+Flow = Generator[Effect, Answer, T]
 
 #: How a ``lock()`` / ``try_lock()`` call ended.
 Outcome = Literal["acquired", "taken", "unreachable", "timeout", "gave_up"]
@@ -314,7 +314,7 @@ def observed(mutex: MutexBase, flow: Flow[T]) -> Flow[T]:
     return result
 
 
-def _rest(flow: Flow[T], reply: Tally | None) -> Flow[T]:
+def _rest(flow: Flow[T], reply: Answer) -> Flow[T]:
     """Forward the rest of ``flow`` after its first effect was answered with ``reply``."""
     while True:
         try:
@@ -331,8 +331,12 @@ def _lock(
     effect = first
     try:
         while True:
-            if isinstance(effect, FanOut) and _OPERATION.get(effect.op, effect.op) is Op.ACQUIRE:
-                attempts += 1
+            if (
+                isinstance(effect, FanOut)
+                and _OPERATION.get(effect.op, effect.op) is Op.ACQUIRE
+                and not effect.early
+            ):
+                attempts += 1  # tries, as the errors count them (not early wake-up attempts)
             reply = yield effect
             try:
                 effect = flow.send(reply)

@@ -75,6 +75,7 @@ class MutexOptions:
     auto_extend: bool = False
     on_lost: Callable[[Any], object] | None = None
     max_hold: float | None = None
+    wake_on_release: bool = True
 
     def __post_init__(self) -> None:
         if not _is_number(self.expiry) or not 0.001 <= self.expiry <= MAX_EXPIRY:
@@ -103,7 +104,13 @@ class MutexOptions:
                 raise _bad(name, func, "a callable or None")
         if self.value is not None and not is_text(self.value):
             raise _bad("value", self.value, "a non-empty string of valid Unicode, or None")
-        for name in ("fail_fast", "shuffle_pools", "set_nx_on_extend", "auto_extend"):
+        for name in (
+            "fail_fast",
+            "shuffle_pools",
+            "set_nx_on_extend",
+            "auto_extend",
+            "wake_on_release",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise _bad(name, getattr(self, name), "True or False")
         if self.max_hold is not None and (

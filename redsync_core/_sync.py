@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _hooks as hooks
 from ._algorithm import flows
-from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
+from ._algorithm.effects import Answer, Effect, FanOut, Op, Sleep, Tally, Woke
 from ._async import AsyncRedsync
 from ._autoextend import Replies, sync_scheduler
 from ._base import (
@@ -34,6 +34,7 @@ from ._naming import LockName
 from ._transport import sync as transport
 from ._transport.build import build_sync_nodes
 from ._transport.listing import list_keys
+from ._transport.notices import SyncNotices
 
 __all__ = ["Hold", "Mutex", "Redsync"]
 
@@ -68,6 +69,7 @@ class Redsync(RedsyncBase):
         super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.SyncNode] = build_sync_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
+        self._notices = SyncNotices(self._nodes, lambda: self._clock())  # twin: sync-only
         # twin: sync-only
         self._async_twins: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedsync] = (
             weakref.WeakKeyDictionary()
@@ -224,12 +226,23 @@ class Redsync(RedsyncBase):
     def _extend_many(self, effects: Sequence[FanOut]) -> list[Replies]:
         return transport.extend_many(self._nodes, effects)
 
+    # twin: sync-only
+    def _sleep(self, effect: Sleep) -> Answer:
+        """Wait ``effect.ms``; with a key, wake early on a release notice for it."""
+        if effect.key is None or effect.ms <= 0 or not self._notices.available:
+            time.sleep(effect.ms / 1000)
+            return None
+        woken = self._notices.wait(effect.key, effect.since_ms, effect.ms, effect.nodes)
+        return Woke(self._clock()) if woken else None  # None: the whole delay passed
+
     def close(self) -> None:
-        """Close every connection this object and its twins opened, in any thread or loop.
+        """Close every connection this object and its twins opened, in any thread or loop,
+        and the release notices' subscriber connections (the running loop's, for asyncio).
 
         Clients passed in as objects keep their pools. The object stays usable: it connects
         again when next used.
         """
+        self._notices.close()  # twin: sync-only
         for node in self._nodes:
             node.close()
         for twin in list(self._async_twins.values()):  # twin: sync-only
@@ -340,18 +353,17 @@ class Mutex(MutexBase):
             return False
         return self._drive(flows.check(self._options, self._target()))
 
-    def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
+    def _drive(self, flow: Generator[Effect, Answer, T]) -> T:
         if hooks.listeners:
             flow = hooks.observed(self, flow)
-        reply: Tally | None = None
+        reply: Answer = None
         while True:
             try:
                 effect = flow.send(reply)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             if isinstance(effect, Sleep):
-                time.sleep(effect.ms / 1000)
-                reply = None
+                reply = self._redsync._sleep(effect)
             else:
                 reply = self._redsync._fan_out(effect, self._order)
 

@@ -23,8 +23,8 @@ from typing import TypeVar
 
 from .._exceptions import LockNotAcquired, LockTaken, LockTimeout, QuorumUnreachable
 from .._options import MutexOptions
-from .effects import Effect, FanOut, NodeReply, Op, Sleep, Status, Tally
-from .flows import Target, retry_after_ms
+from .effects import Answer, Effect, FanOut, NodeReply, Op, Sleep, Status, Tally
+from .flows import Target, _send, retry_after_ms
 from .timing import fanout_deadline_ms, quorum, retry_delay_ms, validity_ms
 
 __all__ = [
@@ -73,8 +73,8 @@ def multi_keys(key_prefix: str, names: Sequence[str]) -> tuple[str, ...]:
 
 
 def over_keys(
-    flow: Generator[Effect, Tally | None, T], keys: tuple[str, ...]
-) -> Generator[Effect, Tally | None, T]:
+    flow: Generator[Effect, Answer, T], keys: tuple[str, ...]
+) -> Generator[Effect, Answer, T]:
     """Run a single-key mutex flow over several keys: every fan-out addresses all of ``keys``.
 
     The nodes then answer OK only when every key holds our value (and take all keys or none),
@@ -87,9 +87,9 @@ def over_keys(
 
 
 def _over_keys(
-    flow: Generator[Effect, Tally | None, T], keys: tuple[str, ...]
-) -> Generator[Effect, Tally | None, T]:
-    reply: Tally | None = None
+    flow: Generator[Effect, Answer, T], keys: tuple[str, ...]
+) -> Generator[Effect, Answer, T]:
+    reply: Answer = None
     while True:
         try:
             effect = flow.send(reply)
@@ -132,7 +132,7 @@ def acquire_permit(
     tries: int | None,
     timeout_ms: int | None,
     randrange: Callable[[int, int], int],
-) -> Generator[Effect, Tally | None, Permit]:
+) -> Generator[Effect, Answer, Permit]:
     """Take one of ``limit`` permits on a quorum; return which one and its validity end.
 
     Each attempt asks every node, in one round trip, for the first permit that is free there
@@ -162,16 +162,18 @@ def acquire_permit(
             deadline_ms = left_ms if deadline_ms is None else min(deadline_ms, left_ms)
         order = permit_order(limit, randrange(0, limit))
         ordered = tuple(keys[slot] for slot in order)
-        tally = yield FanOut(
-            Op.ACQUIRE_ANY,
-            ordered[0],
-            target.value,
-            ttl_ms=ttl_ms,
-            deadline_ms=deadline_ms,
-            keys=ordered,
+        tally = _send(
+            (
+                yield FanOut(
+                    Op.ACQUIRE_ANY,
+                    ordered[0],
+                    target.value,
+                    ttl_ms=ttl_ms,
+                    deadline_ms=deadline_ms,
+                    keys=ordered,
+                )
+            )
         )
-        if tally is None:  # pragma: no cover - a driver bug
-            raise RuntimeError("driver answered a FanOut with None")
         position, count = winning_slot(tally)
         valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
         if position is not None and count >= need and valid_ms > 0:
@@ -189,7 +191,7 @@ def acquire_permit(
         released = yield FanOut(
             Op.RELEASE_ALL, keys[0], target.value, deadline_ms=node_deadline_ms, keys=keys
         )
-        now_ms = tally.finished_ms if released is None else released.finished_ms
+        now_ms = released.finished_ms if isinstance(released, Tally) else tally.finished_ms
         if len(tally.errors) > target.nodes - need:
             raise _unreachable(target, tally, need, attempt)
         if tries is not None and attempt >= tries:

@@ -284,7 +284,7 @@ class AsyncRedisNode:
                     part = steps.send(reply)
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
-        script, args = command(effect)
+        script, args = command(effect, sharded=self._connections is None)
         try:
             if self._connections is None:
                 raw = await self._through_client(script, args)
@@ -403,6 +403,8 @@ async def fan_out(
     direct: dict[int, _Exchange] = {}
     tasks: dict[asyncio.Task[NodeReply | tuple[NodeReply, ...]], int] = {}
     for i in order if order is not None else range(len(nodes)):
+        if effect.only is not None and i not in effect.only:
+            continue
         try:
             exchange = None if stop_at is not None else await nodes[i].start(effect)
         except NodeError as failed:

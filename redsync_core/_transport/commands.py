@@ -5,6 +5,7 @@ Shared by the sync and asyncio transports so that both speak exactly the same pr
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 
 from .._algorithm.effects import (
@@ -22,8 +23,10 @@ from .._algorithm.effects import (
 from .._algorithm.family import combine_split
 from .._exceptions import NodeError
 from .scripts import (
+    ACQUIRE,
     ACQUIRE_ALL,
     ACQUIRE_ANY,
+    DELETE,
     EXTEND,
     EXTEND_ALL,
     EXTEND_MANY,
@@ -44,6 +47,7 @@ __all__ = [
     "decided",
     "decode",
     "drive_split",
+    "notice_payload",
     "pack",
     "spans_slots",
     "split_batch",
@@ -64,10 +68,20 @@ class UnexpectedReply(ValueError):
     """A node answered with a reply of the wrong type (a misbehaving or foreign server)."""
 
 
-def command(effect: FanOut | Batch) -> tuple[Script | None, tuple[Arg, ...]]:
+def notice_payload(value: str) -> str:
+    """Return the payload of a release notice: a short digest of the released value.
+
+    The same release reaches a waiter once per node; equal payloads let it count them as one.
+    The value itself is never published (it lets its holder release the lock).
+    """
+    return hashlib.blake2s(value.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+
+
+def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | None, tuple[Arg, ...]]:
     """Return the script (or None) and the arguments that carry out ``effect`` on one node.
 
-    With a script, the arguments follow the script name: ``numkeys, key, argv...``.
+    With a script, the arguments follow the script name: ``numkeys, key, argv...``. Deletes
+    publish a release notice, on a sharded channel when ``sharded`` (Redis Cluster).
     """
     if isinstance(effect, Batch):
         items = effect.effects
@@ -79,15 +93,16 @@ def command(effect: FanOut | Batch) -> tuple[Script | None, tuple[Arg, ...]]:
     if op in _MULTI_KEY:
         return _multi_key_command(effect)
     if op is Op.ACQUIRE:
-        return None, ("SET", effect.key, effect.value, "NX", "PX", effect.ttl_ms)
+        return ACQUIRE, (1, effect.key, effect.value, effect.ttl_ms)
     if op is Op.RELEASE:
-        return RELEASE, (1, effect.key, effect.value)
+        notice = "s" if sharded else "p"
+        return RELEASE, (1, effect.key, effect.value, notice, notice_payload(effect.value))
     if op is Op.EXTEND:
         return EXTEND, (1, effect.key, effect.value, effect.ttl_ms, "1" if effect.set_nx else "0")
     if op is Op.INSPECT:
         return INSPECT, (1, effect.key)
     if op is Op.DELETE:
-        return None, ("DEL", effect.key)
+        return DELETE, (1, effect.key, "s" if sharded else "p", "forced")
     if op is Op.SCAN:
         return SCAN_PAGE, (0, effect.cursor, effect.key, effect.count, MAX_LISTED_VALUE)
     return None, ("GET", effect.key)
@@ -167,12 +182,6 @@ def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply
     op = effect.op
     if op is Op.ACQUIRE_ANY:
         return _decode_acquire_any(effect, reply)
-    if op is Op.ACQUIRE:
-        if reply is None:
-            return TAKEN
-        if reply is True or _text(reply) == "OK":
-            return OK
-        raise UnexpectedReply(f"unexpected reply {reply!r:.40} to SET NX")
     if op is Op.GET:
         if reply is None:
             return MISSING

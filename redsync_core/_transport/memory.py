@@ -43,7 +43,7 @@ class MemoryStore:
                 return self._apply_keys(effect, now)
             entry = self._live(key, now)
             if effect.op is Op.ACQUIRE:
-                if entry is not None:
+                if entry is not None and entry[0] != value:
                     return self._foreign(entry, now)
                 self._data[key] = (value, now + effect.ttl_ms)
                 return OK

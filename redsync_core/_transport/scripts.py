@@ -2,6 +2,11 @@
 
 Replies other than 1 and 0 encode the other holder's remaining TTL as ``-2 - PTTL``: -1 means a
 foreign key without expiry, -2 - t means a foreign key that expires in t ms.
+
+Release notices: a script that deletes a lock publishes on the channel named like the key
+(channels are a namespace apart from keys), with PUBLISH or, on Redis Cluster, SPUBLISH (a
+sharded channel lives in the key's slot). ``redis.pcall`` keeps a refused publish (ACL
+NOPERM) from failing the delete: notices are hints for waiters, never part of the lock.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ import hashlib
 from dataclasses import dataclass, field
 
 __all__ = [
+    "ACQUIRE",
     "ACQUIRE_ALL",
     "ACQUIRE_ANY",
+    "DELETE",
     "EXTEND",
     "EXTEND_ALL",
     "EXTEND_MANY",
@@ -38,14 +45,53 @@ class Script:
         object.__setattr__(self, "sha", digest)
 
 
+ACQUIRE = Script(
+    """-- set-if-free, telling when the other holder's key expires
+-- KEYS[1]: the lock key; ARGV[1]: our value; ARGV[2]: TTL in ms
+-- returns 1: set (or it already held our value: TTL re-armed); <0: another value, -2 - PTTL
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return -2 - redis.call('PTTL', KEYS[1])
+"""
+)
+
 RELEASE = Script(
-    """-- compare-and-delete
+    """-- compare-and-delete, then a release notice
 -- KEYS[1]: the lock key; ARGV[1]: our value
+-- ARGV[2]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[3]: the notice's payload
 -- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL
 local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if v == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  if ARGV[2] == 'p' then
+    redis.pcall('PUBLISH', KEYS[1], ARGV[3])
+  elseif ARGV[2] == 's' then
+    redis.pcall('SPUBLISH', KEYS[1], ARGV[3])
+  end
+  return 1
+end
 if not v then return 0 end
 return -2 - redis.call('PTTL', KEYS[1])
+"""
+)
+
+DELETE = Script(
+    """-- delete whatever the value (forced release by an operator), then a release notice
+-- KEYS[1]: the lock key
+-- ARGV[1]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[2]: the notice's payload
+-- returns 1: deleted; 0: no such key
+local n = redis.call('DEL', KEYS[1])
+if n == 1 then
+  if ARGV[1] == 'p' then
+    redis.pcall('PUBLISH', KEYS[1], ARGV[2])
+  elseif ARGV[1] == 's' then
+    redis.pcall('SPUBLISH', KEYS[1], ARGV[2])
+  end
+end
+return n
 """
 )
 

@@ -341,8 +341,14 @@ def _credentials(conn: Any) -> tuple[str, ...]:
     return (password,) if password else ()
 
 
-def _send(node: SyncNode, lease: _Lease, effect: FanOut | Batch, budget_s: float | None) -> _Call:
-    script, args = command(effect)
+def _send(
+    node: SyncNode,
+    lease: _Lease,
+    effect: FanOut | Batch,
+    budget_s: float | None,
+    sharded: bool = False,
+) -> _Call:
+    script, args = command(effect, sharded)
     packed = pack(*args) if script is None else pack("EVALSHA", script.sha, *args)
     lease.send(packed, budget_s)
     return _Call(node, lease, effect, script, args)
@@ -411,12 +417,12 @@ class ClusterNode:
         if target is None or target.redis_connection is None:
             return self._through_client(effect)
         lease = self._leases.lease(target.redis_connection.connection_pool)
-        call = _send(self, lease, effect, budget_s)
+        call = _send(self, lease, effect, budget_s, sharded=True)
         return _ClusterCall(self, call)
 
     def _through_client(self, effect: FanOut) -> NodeReply:
         """Run the command through the cluster client, which follows MOVED/ASK redirections."""
-        script, args = command(effect)
+        script, args = command(effect, sharded=True)
         if script is None:
             raw = self.client.execute_command(*args)
         else:
@@ -542,13 +548,15 @@ def fan_out(
 
     Returns when every node answered, ``effect.deadline_ms`` passed (the rest become
     NodeErrors), or, with ``effect.stop_at``, when that many nodes agreed either way (the rest
-    stay None). Never raises for node failures.
+    stay None). Nodes left out by ``effect.only`` stay None. Never raises for node failures.
     """
     replies: list[Reply] = [None] * len(nodes)
     budget_s = None if effect.deadline_ms is None else effect.deadline_ms / 1000
     deadline = None if budget_s is None else time.monotonic() + budget_s
     inflight: dict[int, Any] = {}
     indexes = list(order if order is not None else range(len(nodes)))
+    if effect.only is not None:
+        indexes = [i for i in indexes if i in effect.only]
     # Nodes with an open connection first: opening one may take a little of the budget.
     indexes.sort(key=lambda i: not nodes[i].connected(effect))
     for i in indexes:
