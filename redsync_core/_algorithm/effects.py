@@ -31,6 +31,7 @@ class Op(enum.Enum):
     INSPECT = "inspect"  # GET and PTTL of the key, for status tools
     DELETE = "delete"  # DEL key whatever its value: forced release by an operator
     SCAN = "scan"  # one SCAN page of the keys matching ``key`` (a pattern), for lock listings
+    SWAP = "swap"  # compare-and-set script: replace ``replaces`` with our value, reset the TTL
 
 
 class Status(enum.Enum):
@@ -96,6 +97,7 @@ class FanOut:
     stop_at: int | None = None
     cursor: int = 0
     count: int = 0
+    replaces: str = ""  # SWAP only: the value taken over
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,16 @@ from .._algorithm.effects import (
     Status,
 )
 from .._exceptions import NodeError
-from .scripts import EXTEND, EXTEND_MANY, INSPECT, RELEASE, SCAN_PAGE, Script, decode_foreign_ttl
+from .scripts import (
+    EXTEND,
+    EXTEND_MANY,
+    INSPECT,
+    RELEASE,
+    SCAN_PAGE,
+    SWAP,
+    Script,
+    decode_foreign_ttl,
+)
 
 __all__ = [
     "Reply",
@@ -66,6 +75,8 @@ def command(effect: FanOut | Batch) -> tuple[Script | None, tuple[Arg, ...]]:
         return RELEASE, (1, effect.key, effect.value)
     if op is Op.EXTEND:
         return EXTEND, (1, effect.key, effect.value, effect.ttl_ms, "1" if effect.set_nx else "0")
+    if op is Op.SWAP:
+        return SWAP, (1, effect.key, effect.replaces, effect.value, effect.ttl_ms)
     if op is Op.INSPECT:
         return INSPECT, (1, effect.key)
     if op is Op.DELETE:

@@ -26,7 +26,7 @@ CONTEXT = {"__enter__": "__aenter__", "__exit__": "__aexit__"}
 
 AWAITABLE = {
     AsyncRedsync: {"ping", "inspect", "force_release", "list_locks", "release_listed", "close"},
-    AsyncMutex: {"lock", "try_lock", "unlock", "extend", "valid"},
+    AsyncMutex: {"lock", "try_lock", "unlock", "extend", "valid", "take_over", "release_after"},
 }
 
 
