@@ -239,7 +239,7 @@ def read_beat_settings(app: Any) -> BeatSettings:
     if expiry is None:
         expiry = 30.0
     try:
-        MutexOptions.build({"expiry": expiry})
-    except ConfigurationError as exc:
+        adapter_options({"expiry": expiry})
+    except SettingError as exc:
         raise _bad("redsync_beat_lock_expiry", str(exc)) from None
     return BeatSettings(name, float(expiry))
