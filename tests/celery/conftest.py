@@ -23,6 +23,7 @@ POOLS = {  # pool type -> (concurrency, worker processes)
     "threads": (3, 1),
     "solo": (1, 2),  # solo runs one task per process: two processes make duplicates meet
     "gevent": (3, 1),
+    "eventlet": (3, 1),
 }
 
 

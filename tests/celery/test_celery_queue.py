@@ -18,7 +18,7 @@ from redsync_core import LockTaken
 RESULT_TIMEOUT = 90.0  # seconds; the machine is shared and slow
 
 
-@pytest.fixture(scope="module", params=["prefork", "threads", "solo", "gevent"])
+@pytest.fixture(scope="module", params=["prefork", "threads", "solo", "gevent", "eventlet"])
 def pool(request: pytest.FixtureRequest, celery_env: Any) -> str:
     celery_env.workers(request.param)
     return str(request.param)
