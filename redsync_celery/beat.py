@@ -23,7 +23,8 @@ leader's death and the take-over) is not sent by the new leader. ``LeaderSchedul
 standby's own schedule file moving (a standby passes its due entries without sending them), so
 the new leader does not send what the old one sent; ``LeaderDatabaseScheduler`` shares the
 schedule through the database, which the leader writes after every send and a new leader reads
-again when it takes over.
+again when it takes over (a leader killed between a send and that write is the one case where
+the new leader sends that tick again).
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ class Leadership:
         self.lock_name = settings.lock_name
         self.expiry = settings.lock_expiry
         self._mutex: Mutex | None = None
-        self._standing_by = False
 
     @property
     def leading(self) -> bool:
@@ -103,7 +103,6 @@ class Leadership:
                 self.lock_name,
                 retry,
             )
-            self._standing_by = True
             return retry + random.uniform(*RETRY_JITTER)
         self._mutex = mutex
         logger.info(

@@ -40,21 +40,28 @@ journal = redis.Redis.from_url(f"{REDIS}/2")
 
 
 class every_second(schedule):
-    """Due once per whole second of the wall clock (a grid, so a tick has an identity)."""
+    """Due once per grid slot of ``period`` whole seconds of the wall clock (so a tick has an
+    identity: its slot number)."""
 
-    def __init__(self) -> None:
-        super().__init__(run_every=1.0)
+    def __init__(self, period: int = 1) -> None:
+        super().__init__(run_every=float(period))
+        self.period = period
 
     def is_due(self, last_run_at: datetime) -> schedstate:
         now = time.time()
-        return schedstate(int(now) > int(last_run_at.timestamp()), 1.0 - now % 1.0 + 0.001)
+        due = int(now // self.period) > int(last_run_at.timestamp() // self.period)
+        return schedstate(due, self.period - now % self.period + 0.001)
 
-    def __reduce__(self) -> tuple[type, tuple[()]]:
-        return self.__class__, ()
+    def __reduce__(self) -> tuple[type, tuple[int]]:
+        return self.__class__, (self.period,)
+
+
+PERIOD = int(os.environ.get("RSC_BEAT_PERIOD", "1"))
 
 
 def tick_second() -> int:
-    return int(time.time())
+    """The grid slot of now: the identity of the tick being sent."""
+    return int(time.time() // PERIOD)
 
 
 app.conf.update(
@@ -71,7 +78,7 @@ app.conf.update(
         "tick": {"task": "rs_celery_beatapp.tick", "schedule": schedule(run_every=1.0),
                  "args": (0,)}
         if DJANGO_DB
-        else {"task": "rs_celery_beatapp.tick", "schedule": every_second(),
+        else {"task": "rs_celery_beatapp.tick", "schedule": every_second(PERIOD),
               "args": (BeatLazyFunc(tick_second),)},
     },
 )  # fmt: skip

@@ -40,7 +40,8 @@ def start_beat(celery_env: Any, lock_name: str, tmp_path: Path) -> Iterator[Any]
     started: list[Beat] = []
     env = {**celery_env.env, "RSC_BEAT_LOCK": lock_name, "RSC_BEAT_EXPIRY": str(EXPIRY)}
 
-    def start(scheduler: str = SCHEDULER) -> Beat:
+    def start(scheduler: str = SCHEDULER, period: int = 1) -> Beat:
+        env["RSC_BEAT_PERIOD"] = str(period)
         if scheduler == DATABASE_SCHEDULER and "RSC_BEAT_DJANGO_DB" not in env:
             env["RSC_BEAT_DJANGO_DB"] = str(tmp_path / "beat.sqlite3")
             migrate = "import rs_celery_beatapp; from django.core.management import call_command; "
@@ -98,6 +99,30 @@ def test_one_beat_sends_and_a_standby_takes_over_within_the_expiry(
     assert max(s["tick"] for s in by_leader) < min(s["tick"] for s in by_standby)
     times = sorted(s["t"] for s in found)
     assert min(b - a for a, b in itertools.pairwise(times)) > 0.5  # one send per tick, never two
+
+
+def test_a_new_leader_does_not_send_again_what_the_old_one_sent(
+    celery_env: Any, start_beat: Any, lock_name: str
+) -> None:
+    """Ticks every 6 s; the leader is killed just after sending one, and the standby leads
+    within the expiry (3 s), inside the same 6 s slot. The standby passed that tick on its own
+    schedule while standing by, so it sends the next one, not that one again."""
+    leader = start_beat(period=6)
+    leader.wait_for("beat: leading")
+    standby = start_beat(period=6)
+    standby.wait_for("beat: standing by")
+    sent_before = len(sends(celery_env, lock_name))
+    eventually(lambda: len(sends(celery_env, lock_name)) > sent_before, 30)
+    leader.kill()
+    killed_at = time.monotonic()
+    standby.wait_for("beat: leading", timeout=EXPIRY + 30)
+    eventually(lambda: [s for s in sends(celery_env, lock_name) if s["pid"] == standby.pid], 30)
+    found = sends(celery_env, lock_name)
+    by_leader = [s["tick"] for s in found if s["pid"] == leader.pid]
+    by_standby = [s for s in found if s["pid"] == standby.pid]
+    assert by_standby[0]["t"] > killed_at
+    assert by_standby[0]["tick"] == by_leader[-1] + 1, (by_leader, by_standby)
+    assert [t for t, n in Counter(s["tick"] for s in found).items() if n > 1] == []
 
 
 def test_a_leader_that_loses_its_lock_stops_sending(
