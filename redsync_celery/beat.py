@@ -124,7 +124,7 @@ class Leadership:
 
 
 def _beat_value() -> str:
-    """A lock value that tells operators which beat leads (``redsync status``)."""
+    """A lock value that tells operators which beat leads (``Redsync.inspect(name).holder``)."""
     return f"beat:{socket.gethostname()}:{os.getpid()}:{secrets.token_urlsafe(12)}"
 
 

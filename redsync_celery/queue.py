@@ -46,6 +46,8 @@ from redsync_core import (
     RedsyncError,
 )
 
+from redsync_core.adapters import free_in
+
 from .conf import get_redsync
 from .signals import lock_busy
 
@@ -229,11 +231,10 @@ def _duplicate(task: SingletonTask, name: str, exc: LockNotAcquired) -> Any:
         )
         return task.AsyncResult(holder_id)
     held_by = f"task {holder_id}" if holder_id else "a holder that is not a task"
-    free_in = "" if exc.retry_after is None else f" (free in about {exc.retry_after:.1f} s)"
     raise DuplicateTask(
         name,
         f"Task {task.name} was not queued: lock {name!r} is held by {held_by}, queued or "
-        f"running{free_in}. Wait for it (lock_on_duplicate='return' gives its AsyncResult) "
+        f"running ({free_in(exc.retry_after)}). Wait for it (lock_on_duplicate='return' gives its AsyncResult) "
         "or release the lock (redsync release --force) if that task is gone.",
         holder_id,
         exc.retry_after,
