@@ -45,7 +45,6 @@ from redsync_core import (
     QuorumUnreachable,
     RedsyncError,
 )
-
 from redsync_core.adapters import free_in
 
 from .conf import get_redsync
