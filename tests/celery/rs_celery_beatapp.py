@@ -75,7 +75,7 @@ app.conf.update(
     beat_schedule={
         # The database stores plain intervals and JSON arguments: there, beat's send time
         # (recorded below) names the tick.
-        "tick": {"task": "rs_celery_beatapp.tick", "schedule": schedule(run_every=1.0),
+        "tick": {"task": "rs_celery_beatapp.tick", "schedule": schedule(run_every=float(PERIOD)),
                  "args": (0,)}
         if DJANGO_DB
         else {"task": "rs_celery_beatapp.tick", "schedule": every_second(PERIOD),

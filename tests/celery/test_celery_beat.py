@@ -125,6 +125,27 @@ def test_a_new_leader_does_not_send_again_what_the_old_one_sent(
     assert [t for t, n in Counter(s["tick"] for s in found).items() if n > 1] == []
 
 
+def test_a_new_database_leader_reads_what_the_old_one_sent(
+    celery_env: Any, start_beat: Any, lock_name: str
+) -> None:
+    """django-celery-beat, a task every 6 s: the leader writes each run time right after the
+    send, and the standby, taking over within the expiry (3 s), reads it again. So its first
+    send comes a whole interval after the leader's last one, not at once."""
+    leader = start_beat(DATABASE_SCHEDULER, period=6)
+    leader.wait_for("beat: leading")
+    standby = start_beat(DATABASE_SCHEDULER, period=6)
+    standby.wait_for("beat: standing by")
+    sent_before = len(sends(celery_env, lock_name))
+    eventually(lambda: len(sends(celery_env, lock_name)) > sent_before, 30)
+    leader.kill()
+    standby.wait_for("beat: leading", timeout=EXPIRY + 30)
+    eventually(lambda: [s for s in sends(celery_env, lock_name) if s["pid"] == standby.pid], 30)
+    found = sends(celery_env, lock_name)
+    last_by_leader = [s["t"] for s in found if s["pid"] == leader.pid][-1]
+    first_by_standby = next(s["t"] for s in found if s["pid"] == standby.pid)
+    assert first_by_standby - last_by_leader > 6 - 0.5, (last_by_leader, first_by_standby)
+
+
 def test_a_leader_that_loses_its_lock_stops_sending(
     celery_env: Any, start_beat: Any, lock_name: str
 ) -> None:
