@@ -42,6 +42,7 @@ from redsync_core import (
     LockNotAcquired,
     LockTaken,
     Mutex,
+    MutexOptions,
     QuorumUnreachable,
     RedsyncError,
 )
@@ -112,11 +113,20 @@ def check_scope_options(
     if cls.lock_on_duplicate not in DUPLICATE_ACTIONS:
         raise bad("lock_on_duplicate", cls.lock_on_duplicate, "'return' or 'raise'")
     expiry = cls.lock_queue_expiry
-    if not _number(expiry) or not expiry > 0:
-        raise bad("lock_queue_expiry", expiry, "a number of seconds > 0")
+    if not _number(expiry) or not expiry > 0 or not _valid_ttl(expiry):
+        raise bad("lock_queue_expiry", expiry, "a number of seconds > 0 (a lock TTL)")
     hold = cls.lock_hold_after
-    if not _number(hold) or not hold >= 0:
+    if not _number(hold) or not hold >= 0 or (hold > 0 and not _valid_ttl(hold)):
         raise bad("lock_hold_after", hold, "a number of seconds >= 0 (0: release at once)")
+
+
+def _valid_ttl(seconds: float) -> bool:
+    """True when the core accepts ``seconds`` as a lock TTL (not too long, not too fine)."""
+    try:
+        MutexOptions.build({"expiry": seconds})
+    except ConfigurationError:
+        return False
+    return True
 
 
 def check_plain_tasks(app: Any) -> None:

@@ -30,6 +30,8 @@ def make_app(urls: list[str], **conf: Any) -> Celery:
         pytest.param({"lock_hold_after": -1}, "lock_hold_after=-1", id="negative-hold-after"),
         pytest.param({"lock_hold_after": "60"}, "lock_hold_after", id="string-hold-after"),
         pytest.param({"lock_hold_after": True}, "lock_hold_after", id="bool-hold-after"),
+        pytest.param({"lock_hold_after": 1e9}, "lock_hold_after", id="hold-after-too-long"),
+        pytest.param({"lock_queue_expiry": 1e9}, "lock_queue_expiry", id="queue-expiry-too-long"),
     ],
 )
 def test_bad_options_are_refused_at_class_creation(options: dict[str, Any], named: str) -> None:
