@@ -162,8 +162,8 @@ def parse_holder(holder: str | None) -> tuple[str | None, int | None, bool]:
     stage, _, _ = rest.partition(":")
     queued = stage.startswith("q")
     attempt = stage[1:] if queued else stage
-    if not attempt.isdigit():
-        return task_id or None, None, False
+    if not task_id or not attempt.isdigit():
+        return None, None, False
     return task_id, int(attempt), queued
 
 
@@ -174,7 +174,10 @@ def _delay(options: Mapping[str, Any]) -> float:
         return max(0.0, float(countdown))
     eta = options.get("eta")
     if isinstance(eta, str):
-        eta = dt.datetime.fromisoformat(eta)
+        try:
+            eta = dt.datetime.fromisoformat(eta)
+        except ValueError:
+            return 0.0  # Celery parses it its own way; the queue expiry still applies
     if isinstance(eta, dt.datetime):
         if eta.tzinfo is None:  # Celery reads a naive eta as UTC (enable_utc)
             eta = eta.replace(tzinfo=dt.timezone.utc)
@@ -200,28 +203,37 @@ def enqueue(
     name = task.lock_name_for(args or (), kwargs or {})
     redsync = get_redsync(task.app)
     token = secrets.token_urlsafe(12)
-    mutex = redsync.new_mutex(
-        name,
-        expiry=float(task.lock_queue_expiry) + _delay(options),
-        auto_extend=False,
-        tries=1,
-        gen_value_func=lambda: f"{task_id}:q0:{token}",
-    )
-    try:
-        mutex.lock()
-    except QuorumUnreachable:
-        raise
-    except LockNotAcquired as exc:
-        return _duplicate(task, name, exc)
-    try:
-        return send(args, kwargs, task_id=task_id, **options)
-    except BaseException:
-        mutex.unlock()  # nothing was queued: there is nothing to protect
-        raise
+    expiry = float(task.lock_queue_expiry) + _delay(options)
+    busy: LockNotAcquired | None = None
+    for _attempt in range(2):  # a second try only if the holder left between lock and inspect
+        mutex = redsync.new_mutex(
+            name,
+            expiry=expiry,
+            auto_extend=False,
+            tries=1,
+            gen_value_func=lambda: f"{task_id}:q0:{token}",
+        )
+        try:
+            mutex.lock()
+        except QuorumUnreachable:
+            raise
+        except LockNotAcquired as exc:
+            busy = exc
+            holder = redsync.inspect(name).holder
+            if holder is None:
+                continue
+            return _duplicate(task, name, holder, exc)
+        try:
+            return send(args, kwargs, task_id=task_id, **options)
+        except BaseException:
+            mutex.unlock()  # nothing was queued: there is nothing to protect
+            raise
+    assert busy is not None  # both attempts found the lock held
+    return _duplicate(task, name, None, busy)
 
 
-def _duplicate(task: SingletonTask, name: str, exc: LockNotAcquired) -> Any:
-    holder_id, _, _ = parse_holder(get_redsync(task.app).inspect(name).holder)
+def _duplicate(task: SingletonTask, name: str, holder: str | None, exc: LockNotAcquired) -> Any:
+    holder_id, _, _ = parse_holder(holder)
     action = task.lock_on_duplicate
     lock_busy.send(
         sender=task,
@@ -243,8 +255,9 @@ def _duplicate(task: SingletonTask, name: str, exc: LockNotAcquired) -> Any:
     raise DuplicateTask(
         name,
         f"Task {task.name} was not queued: lock {name!r} is held by {held_by}, queued or "
-        f"running ({free_in(exc.retry_after)}). Wait for it (lock_on_duplicate='return' gives its AsyncResult) "
-        "or release the lock (redsync release --force) if that task is gone.",
+        f"running ({free_in(exc.retry_after)}). Wait for it (lock_on_duplicate='return' "
+        "gives its AsyncResult) or release the lock (redsync release --force) if that task "
+        "is gone.",
         holder_id,
         exc.retry_after,
     )

@@ -116,3 +116,18 @@ def test_eager_mode_locks_at_apply_async_and_the_run_takes_it_over() -> None:
     assert seen[0] is not None
     assert seen[0].startswith(f"{result.id}:0:")
     assert get_redsync(app).inspect(task.lock_name_for((3,), {})).holder is None
+
+
+def test_a_lock_held_by_something_else_than_a_task_raises_even_in_return_mode() -> None:
+    app = make_app(memory_urls(3))
+
+    @app.task(base=SingletonTask, name="proj.f", lock_scope="queue", lock_name="f", shared=False)
+    def f() -> None: ...
+
+    by_hand = get_redsync(app).new_mutex("f", expiry=30.0, value="maintenance:window")
+    by_hand.lock()
+    with pytest.raises(DuplicateTask, match="a holder that is not a task") as caught:
+        app.tasks["proj.f"].delay()
+    assert caught.value.task_id is None
+    by_hand.unlock()
+    assert app.tasks["proj.f"].delay().id  # free again: queued
