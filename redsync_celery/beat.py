@@ -165,7 +165,15 @@ def __getattr__(name: str) -> Any:
     """Import ``LeaderDatabaseScheduler`` on first use: django-celery-beat is optional, and
     importing it needs Django's settings, which a Celery app configures when it loads."""
     if name == "LeaderDatabaseScheduler":
-        from ._beat_django import LeaderDatabaseScheduler
-
+        try:
+            from ._beat_django import LeaderDatabaseScheduler
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not exc.name.startswith("django_celery_beat"):
+                raise
+            raise ImportError(
+                "redsync_celery.beat.LeaderDatabaseScheduler needs django-celery-beat: "
+                "pip install django-celery-beat (or use LeaderScheduler, with a schedule file "
+                "per host)."
+            ) from exc
         return LeaderDatabaseScheduler
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

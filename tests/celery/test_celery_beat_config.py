@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
 from celery import Celery
 from celery.exceptions import ImproperlyConfigured
 
+import redsync_celery.beat
 from redsync_celery.beat import LeaderScheduler, Leadership
 from redsync_celery.conf import read_beat_settings
 
@@ -68,3 +70,12 @@ def test_the_banner_names_the_lock(tmp_path: Any) -> None:
     app = make_app()
     scheduler = LeaderScheduler(app=app, schedule_filename=str(tmp_path / "s"), lazy=True)
     assert "'celery-beat:proj'" in scheduler.info
+
+
+def test_the_database_scheduler_without_django_celery_beat_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "django_celery_beat", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "redsync_celery._beat_django", raising=False)
+    with pytest.raises(ImportError, match="pip install django-celery-beat"):
+        redsync_celery.beat.LeaderDatabaseScheduler  # noqa: B018 - the lookup is the test
