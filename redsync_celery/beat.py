@@ -34,6 +34,7 @@ import os
 import random
 import secrets
 import socket
+import time
 from typing import Any
 
 from celery.beat import PersistentScheduler, ScheduleEntry
@@ -58,6 +59,7 @@ class Leadership:
         self.lock_name = settings.lock_name
         self.expiry = settings.lock_expiry
         self._mutex: Mutex | None = None
+        self._next_try = 0.0  # time.monotonic() of a standby's next try
 
     @property
     def leading(self) -> bool:
@@ -70,6 +72,9 @@ class Leadership:
         to wait before the next try (when the holder's TTL would run out)."""
         if self.leading:
             return None
+        wait = self._next_try - time.monotonic()
+        if wait > 0:  # a standby ticking through its schedule: not yet time to try again
+            return wait
         if self._mutex is not None:
             logger.error(
                 "beat: lost the leader lock %r; sending nothing until it is won again.",
@@ -94,7 +99,7 @@ class Leadership:
                 exc,
                 retry,
             )
-            return retry + random.uniform(*RETRY_JITTER)
+            return self._wait(retry)
         except LockNotAcquired as exc:
             if exc.retry_after is not None:
                 retry = min(exc.retry_after, self.expiry)
@@ -103,7 +108,7 @@ class Leadership:
                 self.lock_name,
                 retry,
             )
-            return retry + random.uniform(*RETRY_JITTER)
+            return self._wait(retry)
         self._mutex = mutex
         logger.info(
             "beat: leading: holding lock %r (expiry %.1f s, auto-extended); sending due tasks.",
@@ -111,6 +116,11 @@ class Leadership:
             self.expiry,
         )
         return None
+
+    def _wait(self, seconds: float) -> float:
+        wait = seconds + random.uniform(*RETRY_JITTER)
+        self._next_try = time.monotonic() + wait
+        return wait
 
     def resign(self) -> None:
         """Release the lock if held, so a standby takes over at once."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -51,16 +53,17 @@ def test_bad_settings_are_named(main: str | None, conf: dict[str, Any], setting:
 
 def test_one_leader_at_a_time_in_one_process() -> None:
     """Two campaigns on the same nodes: the first leads, the second stands by with a wait no
-    longer than the expiry, and leads once the first resigns."""
-    app = make_app(redsync_beat_lock_expiry=5)
+    longer than the expiry, and leads once the first resigned and its wait is over."""
+    app = make_app(redsync_beat_lock_expiry=1)
     first, second = Leadership(app), Leadership(app)
     assert first.campaign() is None
     assert first.leading
     wait = second.campaign()
     assert wait is not None
-    assert 0 < wait <= 5 + 0.2
+    assert 0 < wait <= 1 + 0.2
     assert not second.leading
     first.resign()
+    time.sleep(wait)
     assert second.campaign() is None
     assert second.leading
     second.resign()
@@ -79,3 +82,21 @@ def test_the_database_scheduler_without_django_celery_beat_says_what_to_install(
     monkeypatch.delitem(sys.modules, "redsync_celery._beat_django", raising=False)
     with pytest.raises(ImportError, match="pip install django-celery-beat"):
         redsync_celery.beat.LeaderDatabaseScheduler  # noqa: B018 - the lookup is the test
+
+
+def test_a_standby_tries_again_only_when_the_holder_may_be_gone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Beat ticks a standby often (each due entry it passes); it must not ask the nodes and
+    log each time, only when its wait is over."""
+    app = make_app(redsync_beat_lock_expiry=5)
+    leader, standby = Leadership(app), Leadership(app)
+    assert leader.campaign() is None
+    with caplog.at_level(logging.INFO, logger="redsync_celery.beat"):
+        first = standby.campaign()
+        second = standby.campaign()
+    assert first is not None
+    assert second is not None
+    assert 0 < second <= first
+    assert sum("standing by" in r.getMessage() for r in caplog.records) == 1
+    leader.resign()
