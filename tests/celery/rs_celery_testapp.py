@@ -180,3 +180,8 @@ def work_queue_throttled(self: Any, key: str, seconds: float = 0.2, fail: bool =
 @app.task(base=SingletonTask, bind=True, lock_expiry=60, soft_time_limit=1)
 def work_soft_limit(self: Any, key: str, seconds: float = 1.0, fail: bool = False) -> str:
     return body(self, key, seconds, fail)
+
+
+@app.task(base=SingletonTask, bind=True, lock_scope="queue", lock_expiry=60)
+def work_queue_crash(self: Any, key: str, seconds: float = 1.0, fail: bool = False) -> str:
+    return body(self, key, seconds, fail)

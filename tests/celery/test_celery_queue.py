@@ -4,12 +4,15 @@ workers and real Redis; and ``lock_hold_after``, the throttle window, in both sc
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import signal
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from billiard.exceptions import WorkerLostError
 from rs_celery_workers import eventually
 
 from redsync_celery import DuplicateTask
@@ -220,3 +223,18 @@ def test_a_failed_run_is_not_throttled(celery_env: Any, worker: Any, key: str) -
     with pytest.raises(ValueError, match="on purpose"):
         worker.send(task, key, fail=True).get(timeout=RESULT_TIMEOUT)
     assert info(celery_env, task, key, fail=True).holder is None
+
+
+def test_a_killed_child_lock_is_released_by_the_parent_in_queue_scope(
+    celery_env: Any, worker: Any, key: str
+) -> None:
+    """The run's value after the take-over is "<id>:0:...", so the prefork parent's release
+    of a dead child's lock works as in run scope."""
+    task = celery_env.app.work_queue_crash  # lock_expiry=60
+    result = task.apply_async((key, 60.0), queue=worker.queue)
+    (start,) = eventually(lambda: events(celery_env, key, "start"), 60)
+    os.kill(start["pid"], signal.SIGKILL)
+    eventually(lambda: info(celery_env, task, key, 60.0).holder is None, 20)  # expiry is 60 s
+    with pytest.raises(WorkerLostError):
+        result.get(timeout=RESULT_TIMEOUT)
+    assert f"[{result.id}]: its worker process ended" in worker.log()
