@@ -5,12 +5,13 @@ later (sync and asyncio, on real redis-server nodes and on memory nodes)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from redsync_core import AsyncRedsync, ConfigurationError, LockError, Redsync
+from redsync_core import AsyncRedsync, ConfigurationError, LockError, Mutex, Redsync
 from redsync_core.testing import RedisServer, memory_urls
 
 
@@ -142,3 +143,35 @@ def test_the_asyncio_twin_hands_over_the_same_way(urls: list[str]) -> None:
             assert (await rs.inspect("job")).holder is None
 
     asyncio.run(scenario())
+
+
+def _race(rs: Redsync, value: str) -> tuple[list[bool], list[Mutex]]:
+    """Two mutexes take ``value`` over at the same moment (two threads, one barrier)."""
+    contenders = [rs.new_mutex("job"), rs.new_mutex("job")]
+    start = threading.Barrier(2)
+    won = [False, False]
+
+    def take(i: int) -> None:
+        start.wait()
+        won[i] = contenders[i].take_over(value)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return won, contenders
+
+
+def test_concurrent_take_overs_of_one_value_have_one_winner(urls: list[str]) -> None:
+    """Two threads take the same queued value over at the same moment, 20 times: exactly one
+    wins each round, and the lock then holds the winner's value."""
+    with Redsync(urls) as rs:
+        for _ in range(20):
+            queued = rs.new_mutex("job", expiry=60.0)
+            queued.lock()
+            won, contenders = _race(rs, queued.value or "")
+            assert won.count(True) == 1, won
+            winner = contenders[won.index(True)]
+            assert rs.inspect("job").holder == winner.value
+            winner.unlock()
