@@ -238,3 +238,14 @@ def test_a_killed_child_lock_is_released_by_the_parent_in_queue_scope(
     with pytest.raises(WorkerLostError):
         result.get(timeout=RESULT_TIMEOUT)
     assert f"[{result.id}]: its worker process ended" in worker.log()
+
+
+def test_a_queued_lock_is_listed_by_its_task_id(celery_env: Any, key: str) -> None:
+    """Sent to a queue no worker reads: the lock a queued task holds names that task."""
+    task = celery_env.app.work_queue
+    result = task.apply_async((key, 0.0), queue="nobody")
+    name = task.lock_name_for((key, 0.0), {})
+    (listed,) = celery_env.redsync.list_locks(name)
+    assert (listed.verdict, listed.holder_task_id) == ("held", result.id)
+    assert listed.holder_label == f"task {result.id}"
+    celery_env.redsync.force_release(name)
