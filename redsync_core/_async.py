@@ -24,6 +24,7 @@ from ._base import (
     NodeHealth,
     PingReport,
     RedsyncBase,
+    check_value,
     lock_listing,
     logger,
 )
@@ -333,6 +334,10 @@ class AsyncMutex(MutexBase):
         except LockNotAcquired as exc:
             logger.debug("Could not lock %r: %s", self._name, type(exc).__name__)
             raise
+        self._start_holding(value, until_ms)
+
+    def _start_holding(self, value: str, until_ms: int) -> None:
+        """Record an acquisition; start auto-extension when the options ask for it."""
         self._acquired(value, until_ms)
         if self._options.auto_extend:
             async_scheduler().add(self._renewal(), self._redsync._extend_many)
@@ -369,6 +374,53 @@ class AsyncMutex(MutexBase):
             return False
         self._until_ms = outcome.until_ms
         return True
+
+    async def take_over(self, value: str) -> bool:
+        """Take the lock over from the holder of ``value`` (another process or object): replace
+        that value with a new one of this mutex, with this mutex's expiry, in one step per node.
+
+        On a quorum this mutex holds the lock as after ``lock()`` (auto-extended with
+        ``auto_extend``) and ``value`` no longer does. Returns False, holding nothing, when a
+        quorum did not hold ``value`` (it expired, was released or was taken over already).
+
+        Raises:
+            LockError: this Mutex already holds the lock.
+            ConfigurationError: ``value`` is not a non-empty string.
+        """
+        replaces = check_value(value)
+        mine = self._begin_lock()
+        flow = flows.take_over(
+            self._options, self._target(mine), replaces=replaces, now_ms=self._clock()
+        )
+        until_ms = await self._drive(flow)
+        if until_ms is None:
+            return False
+        self._start_holding(mine, until_ms)
+        return True
+
+    async def release_after(self, seconds: float) -> bool:
+        """Stop holding the lock but leave it to expire in ``seconds`` instead of deleting it:
+        stop auto-extension, forget the held state and reset the TTL on a quorum. For a
+        throttle window, or a hand-over to a later holder that knows the value (``take_over``).
+
+        Returns True if a quorum took the new TTL; False when the lock was no longer ours (or
+        was lost) or nodes failed. Never raises for these.
+
+        Raises:
+            ConfigurationError: ``seconds`` is not a valid expiry.
+        """
+        ttl_ms = self._extend_ttl_ms(seconds)
+        lost = self._lost
+        if not self._released():
+            return False
+        # An extension already in flight when auto-extension stops may land after this reset
+        # and give the key the full expiry again: the window then ends later, never sooner.
+        outcome = await self._drive(
+            flows.extend(
+                self._options, self._target(), ttl_ms=ttl_ms, now_ms=self._clock(), until_ms=None
+            )
+        )
+        return outcome.until_ms is not None and not lost
 
     async def valid(self) -> bool:
         """Return True when a quorum of nodes holds our value (a GET on every node)."""

@@ -325,6 +325,21 @@ def check_name(name: object) -> str:
     return name
 
 
+def check_value(value: object) -> str:
+    """Return ``value`` (a lock value handed over by its holder) if it is a non-empty string.
+
+    Raises:
+        ConfigurationError: otherwise.
+    """
+    if not is_text(value):
+        raise ConfigurationError(
+            f"Invalid lock value {value!r:.40}: expected the non-empty string its holder has "
+            "(Mutex.value)."
+        )
+    assert isinstance(value, str)
+    return value
+
+
 class RedsyncBase:
     """Options and node-independent behaviour of ``Redsync`` and ``AsyncRedsync``."""
 

@@ -15,7 +15,6 @@ from ._algorithm import family
 from ._algorithm.effects import Answer, Effect
 from ._algorithm.flows import Target
 from ._async import AsyncMutex
-from ._autoextend import async_scheduler
 from ._base import logger
 from ._exceptions import LockNotAcquired
 from ._family import check_limit, check_names, check_no_value
@@ -96,9 +95,7 @@ class AsyncSemaphore(AsyncMutex):
             raise
         self._permit = permit.slot
         self._key = family.permit_keys(self._base_key, self._limit)[permit.slot]
-        self._acquired(value, permit.until_ms)
-        if self._options.auto_extend:
-            async_scheduler().add(self._renewal(), self._redsync._extend_many)
+        self._start_holding(value, permit.until_ms)
 
     async def __aenter__(self) -> AsyncSemaphore:
         await self.lock()

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._algorithm import family
 from ._algorithm.effects import Answer, Effect
 from ._algorithm.flows import Target
-from ._autoextend import sync_scheduler
 from ._base import logger
 from ._exceptions import LockNotAcquired
 from ._family import check_limit, check_names, check_no_value
@@ -96,9 +95,7 @@ class Semaphore(Mutex):
             raise
         self._permit = permit.slot
         self._key = family.permit_keys(self._base_key, self._limit)[permit.slot]
-        self._acquired(value, permit.until_ms)
-        if self._options.auto_extend:
-            sync_scheduler().add(self._renewal(), self._redsync._extend_many)
+        self._start_holding(value, permit.until_ms)
 
     def __enter__(self) -> Semaphore:
         self.lock()

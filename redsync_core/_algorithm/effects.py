@@ -39,6 +39,7 @@ class Op(enum.Enum):
     RELEASE_ALL = "release_all"  # compare-and-delete every key
     EXTEND_ALL = "extend_all"  # compare-and-PEXPIRE every key
     GET_ALL = "get_all"  # compare every key with the value
+    SWAP = "swap"  # compare-and-set script: replace ``replaces`` with our value, reset the TTL
 
 
 class Status(enum.Enum):
@@ -111,6 +112,7 @@ class FanOut:
     cursor: int = 0
     count: int = 0
     keys: tuple[str, ...] = ()
+    replaces: str = ""  # SWAP only: the value taken over
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ __all__ = [
     "extend",
     "release",
     "retry_after_ms",
+    "take_over",
     "wake_at_ms",
 ]
 
@@ -241,6 +242,42 @@ def extend(
     if tally.ok >= need and valid_ms > 0:
         return Extended(tally.finished_ms + valid_ms)
     return Extended(None, gone=tally.not_ours > target.nodes - need)
+
+
+def take_over(
+    opts: MutexOptions,
+    target: Target,
+    *,
+    replaces: str,
+    now_ms: int,
+) -> Generator[Effect, Answer, int | None]:
+    """Replace the value ``replaces`` with ours on a quorum in one step per node; return the
+    monotonic time (ms) our validity ends, or None.
+
+    One attempt. On failure our value is released on every node, as after a failed acquire;
+    nodes where the swap went through no longer hold ``replaces`` either (a quorum did not hold
+    it, so its holder had lost the lock already, unless nodes failed).
+    """
+    need = quorum(target.nodes)
+    ttl_ms = opts.expiry_ms
+    deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
+    tally = _send(
+        (
+            yield FanOut(
+                Op.SWAP,
+                target.key,
+                target.value,
+                ttl_ms=ttl_ms,
+                deadline_ms=deadline_ms,
+                replaces=replaces,
+            )
+        )
+    )
+    valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
+    if tally.ok >= need and valid_ms > 0:
+        return tally.finished_ms + valid_ms
+    _send((yield FanOut(Op.RELEASE, target.key, target.value, deadline_ms=deadline_ms)))
+    return None
 
 
 def release(opts: MutexOptions, target: Target) -> Generator[Effect, Answer, bool]:

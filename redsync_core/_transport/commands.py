@@ -35,6 +35,7 @@ from .scripts import (
     RELEASE,
     RELEASE_ALL,
     SCAN_PAGE,
+    SWAP,
     Script,
     decode_foreign_ttl,
 )
@@ -99,6 +100,8 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
         return RELEASE, (1, effect.key, effect.value, notice, notice_payload(effect.value))
     if op is Op.EXTEND:
         return EXTEND, (1, effect.key, effect.value, effect.ttl_ms, "1" if effect.set_nx else "0")
+    if op is Op.SWAP:
+        return SWAP, (1, effect.key, effect.replaces, effect.value, effect.ttl_ms)
     if op is Op.INSPECT:
         return INSPECT, (1, effect.key)
     if op is Op.DELETE:

@@ -57,6 +57,9 @@ class MemoryStore:
                 return OK if self._data.pop(key, None) is not None else MISSING
             if effect.op is Op.SCAN:
                 return NodeReply(Status.OK, page=self._scan(effect, now))
+            if effect.op is Op.SWAP and entry is not None and entry[0] == effect.replaces:
+                self._data[key] = (value, now + effect.ttl_ms)
+                return OK
             if entry is None:
                 if effect.op is Op.EXTEND and effect.set_nx:
                     self._data[key] = (value, now + effect.ttl_ms)
@@ -66,7 +69,7 @@ class MemoryStore:
                 return self._foreign(entry, now)
             if effect.op is Op.RELEASE:
                 del self._data[key]
-            elif effect.op is Op.EXTEND:
+            elif effect.op in (Op.EXTEND, Op.SWAP):
                 self._data[key] = (value, now + effect.ttl_ms)
             return OK
 

@@ -28,6 +28,7 @@ __all__ = [
     "RELEASE_ALL",
     "SCAN_PAGE",
     "SCAN_PAGE_CLUSTER",
+    "SWAP",
     "Script",
     "decode_foreign_ttl",
 ]
@@ -132,6 +133,21 @@ for i, key in ipairs(KEYS) do
   end
 end
 return out
+"""
+)
+
+SWAP = Script(
+    """-- compare-and-set: take a lock over from the holder of another value
+-- KEYS[1]: the lock key; ARGV[1]: the value taken over; ARGV[2]: our value; ARGV[3]: TTL in ms
+-- returns 1: now our value (also when it already was); 0: no such key; <0: another value,
+-- -2 - PTTL
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] or v == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+if not v then return 0 end
+return -2 - redis.call('PTTL', KEYS[1])
 """
 )
 

@@ -30,6 +30,23 @@ def test_a_bad_lock_limit_fails_when_the_task_is_created(limit: object) -> None:
         def bad() -> None: ...
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"lock_scope": "queue"}, id="queue-scope"),
+        pytest.param({"lock_hold_after": 5}, id="throttle"),
+    ],
+)
+def test_a_limit_with_queue_scope_or_a_throttle_is_refused(options: dict[str, Any]) -> None:
+    app = make_app(redsync_urls=["redis://127.0.0.1:1/0"])
+    with pytest.raises(ConfigurationError, match=r"lock_limit=2 for task 'both'"):
+
+        @app.task(
+            base=SingletonTask, shared=False, lazy=False, name="both", lock_limit=2, **options
+        )
+        def both() -> None: ...
+
+
 def test_runs_overlap_up_to_the_limit(celery_env: Any, key: str) -> None:
     app = make_app(
         task_always_eager=True, redsync_urls=celery_env.node_urls, redsync_key_prefix="limit:"

@@ -41,12 +41,12 @@ ONLY_ASYNC = {
 }
 CONTEXT = {"__enter__": "__aenter__", "__exit__": "__aexit__"}
 
+MUTEX_AWAITABLE = {"lock", "try_lock", "unlock", "extend", "valid", "take_over", "release_after"}
 AWAITABLE = {
     AsyncRedsync: {"ping", "inspect", "force_release", "list_locks", "release_listed", "close"},
-    AsyncMutex: {"lock", "try_lock", "unlock", "extend", "valid"},
-    AsyncSemaphore: {"lock", "try_lock", "unlock", "extend", "valid"}
-    | {"acquire", "try_acquire", "release"},
-    AsyncMultiMutex: {"lock", "try_lock", "unlock", "extend", "valid"},
+    AsyncMutex: MUTEX_AWAITABLE,
+    AsyncSemaphore: MUTEX_AWAITABLE | {"acquire", "try_acquire", "release"},
+    AsyncMultiMutex: MUTEX_AWAITABLE,
 }
 
 
