@@ -46,6 +46,7 @@ __all__ = [
     "Listener",
     "LockEvent",
     "LostEvent",
+    "MutexEvent",
     "NodeErrorEvent",
     "Outcome",
     "UnlockEvent",
@@ -69,7 +70,22 @@ Outcome = Literal["acquired", "taken", "unreachable", "timeout", "gave_up"]
 
 
 @dataclass(frozen=True, slots=True)
-class LockEvent:
+class MutexEvent:
+    """What every lock event carries: the mutex, its ``name`` and its Redis ``key``."""
+
+    mutex: MutexBase
+
+    @property
+    def name(self) -> str:
+        return self.mutex.name
+
+    @property
+    def key(self) -> str:
+        return self.mutex.key
+
+
+@dataclass(frozen=True, slots=True)
+class LockEvent(MutexEvent):
     """A ``lock()`` or ``try_lock()`` call finished.
 
     ``wait_s``: seconds the call took; ``attempts``: acquire fan-outs sent; ``started_ns``:
@@ -77,77 +93,41 @@ class LockEvent:
     (None when acquired). Sent when the flow decides, just before the mutex records the result.
     """
 
-    mutex: MutexBase
     outcome: Outcome
     wait_s: float
     attempts: int
     started_ns: int
     error: LockNotAcquired | None = None
 
-    @property
-    def name(self) -> str:
-        return self.mutex.name
-
-    @property
-    def key(self) -> str:
-        return self.mutex.key
-
 
 @dataclass(frozen=True, slots=True)
-class UnlockEvent:
+class UnlockEvent(MutexEvent):
     """An ``unlock()`` sent its release: ``released`` is what it returns; ``held_s`` the
     seconds since the acquisition (None when unknown: a lock taken with ``value=`` or before
     the listener was added); ``duration_s`` the release itself."""
 
-    mutex: MutexBase
     released: bool
     held_s: float | None
     started_ns: int
     duration_s: float
 
-    @property
-    def name(self) -> str:
-        return self.mutex.name
-
-    @property
-    def key(self) -> str:
-        return self.mutex.key
-
 
 @dataclass(frozen=True, slots=True)
-class ExtendEvent:
+class ExtendEvent(MutexEvent):
     """An extension finished: ``ok`` when a quorum extended it; ``auto`` when the
     auto-extension scheduler sent it (else a manual ``extend()``)."""
 
-    mutex: MutexBase
     ok: bool
     auto: bool
     started_ns: int
     duration_s: float
 
-    @property
-    def name(self) -> str:
-        return self.mutex.name
-
-    @property
-    def key(self) -> str:
-        return self.mutex.key
-
 
 @dataclass(frozen=True, slots=True)
-class LostEvent:
+class LostEvent(MutexEvent):
     """Auto-extension could not keep the lock (sent once, before the mutex's ``on_lost``)."""
 
-    mutex: MutexBase
     reason: str
-
-    @property
-    def name(self) -> str:
-        return self.mutex.name
-
-    @property
-    def key(self) -> str:
-        return self.mutex.key
 
 
 @dataclass(frozen=True, slots=True)
