@@ -12,24 +12,20 @@ from typing import Any
 from celery.beat import ScheduleEntry
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from .beat import Leadership
+from .beat import Leading
 
 __all__ = ["LeaderDatabaseScheduler"]
 
 logger = logging.getLogger("redsync_celery.beat")
 
 
-class LeaderDatabaseScheduler(DatabaseScheduler):  # type: ignore[misc]
+class LeaderDatabaseScheduler(Leading, DatabaseScheduler):  # type: ignore[misc]
     """django-celery-beat's ``DatabaseScheduler`` that sends only while leading.
 
     The schedule lives in the database, shared by every beat: the leader writes an entry's
     run time after each send, a standby does not tick (it writes nothing), and a new leader
     reads the whole schedule again before its first tick.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.leadership = Leadership(kwargs.get("app") or args[0])
-        super().__init__(*args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         was_leading = self.leadership.leading
@@ -43,19 +39,5 @@ class LeaderDatabaseScheduler(DatabaseScheduler):  # type: ignore[misc]
             self.Changes.update_changed()
         return float(super().tick(*args, **kwargs))
 
-    def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
-        if not self.leadership.leading:  # checked before every send
-            logger.debug("beat: not sending %s: standing by.", entry.name)
-            return
-        super().apply_entry(entry, producer=producer)
+    def sent(self, entry: ScheduleEntry) -> None:
         self.sync()  # a new leader must see this run time, not send the tick again
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self.leadership.resign()
-
-    @property
-    def info(self) -> str:
-        return f"{super().info}\n{self.leadership.describe()}"

@@ -37,7 +37,7 @@ import socket
 import time
 from typing import Any
 
-from celery.beat import PersistentScheduler, ScheduleEntry
+from celery.beat import PersistentScheduler, ScheduleEntry, Scheduler
 
 from redsync_core import LockNotAcquired, Mutex, QuorumUnreachable
 
@@ -138,27 +138,26 @@ def _beat_value() -> str:
     return f"beat:{socket.gethostname()}:{os.getpid()}:{secrets.token_urlsafe(12)}"
 
 
-class LeaderScheduler(PersistentScheduler):  # type: ignore[misc]
-    """Celery's ``PersistentScheduler`` (a local schedule file) that sends only while leading.
+class Leading(Scheduler):  # type: ignore[misc]
+    """What each leader scheduler adds to its Celery scheduler: a ``Leadership``, no send while
+    standing by (checked before every send), the lock given up on close, a banner line.
 
-    A standby passes its due entries without sending them, so its schedule file stays as
-    current as the leader's, and after a take-over it does not send again what the leader sent.
+    Put it first among the bases: ``class S(Leading, SomeScheduler)``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.leadership = Leadership(kwargs.get("app") or args[0])
         super().__init__(*args, **kwargs)
 
-    def tick(self, *args: Any, **kwargs: Any) -> float:
-        wait = self.leadership.campaign()
-        interval = float(super().tick(*args, **kwargs))
-        return interval if wait is None else min(interval, wait)
-
     def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
         if not self.leadership.leading:  # checked before every send
             logger.debug("beat: not sending %s: standing by.", entry.name)
             return
         super().apply_entry(entry, producer=producer)
+        self.sent(entry)
+
+    def sent(self, entry: ScheduleEntry) -> None:
+        """Called after the leader sent ``entry`` (a shared schedule records it here)."""
 
     def close(self) -> None:
         try:
@@ -169,6 +168,19 @@ class LeaderScheduler(PersistentScheduler):  # type: ignore[misc]
     @property
     def info(self) -> str:
         return f"{super().info}\n{self.leadership.describe()}"
+
+
+class LeaderScheduler(Leading, PersistentScheduler):  # type: ignore[misc]
+    """Celery's ``PersistentScheduler`` (a local schedule file) that sends only while leading.
+
+    A standby passes its due entries without sending them, so its schedule file stays as
+    current as the leader's, and after a take-over it does not send again what the leader sent.
+    """
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        wait = self.leadership.campaign()
+        interval = float(super().tick(*args, **kwargs))
+        return interval if wait is None else min(interval, wait)
 
 
 def __getattr__(name: str) -> Any:
