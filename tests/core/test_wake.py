@@ -371,7 +371,7 @@ def test_a_node_failing_while_waiters_are_subscribed(
 ) -> None:
     node_urls = urls(redis_nodes)
     thread = held_elsewhere(node_urls, "wake:fault", 1.0)
-    with Redsync(node_urls, expiry=2.0) as rs:
+    with Redsync(node_urls, expiry=8.0) as rs:  # a 400 ms deadline: room on a busy box
         waiter = rs.new_mutex("wake:fault", retry_delay=LONG_DELAY, tries=3)
         result: list[float] = []
 
@@ -406,7 +406,7 @@ async def test_async_node_failing_while_waiters_are_subscribed(
 ) -> None:
     node_urls = urls(redis_nodes)
     thread = held_elsewhere(node_urls, "wake:fault", 1.0)
-    async with AsyncRedsync(node_urls, expiry=2.0) as rs:
+    async with AsyncRedsync(node_urls, expiry=8.0) as rs:  # a 400 ms deadline
         waiter = rs.new_mutex("wake:fault", retry_delay=LONG_DELAY, tries=3)
         started = time.monotonic()
         task = asyncio.ensure_future(waiter.lock())
@@ -437,7 +437,7 @@ def test_a_node_paused_before_the_first_wait_does_not_delay_the_others(
     redis_nodes[0].pause()
     try:
         thread = held_elsewhere(node_urls, "wake:paused-first", 1.0)
-        with Redsync(node_urls, expiry=2.0) as rs:
+        with Redsync(node_urls, expiry=8.0) as rs:  # a 400 ms deadline: room on a busy box
             started = time.monotonic()
             rs.new_mutex("wake:paused-first", retry_delay=LONG_DELAY, tries=3).lock()
             waited = time.monotonic() - started
