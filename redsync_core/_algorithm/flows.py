@@ -344,6 +344,28 @@ def _retry_after_s(tally: Tally, nodes: int) -> float | None:
     return None if ms is None else ms / 1000
 
 
+def _ok_and_retry_after_s(tally: Tally, nodes: int) -> tuple[int, float | None]:
+    """Return the OK count and ``_retry_after_s`` in one pass over the replies (try_lock()
+    builds its LockTaken on every contended try)."""
+    ok = free = 0
+    ttls: list[int] = []
+    for reply in tally.replies:
+        if isinstance(reply, NodeReply):
+            if reply.status is Status.TAKEN:
+                if reply.ttl_ms is not None:
+                    ttls.append(reply.ttl_ms)
+            else:
+                free += 1
+                ok += reply.status is Status.OK
+    missing = quorum(nodes) - free
+    if missing <= 0:
+        return ok, 0.0
+    if len(ttls) < missing:
+        return ok, None
+    ttls.sort()
+    return ok, ttls[missing - 1] / 1000
+
+
 def _describe_errors(errors: tuple[NodeError, ...]) -> str:
     return "; ".join(str(e) for e in errors)
 
@@ -368,15 +390,18 @@ def _gave_up(
     valid_ms: int,
 ) -> LockNotAcquired:
     attempts = f"after {attempt} attempt{'s' if attempt != 1 else ''}"
-    retry_after = _retry_after_s(tally, target.nodes)
-    if len(tally.taken) >= need:
+    taken = tally.taken  # once: try_lock() builds this on every contended try
+    if len(taken) >= need:
+        ok, retry_after = _ok_and_retry_after_s(tally, target.nodes)
         when = "" if retry_after is None else f" (free in about {retry_after:.3g} s)"
         message = (
-            f"Could not lock {target.name!r}: {_agreed(tally, need, target.nodes)}, {attempts}; "
-            f"{len(tally.taken)} nodes hold it for another holder{when}. "
+            f"Could not lock {target.name!r}: {ok} of {target.nodes} nodes agreed, {need} "
+            f"needed, {attempts}; "
+            f"{len(taken)} nodes hold it for another holder{when}. "
             "Wait longer (tries=, timeout=) or skip the work with try_lock()."
         )
-        return LockTaken(target.name, message, attempt, retry_after, tally.taken)
+        return LockTaken(target.name, message, attempt, retry_after, taken)
+    retry_after = _retry_after_s(tally, target.nodes)
     if tally.ok >= need:
         message = (
             f"Could not lock {target.name!r} {attempts}: a quorum agreed but the fan-out took "
