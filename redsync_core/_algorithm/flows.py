@@ -78,6 +78,7 @@ def acquire(
     tries: int | None,
     timeout_ms: int | None,
     randrange: Callable[[int, int], int],
+    waiter: object | None = None,
 ) -> Generator[Effect, Answer, int]:
     """Try to take the lock on a quorum; return the monotonic time (ms) its validity ends.
 
@@ -90,7 +91,10 @@ def acquire(
     then tries at once (a waiter that called lock() less than ``YOUNG_MS`` ago first gives
     older waiters a ``YOUNG_DEFER_MS`` head start). Such an early attempt does not count as a
     try: if another waiter wins it, the flow waits out the rest of the same delay. The schedule
-    (``tries`` delays, the longest wait) is the same with and without it.
+    (``tries`` delays, the longest wait) is the same with and without it. ``waiter`` (a token
+    of this call, given back by the driver when the call ends) goes with every wakeable sleep:
+    within one process a notice then wakes only the oldest waiter of the key, which passes the
+    turn on when it sleeps again or ends.
 
     Raises:
         QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
@@ -153,7 +157,7 @@ def acquire(
         while True:
             wake_ms = wake_at_ms(tally, target.nodes, resume_ms)
             held = frozenset(tally.taken) or None  # news: a notice from one of these
-            woke = yield Sleep(max(0, wake_ms - now_ms), target.key, tally.started_ms, held)
+            woke = yield Sleep(max(0, wake_ms - now_ms), target.key, tally.started_ms, held, waiter)
             now_ms = woke.now_ms if isinstance(woke, Woke) else max(now_ms, wake_ms)
             if now_ms >= resume_ms:
                 break

@@ -1,0 +1,202 @@
+"""Turns among the waiters of one process: a release notice wakes the oldest waiter of the key,
+not all of them; the turn passes on when that waiter sleeps again or its lock() ends.
+
+The rules first, on the bookkeeping alone; then with real redis-server nodes, sync and asyncio:
+waiters of one ``Redsync`` get the lock oldest first, and each release costs one attempt, where
+waking every waiter costs one attempt per waiter (counted by the servers' own command stats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from redsync_core import AsyncRedsync, Redsync
+from redsync_core._transport.notices import _Waited
+from redsync_core.testing import RedisServer
+
+LONG_DELAY = 5.0  # no scheduled try happens while a test runs: only notices wake the waiters
+WAITERS = 4
+SPACING = 0.2  # between two waiters' first tries: their order is known
+HOLD = 0.1
+#: One first try each, one try per release, one woken by the subscription, and slack for two
+#: stray tries on a loaded machine: 11. Waking every waiter on every release costs 15 (4 first
+#: tries, 1 for the subscription, then 4 + 3 + 2 + 1).
+MOST_ATTEMPTS = 2 * WAITERS + 4 - 1
+
+
+# --- the rules ----------------------------------------------------------------------------------
+
+
+def test_a_notice_gives_the_turn_to_the_oldest_sleeper_only() -> None:
+    waited = _Waited(None)
+    old, young = object(), object()
+    waited.join(old, since_ms=10, nodes=None)
+    waited.join(young, since_ms=12, nodes=None)
+    waited.heard(20, node=0)
+    assert waited.pass_turn()
+    assert waited.woken(old, 10, None)
+    assert not waited.woken(young, 12, None)
+    waited.heard(21, node=1)  # the same release heard from another node: still one turn
+    assert not waited.pass_turn()
+    assert not waited.woken(young, 12, None)
+
+
+def test_a_turn_holder_that_lost_passes_the_turn_on_fresh_news_only() -> None:
+    waited = _Waited(None)
+    first, second = object(), object()
+    waited.join(first, since_ms=10, nodes=None)
+    waited.join(second, since_ms=11, nodes=None)
+    waited.heard(20, node=0)
+    waited.pass_turn()
+    waited.heard(20, node=1)  # the same release from another node, before the turn's try
+    waited.awake(first)  # it wakes and tries, and loses to another process
+    assert not waited.join(first, since_ms=20, nodes=None)  # nobody wakes for the copy
+    assert waited.turn is None
+    waited.heard(20, node=0)  # a new release (in the same ms): the oldest again
+    assert waited.pass_turn()
+    assert waited.woken(first, 20, None)
+    assert not waited.woken(second, 11, None)
+
+
+def test_news_heard_while_the_turn_holder_tries_stays_news() -> None:
+    waited = _Waited(None)
+    first, second = object(), object()
+    waited.join(first, since_ms=10, nodes=None)
+    waited.join(second, since_ms=11, nodes=None)
+    waited.heard(20, node=0)
+    waited.pass_turn()
+    waited.awake(first)
+    waited.heard(21, node=1)  # released after its try found node 1 held
+    assert waited.join(first, since_ms=20, nodes=frozenset({1}))
+    assert waited.woken(first, 20, frozenset({1}))  # it tries again at once
+
+
+def test_a_turn_holder_whose_lock_call_ends_without_the_lock_passes_the_turn() -> None:
+    waited = _Waited(None)
+    first, second = object(), object()
+    waited.join(first, since_ms=10, nodes=None)
+    waited.join(second, since_ms=11, nodes=None)
+    waited.heard(20, node=0)
+    waited.pass_turn()
+    waited.awake(first)
+    assert waited.leave(first, won=False)  # it timed out: the news is still news
+    assert waited.woken(second, 11, None)
+
+
+def test_a_winner_makes_the_notices_heard_before_no_news() -> None:
+    waited = _Waited(None)
+    first, second = object(), object()
+    waited.join(first, since_ms=10, nodes=None)
+    waited.join(second, since_ms=11, nodes=None)
+    waited.heard(20, node=0)
+    waited.pass_turn()
+    waited.awake(first)
+    waited.heard(20, node=1)
+    assert not waited.leave(first, won=True)  # it holds the lock now
+    assert not waited.woken(second, 11, None)
+    waited.heard(20, node=0)  # its release, in the same ms
+    assert waited.pass_turn()
+    assert waited.woken(second, 11, None)
+
+
+def test_a_notice_from_a_node_not_found_held_gives_no_turn() -> None:
+    waited = _Waited(None)
+    waiter = object()
+    waited.join(waiter, since_ms=10, nodes=frozenset({1, 2}))
+    waited.heard(20, node=0)
+    assert not waited.pass_turn()
+    waited.heard(21, node=2)
+    assert waited.pass_turn()
+
+
+def test_waiters_without_a_token_wake_on_any_news() -> None:
+    waited = _Waited(None)
+    waited.join(object(), since_ms=10, nodes=None)
+    waited.heard(20, node=0)
+    waited.pass_turn()
+    assert waited.woken(None, 10, None)  # the multi-key and permit flows: as before
+
+
+# --- with redis-server ------------------------------------------------------------------------
+
+
+def _urls(servers: list[RedisServer]) -> list[str]:
+    return [s.url for s in servers]
+
+
+def _evalsha_calls(servers: list[RedisServer]) -> int:
+    total = 0
+    for server in servers:
+        client = server.client()
+        stats = client.info("commandstats")
+        client.close()
+        total += int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+    return total
+
+
+def _attempts(servers: list[RedisServer], before: int, releases: int) -> int:
+    """Acquire attempts sent since ``before``: script calls per node less the releases."""
+    return (_evalsha_calls(servers) - before) // len(servers) - releases
+
+
+def test_waiters_of_one_process_take_turns_oldest_first(redis_nodes: list[RedisServer]) -> None:
+    other = Redsync(_urls(redis_nodes))
+    holder = other.new_mutex("turns:sync")
+    holder.lock()
+    order: list[int] = []
+    before = _evalsha_calls(redis_nodes)
+    with Redsync(_urls(redis_nodes)) as rs:
+
+        def wait(i: int) -> None:
+            mutex = rs.new_mutex("turns:sync", retry_delay=LONG_DELAY, tries=3)
+            mutex.lock()
+            order.append(i)
+            time.sleep(HOLD)
+            mutex.unlock()
+
+        threads = [threading.Thread(target=wait, args=(i,)) for i in range(WAITERS)]
+        for thread in threads:
+            thread.start()
+            time.sleep(SPACING)
+        started = time.monotonic()
+        holder.unlock()
+        for thread in threads:
+            thread.join()
+        took = time.monotonic() - started
+    other.close()
+    assert order == list(range(WAITERS))
+    assert took < LONG_DELAY  # every hand-off came from a notice, not from a delay
+    assert _attempts(redis_nodes, before, releases=WAITERS + 1) <= MOST_ATTEMPTS
+
+
+async def test_async_waiters_of_one_loop_take_turns_oldest_first(
+    redis_nodes: list[RedisServer],
+) -> None:
+    other = Redsync(_urls(redis_nodes))
+    holder = other.new_mutex("turns:async")
+    holder.lock()
+    order: list[int] = []
+    before = _evalsha_calls(redis_nodes)
+    async with AsyncRedsync(_urls(redis_nodes)) as rs:
+
+        async def wait(i: int) -> None:
+            mutex = rs.new_mutex("turns:async", retry_delay=LONG_DELAY, tries=3)
+            await mutex.lock()
+            order.append(i)
+            await asyncio.sleep(HOLD)
+            await mutex.unlock()
+
+        tasks = []
+        for i in range(WAITERS):
+            tasks.append(asyncio.ensure_future(wait(i)))
+            await asyncio.sleep(SPACING)
+        started = time.monotonic()
+        await asyncio.to_thread(holder.unlock)
+        await asyncio.gather(*tasks)
+        took = time.monotonic() - started
+    other.close()
+    assert order == list(range(WAITERS))
+    assert took < LONG_DELAY
+    assert _attempts(redis_nodes, before, releases=WAITERS + 1) <= MOST_ATTEMPTS
