@@ -305,7 +305,8 @@ class Mutex(MutexBase):
 
     def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
-        waiter = None if tries == 1 else object()  # this call's turns among waiters (notices)
+        # A token of this call for the turns among the waiters of a name (release notices).
+        waiter = object() if self._options.wake_on_release and tries != 1 else None
         flow = flows.acquire(
             self._options,
             self._target(value),

@@ -376,6 +376,8 @@ class SyncNotices:
 
     def leave(self, waiter: object, won: bool) -> None:
         """The ``lock()`` call of ``waiter`` ended (``won``: it took the lock): pass its turn."""
+        if os.getpid() != self._pid:
+            return  # a forked child: its first wait() starts afresh
         with self._lock:
             key = self._members.pop(waiter, None)
             waited = None if key is None else self._keys.get(key)
