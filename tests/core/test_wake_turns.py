@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from redsync_core import AsyncRedsync, Redsync
-from redsync_core._algorithm.effects import FanOut, Op
+from redsync_core._algorithm.effects import FanOut, Op, Sleep
 from redsync_core._transport.notices import _Waited
 from redsync_core.testing import RedisServer
 
@@ -22,6 +22,7 @@ LONG_DELAY = 5.0  # no scheduled try happens while a test runs: only notices wak
 WAITERS = 4
 SPACING = 0.2  # between two waiters' first tries: their order is known
 HOLD = 0.1
+WAKE_BOUND = 2.0
 #: One first try each, one try per release, one woken by the subscription, and slack for two
 #: stray tries on a loaded machine: 11. Waking every waiter on every release costs 15 (4 first
 #: tries, 1 for the subscription, then 4 + 3 + 2 + 1).
@@ -167,7 +168,7 @@ def test_waiters_of_one_process_take_turns_oldest_first(redis_nodes: list[RedisS
         took = time.monotonic() - started
     other.close()
     assert order == list(range(WAITERS))
-    assert took < LONG_DELAY  # every hand-off came from a notice, not from a delay
+    assert took < WAKE_BOUND  # every hand-off came from a notice, not from a delay
     assert attempts[0] <= MOST_ATTEMPTS
 
 
@@ -198,5 +199,71 @@ async def test_async_waiters_of_one_loop_take_turns_oldest_first(
         took = time.monotonic() - started
     other.close()
     assert order == list(range(WAITERS))
-    assert took < LONG_DELAY
+    assert took < WAKE_BOUND
     assert attempts[0] <= MOST_ATTEMPTS
+
+
+# --- a lock() call that ends passes its turn (an exception, a timeout, a cancellation) ---------
+
+
+def _publish(server: RedisServer, key: str) -> None:
+    client = server.client()
+    client.publish(key, "a-release")
+    client.close()
+
+
+def test_a_turn_holder_that_ends_without_the_lock_wakes_the_next(
+    redis_nodes: list[RedisServer],
+) -> None:
+    with Redsync(_urls(redis_nodes)) as rs:
+        notices = rs._notices
+        key, first, second = "turns:leave", object(), object()
+        woken: dict[str, bool] = {}
+
+        def sleep(name: str, waiter: object) -> None:
+            woken[name] = notices.wait(key, rs._clock(), int(LONG_DELAY * 1000), None, waiter)
+
+        threads = [
+            threading.Thread(target=sleep, args=("first", first)),
+            threading.Thread(target=sleep, args=("second", second)),
+        ]
+        for thread in threads:
+            thread.start()
+            time.sleep(SPACING)  # subscribed (its confirmation wakes "first" once), then queued
+        threads[0].join()
+        threads[0] = threading.Thread(target=sleep, args=("first", first))  # "first" tried, lost
+        threads[0].start()
+        time.sleep(SPACING)
+        _publish(redis_nodes[0], key)
+        threads[0].join(WAKE_BOUND)
+        assert woken.get("first") is True
+        assert threads[1].is_alive()  # one turn: the second sleeps on
+        started = time.monotonic()
+        rs._left(first, won=False)  # its lock() ended (say, a timeout) without the lock
+        threads[1].join(WAKE_BOUND)
+        assert woken.get("second") is True
+        assert time.monotonic() - started < WAKE_BOUND
+
+
+async def test_an_async_turn_holder_that_ends_without_the_lock_wakes_the_next(
+    redis_nodes: list[RedisServer],
+) -> None:
+    async with AsyncRedsync(_urls(redis_nodes)) as rs:
+        key, first, second = "turns:leave-async", object(), object()
+        await rs._sleep(Sleep(1, key, rs._clock(), None, first))  # subscribes; "first" queued
+        await asyncio.sleep(SPACING)  # the subscription's confirmation wakes nobody
+        notices = rs._notices[asyncio.get_running_loop()]
+
+        async def sleep(waiter: object) -> bool:
+            return await notices.wait(key, rs._clock(), int(LONG_DELAY * 1000), None, waiter)
+
+        first_sleeps = asyncio.ensure_future(sleep(first))
+        await asyncio.sleep(SPACING)
+        second_sleeps = asyncio.ensure_future(sleep(second))
+        await asyncio.sleep(SPACING)
+        await asyncio.to_thread(_publish, redis_nodes[0], key)
+        assert await asyncio.wait_for(first_sleeps, WAKE_BOUND)
+        await asyncio.sleep(SPACING)
+        assert not second_sleeps.done()  # one turn: the second sleeps on
+        rs._left(first, won=False)
+        assert await asyncio.wait_for(second_sleeps, WAKE_BOUND)
