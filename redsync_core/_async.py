@@ -251,11 +251,11 @@ class AsyncRedsync(RedsyncBase):
         return Woke(self._clock()) if woken else None  # None: the whole delay passed
 
     # twin: async-only
-    def _left(self, waiter: object, won: bool) -> None:
-        """A lock() call that waited ended: the next waiter of its key may have the turn."""
+    def _left(self, key: str, waiter: object, won: bool) -> None:
+        """A lock() call for ``key`` ended: the next waiter of the key may have the turn."""
         notices = self._notices.get(asyncio.get_running_loop())
         if notices is not None:
-            notices.leave(waiter, won)
+            notices.leave(key, waiter, won)
 
     async def close(self) -> None:
         """Close every connection this object and its twins opened, in any thread or loop,
@@ -349,7 +349,7 @@ class AsyncMutex(MutexBase):
             raise
         finally:
             if waiter is not None:
-                self._redsync._left(waiter, won=until_ms is not None)
+                self._redsync._left(self._key, waiter, won=until_ms is not None)
         self._start_holding(value, until_ms)
 
     def _start_holding(self, value: str, until_ms: int) -> None:

@@ -239,9 +239,9 @@ class Redsync(RedsyncBase):
         return Woke(self._clock()) if woken else None  # None: the whole delay passed
 
     # twin: sync-only
-    def _left(self, waiter: object, won: bool) -> None:
-        """A lock() call that waited ended: the next waiter of its key may have the turn."""
-        self._notices.leave(waiter, won)
+    def _left(self, key: str, waiter: object, won: bool) -> None:
+        """A lock() call for ``key`` ended: the next waiter of the key may have the turn."""
+        self._notices.leave(key, waiter, won)
 
     def close(self) -> None:
         """Close every connection this object and its twins opened, in any thread or loop,
@@ -324,7 +324,7 @@ class Mutex(MutexBase):
             raise
         finally:
             if waiter is not None:
-                self._redsync._left(waiter, won=until_ms is not None)
+                self._redsync._left(self._key, waiter, won=until_ms is not None)
         self._start_holding(value, until_ms)
 
     def _start_holding(self, value: str, until_ms: int) -> None:

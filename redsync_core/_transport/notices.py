@@ -93,6 +93,8 @@ class _Waited:
         "idle_since",
         "linger",
         "ranks",
+        "recent",
+        "stale",
         "turn",
         "turn_ns",
         "waiters",
@@ -117,9 +119,18 @@ class _Waited:
         self.woke_ns: dict[object, int] = {}  # when each last stopped sleeping (then tried)
         self.turn: object | None = None  # the one woken whose attempt has not come back yet
         self.turn_ns = -1  # notices heard before this are no news to the lock() calls
+        # Payloads (a digest of the released value) of the notices heard since the last win,
+        # and of those heard before it: a copy of those that arrives later, from a slower
+        # node or reader, tells of a release that the win already came after.
+        self.recent: set[object] = set()
+        self.stale: set[object] = set()
 
-    def heard(self, now_ms: int, node: int | None) -> bool:
+    def heard(self, now_ms: int, node: int | None, payload: object = None) -> bool:
         """Record a notice from ``node`` (None: a subscription confirmed); return True to wake."""
+        if payload is not None:
+            if payload in self.stale:
+                return False  # a late copy of a release from before the last win
+            self.recent.add(payload)
         if node is None:
             if self.confirmed_ms >= 0:
                 return False
@@ -160,6 +171,8 @@ class _Waited:
         self.ranks.pop(waiter, None)
         self.asleep.pop(waiter, None)
         self.woke_ns.pop(waiter, None)
+        if won:
+            self.stale, self.recent = self.recent, set()
         if self.turn is not waiter:
             return False
         self.turn = None
@@ -324,7 +337,6 @@ class SyncNotices:
         self._sweep_at = 0.0
         self._lock = threading.Lock()
         self._keys: dict[str, _Waited] = {}
-        self._members: dict[object, str] = {}  # waiter token -> the key it waits for
         self._changed: set[str] = set()
         self._subs: dict[int, _Sub] = {}
         self._thread: threading.Thread | None = None
@@ -356,10 +368,8 @@ class SyncNotices:
             waited.waiters += 1
             waited.idle_since = None
             assert waited.wake is not None
-            if waiter is not None:
-                self._members[waiter] = key
-                if waited.join(waiter, since_ms, nodes):
-                    waited.wake.notify_all()
+            if waiter is not None and waited.join(waiter, since_ms, nodes):
+                waited.wake.notify_all()
             try:
                 while not waited.woken(waiter, since_ms, nodes):
                     left = end - time.monotonic()
@@ -374,13 +384,13 @@ class SyncNotices:
                 if waited.waiters == 0:
                     waited.idle_since = time.monotonic()  # unsubscribed after LINGER_S
 
-    def leave(self, waiter: object, won: bool) -> None:
-        """The ``lock()`` call of ``waiter`` ended (``won``: it took the lock): pass its turn."""
-        if os.getpid() != self._pid:
-            return  # a forked child: its first wait() starts afresh
+    def leave(self, key: str, waiter: object, won: bool) -> None:
+        """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
+        without ever waiting): pass its turn on."""
+        if os.getpid() != self._pid or key not in self._keys:
+            return  # nobody waits here (or a forked child: its first wait() starts afresh)
         with self._lock:
-            key = self._members.pop(waiter, None)
-            waited = None if key is None else self._keys.get(key)
+            waited = self._keys.get(key)
             if waited is not None and waited.leave(waiter, won):
                 assert waited.wake is not None
                 waited.wake.notify_all()
@@ -543,7 +553,7 @@ class SyncNotices:
             return
         kind = message[0]
         if kind in _MESSAGE:
-            self._heard(_text(message[1]), sub.node)
+            self._heard(_text(message[1]), sub.node, message[2])
             return
         if sub.pending:
             sub.pending.popleft()
@@ -564,10 +574,10 @@ class SyncNotices:
             self._warned = True
             _refusal(sub.address, exc)
 
-    def _heard(self, key: str, node: int | None) -> None:
+    def _heard(self, key: str, node: int | None, payload: object = None) -> None:
         with self._lock:
             waited = self._keys.get(key)
-            if waited is not None and waited.heard(self._clock(), node):
+            if waited is not None and waited.heard(self._clock(), node, payload):
                 waited.pass_turn()
                 assert waited.wake is not None
                 waited.wake.notify_all()
@@ -638,7 +648,6 @@ class AsyncNotices:
         self._clock = clock
         self.available = any(getattr(node, "client", None) is not None for node in nodes)
         self._keys: dict[str, _Waited] = {}
-        self._members: dict[object, str] = {}  # waiter token -> the key it waits for
         self._subs: dict[int, _AsyncSub] = {}
         self._warned = False
         self._closed = False
@@ -667,10 +676,8 @@ class AsyncNotices:
         if waited.linger is not None:
             waited.linger.cancel()
             waited.linger = None
-        if waiter is not None:
-            self._members[waiter] = key
-            if waited.join(waiter, since_ms, nodes):
-                _wake(waited)
+        if waiter is not None and waited.join(waiter, since_ms, nodes):
+            _wake(waited)
         try:
             while not waited.woken(waiter, since_ms, nodes):
                 left = end - loop.time()
@@ -687,10 +694,10 @@ class AsyncNotices:
             if waited.waiters == 0:
                 waited.linger = loop.call_later(LINGER_S, self._unwant, key)
 
-    def leave(self, waiter: object, won: bool) -> None:
-        """The ``lock()`` call of ``waiter`` ended (``won``: it took the lock): pass its turn."""
-        key = self._members.pop(waiter, None)
-        waited = None if key is None else self._keys.get(key)
+    def leave(self, key: str, waiter: object, won: bool) -> None:
+        """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
+        without ever waiting): pass its turn on."""
+        waited = self._keys.get(key)
         if waited is not None and waited.leave(waiter, won):
             _wake(waited)
 
@@ -767,7 +774,7 @@ class AsyncNotices:
             return
         kind = message[0]
         if kind in _MESSAGE:
-            self._heard(_text(message[1]), sub.node)
+            self._heard(_text(message[1]), sub.node, message[2])
             return
         if sub.pending:
             sub.pending.popleft()
@@ -785,9 +792,9 @@ class AsyncNotices:
             _refusal(sub.address, exc)
         return True
 
-    def _heard(self, key: str, node: int | None) -> None:
+    def _heard(self, key: str, node: int | None, payload: object = None) -> None:
         waited = self._keys.get(key)
-        if waited is not None and waited.heard(self._clock(), node):
+        if waited is not None and waited.heard(self._clock(), node, payload):
             waited.pass_turn()
             _wake(waited)
 
@@ -798,7 +805,6 @@ class AsyncNotices:
             if waited.linger is not None:
                 waited.linger.cancel()
         self._keys.clear()
-        self._members.clear()
         tasks = [sub.task for sub in self._subs.values() if sub.task is not None]
         for task in tasks:
             task.cancel()

@@ -104,6 +104,22 @@ def test_a_winner_makes_the_notices_heard_before_no_news() -> None:
     assert waited.woken(second, 11, None)
 
 
+def test_a_late_copy_of_a_release_from_before_a_win_is_no_news() -> None:
+    waited = _Waited(None)
+    first, second = object(), object()
+    waited.join(first, since_ms=10, nodes=None)
+    waited.join(second, since_ms=11, nodes=None)
+    waited.heard(20, node=0, payload=b"release-1")
+    waited.pass_turn()
+    waited.awake(first)
+    assert not waited.leave(first, won=True)
+    assert not waited.heard(20, node=3, payload=b"release-1")  # node 3's copy, after the win
+    assert not waited.pass_turn()
+    assert waited.heard(20, node=3, payload=b"release-2")  # the winner's release
+    assert waited.pass_turn()
+    assert waited.woken(second, 11, None)
+
+
 def test_a_notice_from_a_node_not_found_held_gives_no_turn() -> None:
     waited = _Waited(None)
     waiter = object()
@@ -239,7 +255,7 @@ def test_a_turn_holder_that_ends_without_the_lock_wakes_the_next(
         assert woken.get("first") is True
         assert threads[1].is_alive()  # one turn: the second sleeps on
         started = time.monotonic()
-        rs._left(first, won=False)  # its lock() ended (say, a timeout) without the lock
+        rs._left(key, first, won=False)  # its lock() ended (say, a timeout) without the lock
         threads[1].join(WAKE_BOUND)
         assert woken.get("second") is True
         assert time.monotonic() - started < WAKE_BOUND
@@ -265,5 +281,5 @@ async def test_an_async_turn_holder_that_ends_without_the_lock_wakes_the_next(
         assert await asyncio.wait_for(first_sleeps, WAKE_BOUND)
         await asyncio.sleep(SPACING)
         assert not second_sleeps.done()  # one turn: the second sleeps on
-        rs._left(first, won=False)
+        rs._left(key, first, won=False)
         assert await asyncio.wait_for(second_sleeps, WAKE_BOUND)
