@@ -63,6 +63,10 @@ IDLE_S = 10.0
 #: the same name again and again (the common case under contention) then neither unsubscribes
 #: and resubscribes every time nor misses the notices in between.
 LINGER_S = 0.5
+#: After a win in this process, copies (from other nodes) of a release heard before it are
+#: ignored for this long (ns): they come late from a slow node or a busy reader, and would
+#: wake a waiter for a lock that is taken again. Later ones only cost that waiter a try.
+STALE_NS = 20_000_000
 
 _SUBSCRIBE = {False: "SUBSCRIBE", True: "SSUBSCRIBE"}
 _UNSUBSCRIBE = {False: "UNSUBSCRIBE", True: "SUNSUBSCRIBE"}
@@ -95,6 +99,7 @@ class _Waited:
         "ranks",
         "recent",
         "stale",
+        "stale_ns",
         "turn",
         "turn_ns",
         "waiters",
@@ -120,17 +125,20 @@ class _Waited:
         self.turn: object | None = None  # the one woken whose attempt has not come back yet
         self.turn_ns = -1  # notices heard before this are no news to the lock() calls
         # Payloads (a digest of the released value) of the notices heard since the last win,
-        # and of those heard before it: a copy of those that arrives later, from a slower
-        # node or reader, tells of a release that the win already came after.
-        self.recent: set[object] = set()
-        self.stale: set[object] = set()
+        # with the nodes they came from, and those heard before it: a copy from another node
+        # arriving soon after the win tells of a release that the win came after.
+        self.recent: dict[object, set[int]] = {}
+        self.stale: dict[object, set[int]] = {}
+        self.stale_ns = -1  # the end of the window in which such copies are ignored
 
     def heard(self, now_ms: int, node: int | None, payload: object = None) -> bool:
         """Record a notice from ``node`` (None: a subscription confirmed); return True to wake."""
-        if payload is not None:
-            if payload in self.stale:
+        if payload is not None and node is not None:
+            copied = self.stale.get(payload)
+            if copied is not None and node not in copied and time.monotonic_ns() < self.stale_ns:
+                copied.add(node)  # once per node: the same value released again is news
                 return False  # a late copy of a release from before the last win
-            self.recent.add(payload)
+            self.recent.setdefault(payload, set()).add(node)
         if node is None:
             if self.confirmed_ms >= 0:
                 return False
@@ -172,7 +180,8 @@ class _Waited:
         self.asleep.pop(waiter, None)
         self.woke_ns.pop(waiter, None)
         if won:
-            self.stale, self.recent = self.recent, set()
+            self.stale, self.recent = self.recent, {}
+            self.stale_ns = time.monotonic_ns() + STALE_NS
         if self.turn is not waiter:
             return False
         self.turn = None

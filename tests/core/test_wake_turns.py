@@ -120,6 +120,22 @@ def test_a_late_copy_of_a_release_from_before_a_win_is_no_news() -> None:
     assert waited.woken(second, 11, None)
 
 
+def test_the_same_value_released_again_from_a_node_is_news() -> None:
+    """A value is released once per node per release: node 0 releasing it again (a failed
+    try's clean-up, then the unlock of the same lock() call) is a new release."""
+    waited = _Waited(None)
+    first, second = object(), object()
+    waited.join(first, since_ms=10, nodes=None)
+    waited.join(second, since_ms=11, nodes=None)
+    waited.heard(20, node=0, payload=b"value-b")
+    waited.pass_turn()
+    waited.awake(first)
+    waited.leave(first, won=True)
+    assert waited.heard(30, node=0, payload=b"value-b")
+    assert waited.pass_turn()
+    assert waited.woken(second, 11, None)
+
+
 def test_a_notice_from_a_node_not_found_held_gives_no_turn() -> None:
     waited = _Waited(None)
     waiter = object()
