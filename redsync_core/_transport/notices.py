@@ -24,7 +24,8 @@ for ``key`` arrives.
   notices heard before its attempt began are then no news to the others) or its ``lock()``
   ends (``leave``; when it won, notices heard until then are no news either). So one release
   costs this process one attempt, not one per waiting thread or task; the others still wake
-  at their own timeout, as without notices.
+  at their own timeout, as without notices. The copies of a release from the other nodes
+  (same payload) that arrive in the ``STALE_NS`` after a win in this process wake nobody.
 """
 
 from __future__ import annotations
