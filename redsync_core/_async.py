@@ -245,8 +245,17 @@ class AsyncRedsync(RedsyncBase):
         if not notices.available:
             await asyncio.sleep(effect.ms / 1000)
             return None
-        woken = await notices.wait(effect.key, effect.since_ms, effect.ms, effect.nodes)
+        woken = await notices.wait(
+            effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
+        )
         return Woke(self._clock()) if woken else None  # None: the whole delay passed
+
+    # twin: async-only
+    def _left(self, key: str, waiter: object, won: bool) -> None:
+        """A lock() call for ``key`` ended: the next waiter of the key may have the turn."""
+        notices = self._notices.get(asyncio.get_running_loop())
+        if notices is not None:
+            notices.leave(key, waiter, won)
 
     async def close(self) -> None:
         """Close every connection this object and its twins opened, in any thread or loop,
@@ -321,6 +330,8 @@ class AsyncMutex(MutexBase):
 
     async def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
+        # A token of this call for the turns among the waiters of a name (release notices).
+        waiter = object() if self._options.wake_on_release and tries != 1 else None
         flow = flows.acquire(
             self._options,
             self._target(value),
@@ -328,12 +339,17 @@ class AsyncMutex(MutexBase):
             tries=tries,
             timeout_ms=timeout_ms,
             randrange=self._rng.randrange,
+            waiter=waiter,
         )
+        until_ms = None
         try:
             until_ms = await self._drive(flow)
         except LockNotAcquired as exc:
             logger.debug("Could not lock %r: %s", self._name, type(exc).__name__)
             raise
+        finally:
+            if waiter is not None:
+                self._redsync._left(self._key, waiter, won=until_ms is not None)
         self._start_holding(value, until_ms)
 
     def _start_holding(self, value: str, until_ms: int) -> None:

@@ -233,8 +233,15 @@ class Redsync(RedsyncBase):
         if effect.key is None or effect.ms <= 0 or not self._notices.available:
             time.sleep(effect.ms / 1000)
             return None
-        woken = self._notices.wait(effect.key, effect.since_ms, effect.ms, effect.nodes)
+        woken = self._notices.wait(
+            effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
+        )
         return Woke(self._clock()) if woken else None  # None: the whole delay passed
+
+    # twin: sync-only
+    def _left(self, key: str, waiter: object, won: bool) -> None:
+        """A lock() call for ``key`` ended: the next waiter of the key may have the turn."""
+        self._notices.leave(key, waiter, won)
 
     def close(self) -> None:
         """Close every connection this object and its twins opened, in any thread or loop,
@@ -298,6 +305,8 @@ class Mutex(MutexBase):
 
     def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
+        # A token of this call for the turns among the waiters of a name (release notices).
+        waiter = object() if self._options.wake_on_release and tries != 1 else None
         flow = flows.acquire(
             self._options,
             self._target(value),
@@ -305,12 +314,17 @@ class Mutex(MutexBase):
             tries=tries,
             timeout_ms=timeout_ms,
             randrange=self._rng.randrange,
+            waiter=waiter,
         )
+        until_ms = None
         try:
             until_ms = self._drive(flow)
         except LockNotAcquired as exc:
             logger.debug("Could not lock %r: %s", self._name, type(exc).__name__)
             raise
+        finally:
+            if waiter is not None:
+                self._redsync._left(self._key, waiter, won=until_ms is not None)
         self._start_holding(value, until_ms)
 
     def _start_holding(self, value: str, until_ms: int) -> None:

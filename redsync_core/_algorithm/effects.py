@@ -132,13 +132,15 @@ class Sleep:
     With ``key`` set the wait may end early: the driver also wakes on a release notice for that
     key received after ``since_ms`` (its own clock) from one of ``nodes`` (the nodes the last
     attempt found held; None: any), and then answers with ``Woke``. The answer None means the
-    full ``ms`` passed.
+    full ``ms`` passed. ``waiter``: a token of the waiting ``lock()`` call, the same for all its
+    sleeps; a notice then wakes one such waiter of the key per process (the oldest), not all.
     """
 
     ms: int
     key: str | None = None
     since_ms: int = 0
     nodes: frozenset[int] | None = None
+    waiter: object | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,7 @@ def acquire(
     tries: int | None,
     timeout_ms: int | None,
     randrange: Callable[[int, int], int],
+    waiter: object | None = None,
 ) -> Generator[Effect, Answer, int]:
     """Try to take the lock on a quorum; return the monotonic time (ms) its validity ends.
 
@@ -90,7 +91,10 @@ def acquire(
     then tries at once (a waiter that called lock() less than ``YOUNG_MS`` ago first gives
     older waiters a ``YOUNG_DEFER_MS`` head start). Such an early attempt does not count as a
     try: if another waiter wins it, the flow waits out the rest of the same delay. The schedule
-    (``tries`` delays, the longest wait) is the same with and without it.
+    (``tries`` delays, the longest wait) is the same with and without it. ``waiter`` (a token
+    of this call, given back by the driver when the call ends) goes with every wakeable sleep:
+    within one process a notice then wakes only the oldest waiter of the key, which passes the
+    turn on when it sleeps again or ends.
 
     Raises:
         QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
@@ -153,7 +157,7 @@ def acquire(
         while True:
             wake_ms = wake_at_ms(tally, target.nodes, resume_ms)
             held = frozenset(tally.taken) or None  # news: a notice from one of these
-            woke = yield Sleep(max(0, wake_ms - now_ms), target.key, tally.started_ms, held)
+            woke = yield Sleep(max(0, wake_ms - now_ms), target.key, tally.started_ms, held, waiter)
             now_ms = woke.now_ms if isinstance(woke, Woke) else max(now_ms, wake_ms)
             if now_ms >= resume_ms:
                 break
@@ -344,6 +348,28 @@ def _retry_after_s(tally: Tally, nodes: int) -> float | None:
     return None if ms is None else ms / 1000
 
 
+def _ok_and_retry_after_s(tally: Tally, nodes: int) -> tuple[int, float | None]:
+    """Return the OK count and ``_retry_after_s`` in one pass over the replies (try_lock()
+    builds its LockTaken on every contended try)."""
+    ok = free = 0
+    ttls: list[int] = []
+    for reply in tally.replies:
+        if isinstance(reply, NodeReply):
+            if reply.status is Status.TAKEN:
+                if reply.ttl_ms is not None:
+                    ttls.append(reply.ttl_ms)
+            else:
+                free += 1
+                ok += reply.status is Status.OK
+    missing = quorum(nodes) - free
+    if missing <= 0:
+        return ok, 0.0
+    if len(ttls) < missing:
+        return ok, None
+    ttls.sort()
+    return ok, ttls[missing - 1] / 1000
+
+
 def _describe_errors(errors: tuple[NodeError, ...]) -> str:
     return "; ".join(str(e) for e in errors)
 
@@ -368,15 +394,18 @@ def _gave_up(
     valid_ms: int,
 ) -> LockNotAcquired:
     attempts = f"after {attempt} attempt{'s' if attempt != 1 else ''}"
-    retry_after = _retry_after_s(tally, target.nodes)
-    if len(tally.taken) >= need:
+    taken = tally.taken  # once: try_lock() builds this on every contended try
+    if len(taken) >= need:
+        ok, retry_after = _ok_and_retry_after_s(tally, target.nodes)
         when = "" if retry_after is None else f" (free in about {retry_after:.3g} s)"
         message = (
-            f"Could not lock {target.name!r}: {_agreed(tally, need, target.nodes)}, {attempts}; "
-            f"{len(tally.taken)} nodes hold it for another holder{when}. "
+            f"Could not lock {target.name!r}: {ok} of {target.nodes} nodes agreed, {need} "
+            f"needed, {attempts}; "
+            f"{len(taken)} nodes hold it for another holder{when}. "
             "Wait longer (tries=, timeout=) or skip the work with try_lock()."
         )
-        return LockTaken(target.name, message, attempt, retry_after, tally.taken)
+        return LockTaken(target.name, message, attempt, retry_after, taken)
+    retry_after = _retry_after_s(tally, target.nodes)
     if tally.ok >= need:
         message = (
             f"Could not lock {target.name!r} {attempts}: a quorum agreed but the fan-out took "

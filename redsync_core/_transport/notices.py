@@ -19,6 +19,13 @@ for ``key`` arrives.
   confirmation wakes the key's waiters once (they try again at once). A waiter wakes only for
   a notice from a node that its last attempt found held (``nodes``): the same release heard
   from the other nodes, which its attempt already found free, is no news to it.
+- Turns: waiters that give a ``waiter`` token (every ``lock()``) are woken one at a time per
+  key and process, oldest first. The woken one has the turn until it sleeps again (it lost:
+  notices heard before its attempt began are then no news to the others) or its ``lock()``
+  ends (``leave``; when it won, notices heard until then are no news either). So one release
+  costs this process one attempt, not one per waiting thread or task; the others still wake
+  at their own timeout, as without notices. The copies of a release from the other nodes
+  (same payload) that arrive in the ``STALE_NS`` after a win in this process wake nobody.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import os
 import select
@@ -56,6 +64,10 @@ IDLE_S = 10.0
 #: the same name again and again (the common case under contention) then neither unsubscribes
 #: and resubscribes every time nor misses the notices in between.
 LINGER_S = 0.5
+#: After a win in this process, copies (from other nodes) of a release heard before it are
+#: ignored for this long (ns): they come late from a slow node or a busy reader, and would
+#: wake a waiter for a lock that is taken again. Later ones only cost that waiter a try.
+STALE_NS = 20_000_000
 
 _SUBSCRIBE = {False: "SUBSCRIBE", True: "SSUBSCRIBE"}
 _UNSUBSCRIBE = {False: "UNSUBSCRIBE", True: "SUNSUBSCRIBE"}
@@ -69,47 +81,136 @@ def _text(data: object) -> str:
     return str(data)
 
 
+#: The order in which ``lock()`` calls first waited (their rank for the turns).
+_arrivals = itertools.count()
+
+
 class _Waited:
     """The waiters of one key in this process, and when each node last sent a notice for it."""
 
     __slots__ = (
+        "asleep",
         "confirmed_ms",
+        "confirmed_ns",
         "event",
         "heard_ms",
+        "heard_ns",
         "idle_since",
         "linger",
+        "ranks",
+        "recent",
+        "stale",
+        "stale_ns",
+        "turn",
+        "turn_ns",
         "waiters",
         "wake",
+        "woke_ns",
     )
 
     def __init__(self, wake: threading.Condition | None) -> None:
         self.waiters = 0
         self.heard_ms: dict[int, int] = {}  # node index -> when its last notice arrived
+        self.heard_ns: dict[int, int] = {}  # the same on time.monotonic_ns (for the turns)
         self.confirmed_ms = -1  # when the first subscription was confirmed
+        self.confirmed_ns = -1
         self.idle_since: float | None = None  # when the last waiter left (sync)
         self.linger: asyncio.TimerHandle | None = None  # the end of the linger (asyncio)
         self.wake = wake  # sync: a Condition on the registry lock
         self.event: asyncio.Event | None = None  # asyncio: set (and replaced) on each notice
+        # The turns of lock() calls (waiter tokens); times on time.monotonic_ns, finer than
+        # the flows' ms: two notices of one release often arrive within the same ms.
+        self.ranks: dict[object, int] = {}  # waiting lock() calls -> order of arrival
+        self.asleep: dict[object, tuple[int, frozenset[int] | None]] = {}  # -> since, nodes
+        self.woke_ns: dict[object, int] = {}  # when each last stopped sleeping (then tried)
+        self.turn: object | None = None  # the one woken whose attempt has not come back yet
+        self.turn_ns = -1  # notices heard before this are no news to the lock() calls
+        # Payloads (a digest of the released value) of the notices heard since the last win,
+        # with the nodes they came from, and those heard before it: a copy from another node
+        # arriving soon after the win tells of a release that the win came after.
+        self.recent: dict[object, set[int]] = {}
+        self.stale: dict[object, set[int]] = {}
+        self.stale_ns = -1  # the end of the window in which such copies are ignored
 
-    def heard(self, now_ms: int, node: int | None) -> bool:
+    def heard(self, now_ms: int, node: int | None, payload: object = None) -> bool:
         """Record a notice from ``node`` (None: a subscription confirmed); return True to wake."""
+        if payload is not None and node is not None:
+            copied = self.stale.get(payload)
+            if copied is not None and node not in copied and time.monotonic_ns() < self.stale_ns:
+                copied.add(node)  # once per node: the same value released again is news
+                return False  # a late copy of a release from before the last win
+            self.recent.setdefault(payload, set()).add(node)
         if node is None:
             if self.confirmed_ms >= 0:
                 return False
             self.confirmed_ms = now_ms
+            self.confirmed_ns = time.monotonic_ns()
         else:
             self.heard_ms[node] = now_ms
+            self.heard_ns[node] = time.monotonic_ns()
         return True
 
-    def news(self, since_ms: int, nodes: frozenset[int] | None) -> bool:
-        """True when something was heard at or after ``since_ms`` from one of ``nodes`` (None:
-        any node), or the first subscription was confirmed since."""
-        if self.confirmed_ms >= since_ms:
+    def news(self, since_ms: int, nodes: frozenset[int] | None, after_ns: int = -1) -> bool:
+        """True when something was heard at or after ``since_ms`` (and after ``after_ns``)
+        from one of ``nodes`` (None: any node), or the first subscription was confirmed since."""
+        if self.confirmed_ms >= since_ms and self.confirmed_ns > after_ns:
             return True
         return any(
-            at >= since_ms and (nodes is None or node in nodes)
+            at >= since_ms and self.heard_ns[node] > after_ns and (nodes is None or node in nodes)
             for node, at in self.heard_ms.items()
         )
+
+    def join(self, waiter: object, since_ms: int, nodes: frozenset[int] | None) -> bool:
+        """Put ``waiter`` to sleep here (back from its attempt if it had the turn); return
+        True when the turn went to someone (wake the sleepers)."""
+        self.ranks.setdefault(waiter, next(_arrivals))
+        self.asleep[waiter] = (since_ms, nodes)
+        if self.turn is waiter:  # it lost: what was heard before its attempt is no news
+            self.turn = None
+            self.turn_ns = max(self.turn_ns, self.woke_ns.get(waiter, -1))
+        return self.pass_turn()
+
+    def awake(self, waiter: object) -> None:
+        """``waiter`` stops sleeping (woken or its delay over) and tries next."""
+        self.asleep.pop(waiter, None)
+        self.woke_ns[waiter] = time.monotonic_ns()
+
+    def leave(self, waiter: object, won: bool) -> bool:
+        """Forget ``waiter`` (its lock() ended); return True when the turn went to someone."""
+        self.ranks.pop(waiter, None)
+        self.asleep.pop(waiter, None)
+        self.woke_ns.pop(waiter, None)
+        if won:
+            self.stale, self.recent = self.recent, {}
+            self.stale_ns = time.monotonic_ns() + STALE_NS
+        if self.turn is not waiter:
+            return False
+        self.turn = None
+        if won:  # the lock is taken again: what was heard up to now is no news
+            self.turn_ns = max(self.turn_ns, time.monotonic_ns())
+        return self.pass_turn()
+
+    def woken(self, waiter: object | None, since_ms: int, nodes: frozenset[int] | None) -> bool:
+        """True when the waiter may wake: it has the turn (or news, without a token)."""
+        return self.news(since_ms, nodes) if waiter is None else self.turn is waiter
+
+    def pass_turn(self) -> bool:
+        """Give a free turn to the oldest sleeper with news; return True if it was given.
+
+        News to a sleeper: heard after it last tried (and after ``turn_ns``), from a node
+        that its last attempt found held."""
+        if self.turn is not None:
+            return False
+        chosen, best = None, -1
+        for waiter, (since_ms, nodes) in self.asleep.items():
+            rank = self.ranks[waiter]
+            if chosen is not None and rank > best:
+                continue
+            after_ns = max(self.turn_ns, self.woke_ns.get(waiter, -1))
+            if self.news(since_ms, nodes, after_ns):
+                chosen, best = waiter, rank
+        self.turn = chosen
+        return chosen is not None
 
 
 def _endpoint(node: object, key: str) -> tuple[Any, bool] | None:
@@ -254,11 +355,17 @@ class SyncNotices:
         self._warned = False
 
     def wait(
-        self, key: str, since_ms: int, timeout_ms: int, nodes: frozenset[int] | None = None
+        self,
+        key: str,
+        since_ms: int,
+        timeout_ms: int,
+        nodes: frozenset[int] | None = None,
+        waiter: object | None = None,
     ) -> bool:
         """Return False after ``timeout_ms``, or True as soon as a notice for ``key`` from one
-        of ``nodes`` (None: any) was heard at or after ``since_ms`` (this object's clock).
-        Never raises for node trouble."""
+        of ``nodes`` (None: any) was heard at or after ``since_ms`` (this object's clock), and,
+        with a ``waiter`` token, it is this waiter's turn (see the module). Never raises for
+        node trouble."""
         if os.getpid() != self._pid:
             self._reset()
         end = time.monotonic() + timeout_ms / 1000
@@ -270,18 +377,33 @@ class SyncNotices:
                 self._start()
             waited.waiters += 1
             waited.idle_since = None
+            assert waited.wake is not None
+            if waiter is not None and waited.join(waiter, since_ms, nodes):
+                waited.wake.notify_all()
             try:
-                while not waited.news(since_ms, nodes):
+                while not waited.woken(waiter, since_ms, nodes):
                     left = end - time.monotonic()
                     if left <= 0:
                         return False
-                    assert waited.wake is not None
                     waited.wake.wait(left)
                 return True
             finally:
                 waited.waiters -= 1
+                if waiter is not None:
+                    waited.awake(waiter)
                 if waited.waiters == 0:
                     waited.idle_since = time.monotonic()  # unsubscribed after LINGER_S
+
+    def leave(self, key: str, waiter: object, won: bool) -> None:
+        """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
+        without ever waiting): pass its turn on."""
+        if os.getpid() != self._pid or key not in self._keys:
+            return  # nobody waits here (or a forked child: its first wait() starts afresh)
+        with self._lock:
+            waited = self._keys.get(key)
+            if waited is not None and waited.leave(waiter, won):
+                assert waited.wake is not None
+                waited.wake.notify_all()
 
     def _start(self) -> None:
         """Start the reader thread if needed, and tell it that the wanted keys changed."""
@@ -441,7 +563,7 @@ class SyncNotices:
             return
         kind = message[0]
         if kind in _MESSAGE:
-            self._heard(_text(message[1]), sub.node)
+            self._heard(_text(message[1]), sub.node, message[2])
             return
         if sub.pending:
             sub.pending.popleft()
@@ -462,10 +584,11 @@ class SyncNotices:
             self._warned = True
             _refusal(sub.address, exc)
 
-    def _heard(self, key: str, node: int | None) -> None:
+    def _heard(self, key: str, node: int | None, payload: object = None) -> None:
         with self._lock:
             waited = self._keys.get(key)
-            if waited is not None and waited.heard(self._clock(), node):
+            if waited is not None and waited.heard(self._clock(), node, payload):
+                waited.pass_turn()
                 assert waited.wake is not None
                 waited.wake.notify_all()
 
@@ -540,11 +663,17 @@ class AsyncNotices:
         self._closed = False
 
     async def wait(
-        self, key: str, since_ms: int, timeout_ms: int, nodes: frozenset[int] | None = None
+        self,
+        key: str,
+        since_ms: int,
+        timeout_ms: int,
+        nodes: frozenset[int] | None = None,
+        waiter: object | None = None,
     ) -> bool:
         """Return False after ``timeout_ms``, or True as soon as a notice for ``key`` from one
-        of ``nodes`` (None: any) was heard at or after ``since_ms`` (this object's clock).
-        Never raises for node trouble."""
+        of ``nodes`` (None: any) was heard at or after ``since_ms`` (this object's clock), and,
+        with a ``waiter`` token, it is this waiter's turn (see the module). Never raises for
+        node trouble."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_ms / 1000
         waited = self._keys.get(key)
@@ -557,8 +686,10 @@ class AsyncNotices:
         if waited.linger is not None:
             waited.linger.cancel()
             waited.linger = None
+        if waiter is not None and waited.join(waiter, since_ms, nodes):
+            _wake(waited)
         try:
-            while not waited.news(since_ms, nodes):
+            while not waited.woken(waiter, since_ms, nodes):
                 left = end - loop.time()
                 if left <= 0:
                     return False
@@ -568,8 +699,17 @@ class AsyncNotices:
             return True
         finally:
             waited.waiters -= 1
+            if waiter is not None:
+                waited.awake(waiter)
             if waited.waiters == 0:
                 waited.linger = loop.call_later(LINGER_S, self._unwant, key)
+
+    def leave(self, key: str, waiter: object, won: bool) -> None:
+        """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
+        without ever waiting): pass its turn on."""
+        waited = self._keys.get(key)
+        if waited is not None and waited.leave(waiter, won):
+            _wake(waited)
 
     def _unwant(self, key: str) -> None:
         """Unsubscribe ``key`` once it has had no waiter for ``LINGER_S``."""
@@ -644,7 +784,7 @@ class AsyncNotices:
             return
         kind = message[0]
         if kind in _MESSAGE:
-            self._heard(_text(message[1]), sub.node)
+            self._heard(_text(message[1]), sub.node, message[2])
             return
         if sub.pending:
             sub.pending.popleft()
@@ -662,12 +802,11 @@ class AsyncNotices:
             _refusal(sub.address, exc)
         return True
 
-    def _heard(self, key: str, node: int | None) -> None:
+    def _heard(self, key: str, node: int | None, payload: object = None) -> None:
         waited = self._keys.get(key)
-        if waited is not None and waited.heard(self._clock(), node):
-            assert waited.event is not None
-            event, waited.event = waited.event, asyncio.Event()
-            event.set()
+        if waited is not None and waited.heard(self._clock(), node, payload):
+            waited.pass_turn()
+            _wake(waited)
 
     async def close(self) -> None:
         """Stop the reader tasks and close the subscriber connections."""
@@ -683,6 +822,13 @@ class AsyncNotices:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._subs.clear()
+
+
+def _wake(waited: _Waited) -> None:
+    """Wake every task waiting for the key (each looks whether it may go)."""
+    assert waited.event is not None
+    event, waited.event = waited.event, asyncio.Event()
+    event.set()
 
 
 async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
