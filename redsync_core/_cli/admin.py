@@ -11,13 +11,11 @@ import sys
 
 from redsync_core import LockListing, Redsync
 
-from .._base import fingerprint
 from .common import EXIT_FREE, EXIT_OK, EXIT_UNAVAILABLE, PROG, UsageError, say
 
-__all__ = [  # fingerprint: the core's
+__all__ = [
     "LIST_TIMEOUT",
     "PAGE_SIZE",
-    "fingerprint",
     "ls",
     "ping",
     "release",
@@ -47,12 +45,12 @@ def status(rs: Redsync, name: str) -> int:
             print(where + "free")
         else:
             counts[node.holder] = counts.get(node.holder, 0) + 1
-            print(where + f"held by {fingerprint(node.holder)}, ttl {_seconds(node.remaining)}")
+            print(where + f"held by {node.holder_digest}, ttl {_seconds(node.remaining)}")
     answered = sum(1 for node in info.nodes if node.error is None)
     errors = total - answered
     if info.holder is not None:
         print(
-            f"verdict: HELD by {fingerprint(info.holder)} on {counts[info.holder]} of {total} "
+            f"verdict: HELD by {info.holder_digest} on {counts[info.holder]} of {total} "
             f"nodes (quorum {info.quorum}); a quorum keeps it for {_seconds(info.remaining)}"
         )
         return EXIT_OK
@@ -77,8 +75,8 @@ def release(rs: Redsync, name: str, *, force: bool) -> int:
     info = rs.inspect(name)
     deleted = rs.force_release(name)
     total = len(info.nodes)
-    holder = info.holder
-    was = "free" if holder is None else f"held by {fingerprint(holder)}"
+    holder = info.holder_digest
+    was = "free" if holder is None else f"held by {holder}"
     print(
         f"released lock {name!r} (key {info.key!r}, was {was}): deleted on {deleted} of {total} nodes"
     )
@@ -89,7 +87,7 @@ def release(rs: Redsync, name: str, *, force: bool) -> int:
             "expires on its own"
         )
     if holder is not None:
-        print(f"the holder {fingerprint(holder)} was not told and may still be working")
+        print(f"the holder {holder} was not told and may still be working")
     if total - len(failed) < rs.quorum:
         say(f"error: only {total - len(failed)} of {total} nodes answered, {rs.quorum} needed")
         return EXIT_UNAVAILABLE

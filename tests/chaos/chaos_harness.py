@@ -42,6 +42,7 @@ import redis
 import redis.asyncio
 
 from redsync_core import AsyncRedsync, LockNotAcquired, QuorumUnreachable, Redsync
+from redsync_core.testing import die_with_parent
 
 ALLOWED_LOCK_ERRORS = frozenset(
     {"LockTaken", "LockNotAcquired", "QuorumUnreachable", "LockTimeout"}
@@ -308,6 +309,12 @@ def _async_worker(wid: str, cfg: WorkerConfig, stop: Any, results: Any) -> None:
         results.put(rec.dump())
 
 
+def _dying_with_parent(parent_pid: int, target: Callable[..., None], *args: Any) -> None:
+    """Worker entry: die with the test process, even a SIGKILLed one (Linux), then run."""
+    die_with_parent(parent_pid)
+    target(*args)
+
+
 class Workers:
     """Worker processes started by the test and stopped by their own PIDs."""
 
@@ -316,9 +323,12 @@ class Workers:
         self.results: Any = _CONTEXT.Queue()
         target = _async_worker if asyncio_workers else _sync_worker
         self.expected = sum(cfg.tasks if asyncio_workers else 1 for cfg in configs)
+        parent = os.getpid()
         self.procs = [
             _CONTEXT.Process(
-                target=target, args=(f"w{i}", cfg, self.stop_event, self.results), daemon=True
+                target=_dying_with_parent,
+                args=(parent, target, f"w{i}", cfg, self.stop_event, self.results),
+                daemon=True,
             )
             for i, cfg in enumerate(configs)
         ]

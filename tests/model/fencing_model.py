@@ -4,8 +4,8 @@ The clients run the library's own flows (``flows.acquire_token`` and ``flows.rel
 generators the sync and asyncio drivers forward), so the model checks the protocol the code
 implements, step for step. The model supplies the world around them:
 
-- N nodes with the semantics of the Lua scripts: ``FENCED_ACQUIRE`` (SET NX PX, and read the
-  counter where set), ``FENCE`` (raise the counter to the token while the key holds our value),
+- N nodes with the semantics of the Lua scripts: ``FENCED_ACQUIRE`` (SET NX PX, or re-arm a
+  key that holds our value, and read the counter there), ``FENCE`` (raise the counter to the token while the key holds our value),
   ``RELEASE`` (compare-and-delete);
 - messages: when a flow yields a fan-out, each node either runs the request at once and the
   client hears the reply, or the request is delayed: it runs at any later moment (interleaved
@@ -201,7 +201,7 @@ def run_command(node: Node, effect: FanOut) -> tuple[Node, NodeReply]:
     """Run one command atomically on a model node (at time 0); return the node and its reply."""
     key = node.key
     if effect.op in (Op.ACQUIRE, Op.FENCED_ACQUIRE):
-        if key is not None:
+        if key is not None and key[0] != effect.value:
             return node, TAKEN  # the holder's TTL only feeds messages: left out
         node = node._replace(key=(effect.value, 0))
         return node, OK if effect.op is Op.ACQUIRE else NodeReply(Status.OK, counter=node.counter)
@@ -223,6 +223,9 @@ def _describe(reply: NodeReply | NodeError | None) -> str:
         return f"{reply.status.name} counter={reply.counter}"
     return reply.status.name
 
+
+#: The reply slot of a node a fan-out did not ask (``FanOut.only``): None in the Tally.
+NOT_SENT = NodeReply(Status.MISSING, holder="not sent")
 
 #: One error per node, shared: exceptions compare by identity, and states must compare equal.
 _NO_REPLY = tuple(NodeError(n, f"node{n}", "no reply") for n in range(8))
@@ -308,7 +311,10 @@ class Model:
         inflight = list(state.inflight)
         fates = []
         for n in range(self.config.nodes):
-            if n not in reachable:
+            if effect.only is not None and n not in effect.only:
+                replies[n] = NOT_SENT
+                fates.append(f"node {n} not asked")
+            elif n not in reachable:
                 fates.append(f"node {n} fails at once")
             elif n in delayed:
                 inflight.append((c, n, effect))
@@ -376,7 +382,8 @@ class Model:
             if client.sent_at is None or client.flow is None:
                 continue
             replies = tuple(
-                r if r is not None else _NO_REPLY[n] for n, r in enumerate(client.replies)
+                None if r is NOT_SENT else r if r is not None else _NO_REPLY[n]
+                for n, r in enumerate(client.replies)
             )
             tally = Tally(replies, client.sent_at, 0)
             new = client._replace(sent_at=None, replies=(), flow=(*client.flow, tally))

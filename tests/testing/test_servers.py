@@ -16,14 +16,13 @@ import pytest
 import redis
 import redis.cluster
 
-from redsync_core.testing._servers import (
+from redsync_core.testing import (
     LocalRedisCluster,
     RedisServer,
     RedisServerGroup,
     find_redis_server,
     free_port,
 )
-from redsync_core.testing.plugin import MISSING_BINARY
 
 pytest_plugins = ["pytester"]
 
@@ -311,6 +310,9 @@ def test_missing_redis_server_fails_instead_of_skipping(
 ) -> None:
     pytester.makepyfile("def test_needs_redis(redis_nodes):\n    pass\n")
     monkeypatch.setenv("PATH", str(pytester.path))  # a PATH without redis-server
+    monkeypatch.delenv("REDSYNC_TEST_SERVER", raising=False)
     result = pytester.runpytest(*INNER_ARGS)
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([f"*{MISSING_BINARY}*"])
+    result.stdout.fnmatch_lines(
+        ["*redis-server not found on PATH (REDSYNC_TEST_SERVER is not set)*"]
+    )
