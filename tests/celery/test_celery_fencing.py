@@ -58,3 +58,11 @@ def test_a_bad_lock_fencing_is_refused() -> None:
 
         class Bad(SingletonTask):  # type: ignore[misc]  # Celery's Task is untyped
             lock_fencing = "yes"
+
+
+@pytest.mark.parametrize(
+    "options", [{"lock_limit": 2}, {"lock_scope": "queue"}], ids=["limit", "queue-scope"]
+)
+def test_lock_fencing_is_refused_where_runs_draw_no_token(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError, match="lock_fencing"):
+        type("Bad", (SingletonTask,), {"lock_fencing": True, **options})
