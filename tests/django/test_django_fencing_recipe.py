@@ -3,12 +3,15 @@ concurrent writers: the row keeps the largest fencing token that wrote it, and a
 lock expired while it was paused writes nothing once a later holder has written.
 
 The recipe's statement is the one ``Invoice.objects.filter(pk=pk, fence__lt=token)
-.update(total=..., fence=token)`` sends; PostgreSQL runs on 127.0.0.1:5432 (database ``test``)
-on the development and CI machines; each test uses its own table, dropped at teardown.
+.update(total=..., fence=token)`` sends. The database is the PostgreSQL server of the development
+and CI machines (127.0.0.1:5432, database ``test``, user ``postgres``); elsewhere point
+``REDSYNC_TEST_POSTGRES`` at one (a libpq connection string). Each test uses its own table,
+dropped at teardown.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -22,7 +25,7 @@ import pytest
 from redsync_core import Redsync
 from redsync_core.testing import RedisServer
 
-DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+DSN = os.environ.get("REDSYNC_TEST_POSTGRES", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 
 
 def q(statement: str, *tables: str) -> Any:
