@@ -1,0 +1,90 @@
+"""The compatibility matrix: Python versions, dependency floors and redis-py majors (``make matrix``).
+
+Sessions (``nox -l`` lists them; ``nox -s NAME -- PYTEST_ARGS`` runs one with other pytest args):
+
+``tests-3.10`` ... ``tests-3.13``
+    The whole suite on each supported Python with the newest release of every dependency.
+``floors``
+    The whole suite on the oldest Python with the oldest release each extra allows: redis-py 5.0,
+    Django 4.2, Celery 5.3, Flask 2.3, hiredis 2.0, valkey-py 6.0. It is the session that
+    catches a redis-py internal the transport relies on (``conn._sock``, the parser hooks, the
+    connect callback) that old releases lack.
+``redis_major(redis='5')`` ``(redis='6')`` ``(redis='7')``
+    The whole suite with the newest release of each redis-py major between the floor and the
+    newest (the newest major runs in ``tests-*``).
+
+Every session runs the whole suite. Fixtures start the server named by ``REDSYNC_TEST_SERVER``
+(default ``redis-server`` on PATH), so ``REDSYNC_TEST_SERVER=valkey-server nox`` runs the
+matrix against Valkey. The virtual environments live under ``.nox/`` (git-ignored).
+
+Interpreters are looked up on PATH (``python3.10`` ...); versions installed with pyenv are found
+even when ``pyenv global`` selects another one. Elsewhere, install the missing interpreters
+(``pyenv install 3.10 3.12 3.13``, ``uv python install``, or the distribution's packages).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+OLDEST_PYTHON = PYTHONS[0]
+EXTRAS = ".[test,valkey]"
+
+#: The oldest release each dependency declared in pyproject.toml allows.
+FLOORS = [
+    "redis==5.0.0",
+    "django==4.2",
+    "celery==5.3.0",
+    "flask[async]==2.3.0",
+    "hiredis==2.0.0",
+    "valkey==6.0.0",
+]
+
+#: redis-py majors between the floor (5.0.0) and the newest release (run by ``tests-*``).
+REDIS_MAJORS = ["5", "6", "7"]
+
+nox.options.sessions = ["tests", "floors", "redis_major"]
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+
+
+def _find_pyenv_interpreters() -> None:
+    """Put every pyenv-installed Python first on PATH: ``python3.X`` then resolves to it, not to
+    a pyenv shim that refuses versions ``pyenv global`` does not select."""
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    bins = sorted(str(path) for path in root.glob("versions/3.*/bin") if path.is_dir())
+    if bins:
+        os.environ["PATH"] = os.pathsep.join([*bins, os.environ.get("PATH", "")])
+
+
+_find_pyenv_interpreters()
+
+
+def _pytest(session: nox.Session) -> None:
+    session.run("python", "-c", "import sys, redis; print(sys.version, 'redis-py', redis.__version__)")
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the whole suite with the newest release of every dependency."""
+    session.install("--upgrade", "-e", EXTRAS)
+    _pytest(session)
+
+
+@nox.session(python=OLDEST_PYTHON)
+def floors(session: nox.Session) -> None:
+    """Run the whole suite on the oldest Python with the oldest allowed dependencies."""
+    session.install("-e", EXTRAS, *FLOORS)
+    _pytest(session)
+
+
+@nox.session(python="3.12")
+@nox.parametrize("redis", REDIS_MAJORS)
+def redis_major(session: nox.Session, redis: str) -> None:
+    """Run the whole suite with the newest release of one redis-py major."""
+    session.install("-e", EXTRAS, f"redis~={redis}.0")
+    _pytest(session)
