@@ -5,7 +5,7 @@ Sessions (``nox -l`` lists them; ``nox -s NAME -- PYTEST_ARGS`` runs one with ot
 ``tests-3.10`` ... ``tests-3.13``
     The whole suite on each supported Python with the newest release of every dependency.
 ``floors``
-    The whole suite on the oldest Python with the oldest release each extra allows: redis-py 5.0,
+    The whole suite on the oldest Python with the oldest release each extra allows: redis-py 5.0.1,
     Django 4.2, Celery 5.3, Flask 2.3, hiredis 2.0, valkey-py 6.0. It is the session that
     catches a redis-py internal the transport relies on (``conn._sock``, the parser hooks, the
     connect callback) that old releases lack.
@@ -35,7 +35,7 @@ EXTRAS = ".[test,valkey]"
 
 #: The oldest release each dependency declared in pyproject.toml allows.
 FLOORS = [
-    "redis==5.0.0",
+    "redis==5.0.1",
     "django==4.2",
     "celery==5.3.0",
     "flask[async]==2.3.0",
@@ -43,7 +43,7 @@ FLOORS = [
     "valkey==6.0.0",
 ]
 
-#: redis-py majors between the floor (5.0.0) and the newest release (run by ``tests-*``).
+#: redis-py majors between the floor (5.0.1) and the newest release (run by ``tests-*``).
 REDIS_MAJORS = ["5", "6", "7"]
 
 nox.options.sessions = ["tests", "floors", "redis_major"]

@@ -131,7 +131,7 @@ class _Lease:
             if not conn.can_read(timeout=0):
                 return False
             try:
-                conn.read_response()
+                _read(conn)
             except ResponseError as exc:
                 raise redis.exceptions.ConnectionError(f"connection setup failed: {exc}") from exc
             self.handshake -= 1
@@ -153,7 +153,7 @@ class _Lease:
                 return False
             while self.unanswered and conn.can_read(timeout=0):
                 with contextlib.suppress(ResponseError):
-                    conn.read_response()
+                    _read(conn)
                 self.unanswered -= 1
             if not self.unanswered and conn.can_read(timeout=0):
                 conn.disconnect()  # an idle connection has nothing to say: it was closed
@@ -251,7 +251,7 @@ class _Call:
         if self.lease.handshake and not (self.lease.read_setup() and self.conn.can_read(timeout=0)):
             return self
         try:
-            raw = self.conn.read_response()
+            raw = _read(self.conn)
         except NoScriptError:
             if self.script is None or self.sent_source:
                 raise
@@ -268,6 +268,18 @@ class _Call:
         """Close the connection after an error while reading (its state is unknown)."""
         self.conn.disconnect()
         self.lease.unanswered = 0
+
+
+def _read(conn: Any) -> Any:
+    """Read one reply from ``conn``, raising the server's error replies.
+
+    redis-py 5.0 with hiredis hands back, instead of raising, an error reply of the connection
+    kind (NOAUTH's AuthenticationError...) that ``can_read()`` had already buffered.
+    """
+    reply = conn.read_response()
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
 
 
 def _connect_within(conn: Any, budget_s: float | None) -> None:
@@ -331,7 +343,7 @@ class RedisNode:
                 if left <= 0 or not lease.conn.can_read(timeout=left):
                     lease.unanswered += 1
                     raise node_error(self, f"no reply within {timeout_s:g} s")
-            return _server_version(lease.conn.read_response())
+            return _server_version(_read(lease.conn))
         except NodeError:
             raise
         except Exception as exc:
