@@ -12,11 +12,10 @@ import weakref
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol, overload
 
-from redis.exceptions import NoScriptError
-
 from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
 from .addresses import redact
+from .clients import Family, family_of
 from .commands import Reply, Single, command, decided, decode, pack
 from .memory import MemoryStore
 from .scripts import Script
@@ -54,6 +53,7 @@ class _Connections:
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
+        self.family = family_of(pool)
         self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
             weakref.WeakKeyDictionary()
         )
@@ -88,7 +88,7 @@ class _Connections:
             await conn.disconnect()
 
 
-async def _exchange(conn: Any, script: Script | None, args: tuple[Any, ...]) -> Any:
+async def _exchange(conn: Any, family: Family, script: Script | None, args: tuple[Any, ...]) -> Any:
     """Send one command on ``conn`` and read its reply (EVALSHA, then EVAL on NOSCRIPT)."""
     if script is None:
         await conn.send_packed_command([pack(*args)], check_health=False)
@@ -96,7 +96,7 @@ async def _exchange(conn: Any, script: Script | None, args: tuple[Any, ...]) -> 
     await conn.send_packed_command([pack("EVALSHA", script.sha, *args)], check_health=False)
     try:
         return await conn.read_response()
-    except NoScriptError:
+    except family.no_script_error:
         await conn.send_packed_command([pack("EVAL", script.source, *args)], check_health=False)
         return await conn.read_response()
 
@@ -126,7 +126,7 @@ class _Exchange:
         try:
             try:
                 raw = await conn.read_response()
-            except NoScriptError:
+            except self.connections.family.no_script_error:
                 assert self.script is not None  # only scripts answer NOSCRIPT
                 packed = pack("EVAL", self.script.source, *self.args)
                 await conn.send_packed_command([packed], check_health=False)
@@ -147,12 +147,14 @@ class _Exchange:
 
 
 class AsyncRedisNode:
-    """A node behind a ``redis.asyncio`` client (standalone, Sentinel or cluster)."""
+    """A node behind a ``redis.asyncio`` or ``valkey.asyncio`` client (standalone, Sentinel or
+    cluster)."""
 
     def __init__(self, index: int, client: Any, address: str, *, owned: bool) -> None:
         self.index = index
         self.address = address
         self.client = client
+        self.family = family_of(client)
         self._owned = owned
         pool = getattr(client, "connection_pool", None)  # a cluster client has none
         self._connections = None if pool is None else _Connections(pool)
@@ -169,7 +171,7 @@ class AsyncRedisNode:
             else:
                 conn = self._connections.take()
                 try:
-                    raw = await _exchange(conn, script, args)
+                    raw = await _exchange(conn, self.family, script, args)
                 except BaseException:
                     # Also on cancellation: a reply may still be on its way.
                     await asyncio.shield(conn.disconnect(nowait=True))
@@ -204,7 +206,7 @@ class AsyncRedisNode:
             return await self.client.execute_command(*args)
         try:
             return await self.client.execute_command("EVALSHA", script.sha, *args)
-        except NoScriptError:
+        except self.family.no_script_error:
             return await self.client.execute_command("EVAL", script.source, *args)
 
     async def ping(self) -> str:

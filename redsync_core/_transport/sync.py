@@ -19,11 +19,11 @@ from typing import Any, Protocol, overload
 
 import redis
 import redis.exceptions
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
 from .addresses import redact
+from .clients import Family, family_of
 from .commands import Reply, Single, command, decided, decode, pack
 from .memory import MemoryStore
 from .scripts import Script
@@ -93,12 +93,13 @@ class _Lease:
     handshake. Replies we stopped waiting for are read and dropped before the next command.
     """
 
-    __slots__ = ("conn", "handshake", "pid", "unanswered")
+    __slots__ = ("conn", "family", "handshake", "pid", "unanswered")
 
     def __init__(self, pool: Any) -> None:
         self.pid = os.getpid()
+        self.family: Family = family_of(pool)
         self.conn = pool.connection_class(**pool.connection_kwargs)
-        self.conn.redis_connect_func = self._pipeline_setup
+        setattr(self.conn, self.family.connect_hook, self._pipeline_setup)
         self.handshake = 0  # setup replies due before the next command's reply
         self.unanswered = 0  # replies of commands we stopped waiting for (deadline, fail fast)
 
@@ -124,7 +125,7 @@ class _Lease:
         """Read the setup replies that arrived; return True once none is due.
 
         Raises:
-            redis.exceptions.ConnectionError: the node refused the setup (AUTH, SELECT...).
+            ConnectionError: (the client library's) the node refused the setup (AUTH, SELECT...).
         """
         conn = self.conn
         while self.handshake:
@@ -132,8 +133,8 @@ class _Lease:
                 return False
             try:
                 _read(conn)
-            except ResponseError as exc:
-                raise redis.exceptions.ConnectionError(f"connection setup failed: {exc}") from exc
+            except self.family.response_error as exc:
+                raise self.family.connection_error(f"connection setup failed: {exc}") from exc
             self.handshake -= 1
         return True
 
@@ -152,12 +153,12 @@ class _Lease:
             if not self.read_setup():
                 return False
             while self.unanswered and conn.can_read(timeout=0):
-                with contextlib.suppress(ResponseError):
+                with contextlib.suppress(self.family.response_error):
                     _read(conn)
                 self.unanswered -= 1
             if not self.unanswered and conn.can_read(timeout=0):
                 conn.disconnect()  # an idle connection has nothing to say: it was closed
-        except (RedisError, OSError):
+        except (self.family.error, OSError):
             conn.disconnect()
             self.handshake = self.unanswered = 0
         if self.unanswered > MAX_UNANSWERED:
@@ -252,7 +253,7 @@ class _Call:
             return self
         try:
             raw = _read(self.conn)
-        except NoScriptError:
+        except self.lease.family.no_script_error:
             if self.script is None or self.sent_source:
                 raise
             self.sent_source = True
@@ -319,7 +320,8 @@ def _send(node: SyncNode, pool: Any, effect: FanOut | Batch, budget_s: float | N
 
 
 class RedisNode:
-    """A node behind a ``redis.Redis`` client (standalone or a Sentinel ``master_for``)."""
+    """A node behind a ``redis.Redis`` or ``valkey.Valkey`` client (standalone or a Sentinel
+    ``master_for``)."""
 
     def __init__(self, index: int, client: redis.Redis, address: str, *, owned: bool) -> None:
         self.index = index
@@ -358,12 +360,14 @@ class RedisNode:
 
 
 class ClusterNode:
-    """A Redis Cluster as one node: each key goes to the master that owns its slot."""
+    """A Redis Cluster (redis-py's or valkey-py's client) as one node: each key goes to the
+    master that owns its slot."""
 
     def __init__(self, index: int, client: Any, address: str) -> None:
         self.index = index
         self.address = address
         self.client = client
+        self.family = family_of(client)
 
     def connected(self, effect: FanOut | Batch) -> bool:
         return True  # the cluster client keeps its own connections
@@ -373,9 +377,10 @@ class ClusterNode:
             # Keys of a batch live in different slots: one command each, through the client.
             return tuple(self._through_client(item) for item in effect.effects)
         target = self.client.get_node_from_key(effect.key)
-        if target is None or target.redis_connection is None:
+        connection = getattr(target, self.family.cluster_connection, None)
+        if connection is None:
             return self._through_client(effect)
-        call = _send(self, target.redis_connection.connection_pool, effect, budget_s)
+        call = _send(self, connection.connection_pool, effect, budget_s)
         return _ClusterCall(self, call)
 
     def _through_client(self, effect: FanOut) -> NodeReply:
@@ -386,7 +391,7 @@ class ClusterNode:
         else:
             try:
                 raw = self.client.execute_command("EVALSHA", script.sha, *args)
-            except NoScriptError:
+            except self.family.no_script_error:
                 raw = self.client.execute_command("EVAL", script.source, *args)
         reply = decode(effect, raw)
         assert isinstance(reply, NodeReply)  # a single FanOut decodes to one reply
@@ -420,7 +425,7 @@ class _ClusterCall:
     def finish(self) -> InFlight | Done:
         try:
             result = self.call.finish()
-        except ResponseError as exc:
+        except self.node.family.response_error as exc:
             if not str(exc).startswith(("MOVED", "ASK")):
                 raise
             self.node.client.nodes_manager.initialize()
