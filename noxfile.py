@@ -41,6 +41,9 @@ FLOORS = [
     "flask[async]==2.3.0",
     "hiredis==2.0.0",
     "valkey==6.0.0",
+    # Their own dependencies at the oldest release they allow, as the newest ones break them:
+    "kombu==5.3.0",  # kombu 5.6+ wants redis-py 6.1+ for its Redis transport (Celery's broker)
+    "werkzeug==2.3.0",  # Werkzeug 3 dropped werkzeug.__version__, which Flask 2.3.0's test client reads
 ]
 
 #: redis-py majors between the floor (5.0.1) and the newest release (run by ``tests-*``).

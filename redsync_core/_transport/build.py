@@ -53,9 +53,13 @@ def _url_client(factory: Any, url: str, options: Mapping[str, Any] | None, *, as
     pool = client.connection_pool
     try:  # redis-py checks connection options only when it connects: check them now
         pool.connection_class(**pool.connection_kwargs)
-    except (ValueError, TypeError, RedisError) as exc:
+    except (ValueError, TypeError, RedisError, UnboundLocalError) as exc:
+        # redis-py 5.0 hides "protocol must be an integer" behind an UnboundLocalError.
+        reason = exc.__context__ if isinstance(exc, UnboundLocalError) else exc
+        if not options:
+            raise ConfigurationError(f"Invalid node URL {redact(url)!r}: {reason}.") from None
         raise ConfigurationError(
-            f"Invalid client_options {sorted(options or {})}: {exc}; expected keyword arguments "
+            f"Invalid client_options {sorted(options)}: {reason}; expected keyword arguments "
             "of redis.Redis (e.g. socket_timeout, password, ssl_ca_certs)."
         ) from None
     return client

@@ -52,8 +52,12 @@ _PORT_ATTEMPTS = 3  # tries with a fresh port when an auto-chosen port was taken
 
 
 def find_redis_server() -> str | None:
-    """Return the path of the ``redis-server`` found on PATH, or None."""
-    return shutil.which("redis-server")
+    """Return the path of the server binary the fixtures start, or None when it is not found.
+
+    That is ``REDSYNC_TEST_SERVER`` (a path, or a name looked up on PATH, of a
+    redis-server-compatible binary such as ``valkey-server``), by default ``redis-server``.
+    """
+    return shutil.which(os.environ.get("REDSYNC_TEST_SERVER") or "redis-server")
 
 
 def free_port() -> int:

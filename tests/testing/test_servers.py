@@ -311,6 +311,7 @@ def test_missing_redis_server_fails_instead_of_skipping(
 ) -> None:
     pytester.makepyfile("def test_needs_redis(redis_nodes):\n    pass\n")
     monkeypatch.setenv("PATH", str(pytester.path))  # a PATH without redis-server
+    monkeypatch.delenv("REDSYNC_TEST_SERVER", raising=False)  # and no other server binary
     result = pytester.runpytest(*INNER_ARGS)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*{MISSING_BINARY}*"])
