@@ -43,7 +43,7 @@ FLOORS = [
     "valkey==6.0.0",
     # Their own dependencies at the oldest release they allow, as the newest ones break them:
     "kombu==5.3.0",  # kombu 5.6+ wants redis-py 6.1+ for its Redis transport (Celery's broker)
-    "werkzeug==2.3.0",  # Werkzeug 3 dropped werkzeug.__version__, which Flask 2.3.0's test client reads
+    "werkzeug==2.3.0",  # Werkzeug 3 dropped werkzeug.__version__, read by Flask 2.3.0's test client
 ]
 
 #: redis-py majors between the floor (5.0.1) and the newest release (run by ``tests-*``).
@@ -66,8 +66,17 @@ def _find_pyenv_interpreters() -> None:
 _find_pyenv_interpreters()
 
 
+REPORTED = ["redis", "valkey", "hiredis", "django", "celery", "kombu", "flask", "werkzeug"]
+
+
 def _pytest(session: nox.Session) -> None:
-    session.run("python", "-c", "import sys, redis; print(sys.version, 'redis-py', redis.__version__)")
+    """Print the versions under test, then run pytest (the whole suite unless told otherwise)."""
+    session.run(
+        "python",
+        "-c",
+        "import sys, importlib.metadata as m; "
+        f"print('Python', sys.version.split()[0], *(f'{{d}} {{m.version(d)}}' for d in {REPORTED}))",
+    )
     session.run("pytest", *(session.posargs or ["-q"]))
 
 
