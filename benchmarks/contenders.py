@@ -197,6 +197,53 @@ class OursAsync(AsyncContender):
         await self.rs.close()
 
 
+def _instrument() -> None:
+    """Turn on ``redsync_core.otel`` with the OpenTelemetry SDK as a service would run it:
+    spans through a batch processor (to an exporter that drops them: no I/O measured),
+    metrics aggregated in memory."""
+    otel = importlib.import_module("redsync_core.otel")
+    sdk_trace = importlib.import_module("opentelemetry.sdk.trace")
+    sdk_export = importlib.import_module("opentelemetry.sdk.trace.export")
+    sdk_metrics = importlib.import_module("opentelemetry.sdk.metrics")
+    sdk_metrics_export = importlib.import_module("opentelemetry.sdk.metrics.export")
+
+    class Drop(sdk_export.SpanExporter):  # type: ignore[misc,name-defined]
+        def export(self, spans: Any) -> Any:
+            return sdk_export.SpanExportResult.SUCCESS
+
+    tracer_provider = sdk_trace.TracerProvider()
+    tracer_provider.add_span_processor(sdk_export.BatchSpanProcessor(Drop()))
+    reader = sdk_metrics_export.InMemoryMetricReader()
+    meter_provider = sdk_metrics.MeterProvider(metric_readers=[reader])
+    otel.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+
+class OursHooked(Ours):
+    """``Ours`` with one ``redsync_core.hooks`` listener that does nothing: the cost of the
+    hook interface itself, without OpenTelemetry."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        hooks = importlib.import_module("redsync_core.hooks")
+        hooks.add_listener(hooks.Listener())
+        super().__init__(urls, key, ttl_s)
+
+
+class OursOtel(Ours):
+    """``Ours`` with ``redsync_core.otel`` instrumented (SDK, spans and metrics on)."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        _instrument()
+        super().__init__(urls, key, ttl_s)
+
+
+class OursOtelAsync(OursAsync):
+    """``OursAsync`` with ``redsync_core.otel`` instrumented."""
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        _instrument()
+        super().__init__(urls, key, ttl_s)
+
+
 # -- peers -------------------------------------------------------------------------------------
 
 
@@ -410,6 +457,14 @@ CONTENDERS: dict[str, Spec] = {
         Spec("limit-sequential", LimitSequential, "limit", what="raw sockets, one node at a time"),
         Spec("redsync_core", Ours, "ours", what="Redsync / Mutex (sync)"),
         Spec("redsync_core-async", OursAsync, "ours", what="AsyncRedsync / AsyncMutex"),
+        Spec("redsync_core-hooked", OursHooked, "ours", what="Redsync / Mutex, a no-op listener"),
+        Spec("redsync_core-otel", OursOtel, "ours", what="Redsync / Mutex, otel.instrument()"),
+        Spec(
+            "redsync_core-otel-async",
+            OursOtelAsync,
+            "ours",
+            what="AsyncRedsync / AsyncMutex, otel.instrument()",
+        ),
         Spec("redis-py-lock", RedisPyLock, "peer", single_node=True, what="redis.lock.Lock"),
         Spec("pottery", Pottery, "peer", env="pottery", what="pottery.Redlock"),
         Spec("pottery-async", PotteryAsync, "peer", env="pottery", what="pottery.AIORedlock"),

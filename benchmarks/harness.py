@@ -3,8 +3,8 @@
 One run starts 5 lock servers and 1 referee server (``redsync_core.testing``) on loopback; a
 measurement at N nodes uses the first N of them. Every contender runs in its own worker
 processes (``runner.py``), each cell is split into rounds, and in every round every contender
-gets its slice in a rotated order, so drift of the machine (other jobs, thermal, the other
-engineers' test runs) spreads over all contenders alike. Samples are pooled over the rounds.
+gets its slice in a rotated order, so drift of the machine (other jobs, thermal) spreads over
+all contenders alike. Samples are pooled over the rounds.
 """
 
 from __future__ import annotations

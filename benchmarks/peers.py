@@ -2,7 +2,7 @@
 
 Every peer library gets its own virtualenv, created here with ``python -m venv`` and pip from
 PyPI, for three reasons: ``redlock-ng`` and ``redlock-py`` both install a top-level ``redlock``
-module; ``redlock-ng`` pins ``redis<6``; and the project's ``.venv`` stays as the lead made it.
+module; ``redlock-ng`` pins ``redis<6``; and the project's ``.venv`` stays as ``make`` built it.
 Each virtualenv gets exactly the redis-py and hiredis versions of the interpreter running the
 benchmark, so every contender parses replies with the same client code (hiredis changes
 redis-py's parser, and redis-py 5 is about 25 % cheaper per command than 8). Packages whose

@@ -7,11 +7,17 @@ throughput (S2) it is ``acq/s / limit acq/s`` (higher is better, 1.00 is the flo
 
 from __future__ import annotations
 
+import os
+import site
+import sysconfig
+from pathlib import Path
 from typing import Any
 
-__all__ = ["add_ratios", "markdown", "targets"]
+__all__ = ["add_ratios", "markdown", "relative_paths", "targets"]
 
-# The targets of issue 8, as (scenario, contender, N, bound, "max" or "min").
+REPO = Path(__file__).resolve().parent.parent
+
+# The speed targets the report checks, as (scenario, contender, N, bound, "max" or "min").
 TARGETS = (
     ("s1", "redsync_core", 5, 1.25, "max"),
     ("s1", "redsync_core-async", 5, 1.4, "max"),
@@ -177,6 +183,31 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:120] if text.strip() else "?"
 
 
+def _path_prefixes() -> list[tuple[str, str]]:
+    """Map this machine's directories to how a report names them, longest first."""
+    named = [(REPO, "")]
+    named += [(Path(d), "<site-packages>/") for d in site.getsitepackages()]
+    named += [(Path(sysconfig.get_path(k)), "<site-packages>/") for k in ("purelib", "platlib")]
+    named += [(Path(os.__file__).parent, "<stdlib>/")]
+    prefixes: dict[str, str] = {}
+    for directory, label in named:
+        for form in (directory, directory.resolve()):  # as imported, and with symlinks resolved
+            prefixes.setdefault(str(form) + os.sep, label)
+    return sorted(prefixes.items(), key=lambda item: len(item[0]), reverse=True)
+
+
+def relative_paths(text: str) -> str:
+    """Return ``text`` with file paths relative to the repository (``redsync_core/_sync.py``).
+
+    Installed packages become ``<site-packages>/...`` and the standard library
+    ``<stdlib>/...``, so a report names no directory of the machine it ran on (profiles and
+    tracebacks print absolute paths).
+    """
+    for prefix, label in _path_prefixes():
+        text = text.replace(prefix, label)
+    return text
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     out = [
@@ -217,7 +248,7 @@ def markdown(results: dict[str, Any]) -> str:
     if rows:
         out += _table(["contender", "what", "runs in", "versions", "status"], ["---"] * 5, rows)
     if results.get("targets"):
-        out += ["", "## Targets (issue 8)", ""]
+        out += ["", "## Targets", ""]
         trows = []
         for t in results["targets"]:
             value = t["value"]

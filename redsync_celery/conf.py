@@ -30,7 +30,8 @@ from typing import Any
 
 from celery.exceptions import ImproperlyConfigured
 
-from redsync_core import ConfigurationError, MutexOptions, Redsync
+from redsync_core import Redsync
+from redsync_core.adapters import ADAPTER_DEFAULTS, SettingError, adapter_options, build_redsync
 
 __all__ = [
     "ADAPTER_DEFAULTS",
@@ -43,8 +44,12 @@ __all__ = [
 
 logger = logging.getLogger("redsync_celery")
 
-ADAPTER_DEFAULTS: Mapping[str, Any] = {"expiry": 30.0, "auto_extend": True}
-"""Lock defaults of the adapter (DESIGN.md section 4), under the app's ``redsync_options``."""
+_SETTING_NAMES = {  # the core's name for a rejected setting -> the Celery setting to fix
+    "nodes": "redsync_urls",
+    "client_options": "redsync_client_options",
+    "key_prefix": "redsync_key_prefix",
+    "options": "redsync_options",
+}
 
 _PER_RUN_OPTIONS = {  # SingletonTask sets these for every run
     "value": "the lock value starts with the task id, set per run",
@@ -125,10 +130,9 @@ def read_settings(app: Any) -> Settings:
     for option, instead in _PER_RUN_OPTIONS.items():
         if option in user_options:
             raise _bad("redsync_options", f"{option!r} cannot be set for every lock: {instead}.")
-    options = {**ADAPTER_DEFAULTS, **user_options}
     try:
-        MutexOptions.build(options)
-    except ConfigurationError as exc:
+        options = adapter_options(user_options)
+    except SettingError as exc:
         raise _bad("redsync_options", str(exc)) from None
     return Settings(urls, dict(client_options), key_prefix, options, from_broker)
 
@@ -143,15 +147,14 @@ def _build(app: Any) -> tuple[Redsync, Settings]:
             "redsync_urls to 3 or 5 independent Redis masters in production."
         )
     try:
-        redsync = Redsync(
+        redsync = build_redsync(
             list(settings.urls),
             key_prefix=settings.key_prefix,
             client_options=settings.client_options,
-            **settings.options,
+            options=settings.options,
         )
-    except ConfigurationError as exc:
-        name = "redsync_client_options" if "argument" in str(exc) else "redsync_urls"
-        raise _bad(name, str(exc)) from None
+    except SettingError as exc:
+        raise _bad(_SETTING_NAMES[exc.setting], str(exc)) from None
     return redsync, settings
 
 

@@ -37,13 +37,14 @@ from celery.worker.request import Request
 
 from redsync_core import (
     ConfigurationError,
+    Hold,
     LockNotAcquired,
     LockTaken,
-    Mutex,
-    QuorumUnreachable,
     arguments_digest,
+    hooks,
     render_lock_name,
 )
+from redsync_core.adapters import check_wait, free_in
 
 from .conf import get_redsync, get_settings
 from .signals import lock_busy, lock_lost
@@ -67,7 +68,7 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _check_options(cls: type) -> None:
+def _check_options(cls: type[SingletonTask]) -> None:
     """Validate the ``lock_*`` options of a task class.
 
     Raises:
@@ -96,16 +97,44 @@ def _check_options(cls: type) -> None:
             "None (task name + digest of all arguments), a template such as 'sync:{account_id}', "
             "a list of argument names, or a callable taking the task's arguments",
         )
-    expiry = cls.lock_expiry  # type: ignore[attr-defined]
+    expiry = cls.lock_expiry
     if expiry is not None and (not _number(expiry) or not expiry > 0):
         raise bad("lock_expiry", expiry, "a number of seconds > 0, or None for the app default")
-    wait = cls.lock_wait  # type: ignore[attr-defined]
-    if not _number(wait) or not wait >= 0:
-        raise bad("lock_wait", wait, "a number of seconds >= 0 (0: one attempt)")
-    if cls.lock_on_busy not in BUSY_ACTIONS:  # type: ignore[attr-defined]
-        raise bad("lock_on_busy", cls.lock_on_busy, "'skip', 'retry' or 'raise'")  # type: ignore[attr-defined]
-    if not isinstance(cls.lock_release_on_worker_lost, bool):  # type: ignore[attr-defined]
-        raise bad("lock_release_on_worker_lost", cls.lock_release_on_worker_lost, "True or False")  # type: ignore[attr-defined]
+    try:
+        check_wait(cls.lock_wait, "lock_wait")
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc} (task {task!r})") from None
+    if cls.lock_on_busy not in BUSY_ACTIONS:
+        raise bad("lock_on_busy", cls.lock_on_busy, "'skip', 'retry' or 'raise'")
+    if not isinstance(cls.lock_release_on_worker_lost, bool):
+        raise bad("lock_release_on_worker_lost", cls.lock_release_on_worker_lost, "True or False")
+
+
+class _Run:
+    """The ``origin`` of a task run's mutex: which task and run ``_Signals`` reports."""
+
+    __slots__ = ("task", "task_id")
+
+    def __init__(self, task: SingletonTask, task_id: str) -> None:
+        self.task = task
+        self.task_id = task_id
+
+
+class _Signals(hooks.Listener):
+    """Sends ``lock_lost`` for the locks of task runs, from the core's ``lost`` event.
+
+    ``lock_busy`` is sent by ``SingletonTask._on_busy`` instead: a run is busy only after
+    the task has looked at the holder (and maybe waited for an earlier attempt of itself),
+    which no single lock event knows, and the signal carries that holder and the action.
+    """
+
+    def lost(self, event: hooks.LostEvent) -> None:
+        run = event.mutex.origin
+        if isinstance(run, _Run):
+            lock_lost.send(sender=run.task, task_id=run.task_id, lock_name=event.name)
+
+
+hooks.add_listener(_Signals())
 
 
 def _holder_task(holder: str | None) -> tuple[str | None, int | None]:
@@ -273,16 +302,16 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
         if request.called_directly:
             return super().__call__(*args, **kwargs)
         name = self.lock_name_for(args, kwargs)
-        mutex = self._acquire(name, request)
-        request.lock = mutex
+        held = self._acquire(name, request)
+        request.lock = held.mutex
         request.lock_lost = False
         try:
             # The tracer has pushed the request already (as the worker's own fast path does).
             return self.run(*args, **kwargs)
         finally:
-            mutex.unlock()
+            held.release()
 
-    def _acquire(self, name: str, request: Any) -> Mutex:
+    def _acquire(self, name: str, request: Any) -> Hold:
         """Take the lock for this run, or end the run as ``lock_on_busy`` says.
 
         Raises:
@@ -291,25 +320,19 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
             LockTaken: busy, ``"raise"`` (or ``"retry"`` after ``max_retries``).
             QuorumUnreachable: too few nodes answer; the task fails (lock state unknown).
         """
+        held = self._hold(name, request, self.lock_wait)
+        if held.acquire():
+            return held
         redsync = get_redsync(self.app)
-        try:
-            return self._lock(name, request, self.lock_wait)
-        except QuorumUnreachable:
-            raise
-        except LockNotAcquired as exc:
-            busy = exc
-        holder = redsync.inspect(name).holder
-        holder_id, holder_attempt = _holder_task(holder)
+        holder_id, holder_attempt = _holder_task(redsync.inspect(name).holder)
         if holder_id == request.id and (holder_attempt or 0) < (request.retries or 0):
             # An earlier attempt of this task published this retry and is releasing the lock.
-            try:
-                return self._lock(name, request, self.lock_expiry_for())
-            except QuorumUnreachable:
-                raise
-            except LockNotAcquired as exc:
-                busy = exc
+            held = self._hold(name, request, self.lock_expiry_for())
+            if held.acquire():
+                return held
             holder_id, _ = _holder_task(redsync.inspect(name).holder)
-        self._on_busy(name, holder_id, busy, request)
+        assert held.busy is not None  # set by a failed acquire()
+        self._on_busy(name, holder_id, held.busy, request)
 
     def lock_expiry_for(self) -> float:
         """Return this task's lock expiry in seconds (``lock_expiry`` or the app default)."""
@@ -317,7 +340,7 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
             return float(self.lock_expiry)
         return float(get_settings(self.app).options["expiry"])
 
-    def _lock(self, name: str, request: Any, wait: float) -> Mutex:
+    def _hold(self, name: str, request: Any, wait: float) -> Hold:
         task_id, attempt = request.id, request.retries or 0
 
         def on_lost(mutex: object) -> None:
@@ -329,18 +352,16 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
                 task_id,
                 name,
             )
-            lock_lost.send(sender=self, task_id=task_id, lock_name=name)
 
         options: dict[str, Any] = {
             "gen_value_func": lambda: f"{task_id}:{attempt}:{secrets.token_urlsafe(12)}",
             "on_lost": on_lost,
-            "tries": 1 if wait == 0 else None,
         }
         if self.lock_expiry is not None:
             options["expiry"] = float(self.lock_expiry)
-        mutex = get_redsync(self.app).new_mutex(name, **options)
-        mutex.lock(timeout=None if wait == 0 else float(wait))
-        return mutex
+        held = get_redsync(self.app).hold(name, wait=wait, **options)
+        held.mutex.origin = _Run(self, task_id)
+        return held
 
     def _on_busy(
         self, name: str, holder: str | None, exc: LockNotAcquired, request: Any
@@ -354,7 +375,7 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
             retry_after=exc.retry_after,
             action=action,
         )
-        free_in = "" if exc.retry_after is None else f" (free in about {exc.retry_after:.1f} s)"
+        when = f" ({free_in(exc.retry_after)})"
         held_by = f"task {holder}" if holder else "another holder"
         if action == "skip":
             logger.warning(
@@ -363,13 +384,13 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
                 request.id,
                 name,
                 held_by,
-                free_in,
+                when,
             )
             raise Ignore()
         taken = LockTaken(
             name,
             f"Task {self.name}[{request.id}] did not run: lock {name!r} is held by {held_by}"
-            f"{free_in}. Another run with the same lock name is in progress; use "
+            f"{when}. Another run with the same lock name is in progress; use "
             "lock_on_busy='retry' or lock_wait= to run it later.",
             exc.attempts,
             exc.retry_after,

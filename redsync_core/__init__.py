@@ -3,8 +3,8 @@
 The whole public surface is re-exported here; everything under ``redsync_core._*`` is private.
 """
 
-from ._async import AsyncMutex, AsyncRedsync
-from ._base import LockInfo, NodeHealth, NodeLock, PingReport
+from ._async import AsyncHold, AsyncMutex, AsyncRedsync
+from ._base import LockInfo, LockListing, NodeHealth, NodeLock, PingReport
 from ._exceptions import (
     ConfigurationError,
     LockError,
@@ -18,16 +18,19 @@ from ._exceptions import (
 )
 from ._naming import arguments_digest, render_lock_name
 from ._options import MutexOptions
-from ._sync import Mutex, Redsync
+from ._sync import Hold, Mutex, Redsync
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AsyncHold",
     "AsyncMutex",
     "AsyncRedsync",
     "ConfigurationError",
+    "Hold",
     "LockError",
     "LockInfo",
+    "LockListing",
     "LockLost",
     "LockNotAcquired",
     "LockTaken",

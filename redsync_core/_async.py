@@ -11,17 +11,28 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _hooks as hooks
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
 from ._autoextend import async_scheduler
-from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase, logger
+from ._base import (
+    LockInfo,
+    LockListing,
+    MutexBase,
+    NodeHealth,
+    PingReport,
+    RedsyncBase,
+    lock_listing,
+    logger,
+)
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
-from ._locked import F, locked, mutex_options
+from ._locked import F, locked, wait_options
 from ._naming import LockName
 from ._transport import aio as transport
 from ._transport.build import build_async_nodes
+from ._transport.listing import list_keys_async
 
-__all__ = ["AsyncMutex", "AsyncRedsync"]
+__all__ = ["AsyncHold", "AsyncMutex", "AsyncRedsync"]
 
 if TYPE_CHECKING:
     from ._sync import Redsync
@@ -69,6 +80,19 @@ class AsyncRedsync(RedsyncBase):
         """
         return AsyncMutex(self, name, **options)
 
+    def hold(self, name: str, *, wait: float = 0.0, **options: Any) -> AsyncHold:
+        """Return an ``AsyncHold`` of the lock ``name``, for adapters and other callers that
+        must tell "busy" apart from errors raised by the code they protect.
+
+        ``wait``: seconds to keep trying while another holder has it (0: one attempt).
+        ``async with rs.hold(name) as held:`` then ``if held.busy is not None: ...``.
+
+        Raises:
+            ConfigurationError: an invalid name, ``wait`` or option.
+        """
+        mutex_options, timeout = wait_options(wait, options)
+        return AsyncHold(self.new_mutex(name, **mutex_options), timeout)
+
     def locked(
         self, name: LockName = None, *, wait: float = 0.0, **options: Any
     ) -> Callable[[F], F]:
@@ -80,9 +104,11 @@ class AsyncRedsync(RedsyncBase):
 
         Raises (from the decorated call):
             LockTaken: another holder has the lock (``retry_after`` says for how long).
+            LockTimeout: ``wait`` > 0 ran out before the lock was free.
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
             LockLost: auto-extension lost the lock while the function ran.
         """
-        self._options(mutex_options(wait, options)[0])
+        self._options(wait_options(wait, options)[0])
         return locked(self.sync, lambda: self, name, wait, options)
 
     def sync(self) -> Redsync:
@@ -122,6 +148,23 @@ class AsyncRedsync(RedsyncBase):
         tally = await self._fan_out(effect)
         return self._lock_info(name, effect.key, self.addresses, tally, self.quorum)
 
+    async def list_locks(
+        self, pattern: str = "*", *, page_size: int = 100, timeout: float = 10.0
+    ) -> LockListing:
+        """List the locks whose names match the glob ``pattern``, as seen on every node.
+
+        SCANs the keys under the key prefix on all nodes at once, ``page_size`` keys a call,
+        for at most ``timeout`` seconds. Returns one ``LockInfo`` per name, sorted, with the
+        quorum verdict; ``.skipped`` counts keys that are not locks, ``.partial`` says a node
+        failed or the time ran out before it was listed to the end.
+
+        Raises:
+            ConfigurationError: an empty pattern, or a page size or timeout out of range.
+        """
+        match, count, budget_ms = self._listing_arguments(pattern, page_size, timeout)
+        scans = await list_keys_async(self._nodes, match, count, budget_ms)
+        return lock_listing(self.key_prefix, scans, self.quorum)
+
     async def force_release(self, name: str) -> int:
         """Delete the lock ``name`` on every node whatever its holder; return how many had it.
 
@@ -129,6 +172,18 @@ class AsyncRedsync(RedsyncBase):
         """
         tally = await self._fan_out(self._probe(Op.DELETE, name))
         return tally.ok
+
+    async def release_listed(self, info: LockInfo) -> int:
+        """Delete a listed lock where it still holds the value listed; return on how many nodes.
+
+        For clearing what ``list_locks`` showed an operator: a node where the lock changed
+        hands since, or where the key is not a lock, keeps its key. The holder is not told.
+        Never raises for node errors (a node that fails keeps its key until it expires).
+        """
+        deleted = 0
+        for effect in self._release_effects(info):
+            deleted += (await self._fan_out(effect)).ok
+        return deleted
 
     async def _fan_out(self, effect: FanOut, order: Sequence[int] | None = None) -> Tally:
         started = self._clock()
@@ -248,6 +303,8 @@ class AsyncMutex(MutexBase):
         return await self._drive(flows.check(self._options, self._target()))
 
     async def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
+        if hooks.listeners:
+            flow = hooks.observed(self, flow)
         reply: Tally | None = None
         while True:
             try:
@@ -274,3 +331,57 @@ class AsyncMutex(MutexBase):
         await self.unlock()
         if lost and exc is None:
             raise LockLost(self._name, f"Lost lock {self._name!r} while the block ran.")
+
+
+class AsyncHold:
+    """A lock taken for an adapter: "busy" is a result, not an exception.
+
+    ``async acquire()`` returns False when another holder has the lock, with ``busy`` set to why
+    (``LockTaken``, ``LockTimeout``, ``LockNotAcquired``); ``QuorumUnreachable`` (nodes down)
+    still raises, since it is an outage and not "busy". As a context manager it acquires on
+    entry (check ``busy``) and, when it acquired, releases on exit, raising ``LockLost`` if
+    auto-extension lost the lock while the block ran.
+    """
+
+    def __init__(self, mutex: AsyncMutex, timeout: float | None) -> None:
+        self.mutex = mutex
+        self.busy: LockNotAcquired | None = None
+        self.acquired = False
+        self._timeout = timeout
+
+    async def acquire(self) -> bool:
+        """Take the lock; return False (``busy`` set) when another holder has it.
+
+        Raises:
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
+        """
+        try:
+            await self.mutex.lock(timeout=self._timeout)
+        except QuorumUnreachable:
+            raise
+        except LockNotAcquired as exc:
+            self.busy = exc
+            return False
+        self.acquired = True
+        return True
+
+    async def release(self) -> bool:
+        """Unlock if acquired; return True if a quorum deleted our value (see ``unlock``)."""
+        if not self.acquired:
+            return False
+        self.acquired = False
+        return await self.mutex.unlock()
+
+    async def __aenter__(self) -> AsyncHold:
+        await self.acquire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.acquired:
+            self.acquired = False
+            await self.mutex.__aexit__(exc_type, exc, tb)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import inspect
 import itertools
@@ -25,6 +26,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import _hooks as hooks
 from ._algorithm import flows
 from ._algorithm.effects import Batch, Effect, FanOut, Tally
 from ._algorithm.renewal import early_ms, next_extension_ms, retry_or_lost_ms
@@ -130,35 +132,43 @@ class _Plan:
         self, step: _Step, replies: tuple[Single, ...], started_ms: int, now_ms: int
     ) -> list[Callable[[], Any]]:
         """Feed one step its replies and settle the outcome."""
+        # Listeners hear about it with the callbacks, never under the scheduler's lock.
+        reports = [hooks.node_errors_report(replies)] if hooks.listeners else []
         try:
             step.flow.send(Tally(replies, started_ms, now_ms))
         except StopIteration as done:
-            return self.settle(step.job, done.value, now_ms)
+            return reports + self.settle(step.job, done.value, now_ms, started_ms)
         raise RuntimeError("the extend flow yielded twice")  # pragma: no cover
 
-    def settle(self, job: _Job, outcome: flows.Extended, now_ms: int) -> list[Callable[[], Any]]:
-        """Reschedule after an extension, or mark the lock lost; return on_lost callbacks."""
+    def settle(
+        self, job: _Job, outcome: flows.Extended, now_ms: int, started_ms: int | None = None
+    ) -> list[Callable[[], Any]]:
+        """Reschedule after an extension, or mark the lock lost; return the reports to call
+        (listeners' events, ``on_lost``)."""
         mutex = job.mutex
         if not job.live:
             return []
+        reports: list[Callable[[], Any]] = []
+        if hooks.listeners:
+            elapsed_ms = now_ms - (now_ms if started_ms is None else started_ms)
+            reports.append(hooks.extend_report(mutex, outcome.until_ms is not None, elapsed_ms))
         expiry_ms = mutex.options.expiry_ms
         if outcome.until_ms is not None:
             mutex._until_ms = outcome.until_ms
             self._push(mutex, next_extension_ms(expiry_ms, now_ms, self._rng.randrange))
-            return []
+            return reports
         retry_ms = retry_or_lost_ms(now_ms, mutex._until_ms, expiry_ms, outcome.gone)
         if retry_ms is not None:
             self._push(mutex, retry_ms)
-            return []
+            return reports
         reason = (
             "a quorum of nodes no longer holds our value"
             if outcome.gone
             else "extensions failed until its validity ran out"
         )
-        if mutex._mark_lost(reason) and mutex.options.on_lost is not None:
-            callback = mutex.options.on_lost
-            return [lambda: callback(mutex)]
-        return []
+        if mutex._mark_lost(reason):
+            reports.append(functools.partial(mutex._report_lost, reason))
+        return reports
 
 
 def _batches(steps: list[_Step]) -> Iterator[tuple[Any, list[_Step], FanOut | Batch]]:

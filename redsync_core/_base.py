@@ -16,14 +16,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._algorithm.effects import FanOut, NodeReply, Op, Tally
+from . import _hooks as hooks
+from ._algorithm.effects import FanOut, KeyState, NodeReply, Op, Tally
 from ._algorithm.flows import Target
 from ._algorithm.timing import quorum
 from ._clock import Clock, monotonic_ms
 from ._exceptions import ConfigurationError, LockError, NodeError
 from ._options import MAX_EXPIRY, MutexOptions, is_text
+from ._transport.listing import NodeKeys, glob_escape
 
-__all__ = ["LockInfo", "MutexBase", "NodeHealth", "NodeLock", "PingReport", "RedsyncBase"]
+__all__ = [
+    "LockInfo",
+    "LockListing",
+    "MutexBase",
+    "NodeHealth",
+    "NodeLock",
+    "PingReport",
+    "RedsyncBase",
+]
 
 logger = logging.getLogger("redsync")
 
@@ -31,7 +41,9 @@ logger = logging.getLogger("redsync")
 NODE_WARNING_INTERVAL_MS = 10_000
 
 
-_shared_rng = random.Random()  # retry jitter only; seeding one per mutex costs more than a lock
+# Retry jitter and shuffle_pools order only (never values: those come from `secrets`); seeding
+# one generator per mutex would cost more than a lock.
+_shared_rng = random.Random()
 
 
 def fingerprint(value: str) -> str:
@@ -83,11 +95,19 @@ class NodeLock:
     remaining: float | None = None
     error: str | None = None
 
+    @property
+    def holder_digest(self) -> str | None:
+        """A short fingerprint of the holder's value (``sha256:1a2b3c4d``), or None when free.
+
+        Show this, never ``holder``: a value lets anyone release or extend the lock.
+        """
+        return None if self.holder is None else fingerprint(self.holder)
+
     def __repr__(self) -> str:
         # A value lets anyone release the lock: reprs show a fingerprint only.
-        holder = None if self.holder is None else fingerprint(self.holder)
         return (
-            f"NodeLock(index={self.index}, address={self.address!r}, holder={holder!r}, "
+            f"NodeLock(index={self.index}, address={self.address!r}, "
+            f"holder={self.holder_digest!r}, "
             f"remaining={self.remaining!r}, error={self.error!r})"
         )
 
@@ -142,6 +162,151 @@ class LockInfo:
             reverse=True,
         )
         return ttls[self.quorum - 1] if len(ttls) >= self.quorum else None
+
+    @property
+    def holder_digest(self) -> str | None:
+        """A short fingerprint of the quorum holder's value (``sha256:1a2b3c4d``), or None.
+
+        Safe to show: it tells holders apart, while the value itself would let anyone who
+        reads it release or extend the lock.
+        """
+        holder = self.holder
+        return None if holder is None else fingerprint(holder)
+
+    @property
+    def holder_task_id(self) -> str | None:
+        """The task id in a quorum holder's value shaped ``<task id>:<attempt>:<token>``.
+
+        That is how ``redsync_celery.SingletonTask`` writes its values (``q<attempt>`` while a
+        task holds its lock from the queue), so a lock a Celery task holds names the task; the
+        token after the second ``:`` is never returned. None for any other value, or when no
+        holder has a quorum.
+        """
+        parts = (self.holder or "").split(":", 2)
+        if len(parts) == 3 and parts[0] and parts[1].removeprefix("q").isdigit() and parts[2]:
+            return parts[0]
+        return None
+
+    @property
+    def holder_label(self) -> str | None:
+        """How to show the quorum holder: ``"task <id>"`` for a Celery task, else its digest.
+
+        None when no holder has a quorum. Never the value.
+        """
+        task_id = self.holder_task_id
+        return f"task {task_id}" if task_id is not None else self.holder_digest
+
+    @property
+    def held_on(self) -> int:
+        """On how many nodes the quorum holder's value is (any value's, when none has a quorum)."""
+        holder = self.holder
+        return sum(
+            1
+            for node in self.nodes
+            if node.holder is not None and (holder is None or node.holder == holder)
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the lock as JSON-ready data; holders appear as fingerprints, never values."""
+        return {
+            "name": self.name,
+            "key": self.key,
+            "verdict": self.verdict,
+            "holder": self.holder_digest,
+            "holder_task_id": self.holder_task_id,
+            "remaining": self.remaining,
+            "held_on": self.held_on,
+            "quorum": self.quorum,
+            "nodes": [
+                {
+                    "index": node.index,
+                    "address": node.address,
+                    "holder": node.holder_digest,
+                    "remaining": node.remaining,
+                    "error": node.error,
+                }
+                for node in self.nodes
+            ],
+        }
+
+
+class LockListing(list[LockInfo]):
+    """What ``list_locks`` found: a list of ``LockInfo`` sorted by name, and what it left out.
+
+    Attributes:
+        skipped: how many keys matched but are not locks (not a string of at most 1 KiB with
+            an expiry); they are never shown as locks and never deleted.
+        partial: True when a node could not be listed to the end (it failed, or the time budget
+            ran out): a lock may be missing, and verdicts may say ``"unknown"``.
+        incomplete: ``(address, reason)`` of each node not listed to the end.
+    """
+
+    def __init__(
+        self,
+        locks: Sequence[LockInfo] = (),
+        *,
+        skipped: int = 0,
+        incomplete: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        super().__init__(locks)
+        self.skipped = skipped
+        self.incomplete = tuple(incomplete)
+
+    @property
+    def partial(self) -> bool:
+        """True when a node was not listed to the end (see ``incomplete``)."""
+        return bool(self.incomplete)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the listing as JSON-ready data (``LockInfo.as_dict`` for each lock)."""
+        return {
+            "locks": [info.as_dict() for info in self],
+            "skipped": self.skipped,
+            "partial": self.partial,
+            "incomplete": [
+                {"address": address, "reason": reason} for address, reason in self.incomplete
+            ],
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"LockListing({list.__repr__(self)}, skipped={self.skipped}, "
+            f"incomplete={self.incomplete!r})"
+        )
+
+
+def lock_listing(prefix: str, scans: Sequence[NodeKeys], need: int) -> LockListing:
+    """Group what every node listed into one ``LockInfo`` per lock, sorted by name.
+
+    A key is a lock on a node when it is a string of at most 1 KiB with an expiry there (locks
+    are always set with one); anything else under the prefix is counted in ``skipped``. A node that was listed
+    to the end and did not list a key does not hold it; one cut short cannot tell (an error).
+    """
+    found: dict[str, dict[int, KeyState]] = {}
+    skipped: set[str] = set()
+    for position, scan in enumerate(scans):
+        for state in scan.keys:
+            if state.kind == "none" or not state.key.startswith(prefix):
+                continue  # gone since SCAN saw it (expired or released)
+            if state.kind != "string" or state.value is None or state.ttl_ms is None:
+                skipped.add(state.key)
+            else:
+                found.setdefault(state.key, {})[position] = state
+    locks = []
+    for key in sorted(found):
+        nodes = []
+        for position, scan in enumerate(scans):
+            held = found[key].get(position)
+            if held is not None:
+                remaining = None if held.ttl_ms is None else held.ttl_ms / 1000
+                nodes.append(NodeLock(scan.index, scan.address, held.value, remaining))
+            elif scan.error is not None:
+                nodes.append(NodeLock(scan.index, scan.address, error=scan.error))
+            else:
+                nodes.append(NodeLock(scan.index, scan.address))
+        locks.append(LockInfo(key[len(prefix) :], key, tuple(nodes), need))
+    incomplete = [(scan.address, scan.error) for scan in scans if scan.error is not None]
+    return LockListing(locks, skipped=len(skipped), incomplete=incomplete)
 
 
 def check_name(name: object) -> str:
@@ -218,10 +383,50 @@ class RedsyncBase:
                 if last is None or now - last >= NODE_WARNING_INTERVAL_MS:
                     self._warned_ms[reply.node] = now
                     logger.warning("Redis node failed: %s", reply)
+        if hooks.listeners:
+            hooks.emit_node_errors(replies)
         return Tally(replies, started_ms, now)
 
     def _options(self, options: Mapping[str, Any]) -> MutexOptions:
         return MutexOptions.build(self._defaults, options)
+
+    def _listing_arguments(
+        self, pattern: str, page_size: int, timeout: float
+    ) -> tuple[str, int, int]:
+        """Return the SCAN pattern, page size and budget (ms) of a ``list_locks`` call.
+
+        Raises:
+            ConfigurationError: an empty pattern, a page size outside [1, 10000] or a timeout
+                that is not a positive number of seconds.
+        """
+        if not is_text(pattern):
+            raise ConfigurationError(
+                f"Invalid pattern={pattern!r:.60}: expected a non-empty glob such as '*' or "
+                "'orders:*' (matched against lock names, without the key prefix)."
+            )
+        if (
+            isinstance(page_size, bool)
+            or not isinstance(page_size, int)
+            or not 0 < page_size <= 10_000
+        ):
+            raise ConfigurationError(
+                f"Invalid page_size={page_size!r}: expected a whole number of keys in [1, 10000]."
+            )
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout <= MAX_EXPIRY
+        ):
+            raise ConfigurationError(
+                f"Invalid timeout={timeout!r}: expected seconds in (0, {MAX_EXPIRY:.0f}]."
+            )
+        return glob_escape(self.key_prefix) + pattern, page_size, round(timeout * 1000)
+
+    @staticmethod
+    def _release_effects(info: LockInfo) -> list[FanOut]:
+        """Return one compare-and-delete per value the listing saw for ``info`` (in any order)."""
+        values = {node.holder for node in info.nodes if node.holder is not None}
+        return [FanOut(Op.RELEASE, info.key, value, deadline_ms=2000) for value in sorted(values)]
 
     def _probe(self, op: Op, name: str, value: str = "") -> FanOut:
         check_name(name)
@@ -247,6 +452,9 @@ def _reason(reply: NodeError | None) -> str:
 
 class MutexBase:
     """State shared by ``Mutex`` and ``AsyncMutex``: name, value, validity, loss."""
+
+    _origin: object = None
+    _held_since: float | None = None  # perf_counter() at acquisition, while a listener listens
 
     def __init__(
         self,
@@ -327,6 +535,19 @@ class MutexBase:
         """True after auto-extension failed to keep the lock."""
         return self._lost
 
+    @property
+    def origin(self) -> object:
+        """Who took this lock, for listeners of ``redsync_core.hooks`` (None unless set).
+
+        Any object the code that built the mutex sets; adapters mark their locks with it.
+        The core never reads it.
+        """
+        return self._origin
+
+    @origin.setter
+    def origin(self, value: object) -> None:
+        self._origin = value
+
     # --- used by the drivers --------------------------------------------------------------
 
     def _target(self, value: str | None = None) -> Target:
@@ -397,3 +618,11 @@ class MutexBase:
         self._until_ms = None
         logger.error("Lost lock %r: %s", self._name, reason)
         return True
+
+    def _report_lost(self, reason: str) -> object:
+        """Report a loss marked by ``_mark_lost``: listeners first, then ``on_lost`` (its
+        result is returned, to be awaited when it is a coroutine)."""
+        if hooks.listeners:
+            hooks.emit_lost(self, reason)
+        on_lost = self._options.on_lost
+        return None if on_lost is None else on_lost(self)

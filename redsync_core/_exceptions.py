@@ -12,9 +12,10 @@
         │   └── LockTimeout              lock(timeout=...) ran out first
         └── LockLost                     an auto-extended lock could not be kept
 
-Every exception holds only strings, numbers and tuples of them, and rebuilds itself from
-``self.args`` so it survives ``pickle`` (Celery pickles task exceptions). Messages say what
-happened, the likely cause and what to do. Lock values and passwords never appear in them.
+Every exception holds only strings, numbers and tuples (of node indexes, or of ``NodeError``
+objects, which hold strings and numbers), and rebuilds itself from ``self.args`` so it survives
+``pickle`` (Celery pickles task exceptions). Messages say what happened, the likely cause and
+what to do. Lock values and passwords never appear in them.
 """
 
 from __future__ import annotations

@@ -20,27 +20,41 @@ if TYPE_CHECKING:
     from ._async import AsyncRedsync
     from ._sync import Redsync
 
-__all__ = ["locked"]
+__all__ = ["check_wait", "locked", "wait_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def mutex_options(wait: float, options: Mapping[str, Any]) -> tuple[dict[str, Any], float | None]:
-    """Return the mutex options and the ``lock(timeout=)`` for a decorator's ``wait`` (s).
+def check_wait(wait: object, option: str = "wait") -> float:
+    """Return ``wait`` (seconds to keep trying a busy lock) as a float.
 
-    ``wait=0`` is one attempt; a positive ``wait`` retries until it runs out.
+    Raises:
+        ConfigurationError: ``wait`` is not a number of seconds >= 0 (the message names
+            ``option``).
+    """
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not wait >= 0:
+        raise ConfigurationError(
+            f"Invalid {option}={wait!r:.40}: expected a number of seconds >= 0 (0: one attempt)."
+        )
+    return float(wait)
+
+
+def wait_options(wait: object, options: Mapping[str, Any]) -> tuple[dict[str, Any], float | None]:
+    """Return the mutex options and the ``lock(timeout=)`` (s) that give ``wait`` its meaning.
+
+    ``wait=0`` is one attempt (``tries=1``); a positive ``wait`` retries until it runs out
+    (``tries=None``, ``timeout=wait``). An explicit ``tries`` in ``options`` wins.
 
     Raises:
         ConfigurationError: ``wait`` is not a number of seconds >= 0.
     """
-    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not wait >= 0:
-        raise ConfigurationError(f"Invalid wait={wait!r}: expected a number of seconds >= 0.")
+    seconds = check_wait(wait)
     merged = dict(options)
-    if wait == 0:
+    if seconds == 0:
         merged.setdefault("tries", 1)
         return merged, None
     merged.setdefault("tries", None)
-    return merged, float(wait)
+    return merged, seconds
 
 
 def locked(
@@ -51,7 +65,7 @@ def locked(
     options: Mapping[str, Any],
 ) -> Callable[[F], F]:
     """Build the decorator behind ``Redsync.locked`` and ``AsyncRedsync.locked``."""
-    mutex_kwargs, timeout = mutex_options(wait, options)
+    mutex_kwargs, timeout = wait_options(wait, options)
 
     def decorate(func: F) -> F:
         if inspect.iscoroutinefunction(func):

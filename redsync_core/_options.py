@@ -20,6 +20,8 @@ DEFAULT_DRIFT_FACTOR = 0.01
 DEFAULT_TIMEOUT_FACTOR = 0.05
 #: 30 days: far beyond any sane lock, and well inside what Redis accepts for PX.
 MAX_EXPIRY = 30 * 24 * 3600.0
+#: One day: the longest delay between two attempts (the same bound as retry_delay_func's).
+MAX_RETRY_DELAY = 86_400.0
 
 
 def to_ms(seconds: float) -> int:
@@ -81,9 +83,15 @@ class MutexOptions:
         ):
             raise _bad("tries", self.tries, "an integer >= 1, or None for unlimited")
         if self.retry_delay is not None and (
-            not _is_number(self.retry_delay) or self.retry_delay < 0
+            not _is_number(self.retry_delay) or not 0 <= self.retry_delay < MAX_RETRY_DELAY
         ):
-            raise _bad("retry_delay", self.retry_delay, "a number of seconds >= 0, or None")
+            # Bounded like retry_delay_func's results: a huge delay would make lock() fail with
+            # an OverflowError from time.sleep instead of a documented error.
+            raise _bad(
+                "retry_delay",
+                self.retry_delay,
+                f"a number of seconds in [0, {MAX_RETRY_DELAY:.0f}), or None",
+            )
         for name in ("drift_factor", "timeout_factor"):
             factor = getattr(self, name)
             if not _is_number(factor) or not 0 <= factor < 1:

@@ -12,18 +12,29 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import _hooks as hooks
 from ._algorithm import flows
 from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
 from ._async import AsyncRedsync
 from ._autoextend import sync_scheduler
-from ._base import LockInfo, MutexBase, NodeHealth, PingReport, RedsyncBase, logger
+from ._base import (
+    LockInfo,
+    LockListing,
+    MutexBase,
+    NodeHealth,
+    PingReport,
+    RedsyncBase,
+    lock_listing,
+    logger,
+)
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
-from ._locked import F, locked, mutex_options
+from ._locked import F, locked, wait_options
 from ._naming import LockName
 from ._transport import sync as transport
 from ._transport.build import build_sync_nodes
+from ._transport.listing import list_keys
 
-__all__ = ["Mutex", "Redsync"]
+__all__ = ["Hold", "Mutex", "Redsync"]
 
 T = TypeVar("T")
 
@@ -70,6 +81,19 @@ class Redsync(RedsyncBase):
         """
         return Mutex(self, name, **options)
 
+    def hold(self, name: str, *, wait: float = 0.0, **options: Any) -> Hold:
+        """Return a ``Hold`` of the lock ``name``, for adapters and other callers that
+        must tell "busy" apart from errors raised by the code they protect.
+
+        ``wait``: seconds to keep trying while another holder has it (0: one attempt).
+        ``with rs.hold(name) as held:`` then ``if held.busy is not None: ...``.
+
+        Raises:
+            ConfigurationError: an invalid name, ``wait`` or option.
+        """
+        mutex_options, timeout = wait_options(wait, options)
+        return Hold(self.new_mutex(name, **mutex_options), timeout)
+
     def locked(
         self, name: LockName = None, *, wait: float = 0.0, **options: Any
     ) -> Callable[[F], F]:
@@ -81,9 +105,11 @@ class Redsync(RedsyncBase):
 
         Raises (from the decorated call):
             LockTaken: another holder has the lock (``retry_after`` says for how long).
+            LockTimeout: ``wait`` > 0 ran out before the lock was free.
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
             LockLost: auto-extension lost the lock while the function ran.
         """
-        self._options(mutex_options(wait, options)[0])
+        self._options(wait_options(wait, options)[0])
         return locked(lambda: self, self.asyncio, name, wait, options)
 
     def asyncio(self) -> AsyncRedsync:
@@ -118,6 +144,23 @@ class Redsync(RedsyncBase):
         tally = self._fan_out(effect)
         return self._lock_info(name, effect.key, self.addresses, tally, self.quorum)
 
+    def list_locks(
+        self, pattern: str = "*", *, page_size: int = 100, timeout: float = 10.0
+    ) -> LockListing:
+        """List the locks whose names match the glob ``pattern``, as seen on every node.
+
+        SCANs the keys under the key prefix on all nodes at once, ``page_size`` keys a call,
+        for at most ``timeout`` seconds. Returns one ``LockInfo`` per name, sorted, with the
+        quorum verdict; ``.skipped`` counts keys that are not locks, ``.partial`` says a node
+        failed or the time ran out before it was listed to the end.
+
+        Raises:
+            ConfigurationError: an empty pattern, or a page size or timeout out of range.
+        """
+        match, count, budget_ms = self._listing_arguments(pattern, page_size, timeout)
+        scans = list_keys(self._nodes, match, count, budget_ms)
+        return lock_listing(self.key_prefix, scans, self.quorum)
+
     def force_release(self, name: str) -> int:
         """Delete the lock ``name`` on every node whatever its holder; return how many had it.
 
@@ -125,6 +168,18 @@ class Redsync(RedsyncBase):
         """
         tally = self._fan_out(self._probe(Op.DELETE, name))
         return tally.ok
+
+    def release_listed(self, info: LockInfo) -> int:
+        """Delete a listed lock where it still holds the value listed; return on how many nodes.
+
+        For clearing what ``list_locks`` showed an operator: a node where the lock changed
+        hands since, or where the key is not a lock, keeps its key. The holder is not told.
+        Never raises for node errors (a node that fails keeps its key until it expires).
+        """
+        deleted = 0
+        for effect in self._release_effects(info):
+            deleted += self._fan_out(effect).ok
+        return deleted
 
     def _fan_out(self, effect: FanOut, order: Sequence[int] | None = None) -> Tally:
         started = self._clock()
@@ -242,6 +297,8 @@ class Mutex(MutexBase):
         return self._drive(flows.check(self._options, self._target()))
 
     def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
+        if hooks.listeners:
+            flow = hooks.observed(self, flow)
         reply: Tally | None = None
         while True:
             try:
@@ -268,3 +325,57 @@ class Mutex(MutexBase):
         self.unlock()
         if lost and exc is None:
             raise LockLost(self._name, f"Lost lock {self._name!r} while the block ran.")
+
+
+class Hold:
+    """A lock taken for an adapter: "busy" is a result, not an exception.
+
+    ``acquire()`` returns False when another holder has the lock, with ``busy`` set to why
+    (``LockTaken``, ``LockTimeout``, ``LockNotAcquired``); ``QuorumUnreachable`` (nodes down)
+    still raises, since it is an outage and not "busy". As a context manager it acquires on
+    entry (check ``busy``) and, when it acquired, releases on exit, raising ``LockLost`` if
+    auto-extension lost the lock while the block ran.
+    """
+
+    def __init__(self, mutex: Mutex, timeout: float | None) -> None:
+        self.mutex = mutex
+        self.busy: LockNotAcquired | None = None
+        self.acquired = False
+        self._timeout = timeout
+
+    def acquire(self) -> bool:
+        """Take the lock; return False (``busy`` set) when another holder has it.
+
+        Raises:
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
+        """
+        try:
+            self.mutex.lock(timeout=self._timeout)
+        except QuorumUnreachable:
+            raise
+        except LockNotAcquired as exc:
+            self.busy = exc
+            return False
+        self.acquired = True
+        return True
+
+    def release(self) -> bool:
+        """Unlock if acquired; return True if a quorum deleted our value (see ``unlock``)."""
+        if not self.acquired:
+            return False
+        self.acquired = False
+        return self.mutex.unlock()
+
+    def __enter__(self) -> Hold:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.acquired:
+            self.acquired = False
+            self.mutex.__exit__(exc_type, exc, tb)

@@ -1,8 +1,8 @@
 """The ``redsync`` command: a distributed ``flock -n`` for cron, lock inspection, and the demo.
 
-An adapter of the core like the framework packages: it parses arguments, calls the public
-``redsync_core`` API and prints. Every Redlock decision (quorum, validity, retries, extension)
-stays in the core. ``redsync demo`` lives in ``redsync_core._cli.demo``.
+An adapter of the core like the framework packages: it parses arguments, calls the
+``redsync_core`` API (public names only) and prints. Every Redlock decision (quorum, validity,
+retries, extension) stays in the core. ``redsync demo`` lives in ``redsync_core._cli.demo``.
 """
 
 from __future__ import annotations
@@ -34,19 +34,20 @@ from ._cli.common import (
     say,
 )
 from ._cli.run import KILL_GRACE, run_command
+from .adapters import ADAPTER_DEFAULTS
 
 __all__ = ["main"]
 
 URLS_ENV = "REDSYNC_URLS"
 KEY_PREFIX_ENV = "REDSYNC_KEY_PREFIX"
-RUN_EXPIRY = 30.0  # seconds; the adapters' default: short enough to free a dead host's lock soon
+RUN_EXPIRY: float = ADAPTER_DEFAULTS["expiry"]  # seconds, as every adapter
 
 EXIT_CODES = f"""\
 exit status:
   {EXIT_OK:<3}  success; `run` passes the command's own status through
   {EXIT_FREE:<3}  `status`: the lock is free; `demo`: a safety violation was observed
   {EXIT_USAGE:<3}  bad usage: unknown option, missing command or nodes, invalid value
-  {EXIT_UNAVAILABLE:<3}  no quorum of nodes answered (`ping`, `status`, `release`, `run`)
+  {EXIT_UNAVAILABLE:<3}  no quorum of nodes answered (`ping`, `status`, `ls`, `release`, `run`)
   {EXIT_BUSY:<3}  `run`: the lock is held elsewhere (EX_TEMPFAIL; see --busy-exit-code)
   {EXIT_CANNOT_EXECUTE:<3}  `run`: the command could not be executed
   {EXIT_NOT_FOUND:<3}  `run`: the command was not found
@@ -191,14 +192,40 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("name", metavar="NAME")
     _add_node_options(status)
 
+    ls = command(
+        "ls",
+        "list the locks under the key prefix: verdict, holder, TTL, nodes",
+        "List the locks whose names match the glob PATTERN (default '*'; the key prefix is "
+        "added) by SCANning every node at once, a page at a time, within --timeout seconds. "
+        "Holders are shown as the task id of a Celery task or a fingerprint of the lock "
+        "value, never the value. Keys under the prefix that are not locks are counted, not "
+        f"shown. Exit {EXIT_UNAVAILABLE} when fewer than a quorum of nodes could be listed to "
+        "the end. " + NODES_HELP,
+    )
+    ls.add_argument("pattern", metavar="PATTERN", nargs="?", default="*")
+    ls.add_argument("--json", action="store_true", help="print one JSON document")
+    _add_listing_options(ls)
+    _add_node_options(ls)
+
     release = command(
         "release",
-        "delete a stuck lock on every node (needs --force)",
-        "Delete the key of lock NAME on every node, whoever holds it. The holder is not told "
-        "and may still be working: check `redsync status NAME` first. " + NODES_HELP,
+        "delete stuck locks on every node (needs --force)",
+        "Delete the key of lock NAME on every node, whoever holds it; or, with --pattern, "
+        "list the locks matching PATTERN, ask for confirmation (--yes skips it; without a "
+        "terminal --yes is required) and delete each where it still holds the value listed. "
+        "Holders are not told and may still be working: check `redsync status NAME` or "
+        "`redsync ls` first. " + NODES_HELP,
     )
-    release.add_argument("name", metavar="NAME")
-    release.add_argument("--force", action="store_true", help="really delete it")
+    release.usage = f"{PROG} release (NAME | --pattern PATTERN) --force [--yes] [options]"
+    release.add_argument("name", metavar="NAME", nargs="?")
+    release.add_argument(
+        "--pattern", metavar="PATTERN", help="release every lock whose name matches this glob"
+    )
+    release.add_argument("--force", action="store_true", help="really delete")
+    release.add_argument(
+        "--yes", action="store_true", help="with --pattern: do not ask for confirmation"
+    )
+    _add_listing_options(release)
     _add_node_options(release)
 
     ping = command(
@@ -226,6 +253,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _paragraph(text: str) -> str:
     return textwrap.fill(text, width=79, break_long_words=False, break_on_hyphens=False)
+
+
+def _add_listing_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--page-size",
+        type=_positive_int,
+        default=admin.PAGE_SIZE,
+        metavar="N",
+        help=f"keys each node reads a call (SCAN COUNT; default {admin.PAGE_SIZE})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=admin.LIST_TIMEOUT,
+        metavar="S",
+        help=f"seconds the listing may take in all (default {admin.LIST_TIMEOUT:g})",
+    )
 
 
 def _add_node_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
@@ -286,7 +330,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _redsync(args) as rs:
             if args.action == "status":
                 return admin.status(rs, args.name)
+            if args.action == "ls":
+                return admin.ls(
+                    rs,
+                    args.pattern,
+                    as_json=args.json,
+                    page_size=args.page_size,
+                    timeout=args.timeout,
+                )
+            if args.action == "release" and args.pattern is not None:
+                if args.name is not None:
+                    raise UsageError("give a lock NAME or --pattern PATTERN, not both")
+                return admin.release_pattern(
+                    rs,
+                    args.pattern,
+                    force=args.force,
+                    yes=args.yes,
+                    page_size=args.page_size,
+                    timeout=args.timeout,
+                )
             if args.action == "release":
+                if args.name is None:
+                    raise UsageError("give the lock NAME to release, or --pattern PATTERN")
                 return admin.release(rs, args.name, force=args.force)
             return admin.ping(rs, args.timeout)
     except (UsageError, ConfigurationError) as exc:

@@ -11,6 +11,8 @@ from typing import Any
 from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Warning, register
 
+from redsync_core.adapters import node_count_warning
+
 from . import conf
 
 __all__ = ["check_quorum_reachable", "check_settings"]
@@ -29,25 +31,15 @@ def check_settings(
     except conf.SettingsError as exc:
         return [Error(exc.message, hint=exc.hint or None, id=exc.check_id)]
     count = len(config.urls)
-    if count == 1:
-        return [
-            Warning(
-                'settings.REDSYNC["URLS"] has a single node: that is a plain Redis lock, not '
-                "Redlock, and it is lost with that node.",
-                hint="Fine for development; use 3 or 5 independent Redis masters in production.",
-                id="redsync.W001",
-            )
-        ]
-    if count % 2 == 0:
-        return [
-            Warning(
-                f'settings.REDSYNC["URLS"] has {count} nodes: an even count tolerates no more '
-                f"failures than {count - 1} nodes (quorum {count // 2 + 1}).",
-                hint=f"Use an odd number of independent masters ({count - 1} or {count + 1}).",
-                id="redsync.W002",
-            )
-        ]
-    return []
+    weakness = node_count_warning(count)
+    if weakness is None:
+        return []
+    return [
+        Warning(
+            f'settings.REDSYNC["URLS"] has {weakness}',
+            id="redsync.W001" if count == 1 else "redsync.W002",
+        )
+    ]
 
 
 @register(TAG, deploy=True)
@@ -65,7 +57,7 @@ def check_quorum_reachable(
     failures = "; ".join(f"{n.address}: {n.error}" for n in report.nodes if not n.ok)
     return [
         Error(
-            f"Only {report.reachable} of {len(report.nodes)} redsync nodes answered PING; "
+            f"Only {report.reachable} of {len(report.nodes)} redsync nodes answered a ping; "
             f"{report.quorum} are needed to take any lock ({failures}).",
             hint='Start the nodes, or fix settings.REDSYNC["URLS"] / ["CLIENT_OPTIONS"].',
             id="redsync.E004",

@@ -1,8 +1,8 @@
 """The one reader of ``settings.REDSYNC``: validate it and build the process's core ``Redsync``.
 
-Every setting name of the adapter appears here and nowhere else. The ``Redsync`` is built on
-first use in each process (a gunicorn ``--preload`` fork builds its own) and dropped when
-``override_settings`` changes ``REDSYNC``.
+Every setting is read and validated here and nowhere else (the system checks only quote key
+names in their messages). The ``Redsync`` is built on first use in each process (a gunicorn
+``--preload`` fork builds its own) and dropped when ``override_settings`` changes ``REDSYNC``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from redsync_core import ConfigurationError, MutexOptions, Redsync
+from redsync_core import Redsync, adapters
+from redsync_core.adapters import ADAPTER_DEFAULTS, SettingError, adapter_options
 
 __all__ = ["ADAPTER_DEFAULTS", "Config", "SettingsError", "get_config", "get_redsync", "reset"]
 
 SETTING = "REDSYNC"
 KEYS = ("URLS", "CLIENT_OPTIONS", "KEY_PREFIX", "OPTIONS", "BUSY_STATUS")
-ADAPTER_DEFAULTS: Mapping[str, Any] = {"expiry": 30.0, "auto_extend": True}
 EXAMPLE = (
     'REDSYNC = {"URLS": ["redis://10.0.0.1:6379/0", "redis://10.0.0.2:6379/0", '
     '"redis://10.0.0.3:6379/0"]}'
@@ -92,9 +92,8 @@ def read_config() -> Config:
     if not 400 <= busy_status <= 599 or isinstance(busy_status, bool):
         raise _invalid("BUSY_STATUS", busy_status, "an HTTP error status in 400-599 (e.g. 409)")
     try:
-        merged = {**ADAPTER_DEFAULTS, **options}
-        MutexOptions.build(merged)
-    except ConfigurationError as exc:
+        merged = adapter_options(options)
+    except SettingError as exc:
         raise SettingsError("redsync.E003", f"{_key('OPTIONS')}: {exc}", _OPTIONS_HINT) from None
     return Config(tuple(urls), client_options, key_prefix, merged, busy_status)
 
@@ -121,19 +120,16 @@ def build_redsync(config: Config) -> Redsync:
             ``CLIENT_OPTIONS`` the client rejects.
     """
     try:
-        return Redsync(
+        return adapters.build_redsync(
             list(config.urls),
             key_prefix=config.key_prefix,
             client_options=config.client_options,
-            **config.options,
+            options=config.options,
         )
-    except ConfigurationError as exc:
-        failure = exc
-    try:  # which setting is to blame: the URLs alone, or the client options?
-        Redsync(list(config.urls)).close()
-    except ConfigurationError as exc:
-        raise SettingsError("redsync.E002", f"{_key('URLS')}: {exc}", "") from None
-    raise SettingsError("redsync.E003", f"{_key('CLIENT_OPTIONS')}: {failure}", "") from None
+    except SettingError as exc:
+        if exc.setting == "nodes":
+            raise SettingsError("redsync.E002", f"{_key('URLS')}: {exc}", "") from None
+        raise SettingsError("redsync.E003", f"{_key('CLIENT_OPTIONS')}: {exc}", "") from None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """``distributed_lock``: run a view, a function or a block only while holding a lock.
 
-Translation only: lock names come from the core's ``render_lock_name``, decorated calls lock
-through the core's ``Redsync.locked`` (its asyncio twin for ``async def``), ``with`` blocks
-through a core mutex. This module decides what a busy call returns and turns lock events into
-the signals of ``redsync_django.signals``.
+Translation only: lock names come from the core's ``render_lock_name``, and every call or block
+holds its lock through the core's ``Redsync.hold`` (its asyncio twin for ``async def`` and
+``async with``), which reports "busy" apart from errors raised in the protected code. This
+module decides what a busy call returns. The signals of ``redsync_django.signals`` come from
+one listener of the core's lock events (``redsync_core.hooks``), for the locks whose
+``mutex.origin`` is a call of this module.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import math
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
@@ -21,13 +22,22 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
 from redsync_core import (
+    AsyncHold,
     AsyncMutex,
     ConfigurationError,
+    Hold,
     LockNotAcquired,
     Mutex,
     MutexOptions,
-    QuorumUnreachable,
+    hooks,
     render_lock_name,
+)
+from redsync_core.adapters import (
+    OnBusy,
+    check_on_busy,
+    free_in,
+    retry_after_seconds,
+    wait_options,
 )
 
 from . import signals
@@ -38,7 +48,6 @@ __all__ = ["DistributedLock", "busy_response", "distributed_lock"]
 logger = logging.getLogger("redsync.django")
 
 F = TypeVar("F", bound=Callable[..., Any])
-OnBusy = str | Callable[..., Any] | None
 LockName = str | Callable[..., str] | None
 
 
@@ -73,14 +82,9 @@ class DistributedLock:
     def __init__(
         self, name: LockName, wait: float, on_busy: OnBusy, options: Mapping[str, Any]
     ) -> None:
-        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not wait >= 0:
-            raise ConfigurationError(f"Invalid wait={wait!r}: expected a number of seconds >= 0.")
-        if not (on_busy in (None, "raise", "skip") or callable(on_busy)):
-            raise ConfigurationError(
-                f"Invalid on_busy={on_busy!r}: expected 'raise', 'skip', None or a callable "
-                "(exc, *args, **kwargs) returning the result."
-            )
-        MutexOptions.build(options)  # a misspelt option fails at import, not at the first call
+        wait_options(wait, options)  # a bad wait or option fails at import, not at the first call
+        check_on_busy(on_busy)
+        MutexOptions.build(options)
         self.name = name
         self.wait = wait
         self.on_busy = on_busy
@@ -94,41 +98,21 @@ class DistributedLock:
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 call = _Call(self, _render(self.name, func, args, kwargs), args, kwargs)
-
-                @functools.wraps(func)
-                async def body(*a: Any, **kw: Any) -> Any:
-                    call.acquired()
-                    return await func(*a, **kw)
-
-                try:
-                    return await call.locked(body)(*args, **kwargs)
-                except LockNotAcquired as exc:
-                    if call.began or isinstance(exc, QuorumUnreachable):
-                        raise
-                    result = call.busy(exc)
-                    return await result if inspect.isawaitable(result) else result
-                finally:
-                    call.finished()
+                async with call.async_hold() as held:
+                    if held.busy is not None:
+                        result = call.busy(held.busy)
+                        return await result if inspect.isawaitable(result) else result
+                    return await func(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             call = _Call(self, _render(self.name, func, args, kwargs), args, kwargs)
-
-            @functools.wraps(func)
-            def body(*a: Any, **kw: Any) -> Any:
-                call.acquired()
-                return func(*a, **kw)
-
-            try:
-                return call.locked(body)(*args, **kwargs)
-            except LockNotAcquired as exc:
-                if call.began or isinstance(exc, QuorumUnreachable):
-                    raise
-                return call.busy(exc)
-            finally:
-                call.finished()
+            with call.hold() as held:
+                if held.busy is not None:
+                    return call.busy(held.busy)
+                return func(*args, **kwargs)
 
         return sync_wrapper  # type: ignore[return-value]
 
@@ -136,15 +120,12 @@ class DistributedLock:
 
     def __enter__(self) -> Mutex:
         call = self._block_call()
-        mutex = get_redsync().new_mutex(call.name, **call.options(tries=self._tries()))
-        try:
-            mutex.lock(timeout=self.wait or None)
-        except LockNotAcquired as exc:
-            if not isinstance(exc, QuorumUnreachable):
-                call.busy(exc)
-            raise
-        self._push(call, mutex)
-        return mutex
+        held = call.hold()
+        if not held.acquire():
+            assert held.busy is not None  # set by a failed acquire()
+            call.busy(held.busy)  # raises: a with-block cannot be skipped
+        self._push(held)
+        return held.mutex
 
     def __exit__(
         self,
@@ -152,25 +133,18 @@ class DistributedLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        call, mutex = self._pop()
-        try:
-            assert isinstance(mutex, Mutex)  # pushed by __enter__
-            mutex.__exit__(exc_type, exc, tb)  # raises LockLost if auto-extension lost it
-        finally:
-            call.finished()
+        held = self._pop()
+        assert isinstance(held, Hold)  # pushed by __enter__
+        held.__exit__(exc_type, exc, tb)  # raises LockLost if auto-extension lost it
 
     async def __aenter__(self) -> AsyncMutex:
         call = self._block_call()
-        ars = get_redsync().asyncio()
-        mutex = ars.new_mutex(call.name, **call.options(tries=self._tries()))
-        try:
-            await mutex.lock(timeout=self.wait or None)
-        except LockNotAcquired as exc:
-            if not isinstance(exc, QuorumUnreachable):
-                call.busy(exc)
-            raise
-        self._push(call, mutex)
-        return mutex
+        held = call.async_hold()
+        if not await held.acquire():
+            assert held.busy is not None  # set by a failed acquire()
+            call.busy(held.busy)  # raises: a with-block cannot be skipped
+        self._push(held)
+        return held.mutex
 
     async def __aexit__(
         self,
@@ -178,16 +152,9 @@ class DistributedLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        call, mutex = self._pop()
-        try:
-            assert isinstance(mutex, AsyncMutex)  # pushed by __aenter__
-            await mutex.__aexit__(exc_type, exc, tb)
-        finally:
-            call.finished()
-
-    def _tries(self) -> int | None:
-        # As the core's ``locked``: wait=0 is one attempt, a positive wait retries until it ends.
-        return 1 if self.wait == 0 else None
+        held = self._pop()
+        assert isinstance(held, AsyncHold)  # pushed by __aenter__
+        await held.__aexit__(exc_type, exc, tb)
 
     def _block_call(self) -> _Call:
         if not isinstance(self.name, str) or not self.name:
@@ -203,26 +170,26 @@ class DistributedLock:
         return _Call(self, self.name, (), {})
 
     # Entered blocks, per thread and per asyncio task, so one instance can be shared.
-    def _push(self, call: _Call, mutex: Mutex | AsyncMutex) -> None:
-        call.acquired()
-        _entered.set((*_entered.get(), (self, call, mutex)))
+    def _push(self, held: Hold | AsyncHold) -> None:
+        _entered.set((*_entered.get(), (self, held)))
 
-    def _pop(self) -> tuple[_Call, Mutex | AsyncMutex]:
+    def _pop(self) -> Hold | AsyncHold:
         stack = _entered.get()
         for i in reversed(range(len(stack))):
             if stack[i][0] is self:
                 _entered.set(stack[:i] + stack[i + 1 :])
-                return stack[i][1], stack[i][2]
+                return stack[i][1]
         raise RuntimeError("distributed_lock: __exit__ without a matching __enter__")
 
 
-_entered: ContextVar[tuple[tuple[DistributedLock, _Call, Mutex | AsyncMutex], ...]] = ContextVar(
+_entered: ContextVar[tuple[tuple[DistributedLock, Hold | AsyncHold], ...]] = ContextVar(
     "redsync_django_entered", default=()
 )
 
 
 class _Call:
-    """One decorated call or block: its lock name, and its lock events sent as signals."""
+    """One decorated call or block: its lock name and busy answer; the ``origin`` of its
+    mutex, by which ``_Signals`` knows the lock is ours."""
 
     def __init__(
         self, lock: DistributedLock, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -231,53 +198,64 @@ class _Call:
         self.name = name
         self.args = args
         self.kwargs = kwargs
-        self.began = False
-        self.lost = False
 
-    def options(self, **extra: Any) -> dict[str, Any]:
-        """The mutex options, with ``on_lost`` chained to send ``lock_lost`` first."""
-        user_on_lost = self.lock.options.get("on_lost", get_config().options.get("on_lost"))
+    def hold(self) -> Hold:
+        """Return this call's lock, to be held through the process's core ``Redsync``."""
+        held = get_redsync().hold(self.name, wait=self.lock.wait, **self.lock.options)
+        held.mutex.origin = self
+        return held
 
-        def on_lost(mutex: Any) -> None:
-            self.lost = True
-            signals.lock_lost.send(sender=DistributedLock, name=self.name, mutex=mutex)
-            if user_on_lost is not None:
-                user_on_lost(mutex)
-
-        return {**extra, **self.lock.options, "on_lost": on_lost}
-
-    def locked(self, body: F) -> F:
-        """Wrap ``body`` with the core's ``locked`` decorator (which picks sync or asyncio)."""
-        name = self.name
-        rs = get_redsync()
-        return rs.locked(lambda *a, **kw: name, wait=self.lock.wait, **self.options())(body)
-
-    def acquired(self) -> None:
-        self.began = True
-        signals.lock_acquired.send(sender=DistributedLock, name=self.name)
-
-    def finished(self) -> None:
-        if self.began and not self.lost:
-            signals.lock_released.send(sender=DistributedLock, name=self.name)
+    def async_hold(self) -> AsyncHold:
+        """Return this call's lock, to be held through the asyncio twin of ``get_redsync()``."""
+        held = get_redsync().asyncio().hold(self.name, wait=self.lock.wait, **self.lock.options)
+        held.mutex.origin = self
+        return held
 
     def busy(self, exc: LockNotAcquired) -> Any:
         """Return what a busy call returns, or raise ``exc``; the body has not run."""
-        signals.lock_busy.send(sender=DistributedLock, name=self.name, exception=exc)
         on_busy = self.lock.on_busy
         if callable(on_busy):
             return on_busy(exc, *self.args, **self.kwargs)
         if on_busy == "skip":
-            logger.warning("Skipped: lock %r is busy (%s).", self.name, _free_in(exc))
+            logger.warning("Skipped: lock %r is busy (%s).", self.name, free_in(exc.retry_after))
             return None
         if on_busy is None and self.args and isinstance(self.args[0], HttpRequest):
             return busy_response(exc)
         raise exc
 
 
+class _Signals(hooks.Listener):
+    """Sends the signals of ``redsync_django.signals`` for the locks of ``distributed_lock``.
+
+    ``lock_busy`` is every outcome that ``Hold`` reports as busy (taken, timeout, gave up),
+    not ``unreachable``, which raises. ``lock_released`` follows every release of a lock
+    that was not lost, whatever the nodes answered; ``lock_lost`` comes before ``on_lost``.
+    """
+
+    def lock(self, event: hooks.LockEvent) -> None:
+        if not isinstance(event.mutex.origin, _Call):
+            return
+        if event.outcome == "acquired":
+            signals.lock_acquired.send(sender=DistributedLock, name=event.name)
+        elif event.outcome != "unreachable":
+            signals.lock_busy.send(sender=DistributedLock, name=event.name, exception=event.error)
+
+    def unlock(self, event: hooks.UnlockEvent) -> None:
+        if isinstance(event.mutex.origin, _Call) and not event.mutex.lost:
+            signals.lock_released.send(sender=DistributedLock, name=event.name)
+
+    def lost(self, event: hooks.LostEvent) -> None:
+        if isinstance(event.mutex.origin, _Call):
+            signals.lock_lost.send(sender=DistributedLock, name=event.name, mutex=event.mutex)
+
+
+hooks.add_listener(_Signals())
+
+
 def busy_response(exc: LockNotAcquired) -> HttpResponse:
     """Answer a request whose lock is busy: ``REDSYNC["BUSY_STATUS"]`` (409) with
     ``Retry-After`` = the holder's remaining TTL in whole seconds, rounded up, at least 1."""
-    retry_after = max(1, math.ceil(exc.retry_after or 0))
+    retry_after = retry_after_seconds(exc.retry_after)
     response = HttpResponse(
         f"Busy: another request is working on this; retry in {retry_after} s.\n",
         status=get_config().busy_status,
@@ -285,12 +263,6 @@ def busy_response(exc: LockNotAcquired) -> HttpResponse:
     )
     response["Retry-After"] = str(retry_after)
     return response
-
-
-def _free_in(exc: LockNotAcquired) -> str:
-    if exc.retry_after is None:
-        return "holder's TTL unknown"
-    return f"free in about {math.ceil(exc.retry_after)} s"
 
 
 def _render(name: LockName, func: Callable[..., Any], args: Any, kwargs: Any) -> str:

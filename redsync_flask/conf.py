@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redsync_core import ConfigurationError, MutexOptions
+from redsync_core import ConfigurationError
 from redsync_core import Redsync as CoreRedsync
+from redsync_core.adapters import ADAPTER_DEFAULTS, SettingError, build_redsync, node_count_warning
 
 __all__ = ["ADAPTER_DEFAULTS", "KEYS", "AppConfig", "read_config"]
 
@@ -27,8 +28,13 @@ OPTIONS = "REDSYNC_OPTIONS"
 BUSY_STATUS = "REDSYNC_BUSY_STATUS"
 KEYS = (URLS, CLIENT_OPTIONS, KEY_PREFIX, OPTIONS, BUSY_STATUS)
 
-#: Lock options every adapter defaults to (DESIGN.md section 4); ``REDSYNC_OPTIONS`` wins.
-ADAPTER_DEFAULTS: Mapping[str, Any] = {"expiry": 30.0, "auto_extend": True}
+#: Which key to name when the core rejects a setting.
+_SETTING_KEYS = {
+    "nodes": URLS,
+    "client_options": CLIENT_OPTIONS,
+    "key_prefix": KEY_PREFIX,
+    "options": OPTIONS,
+}
 DEFAULT_BUSY_STATUS = 409
 
 _URLS_EXAMPLE = "['redis://10.0.0.1:6379/0', 'redis://10.0.0.2:6379/0', 'redis://10.0.0.3:6379/0']"
@@ -58,20 +64,8 @@ def read_config(config: Mapping[str, Any]) -> AppConfig:
     client_options = _mapping(
         config, CLIENT_OPTIONS, "redis client keyword arguments, e.g. {'socket_timeout': 0.5}"
     )
-    options = {
-        **ADAPTER_DEFAULTS,
-        **_mapping(config, OPTIONS, "lock options, e.g. {'expiry': 30.0, 'auto_extend': True}"),
-    }
-    try:
-        MutexOptions.build(options)
-    except ConfigurationError as exc:
-        raise _invalid(OPTIONS, exc) from None
+    options = _mapping(config, OPTIONS, "lock options, e.g. {'expiry': 30.0, 'auto_extend': True}")
     key_prefix = config.get(KEY_PREFIX, "")
-    if not isinstance(key_prefix, str):
-        raise ConfigurationError(
-            f"Invalid {KEY_PREFIX}: got {type(key_prefix).__name__}, expected a string such as "
-            f"'myapp:' (may be empty). Fix app.config[{KEY_PREFIX!r}]."
-        )
     busy_status = config.get(BUSY_STATUS, DEFAULT_BUSY_STATUS)
     if (
         isinstance(busy_status, bool)
@@ -84,10 +78,15 @@ def read_config(config: Mapping[str, Any]) -> AppConfig:
             f"Fix app.config[{BUSY_STATUS!r}]."
         )
     try:
-        redsync = CoreRedsync(urls, key_prefix=key_prefix, client_options=client_options, **options)
-    except ConfigurationError as exc:
-        raise _invalid(_urls_or_client_options(urls), exc) from None
-    _warn_node_count(redsync)
+        redsync = build_redsync(
+            urls, key_prefix=key_prefix, client_options=client_options, options=options
+        )
+    except SettingError as exc:
+        key = _SETTING_KEYS[exc.setting]
+        raise ConfigurationError(f"Invalid {key}: {exc} Fix app.config[{key!r}].") from None
+    weakness = node_count_warning(len(redsync.addresses))
+    if weakness is not None:
+        logger.warning("%s has %s", URLS, weakness)
     return AppConfig(redsync, busy_status)
 
 
@@ -125,42 +124,9 @@ def _mapping(config: Mapping[str, Any], key: str, expected: str) -> dict[str, An
     return dict(value)
 
 
-def _invalid(key: str, exc: ConfigurationError) -> ConfigurationError:
-    return ConfigurationError(f"Invalid {key}: {exc} Fix app.config[{key!r}].")
-
-
-def _urls_or_client_options(urls: list[Any]) -> str:
-    """Tell which key made the core reject the nodes: the URLs alone, or the client options."""
-    try:
-        CoreRedsync(urls).close()
-    except ConfigurationError:
-        return URLS
-    return CLIENT_OPTIONS
-
-
 def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
     for key in config:
         if isinstance(key, str) and key.startswith("REDSYNC_") and key not in KEYS:
             close = difflib.get_close_matches(key, KEYS, n=1)
             hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(KEYS)}."
             logger.warning("Ignoring unknown config key %s%s", key, hint)
-
-
-def _warn_node_count(redsync: CoreRedsync) -> None:
-    count = len(redsync.addresses)
-    if count == 1:
-        logger.warning(
-            "%s has a single node (%s): locks are not Redlock and fail when that node fails. "
-            "Fine for development; use 3 or 5 independent Redis masters in production.",
-            URLS,
-            redsync.addresses[0],
-        )
-    elif count % 2 == 0:
-        logger.warning(
-            "%s has %d nodes: a quorum needs %d, so it tolerates no more failures than %d nodes "
-            "would. Use an odd number of independent masters (3 or 5).",
-            URLS,
-            count,
-            redsync.quorum,
-            count - 1,
-        )

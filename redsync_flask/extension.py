@@ -1,31 +1,26 @@
 """The Flask extension: per-app core ``Redsync`` objects and the locked-route decorator.
 
-Translation only: locks are taken by the core's ``Redsync.locked`` (key rendering, one attempt
-or ``wait`` seconds, auto-extension); this module picks the current app's core object and turns
-"busy" into an HTTP answer. No app is stored on the extension (Flask's extension guide), so one
-instance serves app factories and several apps in one process.
+Translation only: locks are held through the core's ``Redsync.hold`` (one attempt or ``wait``
+seconds, auto-extension, "busy" told apart from errors of the view); this module picks the
+current app's core object and turns "busy" into an HTTP answer. As Flask's extension guide
+asks, the extension object holds no app and no per-app state: ``init_app`` keeps everything in
+``app.extensions``, so one instance serves app factories and several apps in one process.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from weakref import WeakKeyDictionary
 
 from flask import Flask, current_app, g, has_app_context, has_request_context
 from werkzeug.exceptions import HTTPException, default_exceptions
 
-from redsync_core import (
-    ConfigurationError,
-    LockNotAcquired,
-    Mutex,
-    MutexOptions,
-    QuorumUnreachable,
-)
+from redsync_core import LockNotAcquired, Mutex, MutexOptions, render_lock_name
 from redsync_core import Redsync as CoreRedsync
+from redsync_core.adapters import OnBusy, check_on_busy, retry_after_seconds, wait_options
 
 from .cli import redsync_cli
 from .conf import AppConfig, read_config
@@ -33,14 +28,25 @@ from .conf import AppConfig, read_config
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["LockBusy", "Redsync"]
+__all__ = ["LockBusy", "Redsync", "retry_after_seconds"]
 
 logger = logging.getLogger("redsync.flask")
 
 F = TypeVar("F", bound=Callable[..., Any])
-OnBusy = Callable[..., Any] | str | None
 
 _IN_VIEW = "_redsync_in_view"  # g attribute: a locked view is running in this request
+
+#: ``app.extensions`` key of what ``init_app`` keeps for the adapter beside the core
+#: ``Redsync`` (``app.extensions["redsync"]``): the app's config and the registering instance.
+STATE_KEY = "redsync_flask"
+
+
+@dataclass(frozen=True)
+class _AppState:
+    """The adapter's per-app state, stored in ``app.extensions[STATE_KEY]``."""
+
+    extension: Redsync
+    config: AppConfig
 
 
 class LockBusy(HTTPException):
@@ -80,29 +86,23 @@ class LockBusy(HTTPException):
         ]
 
 
-def retry_after_seconds(seconds: float | None) -> int:
-    """Return a ``Retry-After`` value: ``seconds`` rounded up, at least 1 (1 when unknown)."""
-    if seconds is None:
-        return 1
-    return max(1, math.ceil(seconds))
-
-
 class Redsync:
     """Redlock locks for Flask apps, configured from ``REDSYNC_*`` keys.
 
     ``Redsync(app)`` or ``redsync = Redsync()`` then ``redsync.init_app(app)`` in the app
-    factory. Per-app state lives in ``app.extensions["redsync"]`` (the app's core
-    ``redsync_core.Redsync``), never on this object, so one instance serves several apps.
+    factory. Per-app state lives in the app, never on this object: ``app.extensions["redsync"]``
+    is the app's core ``redsync_core.Redsync``, and ``app.extensions["redsync_flask"]`` holds
+    the rest of its config. So one instance serves several apps.
     """
 
     def __init__(self, app: Flask | None = None) -> None:
-        self._apps: WeakKeyDictionary[Flask, AppConfig] = WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
         """Read ``app``'s ``REDSYNC_*`` config once, register the core ``Redsync`` as
-        ``app.extensions["redsync"]`` and add the ``flask redsync`` CLI group.
+        ``app.extensions["redsync"]`` (the rest of the config beside it) and add the
+        ``flask redsync`` CLI group.
 
         Keys: ``REDSYNC_URLS`` (required), ``REDSYNC_CLIENT_OPTIONS``, ``REDSYNC_KEY_PREFIX``,
         ``REDSYNC_OPTIONS``, ``REDSYNC_BUSY_STATUS``; later changes to them are not seen.
@@ -117,7 +117,7 @@ class Redsync:
                 "init_app(app) once per app and import that Redsync instance elsewhere."
             )
         config = read_config(app.config)
-        self._apps[app] = config
+        app.extensions[STATE_KEY] = _AppState(self, config)
         app.extensions["redsync"] = config.redsync
         app.cli.add_command(redsync_cli)
 
@@ -163,31 +163,24 @@ class Redsync:
 
         ``QuorumUnreachable`` (nodes down) is always raised: that is an outage, not "busy".
         """
-        _check_locked_arguments(wait, on_busy, options)
+        wait_options(wait, options)  # bad arguments fail at import, not at the first request
+        check_on_busy(on_busy)
+        MutexOptions.build(options)
 
         def decorate(func: F) -> F:
             @functools.wraps(func)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 config = self._config(None)
-                started = False
-
-                @functools.wraps(func)  # the core renders the name from func's signature
-                def body(*args: Any, **kwargs: Any) -> Any:
-                    nonlocal started
-                    started = True
-                    return current_app.ensure_sync(func)(*args, **kwargs)
-
+                lock_name = render_lock_name(name, func, args, kwargs)
                 view = has_request_context() and not g.get(_IN_VIEW, False)
                 if view:
                     setattr(g, _IN_VIEW, True)
                 try:
-                    return config.redsync.locked(name, wait=wait, **options)(body)(*args, **kwargs)
-                except QuorumUnreachable:
-                    raise
-                except LockNotAcquired as exc:
-                    if started:  # raised by locked code the body called: not our lock
-                        raise
-                    return _busy(exc, on_busy, config.busy_status if view else None, args, kwargs)
+                    with config.redsync.hold(lock_name, wait=wait, **options) as held:
+                        if held.busy is not None:
+                            status = config.busy_status if view else None
+                            return _busy(held.busy, on_busy, status, args, kwargs)
+                        return current_app.ensure_sync(func)(*args, **kwargs)
                 finally:
                     if view:
                         g.pop(_IN_VIEW, None)
@@ -204,26 +197,14 @@ class Redsync:
                     "Use `with app.app_context():` (views and `flask` commands have one)."
                 )
             app = current_app._get_current_object()  # type: ignore[attr-defined]
-        config = self._apps.get(app)
-        if config is None:
+        state = app.extensions.get(STATE_KEY)
+        if not isinstance(state, _AppState) or state.extension is not self:
             raise RuntimeError(
                 f"The Flask app {app.name!r} is not registered with this redsync_flask.Redsync "
                 "instance. Call redsync.init_app(app) in the app factory, or use the instance "
                 "that did."
             )
-        return config
-
-
-def _check_locked_arguments(wait: object, on_busy: object, options: dict[str, Any]) -> None:
-    """Reject bad decorator arguments at import time rather than at the first request."""
-    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not wait >= 0:
-        raise ConfigurationError(f"Invalid wait={wait!r:.40}: expected a number of seconds >= 0.")
-    if not (on_busy is None or on_busy in ("raise", "skip") or callable(on_busy)):
-        raise ConfigurationError(
-            f"Invalid on_busy={on_busy!r:.40}: expected None (busy response), 'raise', 'skip' "
-            "or a callable (exc, *args, **kwargs) returning what the call should return."
-        )
-    MutexOptions.build(options)
+        return state.config
 
 
 def _busy(

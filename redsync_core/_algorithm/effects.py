@@ -7,7 +7,18 @@ from dataclasses import dataclass
 
 from .._exceptions import NodeError
 
-__all__ = ["Batch", "Effect", "FanOut", "NodeReply", "Op", "Sleep", "Status", "Tally"]
+__all__ = [
+    "Batch",
+    "Effect",
+    "FanOut",
+    "KeyState",
+    "NodeReply",
+    "Op",
+    "ScanPage",
+    "Sleep",
+    "Status",
+    "Tally",
+]
 
 
 class Op(enum.Enum):
@@ -19,6 +30,7 @@ class Op(enum.Enum):
     GET = "get"  # GET key, compared with value
     INSPECT = "inspect"  # GET and PTTL of the key, for status tools
     DELETE = "delete"  # DEL key whatever its value: forced release by an operator
+    SCAN = "scan"  # one SCAN page of the keys matching ``key`` (a pattern), for lock listings
 
 
 class Status(enum.Enum):
@@ -30,15 +42,35 @@ class Status(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class KeyState:
+    """A key found by a SCAN page: its Redis type, its value when a string, its TTL (ms)."""
+
+    key: str
+    kind: str  # the TYPE reply: "string", "hash"..., "none" when it went after SCAN saw it
+    value: str | None = None
+    ttl_ms: int | None = None  # None: no expiry
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPage:
+    """One node's SCAN page: the next cursor (0: the node has been listed) and the keys."""
+
+    cursor: int
+    keys: tuple[KeyState, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class NodeReply:
     """One node's answer.
 
-    ``ttl_ms`` is the holder's remaining TTL when known; ``holder`` is the value found (INSPECT).
+    ``ttl_ms`` is the holder's remaining TTL when known; ``holder`` is the value found (INSPECT);
+    ``page`` is what a SCAN found.
     """
 
     status: Status
     ttl_ms: int | None = None
     holder: str | None = None
+    page: ScanPage | None = None
 
 
 OK = NodeReply(Status.OK)
@@ -52,6 +84,7 @@ class FanOut:
 
     With ``stop_at`` set (fail fast), the transport may return as soon as ``stop_at`` nodes
     answered OK or ``stop_at`` nodes answered TAKEN; unanswered nodes are then ``None``.
+    A SCAN reads ``count`` keys matching the pattern ``key`` from ``cursor`` on.
     """
 
     op: Op
@@ -61,6 +94,8 @@ class FanOut:
     deadline_ms: int | None = None
     set_nx: bool = False
     stop_at: int | None = None
+    cursor: int = 0
+    count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """``redsync run``: hold a lock while a command runs, like ``flock -n`` across machines.
 
-The lock is taken through ``Redsync.locked`` (the same ``wait`` semantics as every adapter) and
+The lock is held through ``Redsync.hold`` (the same ``wait`` semantics as every adapter) and
 kept alive by the core's auto-extension; this module only starts the command, forwards signals
 to it and maps the outcome to an exit status. Unix only (process groups and ``killpg``).
 """
@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from types import FrameType
 
 from redsync_core import (
@@ -26,6 +25,7 @@ from redsync_core import (
     Redsync,
 )
 
+from ..adapters import free_in
 from .common import (
     EXIT_BUSY,
     EXIT_CANNOT_EXECUTE,
@@ -146,27 +146,22 @@ def run_command(
         code = proc.wait()
         status.append(EXIT_SIGNAL_BASE - code if code < 0 else code)
 
-    locked: Callable[[Callable[[], None]], Callable[[], None]] = rs.locked(
-        lambda: name,  # a callable, so that braces in NAME are never read as a template
-        wait=wait,
-        expiry=expiry,
-        auto_extend=True,
-        on_lost=on_lost,
-    )
+    held = rs.hold(name, wait=wait, expiry=expiry, auto_extend=True, on_lost=on_lost)
     previous = {signum: signal.signal(signum, child.forward) for signum in FORWARDED_SIGNALS}
     try:
-        locked(run_child)()
+        with held:
+            if isinstance(held.busy, (LockTaken, LockTimeout)):
+                say(f"lock {name!r} is busy: another holder has it; {_free_when(held.busy, wait)}")
+                return busy_exit_code
+            if held.busy is not None:
+                say(f"error: {held.busy}")
+                return EXIT_BUSY
+            run_child()
     except LockLost:
         pass  # on_lost reported it when it happened; the command's status still counts
-    except (LockTaken, LockTimeout) as exc:
-        say(f"lock {name!r} is busy: another holder has it; {_free_when(exc, wait)}")
-        return busy_exit_code
     except QuorumUnreachable as exc:
         say(f"error: {exc}")
         return EXIT_UNAVAILABLE
-    except LockNotAcquired as exc:
-        say(f"error: {exc}")
-        return EXIT_BUSY
     except _Interrupted as exc:
         return EXIT_SIGNAL_BASE + exc.signum
     finally:
@@ -177,6 +172,4 @@ def run_command(
 
 def _free_when(exc: LockNotAcquired, waited: float) -> str:
     after = f"still busy after waiting {waited:g} s; " if waited > 0 else ""
-    if exc.retry_after is None:
-        return after + "when it will be free is unknown"
-    return after + f"it may be free in about {exc.retry_after:.3g} s"
+    return after + free_in(exc.retry_after)

@@ -1,7 +1,10 @@
-"""Asyncio fan-out: one task per node on the running loop, one deadline for all of them.
+"""Asyncio fan-out: every node's command is written at once, then the replies are read within one
+deadline for all of them.
 
-Tasks still running at the deadline are cancelled (redis-py then drops their connection, so a
-late reply is never read as the answer to a later command).
+A node with an idle open connection gets its command written directly and its reply read in
+turn, with no task; only a node that must connect first (or a cluster client, or a fail-fast
+fan-out) gets a task of its own. A read still pending at the deadline drops its connection, so
+a late reply is never read as the answer to a later command.
 """
 
 from __future__ import annotations
@@ -275,7 +278,8 @@ async def fan_out(
     deadline = None if timeout is None else loop.time() + timeout
     stop_at = effect.stop_at
     # Nodes with an idle open connection get the command written at once and their replies
-    # read in turn (no task per node); the others (connecting, cluster, fail fast) get a task.
+    # read in turn (no task for them); the others (connecting, cluster, memory://, fail fast)
+    # get a task each.
     direct: dict[int, _Exchange] = {}
     tasks: dict[asyncio.Task[NodeReply | tuple[NodeReply, ...]], int] = {}
     for i in order if order is not None else range(len(nodes)):

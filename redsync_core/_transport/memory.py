@@ -6,9 +6,10 @@ For unit tests and demos. Stores with the same NAME are shared inside one proces
 
 from __future__ import annotations
 
+import re
 import threading
 
-from .._algorithm.effects import MISSING, OK, FanOut, NodeReply, Op, Status
+from .._algorithm.effects import MISSING, OK, FanOut, KeyState, NodeReply, Op, ScanPage, Status
 from .._clock import monotonic_ms
 
 __all__ = ["MemoryStore", "memory_store"]
@@ -52,6 +53,8 @@ class MemoryStore:
                 return NodeReply(status, ttl, entry[0])
             if effect.op is Op.DELETE:
                 return OK if self._data.pop(key, None) is not None else MISSING
+            if effect.op is Op.SCAN:
+                return NodeReply(Status.OK, page=self._scan(effect, now))
             if entry is None:
                 if effect.op is Op.EXTEND and effect.set_nx:
                     self._data[key] = (value, now + effect.ttl_ms)
@@ -65,10 +68,52 @@ class MemoryStore:
                 self._data[key] = (value, now + effect.ttl_ms)
             return OK
 
+    def _scan(self, effect: FanOut, now_ms: int) -> ScanPage:
+        """Return ``effect.count`` keys matching the pattern from ``effect.cursor`` on.
+
+        The cursor is a position in the sorted keys: like Redis, a key present for the whole
+        scan is listed once; one added or removed meanwhile may or may not be.
+        """
+        match = glob_regex(effect.key).fullmatch
+        keys = sorted(k for k in self._data if match(k) and self._live(k, now_ms))
+        end = effect.cursor + effect.count
+        page = []
+        for key in keys[effect.cursor : end]:
+            value, expires = self._data[key]
+            page.append(
+                KeyState(key, "string", value, None if expires is None else expires - now_ms)
+            )
+        return ScanPage(end if end < len(keys) else 0, tuple(page))
+
     def clear(self) -> None:
         """Forget every key."""
         with self._lock:
             self._data.clear()
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a Redis glob (``*``, ``?``, ``[abc]``, ``[^a-z]``, ``\\`` escapes) to a regex."""
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        i += 1
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "\\" and i < len(pattern):
+            out.append(re.escape(pattern[i]))
+            i += 1
+        elif char == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            body = pattern[i:end]
+            negate = body.startswith("^")
+            members = "".join("-" if c == "-" else re.escape(c) for c in body[negate:])
+            out.append(f"[{'^' if negate else ''}{members}]")
+            i = end + 1
+        else:
+            out.append(re.escape(char))
+    return re.compile("".join(out), re.DOTALL)
 
 
 _stores: dict[str, MemoryStore] = {}

@@ -9,7 +9,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-__all__ = ["EXTEND", "EXTEND_MANY", "INSPECT", "RELEASE", "Script", "decode_foreign_ttl"]
+__all__ = [
+    "EXTEND",
+    "EXTEND_MANY",
+    "INSPECT",
+    "RELEASE",
+    "SCAN_PAGE",
+    "SCAN_PAGE_CLUSTER",
+    "Script",
+    "decode_foreign_ttl",
+]
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,28 @@ INSPECT = Script(
 return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
 """
 )
+
+SCAN_PAGE = Script(
+    """-- one SCAN page with what a lock listing needs of each key (one round trip per page)
+-- KEYS: none (SCAN finds them); ARGV[1]: cursor; ARGV[2]: MATCH pattern; ARGV[3]: COUNT;
+-- ARGV[4]: the longest value read, in bytes (a longer string is no lock value: not sent back)
+-- returns {next cursor, {key, type, value (strings up to ARGV[4] bytes, else false), PTTL}, ...}
+local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local out = {page[1]}
+for _, key in ipairs(page[2]) do
+  local kind = redis.call('TYPE', key)['ok']
+  local value = false
+  if kind == 'string' and redis.call('STRLEN', key) <= tonumber(ARGV[4]) then
+    value = redis.call('GET', key)
+  end
+  out[#out + 1] = {key, kind, value, redis.call('PTTL', key)}
+end
+return out
+"""
+)
+
+# A cluster master refuses scripts that touch keys of several slots unless they say they do.
+SCAN_PAGE_CLUSTER = Script("#!lua flags=allow-cross-slot-keys\n" + SCAN_PAGE.source)
 
 
 def decode_foreign_ttl(code: int) -> int | None:

@@ -2,8 +2,10 @@
 
 No thread is involved: one request per node goes out on its own connection, then ``poll``
 waits on all sockets at once until every node answered, the deadline passed, or (fail fast)
-the outcome is decided. A node that hangs costs at most the deadline; its connection is
-dropped so that a late reply can never be read as the answer to a later command.
+the outcome is decided. A node that hangs costs at most the deadline. Its connection is kept:
+the late reply is read and dropped before that connection's next command, which fails at once
+while the reply is still due (too many late replies close the connection). So a late reply is
+never read as the answer to a later command.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
 from .addresses import redact
 from .clients import Family, family_of
-from .commands import Reply, Single, command, decided, decode, pack
+from .commands import Reply, Single, UnexpectedReply, command, decided, decode, pack
 from .memory import MemoryStore
 from .scripts import Script
 
@@ -87,7 +89,7 @@ class _Lease:
     thread keeps its own (built from the pool's connection class and arguments). It connects
     on first use within the fan-out's budget and is closed when the thread ends.
 
-    Nothing here waits for a node: the connection setup (AUTH, HELLO, CLIENT SETNAME,
+    Nothing here waits for a node's reply: the connection setup (AUTH, HELLO, CLIENT SETNAME,
     SELECT) is pipelined in front of the first command and its replies are checked before
     that command's reply, so a paused node costs the fan-out's deadline, never a blocked
     handshake. Replies we stopped waiting for are read and dropped before the next command.
@@ -467,7 +469,9 @@ class MemoryNode:
 def _server_version(info: Any) -> str:
     if isinstance(info, dict):
         return str(info.get("redis_version", "?"))
-    text = info.decode() if isinstance(info, bytes) else str(info)
+    if not isinstance(info, (bytes, str)):  # INFO answers text: this node is not a Redis
+        raise UnexpectedReply(f"unexpected reply {info!r:.40} to INFO")
+    text = info.decode() if isinstance(info, bytes) else info
     for line in text.splitlines():
         if line.startswith("redis_version:"):
             return line.partition(":")[2].strip()
@@ -478,7 +482,8 @@ def _server_version(info: Any) -> str:
 # OSError for what it expects, but a misbehaving server (wrong reply types during the setup or
 # to INFO) surfaces as AttributeError, TypeError, ValueError... from its parsers. Each of them
 # means "this node failed"; letting one escape would abandon the other nodes' replies and, after
-# a partial acquisition, skip the release. This module is the one place that catches broadly.
+# a partial acquisition, skip the release. The transport (this module and aio.py) is the one
+# place that catches node failures broadly.
 
 
 @overload

@@ -2,8 +2,10 @@
 
 Fixtures
     ``redis_server_binary`` (session)
-        Path of ``redis-server``. When it is missing, every test that needs Redis FAILS (never
-        skips): a test that claims Redis behaviour must not pass unnoticed without Redis.
+        Path of the server binary named by the environment variable ``REDSYNC_TEST_SERVER``
+        (default ``redis-server`` on PATH), checked to be Redis >= 7.0 or Valkey >= 7.2. When
+        it is missing or too old, every test that needs Redis FAILS (never skips), with what to
+        do: a test that claims Redis behaviour must not pass unnoticed without Redis.
     ``redis_servers`` (function)
         A factory ``redis_servers(n=3, **kwargs) -> list[RedisServer]`` of started servers.
     ``redis_nodes`` / ``redis_nodes5`` (function)
@@ -40,21 +42,18 @@ from typing import Any, Protocol
 import pytest
 import redis
 
-from redsync_core.testing._servers import (
-    LocalRedisCluster,
+from redsync_core._servers import (
     RedisServer,
-    _cluster_info,
+    ServerUnavailable,
     _start_all,
     _stop_all,
-    find_redis_server,
+    require_server,
 )
+from redsync_core.testing._cluster import LocalRedisCluster, _cluster_info
 
-__all__ = ["MISSING_BINARY", "RedisServerFactory"]  # the fixtures are found by pytest
+__all__ = ["RedisServerFactory"]  # the fixtures are found by pytest
 
 HEALTH_TIMEOUT = 1.0  # seconds a pooled server gets to answer PING before it is replaced
-MISSING_BINARY = (
-    "redis-server not found: run `make test` (it installs it) or apt-get install redis-server"
-)
 
 
 class RedisServerFactory(Protocol):
@@ -71,19 +70,6 @@ class RedisServerFactory(Protocol):
     ) -> list[RedisServer]:
         """Return ``n`` started servers; keyword arguments (``RedisServer``'s) make them private."""
         ...
-
-
-def _healthy(server: RedisServer) -> bool:
-    """Return True if ``server`` runs unpaused and answers PING within 1 s."""
-    if not server.running or server.paused:
-        return False
-    client = server.client(socket_timeout=HEALTH_TIMEOUT, socket_connect_timeout=HEALTH_TIMEOUT)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
 
 
 def _scrub(server: RedisServer) -> bool:
@@ -201,11 +187,11 @@ def _session_state(config: pytest.Config, binary: str) -> _SessionState:
 
 @pytest.fixture(scope="session")
 def redis_server_binary() -> str:
-    """Return the path of ``redis-server``; fail (never skip) the test when it is missing."""
-    binary = find_redis_server()
-    if binary is None:
-        pytest.fail(MISSING_BINARY, pytrace=False)
-    return binary
+    """Return the path of the server binary; fail (never skip) when it is missing or too old."""
+    try:
+        return require_server()
+    except ServerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import types
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -10,6 +9,7 @@ from typing import Any, ClassVar
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from redsync_core import LockNotAcquired, QuorumUnreachable
+from redsync_core.adapters import free_in
 
 from ..locks import distributed_lock
 
@@ -78,9 +78,7 @@ class LockedCommand(BaseCommand):
         return options
 
     def _report_busy(self, exc: LockNotAcquired, *args: Any, **options: Any) -> None:
-        free_in = (
-            "" if exc.retry_after is None else f", free in about {math.ceil(exc.retry_after)} s"
-        )
         self.stderr.write(
-            f"Skipped: lock {exc.name!r} is held by another run{free_in}; not running."
+            f"Skipped: lock {exc.name!r} is held by another run ({free_in(exc.retry_after)}); "
+            "not running."
         )

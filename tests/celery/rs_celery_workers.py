@@ -1,5 +1,6 @@
 """Real Celery worker processes for the tests: started with ``python -m celery ... worker``,
-told apart by their own queue, and stopped by their PID."""
+told apart by their own queue, and stopped by their PID. A worker dies with the test process
+even when that is SIGKILLed (the kernel's parent-death signal, on Linux)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,20 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from redsync_core.testing import child_process
+
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
-# The repository root first: an editable install made before a package had its __init__.py
-# maps it as a namespace package outside the repository (see notes/requests-celery.md).
+# The repository root first, so that workers import this checkout's packages whatever is
+# installed (a stale editable install can map a package as an empty namespace package).
 PYTHONPATH = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
 
 READY_TIMEOUT = 90.0  # seconds a worker gets to log "ready." on a loaded 2-core machine
 STOP_GRACE = 20.0  # seconds between SIGTERM (warm shutdown) and SIGQUIT (cold shutdown)
+REAP_TIMEOUT = 10.0  # seconds a SIGKILLed worker gets to be reaped
+# What the worker gets when the test process dies: SIGKILL, so a stuck task cannot hold it up.
+DEATH_SIGNAL = signal.SIGKILL
 
 
 def eventually(probe: Callable[[], T], timeout: float, interval: float = 0.05) -> T:
@@ -64,8 +70,9 @@ class Worker:
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             *extra_args,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(
+        self.proc = child_process(
             self.argv,
+            death_signal=DEATH_SIGNAL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=cwd,
@@ -106,6 +113,6 @@ class Worker:
                 continue
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
+            self.proc.wait(REAP_TIMEOUT)
         self._log.close()
         os.unlink(self._log.name)

@@ -1,9 +1,13 @@
 """Hung nodes cost at most one deadline per fan-out, whatever their place in the node list.
 
 Two of five nodes are ports that accept connections and never answer, listed *before* the three
-healthy nodes. DESIGN.md section 2: "all N requests are in flight at once ... A node that hangs
-costs at most the deadline". So lock() with tries=1 takes at most one SET fan-out (it succeeds
-on the three healthy nodes) and unlock() one release fan-out, each bounded by the deadline.
+healthy nodes. All N requests of a fan-out are in flight at once, so a node that hangs costs at
+most the deadline, and two hung nodes cost one deadline, not two. So lock() with tries=1 takes
+at most one SET fan-out (it succeeds on the three healthy nodes) and unlock() one release
+fan-out, each bounded by the deadline.
+
+The deadline (3 s) is long enough that the bound keeps 2 s of slack for a busy CPU and still
+fails when the hung nodes are waited for one after the other (6 s).
 """
 
 from __future__ import annotations
@@ -13,15 +17,16 @@ import time
 from typing import Any
 
 import pytest
-from chaos_harness import SCHEDULING_SLACK, HungListener
+from chaos_harness import HungListener
 
 from redsync_core import AsyncRedsync, Redsync
 
 pytestmark = [pytest.mark.chaos]
 
-EXPIRY = 10.0
-TIMEOUT_FACTOR = 0.1  # deadline: 1 s, large enough to dominate scheduling noise
+EXPIRY = 30.0
+TIMEOUT_FACTOR = 0.1  # deadline: 3 s, large enough to dominate scheduling noise
 DEADLINE = EXPIRY * TIMEOUT_FACTOR
+SLACK = 2.0  # seconds for a loaded 2-CPU machine; still below a second deadline
 
 
 def _urls(hung: list[HungListener], healthy: list[Any]) -> list[str]:
@@ -76,4 +81,4 @@ def test_hung_nodes_listed_first_cost_one_deadline(
         }
     )
     assert all(ok for _, _, ok in timings), f"a quorum of healthy nodes was up: {timings}"
-    assert longest <= DEADLINE + SCHEDULING_SLACK, timings
+    assert longest <= DEADLINE + SLACK, timings

@@ -26,8 +26,10 @@ from chaos_harness import (
     Verdict,
     WorkerConfig,
     Workers,
+    now,
     phases_text,
     read_referee,
+    restart_delay,
 )
 
 from redsync_core.testing import RedisServer
@@ -51,14 +53,19 @@ def run_schedule(nodes: list[RedisServer], *, short: bool) -> Schedule:
     sched = Schedule()
     hung: HungListener | None = None
 
+    killed_at: dict[int, float] = {}
+
     def kill(*idx: int) -> None:
         for i in idx:
             nodes[i].kill()
+            killed_at[i] = now()
         sched.fault("kill", len(idx))
 
     def start(*idx: int) -> None:
-        # Empty restart (no persistence). Only called for nodes down longer than EXPIRY.
+        # Empty restart (no persistence): only after the delayed-restart policy's time down.
         for i in idx:
+            down = now() - killed_at.pop(i)
+            assert down >= restart_delay(EXPIRY), f"node {i} restarted after {down:.2f} s down"
             nodes[i].start()
         sched.fault("restart empty (delayed)", len(idx))
 

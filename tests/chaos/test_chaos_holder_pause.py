@@ -13,6 +13,10 @@ This is Kleppmann's process-pause scenario. What the library can promise, and wh
 
 The pause *after* the holder's own validity check is what no lease can prevent; the holder must
 check ``remaining`` (or use a compare-and-set at the resource) before its side effects.
+
+No wait here can last forever: the holder shares no lock with the other processes (it may be
+stopped while holding one). It publishes its ``until`` in a lock-free shared double (one
+writer; an aligned 8-byte store is atomic), and every join, wait and queue get has a timeout.
 """
 
 from __future__ import annotations
@@ -36,8 +40,11 @@ NAME = "chaos:paused-holder"
 _CONTEXT = multiprocessing.get_context("fork")
 
 
-def _holder(flavour: str, urls: list[str], shared: Any, acquired: Any, out: Any) -> None:
-    """Hold NAME with auto-extension, publishing the validity end until the lock is lost."""
+def _holder(flavour: str, urls: list[str], shared: Any, out: Any) -> None:
+    """Hold NAME with auto-extension, publishing the validity end until the lock is lost.
+
+    ``shared.value`` > 0 tells the others that the lock is held.
+    """
     report: dict[str, Any] = {"on_lost": [], "raised": None, "lost": None}
 
     def publish(remaining: float) -> None:
@@ -55,7 +62,6 @@ def _holder(flavour: str, urls: list[str], shared: Any, acquired: Any, out: Any)
             try:
                 with mutex:
                     publish(mutex.remaining)
-                    acquired.set()
                     while not mutex.lost and now() < give_up:
                         publish(mutex.remaining)
                         time.sleep(0.005)
@@ -71,7 +77,6 @@ def _holder(flavour: str, urls: list[str], shared: Any, acquired: Any, out: Any)
                 try:
                     async with mutex:
                         publish(mutex.remaining)
-                        acquired.set()
                         while not mutex.lost and now() < give_up:
                             publish(mutex.remaining)
                             await asyncio.sleep(0.005)
@@ -86,11 +91,22 @@ def _holder(flavour: str, urls: list[str], shared: Any, acquired: Any, out: Any)
     out.put(report)
 
 
-def _contender(urls: list[str], acquired: Any, shared_at: Any, stop: Any) -> None:
+def _wait_until_held(until: Any, timeout: float) -> bool:
+    """Poll the holder's published ``until`` (no shared lock: the holder may be stopped)."""
+    give_up = now() + timeout
+    while until.value == 0.0:
+        if now() > give_up:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def _contender(urls: list[str], until: Any, shared_at: Any, stop: Any) -> None:
     """Try the lock every 20 ms once the holder has it; record when it was first obtained."""
     rs = Redsync(urls, expiry=EXPIRY)
-    acquired.wait(30)
-    while not stop.is_set():
+    _wait_until_held(until, 30)
+    give_up = now() + 60
+    while not stop.is_set() and now() < give_up:
         mutex = rs.new_mutex(NAME, tries=1)
         if mutex.try_lock():
             shared_at.value = now()  # lock() returned: acquisition time
@@ -106,17 +122,19 @@ def test_frozen_holder_loses_the_lock_and_nobody_takes_it_before_its_validity_en
 ) -> None:
     nodes = redis_servers(5)
     urls = [n.url for n in nodes]
-    until = _CONTEXT.Value("d", 0.0)
-    contender_at = _CONTEXT.Value("d", 0.0)
-    acquired, stop = _CONTEXT.Event(), _CONTEXT.Event()
+    # lock=False: a lock inside these values could be held by a process frozen mid-write, and
+    # reading them would then wait forever. Each has a single writer.
+    until = _CONTEXT.Value("d", 0.0, lock=False)
+    contender_at = _CONTEXT.Value("d", 0.0, lock=False)
+    stop = _CONTEXT.Event()  # used by the parent and the contender only (never stopped)
     reports: Any = _CONTEXT.Queue()
-    holder = _CONTEXT.Process(target=_holder, args=(flavour, urls, until, acquired, reports))
-    contender = _CONTEXT.Process(target=_contender, args=(urls, acquired, contender_at, stop))
+    holder = _CONTEXT.Process(target=_holder, args=(flavour, urls, until, reports))
+    contender = _CONTEXT.Process(target=_contender, args=(urls, until, contender_at, stop))
     holder.start()
     contender.start()
     paused = False
     try:
-        assert acquired.wait(20), "the holder never acquired the lock"
+        assert _wait_until_held(until, 20), "the holder never acquired the lock"
         held_from = now()
         time.sleep(3 * EXPIRY)  # auto-extension must keep it through three expiries
         assert contender_at.value == 0.0, "the contender got the lock while the holder extended it"
@@ -138,7 +156,7 @@ def test_frozen_holder_loses_the_lock_and_nobody_takes_it_before_its_validity_en
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()  # our own child, by its PID
-                proc.join()
+                proc.join(timeout=10)
     with contextlib.suppress(queue.Empty):
         reports.get_nowait()
 

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 import pytest
-from chaos_harness import now
+from chaos_harness import now, restart_delay, restart_later
 
 from redsync_core import LockTaken, Redsync
 from redsync_core.testing import RedisServer
@@ -67,24 +67,35 @@ def test_restart_empty_while_held_lets_a_second_holder_in(redis_servers: Any) ->
 def test_delayed_restart_keeps_the_second_holder_out_until_the_validity_ends(
     redis_servers: Any,
 ) -> None:
+    """B contends all along; node 0 comes back empty when the restart policy says so.
+
+    As soon as node 0 is back, nodes 0, 3 and 4 make a quorum for B: only the restart delay
+    keeps B out while A's validity runs (restarting at once lets B in, as the test above
+    shows). Once A's keys expire, B gets in with or without node 0.
+    """
     nodes = redis_servers(5)
+    expiry = 1.5
     with Redsync([n.url for n in nodes]) as rs:
-        a = hold_exactly_nodes_0_1_2(nodes, rs, expiry=1.5)
+        a = hold_exactly_nodes_0_1_2(nodes, rs, expiry=expiry)
         a_until = now() + a.remaining
         nodes[0].kill()
+        restarter, restarted = restart_later(nodes[0], expiry)
         b = rs.new_mutex(NAME, tries=1)
-        while now() < a_until:
-            assert not b.try_lock(), "B got a quorum while A's validity ran"
-            time.sleep(0.05)
-        nodes[0].start()  # down longer than A's validity: an empty restart is now harmless
         acquired_at = None
-        for _ in range(50):
-            if b.try_lock():
-                acquired_at = now()
-                break
-            time.sleep(0.05)
-        assert acquired_at is not None
-        assert acquired_at >= a_until
+        give_up = now() + restart_delay(expiry) + 10.0
+        try:
+            while now() < give_up:
+                if b.try_lock():
+                    acquired_at = now()
+                    break
+                time.sleep(0.02)
+        finally:
+            restarter.join(timeout=30)
+        assert restarted, "node 0 was never restarted"
+        assert acquired_at is not None, "B never got the lock once node 0 was back (no progress)"
+        assert acquired_at >= a_until, (
+            f"SAFETY VIOLATION: B acquired {a_until - acquired_at:.3f} s before A's validity ended"
+        )
         assert b.unlock()
 
 

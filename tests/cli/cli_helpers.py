@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,13 +12,19 @@ from pathlib import Path
 
 import pytest
 
+from redsync_core.testing import child_process
+
 CLI = [sys.executable, "-m", "redsync_core.cli"]
 TIMEOUT = 90  # seconds any single CLI call may take (the machine is shared and slow at times)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The test's environment without REDSYNC_* variables, plus ``extra``."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("REDSYNC_")}
+    """The environment without REDSYNC_* variables (REDSYNC_TEST_SERVER kept), plus ``extra``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("REDSYNC_") or key == "REDSYNC_TEST_SERVER"
+    }
     env.update(extra)
     return env
 
@@ -41,9 +48,14 @@ def redsync(
 
 
 def start(*args: str, stderr: Path | None = None) -> subprocess.Popen[str]:
-    """Start `redsync ARGS...` in the background (stdout piped, stderr to a file if given)."""
-    return subprocess.Popen(
+    """Start `redsync ARGS...` in the background (stdout piped, stderr to a file if given).
+
+    If this test process dies, the kernel sends it SIGTERM (Linux), which `redsync run` passes on
+    to its command: neither outlives the test run.
+    """
+    return child_process(
         [*CLI, *args],
+        death_signal=signal.SIGTERM,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL if stderr is None else stderr.open("w"),
         text=True,

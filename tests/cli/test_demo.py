@@ -8,10 +8,13 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from cli_helpers import CLI, clean_env, redsync, wait_for
+
+from redsync_core.testing import child_process
 
 pytestmark = pytest.mark.slow
 
@@ -86,11 +89,12 @@ def descendants(pid: int) -> set[int]:
 
 
 def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (an orphan is reaped by init, not by us)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
         return False
-    return True
 
 
 def refuses(port: int) -> bool:
@@ -101,7 +105,7 @@ def refuses(port: int) -> bool:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_interrupting_the_demo_stops_every_process_it_started(redis_server_binary, signum):
-    demo = subprocess.Popen(
+    demo = child_process(
         [*CLI, "demo", "--seconds", "120", "--workers", "3", "--nodes", "3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -125,6 +129,67 @@ def test_interrupting_the_demo_stops_every_process_it_started(redis_server_binar
         assert "interrupted" in demo.stderr.read()
     finally:
         demo.kill()
-        demo.wait()
+        demo.wait(timeout=60)
     wait_for(lambda: not any(alive(pid) for pid in started), what="the demo's processes to end")
     assert all(refuses(port) for port in ports)
+
+
+def test_a_killed_demo_takes_its_workers_and_nodes_along(redis_server_binary):
+    # SIGKILL runs no cleanup in the demo: the kernel's parent-death signal must do it (Linux).
+    demo = child_process(
+        [*CLI, "demo", "--seconds", "120", "--workers", "3", "--nodes", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            if "acquisitions" in line:  # the first progress line: workers and nodes all run
+                break
+        started = descendants(demo.pid)
+        assert len(started) >= 3 + 4  # the workers and the redis-servers
+        demo.kill()
+        demo.wait(timeout=60)
+    finally:
+        demo.kill()
+        demo.wait(timeout=60)
+    try:
+        wait_for(
+            lambda: not any(alive(pid) for pid in started),
+            timeout=10,
+            what="the killed demo's processes to end",
+        )
+    finally:
+        for pid in filter(alive, started):  # a failure must not leak them from this test
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_demo_falls_back_to_memory_nodes_when_the_server_is_too_old(tmp_path):
+    old = tmp_path / "redis-server"
+    old.write_text('#!/bin/sh\necho "Redis server v=6.0.16 sha=00000000:0 malloc=jemalloc-5.2.1"\n')
+    old.chmod(0o755)
+    env = clean_env(REDSYNC_TEST_SERVER=str(old))
+    result = redsync("demo", "--seconds", "3", "--nodes", "3", env=env, timeout=120)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert f"{old} is Redis 6.0.16, too old (Redis >= 7.0 or Valkey >= 7.2 needed)" in out
+    assert "using in-process memory:// nodes" in out
+    assert "verdict: SAFE" in out
+
+
+def test_demo_says_when_the_server_setting_names_nothing():
+    env = clean_env(REDSYNC_TEST_SERVER="no-such-redis-server")
+    result = redsync("demo", "--seconds", "3", "--nodes", "3", env=env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "REDSYNC_TEST_SERVER='no-such-redis-server' names no executable" in result.stdout
+
+
+def test_the_command_line_does_not_import_the_test_helpers():
+    code = (
+        "import sys, redsync_core.cli, redsync_core._cli.demo; "
+        "assert 'redsync_core.testing' not in sys.modules, sorted(sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -231,11 +231,24 @@ def test_extend_refuses_without_touching_a_key_once_validity_ran_out() -> None:
 
 def test_extend_with_set_nx_tries_even_after_expiry() -> None:
     clock = FakeClock()
-    driver = Driver(clock)
-    driver.scripted = Op.EXTEND
-    outcome = driver.run(extend(clock, None, set_nx_on_extend=True), [(OK, OK, MISSING)])
-    assert outcome.until_ms is not None
+    driver = Driver(clock, scripted=Op.EXTEND)
+    expired_at = clock() - 1  # the local validity ran out 1 ms ago
+    outcome = driver.run(
+        extend(clock, until_ms=expired_at, set_nx_on_extend=True), [(OK, OK, MISSING)]
+    )
+    assert [e.op for e in driver.effects] == [Op.EXTEND]
     assert driver.effects[0].set_nx is True
+    assert outcome.until_ms is not None
+    assert outcome.until_ms > clock()
+
+
+def test_extend_without_local_validity_lets_the_nodes_decide() -> None:
+    clock = FakeClock()
+    driver = Driver(clock, scripted=Op.EXTEND)
+    outcome = driver.run(extend(clock, until_ms=None), [(OK, OK, MISSING)])
+    assert [e.op for e in driver.effects] == [Op.EXTEND]
+    assert driver.effects[0].set_nx is False
+    assert outcome.until_ms is not None
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from redsync_core import AsyncRedsync, LockLost, Redsync
-from redsync_core.testing import RedisServer
+from redsync_core.testing import RedisServer, wait_child
 
 
 def urls(servers: list[RedisServer]) -> list[str]:
@@ -67,8 +67,8 @@ def test_losing_a_majority_marks_the_lock_lost_once(
             redis_nodes[0].kill()
             redis_nodes[1].kill()
             killed = time.monotonic()
-            assert wait_until(lambda: mutex.lost, timeout=3.0)
-            assert time.monotonic() - killed < 2.0  # about one expiry
+            assert wait_until(lambda: mutex.lost, timeout=6.0)
+            assert time.monotonic() - killed < 3.0  # within a few expiries of 1 s, not never
             time.sleep(0.5)  # the scheduler must not report it twice
         assert lost == [mutex]
         assert mutex.unlock() is False
@@ -126,7 +126,7 @@ async def test_async_loss_is_reported_and_raised(redis_nodes: list[RedisServer])
             async with mutex:
                 redis_nodes[0].kill()
                 redis_nodes[2].kill()
-                for _ in range(150):
+                for _ in range(300):  # up to 6 s: a few expiries of 1 s
                     if mutex.lost:
                         break
                     await asyncio.sleep(0.02)
@@ -152,8 +152,7 @@ def test_a_forked_child_never_touches_the_parents_lock(redis_nodes: list[RedisSe
             except BaseException:  # any failure becomes a status
                 status = 12
             os._exit(status)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert wait_child(pid, timeout=60) == 0
         time.sleep(1.2)  # longer than the expiry: only the parent extends it
         assert parent_lock.valid()
         assert parent_lock.unlock()

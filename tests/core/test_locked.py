@@ -113,21 +113,34 @@ async def test_async_function_locks_through_the_asyncio_twin(
     await entered.wait()
     with pytest.raises(LockTaken):
         await ajob(n=1)
+    assert rs.inspect("ajob:1").held
     release.set()
     assert await first == 1
+    assert not rs.inspect("ajob:1").held, "the lock outlived the call"
     assert await ajob(1) == 1
     await rs.asyncio().close()
     rs.close()
 
 
 async def test_async_redsync_decorates_sync_functions_too(redis_nodes: list[RedisServer]) -> None:
-    ars = AsyncRedsync([s.url for s in redis_nodes])
+    ars = AsyncRedsync([s.url for s in redis_nodes], key_prefix="app:")
+    observer = Redsync([s.url for s in redis_nodes], key_prefix="app:")
+    seen: list[Any] = []
 
-    @ars.locked("sync-from-async", wait=1.0)
-    def plain() -> str:
+    @ars.locked("sync-from-async:{n}", wait=1.0, expiry=5.0)
+    def plain(n: int) -> str:
+        seen.append(observer.inspect(f"sync-from-async:{n}"))
+        with pytest.raises(LockTaken):  # the same call elsewhere is refused meanwhile
+            observer.new_mutex(f"sync-from-async:{n}", tries=1).lock()
         return "ok"
 
-    assert await asyncio.to_thread(plain) == "ok"
+    assert await asyncio.to_thread(plain, 7) == "ok"
+    [inside] = seen
+    assert inside.held, "the function ran without the lock"
+    assert inside.key == "app:sync-from-async:7"
+    assert 0 < (inside.remaining or 0) <= 5.0
+    assert not observer.inspect("sync-from-async:7").held, "the lock outlived the call"
+    observer.close()
     await ars.close()
 
 

@@ -25,7 +25,7 @@ ONLY_ASYNC = {AsyncRedsync: {"sync"}, AsyncMutex: set()}
 CONTEXT = {"__enter__": "__aenter__", "__exit__": "__aexit__"}
 
 AWAITABLE = {
-    AsyncRedsync: {"ping", "inspect", "force_release", "close"},
+    AsyncRedsync: {"ping", "inspect", "force_release", "list_locks", "release_listed", "close"},
     AsyncMutex: {"lock", "try_lock", "unlock", "extend", "valid"},
 }
 
@@ -35,9 +35,9 @@ def public_names(cls: type) -> set[str]:
 
 
 def normalize(annotation: object) -> str:
-    """Make the twins' annotations comparable: AsyncMutex -> Mutex, AsyncRedsync -> Redsync."""
+    """Make the twins' annotations comparable: AsyncMutex -> Mutex, AsyncHold -> Hold..."""
     text = annotation if isinstance(annotation, str) else repr(annotation)
-    return re.sub(r"\bAsync(Mutex|Redsync)\b", r"\1", text)
+    return re.sub(r"\bAsync(Mutex|Redsync|Hold)\b", r"\1", text)
 
 
 def shape(func: Any) -> tuple[Any, ...]:

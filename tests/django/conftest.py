@@ -71,3 +71,27 @@ def hold(rs):
     yield _hold
     for mutex in held:
         mutex.unlock()
+
+
+@pytest.fixture(scope="session")
+def _test_databases(_django_configured):
+    """Create the test database once (migrations: auth, admin, redsync's permissions...).
+
+    pytest-django's database fixtures cannot serve these tests: Django is configured when the
+    first test starts (see above), after pytest-django decided that it is not in use.
+    """
+    from django.test.utils import setup_databases, teardown_databases
+
+    old_config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    yield
+    teardown_databases(old_config, verbosity=0)
+
+
+@pytest.fixture
+def database(_test_databases):
+    """The test database; what a test writes is rolled back at its end (as in TestCase)."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        yield
+        transaction.set_rollback(True)

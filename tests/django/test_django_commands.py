@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import threading
 import time
 from typing import ClassVar
@@ -16,8 +17,12 @@ from django.core.management.base import CommandError
 @pytest.fixture(autouse=True)
 def _fresh_site():
     site.reset()
+    WATCHED.clear()
     yield
     site.RELEASE.set()
+
+
+WATCHED: list[float | None] = []  # filled by the command of the auto-extension test
 
 
 def run(command, *args, **options):
@@ -65,15 +70,30 @@ def test_lock_wait_waits_for_the_holder(hold):
 
 
 def test_the_lock_is_auto_extended_with_lock_options(rs):
-    class Inspecting(site.QuickCommand):
-        lock_name = "manage:inspecting"
+    """handle() watches its own lock: held with lock_expiry's TTL, and the TTL goes back up."""
+
+    class Watching(site.QuickCommand):
+        lock_name = "manage:watching"
+        lock_expiry = 1.0
+        lock_options: ClassVar[dict[str, object]] = {"auto_extend": False}  # forced on anyway
 
         def handle(self, *args, **options):
-            mutex_info = rs.inspect("manage:inspecting")
-            self.stdout.write(f"{mutex_info.held} {mutex_info.remaining <= 5.0}")
+            started = time.monotonic()
+            ttls = []
+            while time.monotonic() - started < 2.5:  # two and a half expiries
+                info = rs.inspect("manage:watching")
+                ttls.append(info.remaining if info.held else None)
+                time.sleep(0.05)
+            WATCHED.extend(ttls)
 
-    out, _ = run(Inspecting())
-    assert out == "True True\n"  # held while handle() runs, with lock_expiry's 5 s TTL
+    _, err = run(Watching())
+    assert err == ""
+    assert WATCHED, "handle() never ran"
+    assert None not in WATCHED, "the lock was not held all through handle()"
+    assert max(WATCHED) <= 1.0  # lock_expiry's TTL, not the 30 s default
+    rises = sum(1 for a, b in itertools.pairwise(WATCHED) if b > a + 0.05)
+    assert rises >= 1, f"the TTL never went back up (no extension seen): {WATCHED}"
+    assert not rs.inspect("manage:watching").held
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from redsync_core import Redsync
+from redsync_core.testing import wait_child
 from redsync_django import conf, get_redsync
 
 
@@ -70,7 +71,7 @@ def test_a_forked_child_builds_its_own(redsync_settings):
         finally:
             os._exit(0)
     os.close(write)
-    _, status = os.waitpid(pid, 0)
+    status = wait_child(pid, timeout=60)
     assert os.read(read, 2) == b"ok"
     os.close(read)
     assert status == 0

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
 
-from redsync_core import LockLost, LockTaken
+from redsync_core import LockLost, LockTaken, LockTimeout
 from redsync_django import distributed_lock
 from redsync_django.locks import DistributedLock
 from redsync_django.signals import lock_acquired, lock_busy, lock_lost, lock_released
@@ -106,3 +107,31 @@ def test_lost_sends_lost_and_not_released(redis_nodes, rs, events):
     assert labels == ["acquired", "lost"]
     assert events[1][1]["name"] == "sig-lost"
     assert [m.name for m in user_on_lost] == ["sig-lost"]  # the user's on_lost still runs
+
+
+async def test_an_async_wait_that_runs_out_sends_busy_with_the_timeout(hold, events):
+    hold("sig-wait")
+
+    @distributed_lock("sig-wait", wait=0.3, on_busy="raise")
+    async def job():
+        events.append(("body", {}))
+
+    with pytest.raises(LockTimeout):
+        await job()
+    [(label, kwargs)] = events  # the test's own lock (not a distributed_lock) sends nothing
+    assert label == "busy"
+    assert isinstance(kwargs["exception"], LockTimeout)
+
+
+def test_a_failing_receiver_is_logged_and_the_call_goes_on(rs, events, caplog):
+    def broken(sender, **kwargs):
+        raise RuntimeError("receiver bug")
+
+    lock_acquired.connect(broken, weak=False, dispatch_uid="t-broken")
+    try:
+        with caplog.at_level(logging.ERROR, logger="redsync"):
+            assert distributed_lock("sig-broken")(lambda: "ran")() == "ran"
+    finally:
+        lock_acquired.disconnect(dispatch_uid="t-broken")
+    assert "receiver bug" in caplog.text
+    assert [label for label, _ in events] == ["acquired", "released"]

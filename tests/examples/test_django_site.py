@@ -18,6 +18,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import AsyncClient, Client, override_settings
 
+from redsync_core.testing import child_process
+
 SITE = Path(__file__).resolve().parents[2] / "example_projects" / "django_site"
 if str(SITE) not in sys.path:
     sys.path.insert(0, str(SITE))
@@ -156,7 +158,7 @@ def test_manage_py_busy_prints_one_line_and_exits_0(urls, hold):
 
 @pytest.mark.slow
 def test_manage_py_run_twice_at_once_one_runs_one_is_skipped(urls, rs):
-    first = subprocess.Popen(
+    first = child_process(
         [sys.executable, "manage.py", "rebuild_search_index", "--seconds", "15"],
         cwd=SITE,
         env={**os.environ, "REDSYNC_URLS": ",".join(urls), "PYTHONPATH": str(SITE.parents[1])},
@@ -176,7 +178,7 @@ def test_manage_py_run_twice_at_once_one_runs_one_is_skipped(urls, rs):
     finally:
         if first.poll() is None:
             first.kill()
-            first.wait()
+            first.wait(timeout=60)
     assert (second.returncode, second.stdout) == (0, "")
     assert "is held by another run" in second.stderr
     assert (first.returncode, out, err) == (0, "Search index rebuilt.\n", "")

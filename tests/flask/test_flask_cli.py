@@ -70,18 +70,23 @@ def test_status_of_a_free_lock(app: Flask) -> None:
 
 
 def test_status_of_a_held_lock_shows_each_node_without_the_token(app: Flask) -> None:
-    mutex = app.extensions["redsync"].new_mutex("report:1", expiry=20.0, auto_extend=False)
+    core = app.extensions["redsync"]
+    mutex = core.new_mutex("report:1", expiry=20.0, auto_extend=False)
     mutex.lock()
     try:
+        fingerprint = core.inspect("report:1").holder_digest
         result = invoke(app, "status", "report:1")
     finally:
         mutex.unlock()
+    assert fingerprint is not None
+    assert fingerprint.startswith("sha256:")
     assert result.exit_code == 0, result.output
     summary, *nodes = result.output.splitlines()
-    assert summary.startswith(f"lock 'report:1' (key 'cli:report:1'): held by {mutex.value[:6]}…")
+    assert summary.startswith(f"lock 'report:1' (key 'cli:report:1'): held by {fingerprint}")
     assert len(nodes) == 3
-    assert all(f": held by {mutex.value[:6]}…, " in line and " s left" in line for line in nodes)
+    assert all(f": held by {fingerprint}, " in line and " s left" in line for line in nodes)
     assert mutex.value not in result.output
+    assert mutex.value[:6] not in result.output  # not even a prefix of the token
 
 
 def test_release_needs_force(app: Flask) -> None:

@@ -192,9 +192,17 @@ def test_init_app_twice_on_one_app_raises(make_app: Any) -> None:
         Redsync().init_app(app)
 
 
-def test_the_extension_stores_no_app(make_app: Any) -> None:
-    redsync = Redsync(make_app(REDSYNC_URLS=memory_urls(3)))
-    assert not any(isinstance(value, Flask) for value in vars(redsync).values())
+def test_the_extension_keeps_no_app_and_no_per_app_state(make_app: Any) -> None:
+    """Flask's extension guide: per-app state lives in ``app.extensions``, not on the object."""
+    redsync = Redsync()
+    apps = [make_app(REDSYNC_URLS=memory_urls(3)) for _ in range(2)]
+    for app in apps:
+        redsync.init_app(app)
+
+    assert vars(redsync) == {}
+    for app in apps:
+        with app.app_context():
+            assert redsync.get_redsync() is app.extensions["redsync"]
 
 
 def test_an_app_of_another_instance_is_refused_with_the_fix(make_app: Any) -> None:

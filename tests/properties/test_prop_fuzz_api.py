@@ -5,13 +5,12 @@ otherwise a working lock; never another exception, a hang, or a key left behind.
 values go to real redis-server nodes (and DBSIZE is checked after each example); options and
 URLs are checked at construction only.
 
-Inputs that currently crash the core are listed in ``KNOWN_CORE_BUGS``: each one has a strict
-xfail regression test below (so the fuzzers do not fail on them again and again) and an entry
-in notes/requests-chaos.md. Remove the filter together with the xfail once the core is fixed.
+Inputs that once crashed the core each keep a regression test at the end of this file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from redsync_core import ConfigurationError, LockTaken, Redsync
+from redsync_core import AsyncRedsync, ConfigurationError, Redsync
 from redsync_core.testing import RedisServer, memory_urls
 
 FUZZ = settings(
@@ -33,16 +32,6 @@ PASSWORD = "S3cret-pw-Zq9"
 
 def has_surrogate(text: str) -> bool:
     return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
-
-
-def known_core_bug_url(url: str) -> bool:
-    # R5, R6 and R11 are fixed; no URL is filtered any more.
-    return False
-
-
-def known_core_bug_number(x: object) -> bool:
-    # R3 and R4 are fixed; no number is filtered any more.
-    return False
 
 
 NAMES = st.one_of(
@@ -113,7 +102,7 @@ def stored(servers: list[RedisServer], key: str) -> list[bytes | None]:
 def test_any_name_locks_and_leaves_nothing_behind(
     redis_nodes: list[RedisServer], name: str
 ) -> None:
-    assume(not has_surrogate(name))  # R2, see test_surrogate_names_are_a_configuration_error
+    assume(not has_surrogate(name))  # see test_surrogate_names_are_a_configuration_error
     with Redsync([n.url for n in redis_nodes], tries=1) as rs:
         mutex = rs.new_mutex(name)
         mutex.lock()
@@ -152,50 +141,100 @@ ANY = st.one_of(
     st.lists(st.integers(), max_size=2),
     st.just(lambda *a: 0.1),
 )
-OPTION_NAMES = [
-    "expiry",
-    "tries",
-    "retry_delay",
-    "retry_delay_func",
-    "drift_factor",
-    "timeout_factor",
-    "gen_value_func",
-    "value",
-    "fail_fast",
-    "shuffle_pools",
-    "set_nx_on_extend",
-    "auto_extend",
-    "on_lost",
-    "no_such_option",
-]
+DAY = 86_400.0
+MAX_EXPIRY = 30 * DAY
 
 
-@settings(max_examples=400, deadline=None, derandomize=True)
-@given(options=st.dictionaries(st.sampled_from(OPTION_NAMES), ANY, max_size=4))
+def _number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _text(x: object) -> bool:
+    return isinstance(x, str) and x != "" and not has_surrogate(x)
+
+
+#: The documented contract of every option (README's option table), written here independently
+#: of the core: the values that must be accepted. Every other value must be refused.
+VALID: dict[str, Any] = {
+    "expiry": lambda x: _number(x) and 0.001 <= x <= MAX_EXPIRY,
+    "tries": lambda x: x is None or (type(x) is int and x >= 1),
+    "retry_delay": lambda x: x is None or (_number(x) and 0 <= x < DAY),
+    "retry_delay_func": lambda x: x is None or callable(x),
+    "drift_factor": lambda x: _number(x) and 0 <= x < 1,
+    "timeout_factor": lambda x: _number(x) and 0 <= x < 1,
+    "gen_value_func": lambda x: x is None or callable(x),
+    "value": lambda x: x is None or _text(x),
+    "fail_fast": lambda x: isinstance(x, bool),
+    "shuffle_pools": lambda x: isinstance(x, bool),
+    "set_nx_on_extend": lambda x: isinstance(x, bool),
+    "auto_extend": lambda x: isinstance(x, bool),
+    "on_lost": lambda x: x is None or callable(x),
+    "no_such_option": lambda x: False,
+}
+#: Values at and next to each boundary, so that every check is hit, not only random garbage.
+EDGE_VALUES: list[Any] = [
+    0, 1, -1, 0.0, -0.0, 0.001, 0.0009, 0.999, 1.0, 1.5, DAY, DAY - 0.001, MAX_EXPIRY,
+    MAX_EXPIRY + 0.001, 1e300, -1e-9, math.inf, -math.inf, math.nan, True, False, "", "v",
+    2**63, None, [1], print,
+]  # fmt: skip
+EDGES = st.sampled_from(EDGE_VALUES)
+
+
+def _same(kept: object, given: object) -> bool:
+    return kept is given or kept == given
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_each_option_is_refused_exactly_outside_its_range(name: str) -> None:
+    wrong = []
+    for value in EDGE_VALUES:
+        options = {name: value}
+        message = _refusal(lambda: Redsync(memory_urls(3)).new_mutex("x", **options))  # noqa: B023
+        if VALID[name](value) != (message is None):
+            wrong.append(f"{name}={value!r}: {'refused' if message else 'accepted'}")
+        elif message is not None:
+            assert name in message, message
+    assert wrong == []
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(
+    options=st.dictionaries(
+        st.sampled_from(sorted(VALID)), st.one_of(ANY, EDGES), min_size=1, max_size=3
+    )
+)
 def test_options_are_accepted_or_refused_with_configuration_error(options: dict[str, Any]) -> None:
-    assume(not any(known_core_bug_number(v) for v in options.values()))
+    bad = sorted(name for name, value in options.items() if not VALID[name](value))
+    built: list[Any] = []
     for build in (
-        lambda: Redsync(memory_urls(3), **options),
-        lambda: Redsync(memory_urls(3)).new_mutex("x", **options),
+        lambda: built.append(Redsync(memory_urls(3), **options).new_mutex("x")),
+        lambda: built.append(Redsync(memory_urls(3)).new_mutex("x", **options)),
     ):
         message = _refusal(build)
-        if message is not None:
-            assert any(k in message for k in options), f"the message names no option: {message}"
+        if bad:
+            assert message is not None, f"bad option accepted: {bad} in {options!r}"
+            assert any(name in message for name in bad), (
+                f"the message names no bad option: {message}"
+            )
+        else:
+            assert message is None, f"valid options refused: {options!r}: {message}"
+    for mutex in built:  # accepted: every option took effect, none was dropped on the way
+        for name, value in options.items():
+            assert _same(getattr(mutex.options, name), value), name
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(timeout=ANY)
+@given(timeout=st.one_of(ANY, EDGES))
 def test_lock_timeout_argument_is_validated(timeout: Any) -> None:
-    assume(not known_core_bug_number(timeout))
-    assume(not (isinstance(timeout, (int, float)) and timeout > 1e6))  # would really wait
-    rs = Redsync(memory_urls(3))
-    mutex = rs.new_mutex("t", tries=1)
-    try:
-        mutex.lock(timeout=timeout)
-    except ConfigurationError:
+    valid = timeout is None or (_number(timeout) and 0 <= timeout <= MAX_EXPIRY)
+    mutex = Redsync(memory_urls(3)).new_mutex("t", tries=1)
+    if not valid:
+        with pytest.raises(ConfigurationError, match="timeout"):
+            mutex.lock(timeout=timeout)
+        assert mutex.value is None, "a refused call must not have tried to lock"
         return
-    except LockTaken:  # pragma: no cover - fresh memory nodes are never taken
-        raise
+    mutex.lock(timeout=timeout)  # fresh memory nodes: a valid timeout always gets the lock
+    assert mutex.held
     assert mutex.unlock()
 
 
@@ -233,23 +272,20 @@ URLS = st.one_of(
 @settings(max_examples=400, deadline=None, derandomize=True)
 @given(url=URLS)
 def test_urls_are_accepted_or_refused_with_configuration_error(url: str) -> None:
-    assume(not known_core_bug_url(url))
     secret = "://" in url and f":{PASSWORD}@" in url  # a password in the user-info part
     built: list[Redsync] = []
     message = _refusal(lambda: built.append(Redsync([url])))
     if secret and message is not None:
         assert PASSWORD not in message, "a password leaked into an error message"
+    if message is None:  # only the documented schemes are accepted
+        assert url.partition("://")[0] in {"redis", "rediss", "unix", "memory"}, url
     for rs in built:
         if secret:
             assert all(PASSWORD not in address for address in rs.addresses)
         rs.close()
 
 
-# --- known core bugs, reported in notes/requests-chaos.md ------------------------------------
-
-
-def _xfail(request_id: str, what: str) -> Any:
-    return pytest.mark.xfail(strict=True, reason=f"core bug {request_id}: {what}")
+# --- core bugs found by the fuzzers ------------------------------------------------------
 
 
 @pytest.mark.parametrize("field", ["name", "value"])
@@ -262,14 +298,25 @@ def test_surrogate_names_are_a_configuration_error(
     assert dbsizes(redis_nodes) == [0, 0, 0]
 
 
-@pytest.mark.parametrize("timeout", [math.nan, math.inf])
+@pytest.mark.parametrize("timeout", [math.nan, math.inf, -math.inf])
 def test_non_finite_timeout_is_a_configuration_error(timeout: float) -> None:
+    # "No limit" is timeout=None; inf is refused like every other number out of range.
     mutex = Redsync(memory_urls(3)).new_mutex("t")
-    try:
+    with pytest.raises(ConfigurationError, match="timeout"):
         mutex.lock(timeout=timeout)
-    except ConfigurationError:
-        return
-    assert mutex.unlock()  # inf may also mean "no limit"
+    assert not mutex.held
+
+
+@pytest.mark.parametrize("timeout", [math.nan, math.inf, -math.inf])
+def test_asyncio_non_finite_timeout_is_a_configuration_error(timeout: float) -> None:
+    async def main() -> None:
+        async with AsyncRedsync(memory_urls(3)) as ars:
+            mutex = ars.new_mutex("t")
+            with pytest.raises(ConfigurationError, match="timeout"):
+                await mutex.lock(timeout=timeout)
+            assert not mutex.held
+
+    asyncio.run(main())
 
 
 def test_huge_expiry_is_a_configuration_error() -> None:
@@ -300,3 +347,9 @@ def test_credentials_of_malformed_urls_are_redacted(url: str) -> None:
 def test_bad_client_query_options_are_a_configuration_error(url: str) -> None:
     with pytest.raises(ConfigurationError):
         Redsync([url])
+
+
+def test_a_retry_delay_beyond_a_day_is_refused_not_an_overflow_in_lock() -> None:
+    # It used to be accepted, and lock() then died in time.sleep with an OverflowError.
+    with pytest.raises(ConfigurationError, match="retry_delay"):
+        Redsync(memory_urls(3)).new_mutex("x", retry_delay=1e300, tries=2)

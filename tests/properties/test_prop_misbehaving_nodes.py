@@ -6,9 +6,14 @@ included, with one canned reply. With three such nodes ``lock()`` must fail with
 such node next to two healthy ones the lock works and nothing is left behind. ``ping()`` and
 ``inspect()`` must report, not raise.
 
-One reply cannot be told from a real vote: a node that answers ``+OK`` to ``SET NX`` has said
-yes, so three such nodes do grant the lock; their wrong-type replies to the release script
-still make ``unlock()`` return False.
+Two replies cannot be told from real answers to ``SET NX``: ``+OK`` is a yes vote (three such
+nodes grant the lock; their wrong-type replies to the release script still make ``unlock()``
+return False), and the RESP3 null is how Redis says "the key exists" (``LockTaken``). Every
+other reply makes the node a failed one: ``QuorumUnreachable`` listing all three nodes.
+
+``ping()`` reports a node as reachable only when it answered INFO with text (a server that
+hides its version shows ``"?"``); ``inspect()`` never takes a wrong reply for a free or held
+key: the verdict is "unknown" with an error on every node.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from redsync_core import AsyncRedsync, LockNotAcquired, Redsync
+from redsync_core import AsyncRedsync, LockNotAcquired, LockTaken, QuorumUnreachable, Redsync
+from redsync_core._transport.commands import UnexpectedReply, decode_script_code
 
 REPLIES = {
     "simple OK": b"+OK\r\n",
@@ -33,6 +39,12 @@ REPLIES = {
     "garbage": b"HTTP/1.1 400 Bad Request\r\n\r\n",
     "closes": b"",
 }
+#: What lock() does with three such nodes: None (the lock is granted) or the exception type.
+LOCK_OUTCOME: dict[str, type[LockNotAcquired] | None] = {
+    label: QuorumUnreachable for label in REPLIES
+} | {"simple OK": None, "RESP3 null": LockTaken}
+#: The replies that ping() takes for an INFO answer (text without a version line).
+ANSWERS_INFO = {"simple OK", "bulk string"}
 
 
 class FakeNode:
@@ -85,24 +97,27 @@ def fakes(request: pytest.FixtureRequest) -> Any:
         node.close()
 
 
-def _cases() -> list[Any]:
-    return [pytest.param(reply, id=label) for label, reply in REPLIES.items()]
+def _check_refusal(caught: pytest.ExceptionInfo[LockNotAcquired], label: str) -> None:
+    assert type(caught.value) is LOCK_OUTCOME[label]
+    if isinstance(caught.value, QuorumUnreachable):
+        assert sorted(e.node for e in caught.value.errors) == [0, 1, 2]
 
 
-@pytest.mark.parametrize("reply", _cases())
+@pytest.mark.parametrize("label", list(REPLIES))
 def test_sync_wrong_type_replies_count_as_node_failures(
-    redis_servers: Any, fakes: Any, reply: bytes
+    redis_servers: Any, fakes: Any, label: str
 ) -> None:
     healthy = redis_servers(2)
-    bad = fakes(reply, 3)
+    bad = fakes(REPLIES[label], 3)
     options = {"expiry": 2.0, "tries": 2, "retry_delay": 0.01}
     with Redsync([n.url for n in bad], **options) as rs:
         mutex = rs.new_mutex("m")
-        if reply == REPLIES["simple OK"]:
+        if LOCK_OUTCOME[label] is None:
             mutex.lock()  # "+OK" to SET NX is a yes vote
         else:
-            with pytest.raises(LockNotAcquired):
+            with pytest.raises(LockNotAcquired) as caught:
                 mutex.lock()
+            _check_refusal(caught, label)
             assert mutex.extend() is False
         assert mutex.unlock() is False
         assert mutex.valid() is False
@@ -119,22 +134,23 @@ def test_sync_wrong_type_replies_count_as_node_failures(
             client.close()
 
 
-@pytest.mark.parametrize("reply", [pytest.param(r, id=k) for k, r in REPLIES.items()])
+@pytest.mark.parametrize("label", list(REPLIES))
 def test_asyncio_wrong_type_replies_count_as_node_failures(
-    redis_servers: Any, fakes: Any, reply: bytes
+    redis_servers: Any, fakes: Any, label: str
 ) -> None:
     healthy = redis_servers(2)
-    bad = fakes(reply, 3)
+    bad = fakes(REPLIES[label], 3)
     options = {"expiry": 2.0, "tries": 2, "retry_delay": 0.01}
 
     async def main() -> None:
         async with AsyncRedsync([n.url for n in bad], **options) as ars:
             mutex = ars.new_mutex("m")
-            if reply == REPLIES["simple OK"]:
+            if LOCK_OUTCOME[label] is None:
                 await mutex.lock()  # "+OK" to SET NX is a yes vote
             else:
-                with pytest.raises(LockNotAcquired):
+                with pytest.raises(LockNotAcquired) as caught:
                     await mutex.lock()
+                _check_refusal(caught, label)
                 assert await mutex.extend() is False
             assert await mutex.unlock() is False
             assert await mutex.valid() is False
@@ -153,33 +169,36 @@ def test_asyncio_wrong_type_replies_count_as_node_failures(
             client.close()
 
 
-SILENT = {"error", "garbage", "closes"}
+def _check_reports(label: str, report: Any, info: Any) -> None:
+    if label in ANSWERS_INFO:
+        assert report.ok
+        assert [(n.ok, n.version) for n in report.nodes] == [(True, "?")] * 3
+    else:
+        assert not report.ok
+        assert all(not n.ok and n.error for n in report.nodes), report
+    assert info.verdict == "unknown"
+    assert all(n.error and n.holder is None for n in info.nodes), info
 
 
-def _ping_cases() -> list[Any]:
-    return [pytest.param(label, id=label) for label in REPLIES]
-
-
-@pytest.mark.parametrize(
-    "label",
-    _ping_cases(),
-)
+@pytest.mark.parametrize("label", list(REPLIES))
 def test_sync_ping_and_inspect_report_misbehaving_nodes(fakes: Any, label: str) -> None:
     with Redsync([n.url for n in fakes(REPLIES[label], 3)]) as rs:
-        report = rs.ping(timeout=1.0)
-        assert not rs.inspect("m").held
-    if label in SILENT:
-        assert not report.ok
+        _check_reports(label, rs.ping(timeout=1.0), rs.inspect("m"))
 
 
-@pytest.mark.parametrize("label", _ping_cases())
+@pytest.mark.parametrize("label", list(REPLIES))
 def test_asyncio_ping_and_inspect_report_misbehaving_nodes(fakes: Any, label: str) -> None:
-    async def main() -> Any:
+    async def main() -> None:
         async with AsyncRedsync([n.url for n in fakes(REPLIES[label], 3)]) as ars:
-            report = await ars.ping(timeout=1.0)
-            assert not (await ars.inspect("m")).held
-            return report
+            _check_reports(label, await ars.ping(timeout=1.0), await ars.inspect("m"))
 
-    report = asyncio.run(main())
-    if label in SILENT:
-        assert not report.ok
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("code", [2, 5, 2**40])
+def test_a_positive_script_code_other_than_1_is_a_wrong_reply(code: int) -> None:
+    # The scripts answer 1, 0 or -2 - PTTL: a positive code is no TTL, and decoding it as one
+    # gave a negative retry_after ("free in about -0.007 s").
+    with pytest.raises(UnexpectedReply):
+        decode_script_code(code)
+    assert decode_script_code(-2 - 1500).ttl_ms == 1500

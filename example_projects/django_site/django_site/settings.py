@@ -1,21 +1,57 @@
 """Settings of the redsync example site: three local Redis nodes from ``REDSYNC_URLS``."""
 
 import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "redsync-example-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 
-INSTALLED_APPS = ["redsync_django", "lockdemo"]
-# No sessions, cookies or logins in this demo, hence no CSRF middleware.
+INSTALLED_APPS = [
+    "django.contrib.admin",  # for the "Distributed locks" page of redsync_django
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "redsync_django",
+    "lockdemo",
+]
+# The demo views are an API for curl, hence no CSRF middleware; the admin checks CSRF itself.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
 ]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+STATIC_URL = "static/"
 ROOT_URLCONF = "django_site.urls"
 WSGI_APPLICATION = "django_site.wsgi.application"
 ASGI_APPLICATION = "django_site.asgi.application"
-DATABASES: dict[str, dict[str, str]] = {}  # the demo stores nothing
+# The views store nothing; the database holds the admin's users, sessions and log.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DJANGO_DB", str(BASE_DIR / "db.sqlite3")),
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 
 # Three independent Redis masters; comma-separated in REDSYNC_URLS (see README.md).

