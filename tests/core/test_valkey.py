@@ -289,3 +289,49 @@ async def test_async_valkey_cluster_client_as_one_node(
             assert valkey_cluster.exists(*NAMES) == 0
     finally:
         await client.aclose()
+
+
+# --- listing (SCAN pages through a script, EVAL after NOSCRIPT) ------------------------------
+
+
+def test_valkey_clients_list_locks(
+    clients: list[valkey.Valkey], redis_nodes: list[RedisServer]
+) -> None:
+    with Redsync(clients) as rs:
+        held = [rs.new_mutex(f"list:{i}", expiry=5) for i in range(3)]
+        for m in held:
+            m.lock()
+        flush_scripts(redis_nodes)
+        listing = rs.list_locks("list:*")
+        assert [info.name for info in listing] == ["list:0", "list:1", "list:2"]
+        assert all(info.verdict == "held" for info in listing)
+        assert not listing.partial
+
+
+def test_valkey_cluster_clients_list_locks(
+    valkey_cluster: valkey.cluster.ValkeyCluster, redis_cluster: LocalRedisCluster
+) -> None:
+    with Redsync([valkey_cluster]) as rs:
+        for name in NAMES:
+            rs.new_mutex(name, expiry=5).lock()
+        flush_scripts(redis_cluster.servers)
+        listing = rs.list_locks("valkey:*")
+        assert sorted(info.name for info in listing) == sorted(NAMES)
+        assert not listing.partial
+
+
+async def test_async_valkey_cluster_clients_list_locks(
+    valkey_cluster: valkey.cluster.ValkeyCluster, redis_cluster: LocalRedisCluster
+) -> None:
+    port = redis_cluster.servers[0].port
+    client = valkey.asyncio.cluster.ValkeyCluster(host="127.0.0.1", port=port)
+    try:
+        async with AsyncRedsync([client]) as ars:
+            for name in NAMES:
+                await ars.new_mutex(name, expiry=5).lock()
+            flush_scripts(redis_cluster.servers)
+            listing = await ars.list_locks("valkey:*")
+            assert sorted(info.name for info in listing) == sorted(NAMES)
+            assert not listing.partial
+    finally:
+        await client.aclose()
