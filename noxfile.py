@@ -81,7 +81,8 @@ def _pytest(session: nox.Session) -> None:
         "import sys, importlib.metadata as m; "
         f"print('Python', sys.version.split()[0], *(f'{{d}} {{m.version(d)}}' for d in {REPORTED}))",
     )
-    session.run("pytest", *(session.posargs or ["-q"]))
+    # As `make test` runs it: `python -m` puts the checkout on sys.path (tests import benchmarks).
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
 
 
 @nox.session(python=PYTHONS)
