@@ -42,8 +42,8 @@ bench: $(STAMP)
 
 # The compatibility matrix (noxfile.py): Python 3.10-3.13, dependency floors, redis-py majors.
 .PHONY: matrix test-servers
-matrix: $(STAMP) redis-server
-	$(VENV)/bin/nox $(NOX_ARGS)
+matrix: $(STAMP)
+	@server=$$($(ENSURE_SERVER)) && REDSYNC_TEST_SERVER="$$server" $(VENV)/bin/nox $(NOX_ARGS)
 
 # The server-facing suites against each server kind: Redis and Valkey (scripts/server-matrix).
 test-servers: $(STAMP)
