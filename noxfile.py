@@ -11,9 +11,10 @@ Sessions (``nox -l`` lists them; ``nox -s NAME -- PYTEST_ARGS`` runs one with ot
     connect callback) that old releases lack.
 ``redis_major(redis='5')`` ``(redis='6')`` ``(redis='7')``
     The whole suite with the newest release of each redis-py major between the floor and the
-    newest (the newest major runs in ``tests-*``).
+    newest (the newest major runs in ``tests-*``); with redis-py 5, all but the suites that wait
+    for Celery results (see ``CELERY_SUITES`` for why).
 
-Every session runs the whole suite. Fixtures start the server named by ``REDSYNC_TEST_SERVER``
+Every other session runs the whole suite. Fixtures start the server named by ``REDSYNC_TEST_SERVER``
 (default ``redis-server`` on PATH), so ``REDSYNC_TEST_SERVER=valkey-server nox`` runs the
 matrix against Valkey. The virtual environments live under ``.nox/`` (git-ignored).
 
@@ -53,6 +54,12 @@ REDIS_MAJORS = ["5", "6", "7"]
 #: suites use; sessions on redis-py 5 take the last kombu before it.
 KOMBU_FOR_REDIS_5 = "kombu<5.7"
 
+#: So those sessions get Celery 5.6, whose Redis result backend can deadlock the test process:
+#: the garbage collector runs AsyncResult.__del__ while redis-py (5.3 on, not 5.0) holds its
+#: PubSub lock, and __del__ takes that lock again (fixed in Celery 5.7). They leave out the suites
+#: that wait for Celery results; the Celery adapter's locking is the core's, tested there.
+CELERY_SUITES = ["tests/celery", "tests/examples/test_celery_app.py"]
+
 nox.options.sessions = ["tests", "floors", "redis_major"]
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
@@ -73,8 +80,9 @@ _find_pyenv_interpreters()
 REPORTED = ["redis", "valkey", "hiredis", "django", "celery", "kombu", "flask", "werkzeug"]
 
 
-def _pytest(session: nox.Session) -> None:
-    """Print the versions under test, then run pytest (the whole suite unless told otherwise)."""
+def _pytest(session: nox.Session, leave_out: list[str] | None = None) -> None:
+    """Print the versions under test, then run pytest: the whole suite but ``leave_out``, unless
+    the command line gives other arguments."""
     session.run(
         "python",
         "-c",
@@ -82,7 +90,8 @@ def _pytest(session: nox.Session) -> None:
         f"print('Python', sys.version.split()[0], *(f'{{d}} {{m.version(d)}}' for d in {REPORTED}))",
     )
     # As `make test` runs it: `python -m` puts the checkout on sys.path (tests import benchmarks).
-    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
+    ignored = [f"--ignore={path}" for path in leave_out or []]
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q", *ignored]))
 
 
 @nox.session(python=PYTHONS)
@@ -103,7 +112,9 @@ def floors(session: nox.Session) -> None:
 @nox.parametrize("redis", REDIS_MAJORS)
 def redis_major(session: nox.Session, redis: str) -> None:
     """Run the whole suite with the newest release of one redis-py major."""
-    session.install(
-        "-e", EXTRAS, f"redis~={redis}.0", *([KOMBU_FOR_REDIS_5] if redis == "5" else [])
-    )
-    _pytest(session)
+    if redis == "5":
+        session.install("-e", EXTRAS, "redis~=5.0", KOMBU_FOR_REDIS_5)
+        _pytest(session, leave_out=CELERY_SUITES)
+    else:
+        session.install("-e", EXTRAS, f"redis~={redis}.0")
+        _pytest(session)
