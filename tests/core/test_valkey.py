@@ -274,6 +274,8 @@ async def test_async_valkey_cluster_client_as_one_node(
     port = redis_cluster.servers[0].port
     client = valkey.asyncio.cluster.ValkeyCluster(host="127.0.0.1", port=port)
     try:
+        # Discover the cluster first: on a loaded machine that alone can outlast a deadline.
+        await client.initialize()
         async with AsyncRedsync([client]) as ars:
             mutexes = [ars.new_mutex(name, expiry=5) for name in NAMES]
             for m in mutexes:
