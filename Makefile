@@ -30,6 +30,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check redsync_core redsync_django redsync_celery redsync_flask benchmarks
+	$(PY) scripts/check-twins
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

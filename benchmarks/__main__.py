@@ -27,12 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from .contenders import CONTENDERS
-from .harness import S2_PROCESSES, Harness, S2Cell, placement
+from .harness import (
+    S2_PROCESSES,
+    S3_HOLD_S,
+    S3_PROCESSES,
+    S3_WORK_S,
+    Harness,
+    S2Cell,
+    placement,
+)
 from .peers import ENVS, REPO
-from .report import add_ratios, markdown, relative_paths, targets
+from .report import add_ratios, markdown, relative_paths, s3_targets, targets
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("s1", "s2", "hold", "import", "profile")
+SCENARIOS = ("s1", "s2", "s3", "hold", "import", "profile")
 QUICK_CONTENDERS = ("limit", "limit-sequential", "redsync_core", "redsync_core-async")
 DEFAULT_CONTENDERS = tuple(name for name, s in CONTENDERS.items() if s.kind != "selftest")
 NOISE = (
@@ -53,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--contenders", type=_csv, help="contender names (default: all)")
     p.add_argument("--seconds", type=float, help="seconds per cell (default 3, quick 1.2)")
     p.add_argument("--rounds", type=int, help="interleaved rounds per cell (default 3)")
+    p.add_argument("--processes", type=_csv, help="S3 process counts (default 4,8)")
     p.add_argument("--pin", choices=("cross", "none"), default="cross", help="CPU placement")
     p.add_argument("--hold-counts", type=_csv, default=["1000", "10000"], help="locks held")
     p.add_argument("--hold-window", type=float, default=30.0, help="seconds measured per hold")
@@ -175,7 +184,17 @@ def main(argv: list[str] | None = None) -> int:
         return _render(args.render, args.md)
     started = time.monotonic()
     partial = (
-        any((args.quick, args.only, args.nodes, args.contenders, args.seconds, args.rounds))
+        any(
+            (
+                args.quick,
+                args.only,
+                args.nodes,
+                args.contenders,
+                args.seconds,
+                args.rounds,
+                args.processes,
+            )
+        )
         or args.pin != "cross"
     )
     scenarios = args.only or (["s1", "s2", "profile"] if args.quick else list(SCENARIOS))
@@ -185,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     names = args.contenders or list(QUICK_CONTENDERS if args.quick else DEFAULT_CONTENDERS)
     for required in ("limit",):  # every ratio needs the floor of the same run
-        if required not in names and {"s1", "s2"} & set(scenarios):
+        if required not in names and {"s1", "s2", "s3"} & set(scenarios):
             names.insert(0, required)
+    processes = [int(p) for p in args.processes or [str(p) for p in S3_PROCESSES]]
     seconds = args.seconds or (1.2 if args.quick else 3.0)
     rounds = args.rounds or 3
     md = args.md or (HERE / "results" / "partial.md" if partial else HERE / "RESULTS.md")
@@ -209,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_s": h.warmup_s,
             "backoff_s": h.backoff_s,
             "s2_processes": S2_PROCESSES,
+            "s3": {
+                "hold_ms": S3_HOLD_S * 1000,
+                "work_ms": S3_WORK_S * 1000,
+                "processes": processes,
+            },
             "scenarios": scenarios,
             "nodes": nodes,
         }
@@ -217,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     ran: set[str] = set()
     with h.running():
         results["meta"]["affinities"] = h.affinities()
-        specs = h.available(names) if {"s1", "s2", "profile"} & set(scenarios) else []
+        specs = h.available(names) if {"s1", "s2", "s3", "profile"} & set(scenarios) else []
         kinds = {s.name: s.kind for s in specs}
         if "s1" in scenarios:
             print(f"S1: {len(specs)} contenders, {seconds:g} s per cell", flush=True)
@@ -226,7 +251,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"S2: {len(specs)} contenders, {seconds:g} s per cell", flush=True)
             results["s2"] = [c.summary() for c in h.run_s2(specs, nodes, seconds, rounds)]
             results["selftest"] = _selftest(h, nodes[0])
-        for row in results.get("s1", []) + results.get("s2", []):
+        if "s3" in scenarios:
+            s3_specs = [s for s in specs if s.kind in ("ours", "peer") and not s.single_node]
+            s3_nodes = [n for n in nodes if n > 1] or [3]
+            print(
+                f"S3: {len(s3_specs)} contenders, P={processes}, {seconds:g} s per cell",
+                flush=True,
+            )
+            cells = h.run_s3(s3_specs, s3_nodes, processes, seconds, rounds)
+            results["s3"] = [c.summary() for c in cells]
+        for row in results.get("s1", []) + results.get("s2", []) + results.get("s3", []):
             row["kind"] = kinds.get(row["contender"], "")
             if not row["error"]:
                 ran.add(row["contender"])
@@ -248,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         results["import"] = _import()
     add_ratios(results)
     results["targets"] = targets(results) if {"s1", "s2"} & set(scenarios) else []
-    measured = {"s1", "s2", "profile"} & set(scenarios)
+    results["s3_targets"] = s3_targets(results) if "s3" in scenarios else []
+    measured = {"s1", "s2", "s3", "profile"} & set(scenarios)
     results["contenders"] = _contender_rows(h, names, ran) if measured else []
     results["meta"]["load_after"] = os.getloadavg()[0]
     results["meta"]["duration_s"] = time.monotonic() - started

@@ -28,11 +28,20 @@ SOCKET_TIMEOUT_S = 1.0
 
 # The compare-and-delete script of redsync_core (redsync_core/_transport/scripts.py, RELEASE),
 # copied verbatim so that the limit lines run the very same server-side work (same SHA1).
-RELEASE_SCRIPT = """-- compare-and-delete
+RELEASE_SCRIPT = """-- compare-and-delete, then a release notice
 -- KEYS[1]: the lock key; ARGV[1]: our value
+-- ARGV[2]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[3]: the notice's payload
 -- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL
 local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if v == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  if ARGV[2] == 'p' then
+    redis.pcall('PUBLISH', KEYS[1], ARGV[3])
+  elseif ARGV[2] == 's' then
+    redis.pcall('SPUBLISH', KEYS[1], ARGV[3])
+  end
+  return 1
+end
 if not v then return 0 end
 return -2 - redis.call('PTTL', KEYS[1])
 """
@@ -61,6 +70,15 @@ class SyncContender(Contender):
     def release(self) -> None:
         raise NotImplementedError
 
+    def lock(self) -> bool:
+        """S3: take the lock as a user would, with the library's default waiting options;
+        False when the library gave up (the caller then asks again)."""
+        raise NotImplementedError
+
+    def unlock(self) -> None:
+        """S3: release what ``lock()`` took."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release connections (default: nothing to do)."""
 
@@ -75,6 +93,14 @@ class AsyncContender(Contender):
         raise NotImplementedError
 
     async def release(self) -> None:
+        raise NotImplementedError
+
+    async def lock(self) -> bool:
+        """S3: as ``SyncContender.lock``."""
+        raise NotImplementedError
+
+    async def unlock(self) -> None:
+        """S3: release what ``lock()`` took."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -126,7 +152,7 @@ class Limit(SyncContender):
         return False
 
     def release(self) -> None:
-        payload = encode("EVALSHA", self.sha, 1, self.key, self.value)
+        payload = encode("EVALSHA", self.sha, 1, self.key, self.value, "p", "0123456789ab")
         for reply in self._fan_out(payload):
             if isinstance(reply, RespError):
                 raise reply
@@ -163,6 +189,8 @@ class Ours(SyncContender):
         core = importlib.import_module("redsync_core")
         self.rs = core.Redsync(urls, client_options={"socket_timeout": SOCKET_TIMEOUT_S})
         self.mutex = self.rs.new_mutex(key, expiry=ttl_s, tries=1)
+        self.waiting = self.rs.new_mutex(key, expiry=ttl_s)  # S3: every other option default
+        self.gave_up = core.LockNotAcquired
 
     def acquire(self) -> bool:
         return bool(self.mutex.try_lock())
@@ -170,8 +198,30 @@ class Ours(SyncContender):
     def release(self) -> None:
         self.mutex.unlock()
 
+    def lock(self) -> bool:
+        try:
+            self.waiting.lock()
+        except self.gave_up:
+            return False
+        return True
+
+    def unlock(self) -> None:
+        self.waiting.unlock()
+
     def close(self) -> None:
         self.rs.close()
+
+
+class OursSemaphore(Ours):
+    """``redsync_core`` ``Semaphore`` with ``tries=1`` (``try_acquire`` / ``release``).
+
+    Limit 1, so that S2 still checks mutual exclusion; with free permits the acquire script
+    stops at the first free key whatever the limit, so S1 measures the same work for any limit.
+    """
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        self.mutex = self.rs.new_semaphore(key, 1, expiry=ttl_s, tries=1)
 
 
 class OursAsync(AsyncContender):
@@ -186,12 +236,23 @@ class OursAsync(AsyncContender):
             self.urls, client_options={"socket_timeout": SOCKET_TIMEOUT_S}
         )
         self.mutex = self.rs.new_mutex(self.key, expiry=self.ttl_s, tries=1)
+        self.waiting = self.rs.new_mutex(self.key, expiry=self.ttl_s)
 
     async def acquire(self) -> bool:
         return bool(await self.mutex.try_lock())
 
     async def release(self) -> None:
         await self.mutex.unlock()
+
+    async def lock(self) -> bool:
+        try:
+            await self.waiting.lock()
+        except self.core.LockNotAcquired:
+            return False
+        return True
+
+    async def unlock(self) -> None:
+        await self.waiting.unlock()
 
     async def close(self) -> None:
         await self.rs.close()
@@ -258,13 +319,13 @@ class RedisPyLock(SyncContender):
     def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
         super().__init__(urls, key, ttl_s)
         (self.client,) = _redis_clients(urls)
-        self.lock = self.client.lock(key, timeout=ttl_s)
+        self.rlock = self.client.lock(key, timeout=ttl_s)
 
     def acquire(self) -> bool:
-        return bool(self.lock.acquire(blocking=False))
+        return bool(self.rlock.acquire(blocking=False))
 
     def release(self) -> None:
-        self.lock.release()
+        self.rlock.release()
 
     def close(self) -> None:
         self.client.close()
@@ -277,13 +338,19 @@ class Pottery(SyncContender):
         super().__init__(urls, key, ttl_s)
         pottery = importlib.import_module("pottery")
         self.clients = _redis_clients(urls)
-        self.lock = pottery.Redlock(key=key, masters=set(self.clients), auto_release_time=ttl_s)
+        self.redlock = pottery.Redlock(key=key, masters=set(self.clients), auto_release_time=ttl_s)
 
     def acquire(self) -> bool:
-        return bool(self.lock.acquire(blocking=False))
+        return bool(self.redlock.acquire(blocking=False))
 
     def release(self) -> None:
-        self.lock.release()
+        self.redlock.release()
+
+    def lock(self) -> bool:
+        return bool(self.redlock.acquire())  # default: blocking, no timeout
+
+    def unlock(self) -> None:
+        self.redlock.release()
 
     def close(self) -> None:
         for client in self.clients:
@@ -302,15 +369,21 @@ class PotteryAsync(AsyncContender):
         self.clients = [
             self.aioredis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S) for url in self.urls
         ]
-        self.lock = self.pottery.AIORedlock(
+        self.redlock = self.pottery.AIORedlock(
             key=self.key, masters=set(self.clients), auto_release_time=self.ttl_s
         )
 
     async def acquire(self) -> bool:
-        return bool(await self.lock.acquire(blocking=False))
+        return bool(await self.redlock.acquire(blocking=False))
 
     async def release(self) -> None:
-        await self.lock.release()
+        await self.redlock.release()
+
+    async def lock(self) -> bool:
+        return bool(await self.redlock.acquire())
+
+    async def unlock(self) -> None:
+        await self.redlock.release()
 
     async def close(self) -> None:
         for client in self.clients:
@@ -324,18 +397,27 @@ class RedlockNg(SyncContender):
         super().__init__(urls, key, ttl_s)
         redlock = importlib.import_module("redlock")
         self.dlm = redlock.Redlock(urls, retry_count=0)  # 0 retries: exactly one attempt
-        self.lock: Any = None
+        self.held: Any = None
+        self.waiting = redlock.Redlock(urls)  # S3: its defaults
 
     def acquire(self) -> bool:
-        self.lock = self.dlm.acquire(self.key, ttl=self.ttl_ms)
-        return self.lock is not None
+        self.held = self.dlm.acquire(self.key, ttl=self.ttl_ms)
+        return self.held is not None
 
     def release(self) -> None:
-        self.dlm.release(self.lock)
+        self.dlm.release(self.held)
+
+    def lock(self) -> bool:
+        self.held = self.waiting.acquire(self.key, ttl=self.ttl_ms)
+        return self.held is not None
+
+    def unlock(self) -> None:
+        self.waiting.release(self.held)
 
     def close(self) -> None:
-        for client in self.dlm.client.instances:
-            client.close()
+        for dlm in (self.dlm, self.waiting):
+            for client in dlm.client.instances:
+                client.close()
 
 
 class RedlockNgAsync(AsyncContender):
@@ -347,18 +429,27 @@ class RedlockNgAsync(AsyncContender):
 
     async def open(self) -> None:
         self.dlm = self.redlock.AsyncRedlock(self.urls, retry_count=0)
-        self.lock: Any = None
+        self.waiting = self.redlock.AsyncRedlock(self.urls)
+        self.held: Any = None
 
     async def acquire(self) -> bool:
-        self.lock = await self.dlm.acquire(self.key, ttl=self.ttl_ms)
-        return self.lock is not None
+        self.held = await self.dlm.acquire(self.key, ttl=self.ttl_ms)
+        return self.held is not None
 
     async def release(self) -> None:
-        await self.dlm.release(self.lock)
+        await self.dlm.release(self.held)
+
+    async def lock(self) -> bool:
+        self.held = await self.waiting.acquire(self.key, ttl=self.ttl_ms)
+        return self.held is not None
+
+    async def unlock(self) -> None:
+        await self.waiting.release(self.held)
 
     async def close(self) -> None:
-        for client in self.dlm.client.instances:
-            await client.aclose()
+        for dlm in (self.dlm, self.waiting):
+            for client in dlm.client.instances:
+                await client.aclose()
 
 
 class RedlockPy(SyncContender):
@@ -376,18 +467,27 @@ class RedlockPy(SyncContender):
             for host, port in map(parse_url, urls)
         ]
         self.dlm = redlock.Redlock(nodes, retry_count=1, retry_delay=1e-6)
-        self.lock: Any = False
+        self.waiting = redlock.Redlock(nodes)  # S3: its defaults (3 tries, 0.2 s)
+        self.held: Any = False
 
     def acquire(self) -> bool:
-        self.lock = self.dlm.lock(self.key, self.ttl_ms)
-        return self.lock is not False
+        self.held = self.dlm.lock(self.key, self.ttl_ms)
+        return self.held is not False
 
     def release(self) -> None:
-        self.dlm.unlock(self.lock)
+        self.dlm.unlock(self.held)
+
+    def lock(self) -> bool:
+        self.held = self.waiting.lock(self.key, self.ttl_ms)
+        return self.held is not False
+
+    def unlock(self) -> None:
+        self.waiting.unlock(self.held)
 
     def close(self) -> None:
-        for server in self.dlm.servers:
-            server.close()
+        for dlm in (self.dlm, self.waiting):
+            for server in dlm.servers:
+                server.close()
 
 
 class Aioredlock(AsyncContender):
@@ -400,20 +500,32 @@ class Aioredlock(AsyncContender):
     async def open(self) -> None:
         nodes = [{"host": host, "port": port} for host, port in map(parse_url, self.urls)]
         self.dlm = self.mod.Aioredlock(nodes, retry_count=1)
-        self.lock: Any = None
+        self.waiting = self.mod.Aioredlock(nodes)  # S3: its defaults
+        self.held: Any = None
 
     async def acquire(self) -> bool:
         try:
-            self.lock = await self.dlm.lock(self.key, lock_timeout=self.ttl_s)
+            self.held = await self.dlm.lock(self.key, lock_timeout=self.ttl_s)
         except self.mod.LockError:
             return False
         return True
 
     async def release(self) -> None:
-        await self.dlm.unlock(self.lock)
+        await self.dlm.unlock(self.held)
+
+    async def lock(self) -> bool:
+        try:
+            self.held = await self.waiting.lock(self.key, lock_timeout=self.ttl_s)
+        except self.mod.LockError:
+            return False
+        return True
+
+    async def unlock(self) -> None:
+        await self.waiting.unlock(self.held)
 
     async def close(self) -> None:
         await self.dlm.destroy()
+        await self.waiting.destroy()
 
 
 class PythonRedisLock(SyncContender):
@@ -423,13 +535,13 @@ class PythonRedisLock(SyncContender):
         super().__init__(urls, key, ttl_s)
         redis_lock = importlib.import_module("redis_lock")
         (self.client,) = _redis_clients(urls)
-        self.lock = redis_lock.Lock(self.client, key, expire=max(1, round(ttl_s)))
+        self.rlock = redis_lock.Lock(self.client, key, expire=max(1, round(ttl_s)))
 
     def acquire(self) -> bool:
-        return bool(self.lock.acquire(blocking=False))
+        return bool(self.rlock.acquire(blocking=False))
 
     def release(self) -> None:
-        self.lock.release()
+        self.rlock.release()
 
     def close(self) -> None:
         self.client.close()
@@ -464,6 +576,12 @@ CONTENDERS: dict[str, Spec] = {
             OursOtelAsync,
             "ours",
             what="AsyncRedsync / AsyncMutex, otel.instrument()",
+        ),
+        Spec(
+            "redsync_core-semaphore",
+            OursSemaphore,
+            "ours",
+            what="Redsync / Semaphore (sync), limit 1",
         ),
         Spec("redis-py-lock", RedisPyLock, "peer", single_node=True, what="redis.lock.Lock"),
         Spec("pottery", Pottery, "peer", env="pottery", what="pottery.Redlock"),

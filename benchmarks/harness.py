@@ -28,11 +28,17 @@ from .contenders import CONTENDERS, Spec
 from .peers import ENVS, EnvStatus, prepare
 from .resp import RawConnection
 
-__all__ = ["Harness", "Placement", "S1Cell", "S2Cell", "percentile", "placement"]
+__all__ = ["Harness", "Placement", "S1Cell", "S2Cell", "S3Cell", "percentile", "placement"]
 
 RUNNER = Path(__file__).resolve().parent / "runner.py"
 MAX_NODES = 5
 S2_PROCESSES = 4
+#: S3: each process holds the lock this long, then works this long outside it (seconds).
+S3_HOLD_S = 0.001
+S3_WORK_S = 0.002
+S3_PROCESSES = (4, 8)
+#: Seconds a worker may run past the end of an S3 slice (a lock() still waiting at the end).
+S3_GRACE_S = 30.0
 REQUEST_GRACE_S = 60.0  # a worker answering this much later than its work should take is hung
 
 
@@ -229,6 +235,84 @@ class S2Cell:
         }
 
 
+@dataclass
+class S3Cell:
+    """One contender at one N with P processes handing one lock over with default options."""
+
+    contender: str
+    nodes: int
+    processes: int
+    hold_s: float
+    work_s: float
+    seconds: float = 0.0
+    busy_ns: int = 0
+    acquired: int = 0
+    tries: int = 0
+    gave_up: int = 0
+    cpu_s: float = 0.0
+    waits_ns: list[int] = field(default_factory=list)
+    holds_ns: list[int] = field(default_factory=list)
+    referee_failures: int = 0
+    overlaps: int = 0
+    per_process: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    error_count: int = 0
+    handoff_floor_us: float | None = None  # limit's acquire+release at this N, same run
+    error: str | None = None
+
+    def add(self, answers: list[dict[str, Any]], start_ns: int, stop_ns: int) -> None:
+        self.seconds += (stop_ns - start_ns) / 1e9
+        intervals: list[tuple[int, int]] = []
+        for i, a in enumerate(answers):
+            self.acquired += a["acquired"]
+            self.tries += a["tries"]
+            self.gave_up += a["gave_up"]
+            self.cpu_s += a["cpu_s"]
+            self.waits_ns += a["waits_ns"]
+            self.referee_failures += a["referee_failures"]
+            self.error_count += a["error_count"]
+            self.errors += [e for e in a["errors"] if e not in self.errors][:3]
+            intervals += [(s, e) for s, e in a["intervals"]]
+            if len(self.per_process) <= i:
+                self.per_process.append(0)
+            self.per_process[i] += a["acquired"]
+        self.holds_ns += [e - s for s, e in intervals]
+        self.overlaps += count_overlaps(intervals)
+        # Busy time inside the window (holds never overlap unless a violation is reported).
+        self.busy_ns += sum(max(0, min(e, stop_ns) - max(s, start_ns)) for s, e in intervals)
+
+    def summary(self) -> dict[str, Any]:
+        hold_us = percentile(self.holds_ns, 50) / 1000
+        ideal = None
+        if self.handoff_floor_us is not None and hold_us:
+            ideal = hold_us / (hold_us + self.handoff_floor_us)
+        counts = self.per_process or [0]
+        return {
+            "contender": self.contender,
+            "nodes": self.nodes,
+            "processes": self.processes,
+            "acquired": self.acquired,
+            "acq_per_s": self.acquired / self.seconds if self.seconds else 0.0,
+            "busy": self.busy_ns / 1e9 / self.seconds if self.seconds else 0.0,
+            "ideal_busy": ideal,
+            "handoff_floor_us": self.handoff_floor_us,
+            "wait_p50_ms": percentile(self.waits_ns, 50) / 1e6,
+            "wait_p99_ms": percentile(self.waits_ns, 99) / 1e6,
+            "wait_max_ms": max(self.waits_ns, default=0) / 1e6,
+            "hold_p50_us": hold_us,
+            "per_process": self.per_process,
+            "spread": max(counts) / min(counts) if min(counts) else None,
+            "lock_calls": self.tries,
+            "gave_up": self.gave_up,
+            "cpu_us_per_acq": self.cpu_s / self.acquired * 1e6 if self.acquired else 0.0,
+            "referee_failures": self.referee_failures,
+            "overlaps": self.overlaps,
+            "lock_errors": self.error_count,
+            "lock_error_examples": self.errors[:3],
+            "error": self.error,
+        }
+
+
 def count_overlaps(intervals: list[tuple[int, int]]) -> int:
     """How many hold intervals start before an earlier-starting one has ended."""
     overlaps, latest_end = 0, -1
@@ -417,6 +501,94 @@ class Harness:
             self.retire(spec)  # the others may still wait for s2_run: start afresh
             return
         cell.add(answers, slice_s)
+
+    # S3 ----------------------------------------------------------------------------------
+
+    def run_s3(
+        self,
+        specs: Sequence[Spec],
+        nodes: Sequence[int],
+        processes: Sequence[int],
+        seconds: float,
+        rounds: int,
+    ) -> list[S3Cell]:
+        """Hand-off under contention with default options: P processes loop lock(), hold,
+        unlock(), work; ``seconds`` per cell in ``rounds`` interleaved slices."""
+        cells = {
+            (s.name, n, p): S3Cell(s.name, n, p, S3_HOLD_S, S3_WORK_S)
+            for s in specs
+            for n in self.node_counts(s, nodes)
+            for p in processes
+        }
+        floors = {n: self._handoff_floor_us(n) for n in nodes}
+        for cell in cells.values():
+            cell.handoff_floor_us = floors[cell.nodes]
+        slice_s = seconds / rounds
+        for rnd in range(rounds):
+            for n in nodes:
+                for p in processes:
+                    group = [s for s in specs if (s.name, n, p) in cells]
+                    for spec in _rotate(group, rnd):
+                        cell = cells[(spec.name, n, p)]
+                        if not cell.error:
+                            self._s3_slice(spec, n, p, rnd, slice_s, cell)
+            self.say(f"  S3 round {rnd + 1}/{rounds} done")
+        return sorted(cells.values(), key=lambda cell: (cell.nodes, cell.processes))
+
+    def _handoff_floor_us(self, n: int) -> float | None:
+        """The fastest possible hand-off at N: limit's release + acquire round trips (S1 median)."""
+        cell = S1Cell("limit", n)
+        request = {
+            "cmd": "s1",
+            "contender": "limit",
+            "urls": self.urls(n),
+            "key": f"bench:s3:floor:{n}",
+            "ttl_s": self.ttl_s,
+            "warmup_s": self.warmup_s,
+            "seconds": 0.5,
+        }
+        try:
+            (worker,) = self.workers(CONTENDERS["limit"], 1)
+            cell.add(worker.request(request, 0.5 + REQUEST_GRACE_S))
+        except WorkerError:
+            return None
+        return float(cell.summary()["median_us"])
+
+    def _s3_slice(self, spec: Spec, n: int, p: int, rnd: int, slice_s: float, cell: S3Cell) -> None:
+        workers = self.workers(spec, p)
+        setup = {
+            "cmd": "s3_setup",
+            "contender": spec.name,
+            "urls": self.urls(n),
+            "key": f"bench:s3:{spec.name}:{n}:{p}:{rnd}",
+            "ttl_s": self.ttl_s,
+            "referee": self.referee_url,
+            "marker": f"bench:marker3:{spec.name}:{n}:{p}:{rnd}",
+        }
+        try:
+            for i, worker in enumerate(workers):
+                worker.send({**setup, "seed": rnd * 100 + i})
+            for worker in workers:
+                worker.receive(REQUEST_GRACE_S)
+            start_ns = time.monotonic_ns() + 300_000_000
+            stop_ns = start_ns + int(slice_s * 1e9)
+            run = {
+                "cmd": "s3_run",
+                "start_ns": start_ns,
+                "stop_ns": stop_ns,
+                "hold_s": cell.hold_s,
+                "work_s": cell.work_s,
+            }
+            for worker in workers:
+                worker.send(run)
+            # A library may block past the stop for its last lock (up to its own give-up).
+            answers = [worker.receive(slice_s + S3_GRACE_S) for worker in workers]
+        except WorkerError as exc:
+            cell.error = str(exc)
+            self.say(f"  S3 {spec.name} N={n} P={p}: FAILED {str(exc).splitlines()[0]}")
+            self.retire(spec)
+            return
+        cell.add(answers, start_ns, stop_ns)
 
     @property
     def referee_url(self) -> str:

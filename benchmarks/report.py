@@ -13,7 +13,7 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_ratios", "markdown", "relative_paths", "targets"]
+__all__ = ["add_ratios", "markdown", "relative_paths", "s3_targets", "targets"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,6 +25,13 @@ TARGETS = (
     ("s2", "redsync_core", 5, 0.8, "min"),
 )
 OURS = ("redsync_core", "redsync_core-async")
+#: The S3 targets of issue 13 (N=5, P=4, ours): (label, field, bound, "max" or "min").
+S3_TARGETS = (
+    ("busy fraction", "busy", 0.8, "min"),
+    ("wait p99 ms", "wait_p99_ms", 25.0, "max"),
+    ("longest wait ms", "wait_max_ms", 150.0, "max"),
+    ("per-process counts max/min", "spread", 2.0, "max"),
+)
 
 
 def _limit(rows: list[dict[str, Any]], n: int, field: str) -> float | None:
@@ -64,6 +71,39 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     for scenario, better in (("s1", "lower"), ("s2", "higher")):
         for n in (3, 5):
             out.append(_ahead_of_peers(results.get(scenario, []), scenario, n, better))
+    return out
+
+
+def s3_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The S3 targets (N=5, P=4) for each of our APIs, with this run's values."""
+    rows = [r for r in results.get("s3", []) if r["nodes"] == 5 and r["processes"] == 4]
+    out = []
+    for name in OURS:
+        row = next((r for r in rows if r["contender"] == name and not r["error"]), None)
+        for label, field, bound, kind in S3_TARGETS:
+            value = None if row is None else row[field]
+            met = None
+            if value is not None:
+                met = value <= bound if kind == "max" else value >= bound
+            sign = "<=" if kind == "max" else ">="
+            out.append({"target": f"S3 {name} N=5 P=4: {label} {sign} {bound:g}", "value": value,
+                        "met": met})  # fmt: skip
+        violations = None if row is None else row["referee_failures"] + row["overlaps"]
+        out.append({"target": f"S3 {name} N=5 P=4: violations = 0", "value": violations,
+                    "met": None if violations is None else violations == 0})  # fmt: skip
+        peers = [r for r in rows if r.get("kind") == "peer" and not r["error"]]
+        if row is not None and peers:
+            behind = [
+                f"{p['contender']} ({label})"
+                for p in peers
+                for label, field, _, kind in S3_TARGETS
+                if p[field] is not None
+                and row[field] is not None
+                and (row[field] < p[field] if kind == "min" else row[field] > p[field])
+            ]
+            out.append({"target": f"S3 {name} N=5 P=4: ahead of every peer on each figure",
+                        "value": "behind " + ", ".join(behind) if behind else "ahead of all",
+                        "met": not behind})  # fmt: skip
     return out
 
 
@@ -179,6 +219,55 @@ def _s2_table(rows: list[dict[str, Any]]) -> list[str]:
     )
 
 
+def _s3_table(rows: list[dict[str, Any]]) -> list[str]:
+    body = []
+    for r in rows:
+        if r["error"]:
+            body.append(
+                [
+                    _name(r),
+                    str(r["nodes"]),
+                    str(r["processes"]),
+                    "failed: " + _first_line(r["error"]),
+                ]
+                + [""] * 7
+            )
+            continue
+        spread = r["per_process"]
+        body.append(
+            [
+                _name(r),
+                str(r["nodes"]),
+                str(r["processes"]),
+                _num(r["acq_per_s"]),
+                f"{_num(r['busy'], 2)} / {_num(r['ideal_busy'], 2)}",
+                f"{_num(r['wait_p50_ms'], 1)} / {_num(r['wait_p99_ms'], 1)} / "
+                f"{_num(r['wait_max_ms'], 0)}",
+                f"{min(spread):,}..{max(spread):,}" if spread else "–",
+                f"{r['referee_failures']}/{r['overlaps']}",
+                _num(r["hold_p50_us"]),
+                _num(r["cpu_us_per_acq"]),
+                f"{r['gave_up']:,}",
+            ]
+        )
+    header = [
+        "contender",
+        "N",
+        "P",
+        "acq/s",
+        "busy / ideal",
+        "wait p50 / p99 / max ms",
+        "per process",
+        "viol (ref/ovl)",
+        "hold p50 µs",
+        "client CPU µs/acq",
+        "gave up",
+    ]
+    return _table(
+        header, ["---", "--:", "--:", "--:", "--:", "--:", "--:", ":-:", "--:", "--:", "--:"], body
+    )
+
+
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:120] if text.strip() else "?"
 
@@ -279,6 +368,41 @@ def markdown(results: dict[str, Any]) -> str:
                 f"failures and {st['overlaps']:,} overlaps: the checker "
                 + ("works." if st["referee_failures"] and st["overlaps"] else "**did not fire**."),
             ]
+    if results.get("s3"):
+        meta3 = results["meta"].get("s3", {})
+        out += ["", "## S3: hand-off under contention, default options", ""]
+        out += [
+            f"P processes each loop: `lock()` with the library's default waiting options, hold "
+            f"{meta3.get('hold_ms', 1):g} ms (inside: the referee's `SET NX` / `DEL`, as in S2), "
+            f"`unlock()`, {meta3.get('work_ms', 2):g} ms of work outside the lock; a `lock()` "
+            "that gives up is called again and its wait goes on. `busy` = fraction of the "
+            "time the lock is held; `ideal` = the busy fraction of a perfect hand-off: hold p50 "
+            "÷ (hold p50 + the `limit` line's acquire+release round trips at that N, measured in "
+            "this run). `wait` is from the first `lock()` call to success; `gave up` counts "
+            "`lock()` calls that returned without the lock (defaults of redlock-py, redlock-ng "
+            "and aioredlock give up after 3 tries).",
+            "",
+        ]
+        run = meta3.get("run")
+        if run:  # S3 measured in a run of its own, merged into these results
+            out += [
+                f"Measured by `{run['command']}` on {run['date']} ({run['measured']}; load "
+                f"average {run['load_before']:.1f} before, {run['load_after']:.1f} after), "
+                "not in the run of the sections above.",
+                "",
+            ]
+        if meta3.get("note"):
+            out += [meta3["note"], ""]
+        out += _s3_table(results["s3"])
+        if results.get("s3_targets"):
+            out += ["", "### S3 targets (issue 13, N=5, P=4)", ""]
+            trows = []
+            for t in results["s3_targets"]:
+                value = t["value"]
+                shown = _num(value, 2) if isinstance(value, float) else str(value)
+                verdict = {True: "met", False: "**not met**", None: "–"}[t["met"]]
+                trows.append([t["target"], shown, verdict])
+            out += _table(["target", "this run", "verdict"], ["---", "--:", ":-:"], trows)
     if results.get("hold"):
         out += _hold_section(results["hold"])
     if results.get("import"):

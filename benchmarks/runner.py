@@ -11,6 +11,9 @@ Requests:
   each hold it SETs a marker NX on the referee node and DELetes it on exit (either failing is a
   violation) and records the hold interval on the system-wide monotonic clock, so the harness
   can check that no two holders overlapped.
+- ``s3_setup`` then ``s3_run``: the same, but each process loops as an application would with
+  the library's default waiting options: ``lock()``, hold ``hold_s``, ``unlock()``, ``work_s``
+  outside the lock. A ``lock()`` that gives up is called again (its wait goes on).
 - ``profile``: the ``s1`` loop under cProfile; the top functions by own time.
 
 Standard library only (plus the contender's own library).
@@ -146,14 +149,17 @@ class S2Worker:
         self.intervals: list[tuple[int, int]] = []
         self.waits: list[int] = []
         self.tries = 0
+        self.gave_up = 0
         self.referee_failures = 0
         self.errors: list[str] = []
 
-    def hold(self) -> None:
+    def hold(self, hold_s: float = 0.0) -> None:
         """The critical section: the marker must be free on entry and ours on exit."""
         enter = time.monotonic_ns()
         if self.referee.call("SET", self.marker, "1", "NX", "PX", 60000) != b"OK":
             self.referee_failures += 1
+        if hold_s:
+            time.sleep(hold_s)
         if self.referee.call("DEL", self.marker) != 1:
             self.referee_failures += 1
         self.intervals.append((enter, time.monotonic_ns()))
@@ -162,6 +168,7 @@ class S2Worker:
         return {
             "acquired": len(self.intervals),
             "tries": self.tries,
+            "gave_up": self.gave_up,
             "intervals": self.intervals,
             "waits_ns": self.waits,
             "referee_failures": self.referee_failures,
@@ -255,6 +262,84 @@ def _s2_run(w: S2Worker, req: Result) -> Result:
         w.referee.close()
 
 
+# -- S3 ----------------------------------------------------------------------------------------
+
+
+def _s3_sync(w: S2Worker, c: SyncContender, stop_ns: int, hold_s: float, work_s: float) -> None:
+    clock = time.monotonic_ns
+    while clock() < stop_ns:
+        first_try = clock()
+        while True:
+            w.tries += 1
+            try:
+                got = c.lock()
+            except Exception as exc:
+                w.errors.append(f"{type(exc).__name__}: {exc}")
+                got = False
+            if got or clock() >= stop_ns:
+                break
+            w.gave_up += 1
+        if not got:
+            return
+        w.waits.append(clock() - first_try)
+        w.hold(hold_s)
+        c.unlock()
+        time.sleep(work_s)
+
+
+async def _s3_async(
+    w: S2Worker, c: AsyncContender, stop_ns: int, hold_s: float, work_s: float
+) -> None:
+    clock = time.monotonic_ns
+    while clock() < stop_ns:
+        first_try = clock()
+        while True:
+            w.tries += 1
+            try:
+                got = await c.lock()
+            except Exception as exc:
+                w.errors.append(f"{type(exc).__name__}: {exc}")
+                got = False
+            if got or clock() >= stop_ns:
+                break
+            w.gave_up += 1
+        if not got:
+            return
+        w.waits.append(clock() - first_try)
+        w.hold(hold_s)  # blocking, as in S2: the same for every contender
+        await c.unlock()
+        await asyncio.sleep(work_s)
+
+
+def _s3_run(w: S2Worker, req: Result) -> Result:
+    start_ns, stop_ns = req["start_ns"], req["stop_ns"]
+    hold_s, work_s = req["hold_s"], req["work_s"]
+    c = w.contender
+    try:
+        if isinstance(c, SyncContender):
+            _sleep_until(start_ns)
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            _s3_sync(w, c, stop_ns, hold_s, work_s)
+            return w.result(time.process_time() - cpu0, time.perf_counter() - wall0)
+        assert isinstance(c, AsyncContender)
+
+        async def main(c: AsyncContender) -> tuple[float, float]:
+            await c.open()
+            try:
+                _sleep_until(start_ns)
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                await _s3_async(w, c, stop_ns, hold_s, work_s)
+                return time.process_time() - cpu0, time.perf_counter() - wall0
+            finally:
+                await c.close()
+
+        return w.result(*asyncio.run(main(c)))
+    finally:
+        if isinstance(c, SyncContender):
+            c.close()
+        w.referee.close()
+
+
 # -- the request loop --------------------------------------------------------------------------
 
 
@@ -268,12 +353,16 @@ def serve(stdin: TextIO, out: TextIO) -> None:
                 result = _measure_s1(req)
             elif cmd == "profile":
                 result = _profile(req)
-            elif cmd == "s2_setup":
+            elif cmd in ("s2_setup", "s3_setup"):
                 worker = S2Worker(req)
                 result = {"ready": True}
             elif cmd == "s2_run":
                 assert worker is not None, "s2_run before s2_setup"
                 result = _s2_run(worker, req)
+                worker = None
+            elif cmd == "s3_run":
+                assert worker is not None, "s3_run before s3_setup"
+                result = _s3_run(worker, req)
                 worker = None
             elif cmd == "quit":
                 return

@@ -11,7 +11,9 @@
     def sync_account(account_id): ...
 
 Settings are read by ``redsync_celery.conf`` (checked when a worker starts), task options are
-documented on ``SingletonTask``, and ``redsync_celery.signals`` has ``lock_busy``/``lock_lost``.
+documented on ``SingletonTask`` (``lock_scope="queue"``: ``redsync_celery.queue``),
+``redsync_celery.signals`` has ``lock_busy``/``lock_lost``, and ``redsync_celery.beat`` has
+leader-elected beat schedulers.
 """
 
 from __future__ import annotations
@@ -25,15 +27,18 @@ from celery.signals import worker_init
 from redsync_core import ConfigurationError, LockLost, LockTaken
 
 from .conf import check_settings, get_redsync
+from .queue import DuplicateTask, check_plain_tasks
 from .signals import lock_busy, lock_lost
 from .task import SingletonRequest, SingletonTask
 
 __all__ = [
     "ConfigurationError",
+    "DuplicateTask",
     "LockLost",
     "LockTaken",
     "SingletonRequest",
     "SingletonTask",
+    "check_plain_tasks",
     "get_redsync",
     "lock_busy",
     "lock_lost",
@@ -43,7 +48,8 @@ logger = logging.getLogger("redsync_celery")
 
 
 def _check_at_worker_start(sender: Any = None, **_: Any) -> None:
-    """Stop a worker whose app has singleton tasks but bad redsync settings, naming the setting.
+    """Stop a worker whose app has singleton tasks but bad redsync settings (or singleton
+    options on a task that is not a ``SingletonTask``), naming the setting or task.
 
     Celery logs and ignores exceptions raised by signal handlers, so a bad setting would only
     show at the first task; SystemExit ends the worker start instead.
@@ -52,8 +58,9 @@ def _check_at_worker_start(sender: Any = None, **_: Any) -> None:
     if app is None or not any(isinstance(t, SingletonTask) for t in app.tasks.values()):
         return
     try:
+        check_plain_tasks(app)
         check_settings(app)
-    except ImproperlyConfigured as exc:
+    except (ConfigurationError, ImproperlyConfigured) as exc:
         logger.critical("redsync_celery: %s", exc)
         raise SystemExit(f"redsync_celery: {exc}") from None
 

@@ -13,6 +13,12 @@ Settings (lowercase, in ``app.conf``; ``CELERY_REDSYNC_*`` under Django's ``CELE
     Defaults for every lock, with core option names (``{"drift_factor": 0.02}``); the adapter's
     own defaults are ``expiry=30.0`` and ``auto_extend=True``.
 
+``redsync_beat_lock_name``
+    The lock beat processes campaign for with ``redsync_celery.beat``'s schedulers (default
+    ``"celery-beat:" + app.main``).
+``redsync_beat_lock_expiry``
+    Seconds (default 30): how soon a standby beat takes over after the leader died.
+
 ``get_redsync(app)`` builds the ``Redsync`` lazily, once per process: a worker child forked by
 the prefork pool builds its own (pid check). ``check_settings(app)`` runs at worker start so a
 bad setting stops the worker with a message naming it.
@@ -35,10 +41,12 @@ from redsync_core.adapters import ADAPTER_DEFAULTS, SettingError, adapter_option
 
 __all__ = [
     "ADAPTER_DEFAULTS",
+    "BeatSettings",
     "Settings",
     "check_settings",
     "get_redsync",
     "get_settings",
+    "read_beat_settings",
     "read_settings",
 ]
 
@@ -199,3 +207,39 @@ def check_settings(app: Any) -> None:
         celery.exceptions.ImproperlyConfigured: a setting is missing or invalid.
     """
     get_redsync(app)
+
+
+@dataclass(frozen=True)
+class BeatSettings:
+    """The leader-election settings of ``celery beat`` with a ``redsync_celery.beat`` scheduler."""
+
+    lock_name: str
+    lock_expiry: float
+
+
+def read_beat_settings(app: Any) -> BeatSettings:
+    """Read and validate ``redsync_beat_lock_name`` and ``redsync_beat_lock_expiry``.
+
+    Raises:
+        celery.exceptions.ImproperlyConfigured: a setting is invalid, or the lock name is unset
+            and the app has no main module name to derive it from.
+    """
+    name = app.conf.get("redsync_beat_lock_name")
+    if name is None:
+        if not app.main or app.main == "__main__":
+            raise _bad(
+                "redsync_beat_lock_name",
+                "it is not set and the app has no name to derive it from (Celery(main=None)). "
+                "Name the app (Celery('proj')) or set it, e.g. 'celery-beat:proj'.",
+            )
+        name = f"celery-beat:{app.main}"
+    if not isinstance(name, str) or not name:
+        raise _bad("redsync_beat_lock_name", f"got {name!r:.60}; expected a non-empty string.")
+    expiry = app.conf.get("redsync_beat_lock_expiry")
+    if expiry is None:
+        expiry = 30.0
+    try:
+        adapter_options({"expiry": expiry})
+    except SettingError as exc:
+        raise _bad("redsync_beat_lock_expiry", str(exc)) from None
+    return BeatSettings(name, float(expiry))

@@ -33,6 +33,7 @@ import celery
 from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import Terminated, WorkerLostError
 from celery.exceptions import Ignore
+from celery.utils import uuid
 from celery.worker.request import Request
 
 from redsync_core import (
@@ -40,13 +41,15 @@ from redsync_core import (
     Hold,
     LockNotAcquired,
     LockTaken,
+    Mutex,
     arguments_digest,
     hooks,
     render_lock_name,
 )
-from redsync_core.adapters import check_wait, free_in
+from redsync_core.adapters import check_limit, check_wait, free_in
 
 from .conf import get_redsync, get_settings
+from .queue import check_scope_options, enqueue, finish_run, take_over_queued
 from .signals import lock_busy, lock_lost
 
 __all__ = ["BUSY_ACTIONS", "SingletonRequest", "SingletonTask", "release_dead_holder"]
@@ -108,6 +111,19 @@ def _check_options(cls: type[SingletonTask]) -> None:
         raise bad("lock_on_busy", cls.lock_on_busy, "'skip', 'retry' or 'raise'")
     if not isinstance(cls.lock_release_on_worker_lost, bool):
         raise bad("lock_release_on_worker_lost", cls.lock_release_on_worker_lost, "True or False")
+    if cls.lock_limit is not None:
+        try:
+            check_limit(cls.lock_limit)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{exc} (task option lock_limit, task {task!r})") from None
+    check_scope_options(cls, bad)
+    if cls.lock_limit is not None and (cls.lock_scope == "queue" or cls.lock_hold_after):
+        raise bad(
+            "lock_limit",
+            cls.lock_limit,
+            "None when lock_scope='queue' or lock_hold_after is set (a queued task and a "
+            "throttle hold one lock; lock_limit lets N runs overlap in lock_scope='run')",
+        )
 
 
 class _Run:
@@ -264,6 +280,13 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
       ``"retry"`` (``self.retry`` after the holder's remaining TTL plus jitter) or ``"raise"``
       (``LockTaken``: task FAILURE).
     - ``lock_release_on_worker_lost``: release a dead child's lock from the parent (True).
+    - ``lock_limit``: None (one run at a time), or let up to N runs overlap (a semaphore).
+    - ``lock_scope``: ``"run"`` (default: locked while the body runs) or ``"queue"`` (locked
+      from ``apply_async`` on; see ``redsync_celery.queue``), with ``lock_on_duplicate``
+      (``"return"``: the holder's ``AsyncResult``, or ``"raise"``: ``DuplicateTask``) and
+      ``lock_queue_expiry`` (3600 s, plus any countdown/eta).
+    - ``lock_hold_after``: seconds the lock is kept (not extended) after a successful run, so
+      the task runs at most once per window (default 0: released at once).
 
     While the body runs, ``self.request.lock`` is the core ``Mutex`` (check ``.remaining``
     before side effects) and ``self.request.lock_lost`` turns True if the lock could not be
@@ -276,6 +299,11 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
     lock_wait: float = 0.0
     lock_on_busy: str = "skip"
     lock_release_on_worker_lost: bool = True
+    lock_limit: int | None = None
+    lock_scope: str = "run"
+    lock_on_duplicate: str = "return"
+    lock_queue_expiry: float = 3600.0
+    lock_hold_after: float = 0.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -297,19 +325,46 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
             return str(self.name)
         return f"{self.name}:{arguments_digest(self.run, args, kwargs, list(spec))}"
 
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        task_id: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Send the task; with ``lock_scope="queue"``, lock first (see ``redsync_celery.queue``).
+
+        A retry's own message (``self.retry()``) is sent without locking: its attempt keeps
+        the lock for it.
+
+        Raises:
+            DuplicateTask: queue scope, the lock is held, ``lock_on_duplicate="raise"``.
+            QuorumUnreachable: queue scope, too few lock nodes answer (nothing is sent).
+        """
+        if self.lock_scope != "queue" or options.get("retries"):
+            return super().apply_async(args, kwargs, task_id=task_id, **options)
+        return enqueue(self, super().apply_async, args, kwargs, task_id or uuid(), options)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         if request.called_directly:
             return super().__call__(*args, **kwargs)
         name = self.lock_name_for(args, kwargs)
-        held = self._acquire(name, request)
-        request.lock = held.mutex
+        mutex = None
+        if self.lock_scope == "queue":
+            mutex = take_over_queued(self, name, request)
+        if mutex is None:
+            mutex = self._acquire(name, request).mutex
+        request.lock = mutex
         request.lock_lost = False
         try:
             # The tracer has pushed the request already (as the worker's own fast path does).
-            return self.run(*args, **kwargs)
-        finally:
-            held.release()
+            result = self.run(*args, **kwargs)
+        except BaseException as exc:
+            finish_run(self, mutex, exc)
+            raise
+        finish_run(self, mutex, None)
+        return result
 
     def _acquire(self, name: str, request: Any) -> Hold:
         """Take the lock for this run, or end the run as ``lock_on_busy`` says.
@@ -340,6 +395,11 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
             return float(self.lock_expiry)
         return float(get_settings(self.app).options["expiry"])
 
+    def run_mutex(self, name: str, request: Any) -> Mutex:
+        """Return the (unlocked) mutex of this run: value ``"<task id>:<attempt>:<token>"``,
+        auto-extended, reporting a loss to the task and the ``lock_lost`` signal."""
+        return self._hold(name, request, 0.0).mutex
+
     def _hold(self, name: str, request: Any, wait: float) -> Hold:
         task_id, attempt = request.id, request.retries or 0
 
@@ -359,7 +419,7 @@ class SingletonTask(celery.Task):  # type: ignore[misc]
         }
         if self.lock_expiry is not None:
             options["expiry"] = float(self.lock_expiry)
-        held = get_redsync(self.app).hold(name, wait=wait, **options)
+        held = get_redsync(self.app).hold(name, wait=wait, limit=self.lock_limit, **options)
         held.mutex.origin = _Run(self, task_id)
         return held
 

@@ -16,6 +16,8 @@ from ._exceptions import (
     QuorumUnreachable,
     RedsyncError,
 )
+from ._family_async import AsyncMultiMutex, AsyncSemaphore
+from ._family_sync import MultiMutex, Semaphore
 from ._naming import arguments_digest, render_lock_name
 from ._options import MutexOptions
 from ._sync import Hold, Mutex, Redsync
@@ -24,8 +26,10 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AsyncHold",
+    "AsyncMultiMutex",
     "AsyncMutex",
     "AsyncRedsync",
+    "AsyncSemaphore",
     "ConfigurationError",
     "Hold",
     "LockError",
@@ -35,6 +39,7 @@ __all__ = [
     "LockNotAcquired",
     "LockTaken",
     "LockTimeout",
+    "MultiMutex",
     "Mutex",
     "MutexOptions",
     "NodeError",
@@ -44,6 +49,7 @@ __all__ = [
     "QuorumUnreachable",
     "Redsync",
     "RedsyncError",
+    "Semaphore",
     "arguments_digest",
     "render_lock_name",
 ]

@@ -1,20 +1,22 @@
 """The asyncio API: ``AsyncRedsync`` and ``AsyncMutex``, thin drivers of the flows in ``_algorithm``.
 
-Kept line for line in the same order as ``_sync.py``; ``diff`` them when changing either.
+Kept line for line in the same order as ``_sync.py``: ``scripts/check-twins`` (run by
+``make lint``) fails when they drift; deliberate differences are marked ``# twin: async-only``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _hooks as hooks
 from ._algorithm import flows
-from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
-from ._autoextend import async_scheduler
+from ._algorithm.effects import Answer, Effect, FanOut, Op, Sleep, Tally, Woke
+from ._autoextend import Replies, async_scheduler
 from ._base import (
     LockInfo,
     LockListing,
@@ -22,6 +24,7 @@ from ._base import (
     NodeHealth,
     PingReport,
     RedsyncBase,
+    check_value,
     lock_listing,
     logger,
 )
@@ -30,11 +33,13 @@ from ._locked import F, locked, wait_options
 from ._naming import LockName
 from ._transport import aio as transport
 from ._transport.build import build_async_nodes
-from ._transport.listing import list_keys_async
+from ._transport.listing import list_keys_async as list_keys
+from ._transport.notices import AsyncNotices
 
 __all__ = ["AsyncHold", "AsyncMutex", "AsyncRedsync"]
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # twin: async-only
+    from ._family_async import AsyncMultiMutex, AsyncSemaphore
     from ._sync import Redsync
 
 T = TypeVar("T")
@@ -45,7 +50,7 @@ class AsyncRedsync(RedsyncBase):
 
     Args:
         nodes: URLs (``redis://``, ``rediss://``, ``unix://``, ``memory://NAME``) or clients
-            (``redis.asyncio.Redis``, ``redis.asyncio.RedisCluster``, Sentinel ``master_for``).
+            (``redis.asyncio.Redis``, ``redis.asyncio.RedisCluster``, Sentinel ``master_for(...)``).
         key_prefix: prepended to every mutex name to form the Redis key.
         client_options: keyword arguments for the clients built from URLs.
         **defaults: default values for any ``new_mutex`` option.
@@ -65,7 +70,11 @@ class AsyncRedsync(RedsyncBase):
         super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.AsyncNode] = build_async_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
-        self._sync_twin: Redsync | None = None
+        # twin: async-only
+        self._notices: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncNotices] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._sync_twin: Redsync | None = None  # twin: async-only
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -80,27 +89,54 @@ class AsyncRedsync(RedsyncBase):
         """
         return AsyncMutex(self, name, **options)
 
-    def hold(self, name: str, *, wait: float = 0.0, **options: Any) -> AsyncHold:
+    def new_semaphore(self, name: str, limit: int, **options: Any) -> AsyncSemaphore:
+        """Return a semaphore ``name`` that admits at most ``limit`` holders at once.
+
+        Takes the ``new_mutex`` options except ``value``.
+
+        Raises:
+            ConfigurationError: an empty name, a limit outside [1, 1024], or an invalid option.
+        """
+        from ._family_async import AsyncSemaphore
+
+        return AsyncSemaphore(self, name, limit, **options)
+
+    def new_multi_mutex(self, names: Iterable[str], **options: Any) -> AsyncMultiMutex:
+        """Return one lock over all of ``names`` (all or none, released together).
+
+        Raises:
+            ConfigurationError: no names, an empty name, or an invalid option.
+        """
+        from ._family_async import AsyncMultiMutex
+
+        return AsyncMultiMutex(self, names, **options)
+
+    def hold(
+        self, name: str, *, wait: float = 0.0, limit: int | None = None, **options: Any
+    ) -> AsyncHold:
         """Return an ``AsyncHold`` of the lock ``name``, for adapters and other callers that
         must tell "busy" apart from errors raised by the code they protect.
 
         ``wait``: seconds to keep trying while another holder has it (0: one attempt).
+        ``limit``: hold a permit of a semaphore admitting that many holders instead of a mutex.
         ``async with rs.hold(name) as held:`` then ``if held.busy is not None: ...``.
 
         Raises:
             ConfigurationError: an invalid name, ``wait`` or option.
         """
         mutex_options, timeout = wait_options(wait, options)
+        if limit is not None:
+            return AsyncHold(self.new_semaphore(name, limit, **mutex_options), timeout)
         return AsyncHold(self.new_mutex(name, **mutex_options), timeout)
 
     def locked(
         self, name: LockName = None, *, wait: float = 0.0, **options: Any
     ) -> Callable[[F], F]:
-        """Decorate an ``async def`` or sync function to run only while holding a lock.
+        """Decorate a sync or ``async def`` function to run only while holding a lock.
 
         ``name``: None (``module.qualname``), a template filled from the call's arguments
         (``"invoice:{invoice_id}"``) or a callable taking the same arguments. ``wait``: seconds
-        to keep retrying (0: one attempt). Sync functions lock through ``sync()``.
+        to keep retrying (0: one attempt). Functions of the other kind lock through the twin.
 
         Raises (from the decorated call):
             LockTaken: another holder has the lock (``retry_after`` says for how long).
@@ -109,8 +145,9 @@ class AsyncRedsync(RedsyncBase):
             LockLost: auto-extension lost the lock while the function ran.
         """
         self._options(wait_options(wait, options)[0])
-        return locked(self.sync, lambda: self, name, wait, options)
+        return locked(self.sync, lambda: self, name, wait, options)  # twin: async-only
 
+    # twin: async-only
     def sync(self) -> Redsync:
         """Return the sync twin (same URLs, prefix and options), built on first use.
 
@@ -126,16 +163,17 @@ class AsyncRedsync(RedsyncBase):
 
     async def ping(self, timeout: float = 2.0) -> PingReport:
         """Ask every node for its version within ``timeout`` s; report latency and the quorum."""
+        # twin: async-only
         healths = await asyncio.gather(*(self._ping(node, timeout) for node in self._nodes))
         return PingReport(tuple(healths), self.quorum)
 
     async def _ping(self, node: transport.AsyncNode, timeout: float) -> NodeHealth:
         started = time.perf_counter()
         try:
-            version = await asyncio.wait_for(node.ping(), timeout)
+            version = await asyncio.wait_for(node.ping(), timeout)  # twin: async-only
         except NodeError as exc:
             return NodeHealth(node.index, node.address, False, error=exc.reason)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError:  # twin: async-only
             return NodeHealth(
                 node.index, node.address, False, error=f"no reply within {timeout:g} s"
             )
@@ -162,7 +200,7 @@ class AsyncRedsync(RedsyncBase):
             ConfigurationError: an empty pattern, or a page size or timeout out of range.
         """
         match, count, budget_ms = self._listing_arguments(pattern, page_size, timeout)
-        scans = await list_keys_async(self._nodes, match, count, budget_ms)
+        scans = await list_keys(self._nodes, match, count, budget_ms)
         return lock_listing(self.key_prefix, scans, self.quorum)
 
     async def force_release(self, name: str) -> int:
@@ -182,7 +220,8 @@ class AsyncRedsync(RedsyncBase):
         """
         deleted = 0
         for effect in self._release_effects(info):
-            deleted += (await self._fan_out(effect)).ok
+            tally = await self._fan_out(effect)
+            deleted += tally.ok
         return deleted
 
     async def _fan_out(self, effect: FanOut, order: Sequence[int] | None = None) -> Tally:
@@ -190,10 +229,55 @@ class AsyncRedsync(RedsyncBase):
         replies = await transport.fan_out(self._nodes, effect, order)
         return self._tallied(replies, started)
 
+    async def _extend_many(self, effects: Sequence[FanOut]) -> list[Replies]:
+        return await transport.extend_many(self._nodes, effects)
+
+    # twin: async-only
+    async def _sleep(self, effect: Sleep) -> Answer:
+        """Wait ``effect.ms``; with a key, wake early on a release notice for it."""
+        if effect.key is None or effect.ms <= 0:
+            await asyncio.sleep(effect.ms / 1000)
+            return None
+        loop = asyncio.get_running_loop()
+        notices = self._notices.get(loop)
+        if notices is None:
+            notices = self._notices[loop] = AsyncNotices(self._nodes, lambda: self._clock())
+        if not notices.available:
+            await asyncio.sleep(effect.ms / 1000)
+            return None
+        woken = await notices.wait(
+            effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
+        )
+        return Woke(self._clock()) if woken else None  # None: the whole delay passed
+
+    # twin: async-only
+    def _left(self, key: str, waiter: object, won: bool) -> None:
+        """A lock() call for ``key`` ended: the next waiter of the key may have the turn."""
+        notices = self._notices.get(asyncio.get_running_loop())
+        if notices is not None:
+            notices.leave(key, waiter, won)
+
     async def close(self) -> None:
-        """Close the connections of the clients built from URLs."""
+        """Close every connection this object and its twins opened, in any thread or loop,
+        and the release notices' subscriber connections (the running loop's, for asyncio).
+
+        Clients passed in as objects keep their pools. The object stays usable: it connects
+        again when next used.
+        """
+        # twin: async-only
+        notices = self._notices.pop(asyncio.get_running_loop(), None)
+        if notices is not None:  # twin: async-only
+            await notices.close()
         for node in self._nodes:
             await node.close()
+        if self._sync_twin is not None:  # twin: async-only
+            self._sync_twin.close()
+
+    # twin: async-only
+    def _close_nowait(self) -> None:
+        """Close every connection without waiting, from any thread (the sync twin's close())."""
+        for node in self._nodes:
+            node.close_nowait()
         if self._sync_twin is not None:
             self._sync_twin.close()
 
@@ -246,6 +330,8 @@ class AsyncMutex(MutexBase):
 
     async def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
+        # A token of this call for the turns among the waiters of a name (release notices).
+        waiter = object() if self._options.wake_on_release and tries != 1 else None
         flow = flows.acquire(
             self._options,
             self._target(value),
@@ -253,15 +339,24 @@ class AsyncMutex(MutexBase):
             tries=tries,
             timeout_ms=timeout_ms,
             randrange=self._rng.randrange,
+            waiter=waiter,
         )
+        until_ms = None
         try:
             until_ms = await self._drive(flow)
         except LockNotAcquired as exc:
             logger.debug("Could not lock %r: %s", self._name, type(exc).__name__)
             raise
+        finally:
+            if waiter is not None:
+                self._redsync._left(self._key, waiter, won=until_ms is not None)
+        self._start_holding(value, until_ms)
+
+    def _start_holding(self, value: str, until_ms: int) -> None:
+        """Record an acquisition; start auto-extension when the options ask for it."""
         self._acquired(value, until_ms)
         if self._options.auto_extend:
-            async_scheduler().add(self)
+            async_scheduler().add(self._renewal(), self._redsync._extend_many)
 
     async def unlock(self) -> bool:
         """Delete our value on every node; return True if a quorum deleted it.
@@ -296,24 +391,70 @@ class AsyncMutex(MutexBase):
         self._until_ms = outcome.until_ms
         return True
 
+    async def take_over(self, value: str) -> bool:
+        """Take the lock over from the holder of ``value`` (another process or object): replace
+        that value with a new one of this mutex, with this mutex's expiry, in one step per node.
+
+        On a quorum this mutex holds the lock as after ``lock()`` (auto-extended with
+        ``auto_extend``) and ``value`` no longer does. Returns False, holding nothing, when a
+        quorum did not hold ``value`` (it expired, was released or was taken over already).
+
+        Raises:
+            LockError: this Mutex already holds the lock.
+            ConfigurationError: ``value`` is not a non-empty string.
+        """
+        replaces = check_value(value)
+        mine = self._begin_lock()
+        flow = flows.take_over(
+            self._options, self._target(mine), replaces=replaces, now_ms=self._clock()
+        )
+        until_ms = await self._drive(flow)
+        if until_ms is None:
+            return False
+        self._start_holding(mine, until_ms)
+        return True
+
+    async def release_after(self, seconds: float) -> bool:
+        """Stop holding the lock but leave it to expire in ``seconds`` instead of deleting it:
+        stop auto-extension, forget the held state and reset the TTL on a quorum. For a
+        throttle window, or a hand-over to a later holder that knows the value (``take_over``).
+
+        Returns True if a quorum took the new TTL; False when the lock was no longer ours (or
+        was lost) or nodes failed. Never raises for these.
+
+        Raises:
+            ConfigurationError: ``seconds`` is not a valid expiry.
+        """
+        ttl_ms = self._extend_ttl_ms(seconds)
+        lost = self._lost
+        if not self._released():
+            return False
+        # An extension already in flight when auto-extension stops may land after this reset
+        # and give the key the full expiry again: the window then ends later, never sooner.
+        outcome = await self._drive(
+            flows.extend(
+                self._options, self._target(), ttl_ms=ttl_ms, now_ms=self._clock(), until_ms=None
+            )
+        )
+        return outcome.until_ms is not None and not lost
+
     async def valid(self) -> bool:
         """Return True when a quorum of nodes holds our value (a GET on every node)."""
         if not self._ours():
             return False
         return await self._drive(flows.check(self._options, self._target()))
 
-    async def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
+    async def _drive(self, flow: Generator[Effect, Answer, T]) -> T:
         if hooks.listeners:
             flow = hooks.observed(self, flow)
-        reply: Tally | None = None
+        reply: Answer = None
         while True:
             try:
                 effect = flow.send(reply)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             if isinstance(effect, Sleep):
-                await asyncio.sleep(effect.ms / 1000)
-                reply = None
+                reply = await self._redsync._sleep(effect)
             else:
                 reply = await self._redsync._fan_out(effect, self._order)
 
@@ -336,7 +477,7 @@ class AsyncMutex(MutexBase):
 class AsyncHold:
     """A lock taken for an adapter: "busy" is a result, not an exception.
 
-    ``async acquire()`` returns False when another holder has the lock, with ``busy`` set to why
+    ``await acquire()`` returns False when another holder has the lock, with ``busy`` set to why
     (``LockTaken``, ``LockTimeout``, ``LockNotAcquired``); ``QuorumUnreachable`` (nodes down)
     still raises, since it is an outage and not "busy". As a context manager it acquires on
     entry (check ``busy``) and, when it acquired, releases on exit, raising ``LockLost`` if

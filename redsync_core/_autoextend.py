@@ -1,9 +1,11 @@
 """Auto-extension: one scheduler per process (one per event loop for asyncio) keeps every
 auto-extended lock alive, and reports the ones it could not keep.
 
-Extensions due together on the same ``Redsync`` go out as one batch: one script call per node,
-all nodes at once. The decisions (when to extend, when a lock is lost) come from
-``_algorithm.renewal`` and the extend flow; this module only schedules and forwards.
+What it renews is anything that fits ``Renewable`` (an acquisition of a mutex), handed in with
+the fan-out that extends it. Extensions due together on the same fan-out go out as one call:
+one round trip per node, all nodes at once. The decisions (when to extend, when a lock is lost)
+come from ``_algorithm.renewal`` and the extend flow; this module only schedules and forwards.
+It knows no driver and no transport.
 
 Fork safety: the sync scheduler's thread is not inherited by a child process. The child
 starts with an empty scheduler (``os.register_at_fork``) and a fresh thread on first use.
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import inspect
 import itertools
@@ -22,45 +23,86 @@ import os
 import random
 import threading
 import weakref
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import _hooks as hooks
 from ._algorithm import flows
-from ._algorithm.effects import Batch, Effect, FanOut, Tally
-from ._algorithm.renewal import early_ms, next_extension_ms, retry_or_lost_ms
+from ._algorithm.effects import Effect, FanOut, NodeReply, Tally
+from ._algorithm.family import over_keys
+from ._algorithm.renewal import early_ms, next_extension_ms, retry_or_lost_ms, within_max_hold
 from ._clock import monotonic_ms
-from ._transport import aio as async_transport
-from ._transport import sync as sync_transport
-from ._transport.commands import Single, split_batch
+from ._exceptions import NodeError
+from ._options import MutexOptions
 
-if TYPE_CHECKING:
-    from ._async import AsyncMutex
-    from ._base import MutexBase
-    from ._sync import Mutex
-
-__all__ = ["async_scheduler", "sync_scheduler"]
+__all__ = [
+    "AsyncExtendMany",
+    "ExtendMany",
+    "Renewable",
+    "Replies",
+    "async_scheduler",
+    "sync_scheduler",
+]
 
 logger = logging.getLogger("redsync")
 
 #: No job is ever pulled forward by more than this (see ``early_ms``).
 MAX_EARLY_MS = 100
 
+Replies = tuple[NodeReply | NodeError | None, ...]
+"""One fan-out's replies, in node order."""
+
+ExtendMany = Callable[[Sequence[FanOut]], list[Replies]]
+"""Send several EXTEND fan-outs (one round trip per node where it can); return each one's replies.
+
+The scheduler batches the extensions that share a fan-out: give the same callable (or an equal
+one, such as the same object's bound method) for every lock on the same nodes."""
+
+AsyncExtendMany = Callable[[Sequence[FanOut]], Awaitable[list[Replies]]]
+"""The asyncio ``ExtendMany``."""
+
 ExtendFlow = Generator[Effect, "Tally | None", flows.Extended]
+
+
+class Renewable(Protocol):
+    """One acquisition of a lock, as the scheduler sees it while it keeps the lock alive."""
+
+    @property
+    def options(self) -> MutexOptions:
+        """The lock's options (``expiry_ms``, ``set_nx_on_extend``...)."""
+
+    @property
+    def live(self) -> bool:
+        """False once the lock was released or acquired again: stop extending this one."""
+
+    @property
+    def until_ms(self) -> int | None:
+        """The end of the validity on the monotonic clock (ms)."""
+
+    @property
+    def hold_end_ms(self) -> int | None:
+        """When auto-extension must stop (``max_hold`` after the acquisition, ms), or None."""
+
+    def target(self) -> flows.Target:
+        """Return the key and value the extensions are for."""
+
+    def extended(self, until_ms: int) -> None:
+        """Record a successful extension: the validity now ends at ``until_ms``."""
+
+    def extend_report(self, ok: bool, elapsed_ms: int) -> Callable[[], object] | None:
+        """Return the report of one extension attempt to call after the batch, if any."""
+
+    def lost(self, reason: str) -> Callable[[], object] | None:
+        """Record that the lock could not be kept; return the report to call (once), if any."""
 
 
 @dataclass(order=True)
 class _Job:
     due_ms: int
     seq: int
-    mutex: MutexBase = field(compare=False)
-    generation: int = field(compare=False)
-
-    @property
-    def live(self) -> bool:
-        """False once the mutex was unlocked or re-locked since this job was planned."""
-        return self.generation == self.mutex._renewal_generation
+    renewable: Renewable = field(compare=False)
+    fan_out: Any = field(compare=False)  # ExtendMany or AsyncExtendMany; the batch key
 
 
 @dataclass
@@ -80,15 +122,18 @@ class _Plan:
         self._seq = itertools.count()
         self._rng = random.Random()
 
-    def add(self, mutex: MutexBase, now_ms: int) -> None:
-        due = next_extension_ms(mutex.options.expiry_ms, now_ms, self._rng.randrange)
-        self._push(mutex, due)
+    def add(self, renewable: Renewable, fan_out: Any, now_ms: int) -> None:
+        due = next_extension_ms(renewable.options.expiry_ms, now_ms, self._rng.randrange)
+        self._push(_Job(due, next(self._seq), renewable, fan_out))
 
-    def _push(self, mutex: MutexBase, due_ms: int) -> None:
-        heapq.heappush(self._heap, _Job(due_ms, next(self._seq), mutex, mutex._renewal_generation))
+    def _push(self, job: _Job) -> None:
+        heapq.heappush(self._heap, job)
+
+    def _again(self, job: _Job, due_ms: int) -> None:
+        self._push(_Job(due_ms, next(self._seq), job.renewable, job.fan_out))
 
     def next_due_ms(self) -> int | None:
-        while self._heap and not self._heap[0].live:
+        while self._heap and not self._heap[0].renewable.live:
             heapq.heappop(self._heap)
         return self._heap[0].due_ms if self._heap else None
 
@@ -97,9 +142,9 @@ class _Plan:
         jobs, later = [], []
         while self._heap and self._heap[0].due_ms <= now_ms + MAX_EARLY_MS:
             job = heapq.heappop(self._heap)
-            if not job.live:
+            if not job.renewable.live:
                 continue
-            if job.due_ms <= now_ms + early_ms(job.mutex.options.expiry_ms):
+            if job.due_ms <= now_ms + early_ms(job.renewable.options.expiry_ms):
                 jobs.append(job)
             else:
                 later.append(job)
@@ -111,13 +156,21 @@ class _Plan:
         """Start the extend flow of every due job; settle the ones that finish at once."""
         steps, callbacks = [], []
         for job in jobs:
-            mutex = job.mutex
-            flow = flows.extend(
-                mutex.options,
-                mutex._target(),
-                ttl_ms=mutex.options.expiry_ms,
-                now_ms=now_ms,
-                until_ms=mutex._until_ms,
+            renewable = job.renewable
+            options = renewable.options
+            if not within_max_hold(now_ms, options.expiry_ms, renewable.hold_end_ms):
+                callbacks += self._stop(job, now_ms)
+                continue
+            target = renewable.target()
+            flow = over_keys(
+                flows.extend(
+                    options,
+                    target,
+                    ttl_ms=options.expiry_ms,
+                    now_ms=now_ms,
+                    until_ms=renewable.until_ms,
+                ),
+                target.keys,
             )
             try:
                 effect = next(flow)
@@ -129,7 +182,7 @@ class _Plan:
         return steps, callbacks
 
     def finish(
-        self, step: _Step, replies: tuple[Single, ...], started_ms: int, now_ms: int
+        self, step: _Step, replies: Replies, started_ms: int, now_ms: int
     ) -> list[Callable[[], Any]]:
         """Feed one step its replies and settle the outcome."""
         # Listeners hear about it with the callbacks, never under the scheduler's lock.
@@ -145,53 +198,54 @@ class _Plan:
     ) -> list[Callable[[], Any]]:
         """Reschedule after an extension, or mark the lock lost; return the reports to call
         (listeners' events, ``on_lost``)."""
-        mutex = job.mutex
-        if not job.live:
+        renewable = job.renewable
+        if not renewable.live:
             return []
         reports: list[Callable[[], Any]] = []
-        if hooks.listeners:
-            elapsed_ms = now_ms - (now_ms if started_ms is None else started_ms)
-            reports.append(hooks.extend_report(mutex, outcome.until_ms is not None, elapsed_ms))
-        expiry_ms = mutex.options.expiry_ms
+        report = renewable.extend_report(
+            outcome.until_ms is not None, now_ms - (now_ms if started_ms is None else started_ms)
+        )
+        if report is not None:
+            reports.append(report)
+        expiry_ms = renewable.options.expiry_ms
         if outcome.until_ms is not None:
-            mutex._until_ms = outcome.until_ms
-            self._push(mutex, next_extension_ms(expiry_ms, now_ms, self._rng.randrange))
+            renewable.extended(outcome.until_ms)
+            self._again(job, next_extension_ms(expiry_ms, now_ms, self._rng.randrange))
             return reports
-        retry_ms = retry_or_lost_ms(now_ms, mutex._until_ms, expiry_ms, outcome.gone)
+        retry_ms = retry_or_lost_ms(now_ms, renewable.until_ms, expiry_ms, outcome.gone)
         if retry_ms is not None:
-            self._push(mutex, retry_ms)
+            self._again(job, retry_ms)
             return reports
         reason = (
             "a quorum of nodes no longer holds our value"
             if outcome.gone
             else "extensions failed until its validity ran out"
         )
-        if mutex._mark_lost(reason):
-            reports.append(functools.partial(mutex._report_lost, reason))
-        return reports
+        return reports + self._lose(job, reason)
+
+    def _stop(self, job: _Job, now_ms: int) -> list[Callable[[], Any]]:
+        """Stop extending at ``max_hold``: report the loss once the validity has run out."""
+        renewable = job.renewable
+        if renewable.until_ms is not None and now_ms < renewable.until_ms:
+            self._again(job, renewable.until_ms)
+            return []
+        return self._lose(
+            job, f"held for max_hold={renewable.options.max_hold:g} s; auto-extension stopped"
+        )
+
+    @staticmethod
+    def _lose(job: _Job, reason: str) -> list[Callable[[], Any]]:
+        """Mark the lock lost; return its report (listeners, ``on_lost``) the first time only."""
+        report = job.renewable.lost(reason)
+        return [] if report is None else [report]
 
 
-def _batches(steps: list[_Step]) -> Iterator[tuple[Any, list[_Step], FanOut | Batch]]:
-    """Group steps by Redsync; several plain extensions become one Batch per node set."""
-    groups: dict[int, tuple[Any, list[_Step]]] = {}
+def _by_fan_out(steps: list[_Step]) -> list[tuple[Any, list[_Step]]]:
+    """Group the steps that share a fan-out (the same nodes): each group is one call."""
+    groups: dict[Any, list[_Step]] = {}
     for step in steps:
-        redsync = step.job.mutex._redsync  # type: ignore[attr-defined]
-        groups.setdefault(id(redsync), (redsync, []))[1].append(step)
-    for redsync, group in groups.values():
-        batchable = [s for s in group if not s.effect.set_nx]
-        for step in group:
-            if step.effect.set_nx or len(batchable) == 1:
-                yield redsync, [step], step.effect
-        if len(batchable) > 1:
-            deadlines = [s.effect.deadline_ms for s in batchable]
-            deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
-            yield redsync, batchable, Batch(tuple(s.effect for s in batchable), deadline)
-
-
-def _replies_per_step(effect: FanOut | Batch, replies: tuple[Any, ...]) -> list[tuple[Single, ...]]:
-    if isinstance(effect, Batch):
-        return split_batch(effect, replies)
-    return [replies]
+        groups.setdefault(step.job.fan_out, []).append(step)
+    return list(groups.items())
 
 
 def _run_callbacks(callbacks: list[Callable[[], Any]]) -> list[Any]:
@@ -205,17 +259,18 @@ def _run_callbacks(callbacks: list[Callable[[], Any]]) -> list[Any]:
 
 
 class ThreadScheduler:
-    """Extends every auto-extended sync ``Mutex`` of this process from one daemon thread."""
+    """Extends every auto-extended sync lock of this process from one daemon thread."""
 
     def __init__(self) -> None:
         self._plan = _Plan()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def add(self, mutex: Mutex) -> None:
-        """Start extending ``mutex`` (just acquired) every third of its expiry."""
+    def add(self, renewable: Renewable, fan_out: ExtendMany) -> None:
+        """Start extending ``renewable`` (just acquired) through ``fan_out``, every third of
+        its expiry."""
         with self._cond:
-            self._plan.add(mutex, monotonic_ms())
+            self._plan.add(renewable, fan_out, monotonic_ms())
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="redsync-autoextend", daemon=True
@@ -236,29 +291,28 @@ class ThreadScheduler:
         while True:
             jobs = self._next_jobs()
             steps, callbacks = self._plan.start(jobs, monotonic_ms())
-            for redsync, group, effect in _batches(steps):
+            for fan_out, group in _by_fan_out(steps):
                 started = monotonic_ms()
-                replies = sync_transport.fan_out(redsync._nodes, effect)
+                replies = fan_out([step.effect for step in group])
                 finished = monotonic_ms()
-                for step, step_replies in zip(
-                    group, _replies_per_step(effect, replies), strict=True
-                ):
+                for step, step_replies in zip(group, replies, strict=True):
                     with self._cond:
                         callbacks += self._plan.finish(step, step_replies, started, finished)
             _run_callbacks(callbacks)
 
 
 class AsyncScheduler:
-    """Extends every auto-extended ``AsyncMutex`` of one event loop from one task."""
+    """Extends every auto-extended asyncio lock of one event loop from one task."""
 
     def __init__(self) -> None:
         self._plan = _Plan()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, mutex: AsyncMutex) -> None:
-        """Start extending ``mutex`` (just acquired) every third of its expiry."""
-        self._plan.add(mutex, monotonic_ms())
+    def add(self, renewable: Renewable, fan_out: AsyncExtendMany) -> None:
+        """Start extending ``renewable`` (just acquired) through ``fan_out``, every third of
+        its expiry."""
+        self._plan.add(renewable, fan_out, monotonic_ms())
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="redsync-autoextend"
@@ -280,13 +334,11 @@ class AsyncScheduler:
         while True:
             jobs = await self._next_jobs()
             steps, callbacks = self._plan.start(jobs, monotonic_ms())
-            for redsync, group, effect in _batches(steps):
+            for fan_out, group in _by_fan_out(steps):
                 started = monotonic_ms()
-                replies = await async_transport.fan_out(redsync._nodes, effect)
+                replies = await fan_out([step.effect for step in group])
                 finished = monotonic_ms()
-                for step, step_replies in zip(
-                    group, _replies_per_step(effect, replies), strict=True
-                ):
+                for step, step_replies in zip(group, replies, strict=True):
                     callbacks += self._plan.finish(step, step_replies, started, finished)
             for result in _run_callbacks(callbacks):
                 if inspect.isawaitable(result):

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
 import random
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,6 +325,21 @@ def check_name(name: object) -> str:
     return name
 
 
+def check_value(value: object) -> str:
+    """Return ``value`` (a lock value handed over by its holder) if it is a non-empty string.
+
+    Raises:
+        ConfigurationError: otherwise.
+    """
+    if not is_text(value):
+        raise ConfigurationError(
+            f"Invalid lock value {value!r:.40}: expected the non-empty string its holder has "
+            "(Mutex.value)."
+        )
+    assert isinstance(value, str)
+    return value
+
+
 class RedsyncBase:
     """Options and node-independent behaviour of ``Redsync`` and ``AsyncRedsync``."""
 
@@ -462,21 +478,19 @@ class MutexBase:
         key_prefix: str,
         options: MutexOptions,
         node_count: int,
-        *,
-        clock: Clock = monotonic_ms,
-        rng: random.Random | None = None,
     ) -> None:
         self._name = check_name(name)
         self._key = key_prefix + name
         self._options = options
         self._node_count = node_count
-        self._clock = clock
-        self._rng = rng or _shared_rng
+        self._clock: Clock = monotonic_ms
+        self._rng = _shared_rng
         self._value: str | None = options.value
         self._until_ms: int | None = None
         self._lost = False
         self._owner_pid = 0
         self._renewal_generation = 0
+        self._hold_end_ms: int | None = None  # acquired + max_hold: auto-extension stops there
         self._order: tuple[int, ...] | None = None
         if options.shuffle_pools:
             # A shuffled copy per mutex: the shared node list is never mutated.
@@ -579,6 +593,8 @@ class MutexBase:
         self._lost = False
         self._owner_pid = os.getpid()
         self._renewal_generation += 1
+        max_hold_ms = self._options.max_hold_ms
+        self._hold_end_ms = None if max_hold_ms is None else self._clock() + max_hold_ms
 
     def _released(self) -> bool:
         """Forget the held state and stop auto-extension; return False in a forked child,
@@ -610,6 +626,10 @@ class MutexBase:
             return self._options.expiry_ms
         return MutexOptions.build({"expiry": expiry}).expiry_ms
 
+    def _renewal(self) -> Renewal:
+        """Return this acquisition as the auto-extension scheduler renews it."""
+        return Renewal(self)
+
     def _mark_lost(self, reason: str) -> bool:
         """Record the loss; return True the first time (the caller then reports it)."""
         if self._lost:
@@ -626,3 +646,54 @@ class MutexBase:
             hooks.emit_lost(self, reason)
         on_lost = self._options.on_lost
         return None if on_lost is None else on_lost(self)
+
+
+class Renewal:
+    """One acquisition of a mutex, as the auto-extension scheduler sees it (its ``Renewable``).
+
+    It stops being ``live`` when the mutex is released or acquired again, so a late extension
+    never touches a later acquisition.
+    """
+
+    __slots__ = ("_generation", "_mutex")
+
+    def __init__(self, mutex: MutexBase) -> None:
+        self._mutex = mutex
+        self._generation = mutex._renewal_generation
+
+    @property
+    def options(self) -> MutexOptions:
+        return self._mutex.options
+
+    @property
+    def live(self) -> bool:
+        return self._generation == self._mutex._renewal_generation
+
+    @property
+    def until_ms(self) -> int | None:
+        return self._mutex._until_ms
+
+    @property
+    def hold_end_ms(self) -> int | None:
+        return self._mutex._hold_end_ms
+
+    def target(self) -> Target:
+        return self._mutex._target()
+
+    def extended(self, until_ms: int) -> None:
+        self._mutex._until_ms = until_ms
+
+    def extend_report(self, ok: bool, elapsed_ms: int) -> Callable[[], object] | None:
+        """Return the listeners' event of one extension, to be called outside the scheduler's
+        lock (None when nobody listens)."""
+        if not hooks.listeners:
+            return None
+        return hooks.extend_report(self._mutex, ok, elapsed_ms)
+
+    def lost(self, reason: str) -> Callable[[], object] | None:
+        """Mark the mutex lost; the first time, return the report to call (listeners, then
+        ``on_lost``)."""
+        mutex = self._mutex
+        if not mutex._mark_lost(reason):
+            return None
+        return functools.partial(mutex._report_lost, reason)

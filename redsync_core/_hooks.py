@@ -34,7 +34,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._algorithm.effects import Effect, FanOut, Op, Tally
+from ._algorithm.effects import Answer, Effect, FanOut, Op
 from ._algorithm.flows import Extended
 from ._exceptions import LockNotAcquired, LockTaken, LockTimeout, NodeError, QuorumUnreachable
 
@@ -46,6 +46,7 @@ __all__ = [
     "Listener",
     "LockEvent",
     "LostEvent",
+    "MutexEvent",
     "NodeErrorEvent",
     "Outcome",
     "UnlockEvent",
@@ -62,14 +63,29 @@ __all__ = [
 logger = logging.getLogger("redsync")
 
 T = TypeVar("T")
-Flow = Generator[Effect, "Tally | None", T]
+Flow = Generator[Effect, Answer, T]
 
 #: How a ``lock()`` / ``try_lock()`` call ended.
 Outcome = Literal["acquired", "taken", "unreachable", "timeout", "gave_up"]
 
 
 @dataclass(frozen=True, slots=True)
-class LockEvent:
+class MutexEvent:
+    """What every lock event carries: the mutex, its ``name`` and its Redis ``key``."""
+
+    mutex: MutexBase
+
+    @property
+    def name(self) -> str:
+        return self.mutex.name
+
+    @property
+    def key(self) -> str:
+        return self.mutex.key
+
+
+@dataclass(frozen=True, slots=True)
+class LockEvent(MutexEvent):
     """A ``lock()`` or ``try_lock()`` call finished.
 
     ``wait_s``: seconds the call took; ``attempts``: acquire fan-outs sent; ``started_ns``:
@@ -77,77 +93,41 @@ class LockEvent:
     (None when acquired). Sent when the flow decides, just before the mutex records the result.
     """
 
-    mutex: MutexBase
     outcome: Outcome
     wait_s: float
     attempts: int
     started_ns: int
     error: LockNotAcquired | None = None
 
-    @property
-    def name(self) -> str:
-        return self.mutex.name
-
-    @property
-    def key(self) -> str:
-        return self.mutex.key
-
 
 @dataclass(frozen=True, slots=True)
-class UnlockEvent:
+class UnlockEvent(MutexEvent):
     """An ``unlock()`` sent its release: ``released`` is what it returns; ``held_s`` the
     seconds since the acquisition (None when unknown: a lock taken with ``value=`` or before
     the listener was added); ``duration_s`` the release itself."""
 
-    mutex: MutexBase
     released: bool
     held_s: float | None
     started_ns: int
     duration_s: float
 
-    @property
-    def name(self) -> str:
-        return self.mutex.name
-
-    @property
-    def key(self) -> str:
-        return self.mutex.key
-
 
 @dataclass(frozen=True, slots=True)
-class ExtendEvent:
+class ExtendEvent(MutexEvent):
     """An extension finished: ``ok`` when a quorum extended it; ``auto`` when the
     auto-extension scheduler sent it (else a manual ``extend()``)."""
 
-    mutex: MutexBase
     ok: bool
     auto: bool
     started_ns: int
     duration_s: float
 
-    @property
-    def name(self) -> str:
-        return self.mutex.name
-
-    @property
-    def key(self) -> str:
-        return self.mutex.key
-
 
 @dataclass(frozen=True, slots=True)
-class LostEvent:
+class LostEvent(MutexEvent):
     """Auto-extension could not keep the lock (sent once, before the mutex's ``on_lost``)."""
 
-    mutex: MutexBase
     reason: str
-
-    @property
-    def name(self) -> str:
-        return self.mutex.name
-
-    @property
-    def key(self) -> str:
-        return self.mutex.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +253,15 @@ def extend_report(mutex: MutexBase, ok: bool, elapsed_ms: int) -> Callable[[], N
     return functools.partial(_emit, "extend", event)
 
 
+#: Semaphores and multi-mutexes send these; listeners hear about them as lock, unlock, extend.
+_OPERATION = {
+    Op.ACQUIRE_ANY: Op.ACQUIRE,
+    Op.ACQUIRE_ALL: Op.ACQUIRE,
+    Op.RELEASE_ALL: Op.RELEASE,
+    Op.EXTEND_ALL: Op.EXTEND,
+}
+
+
 def observed(mutex: MutexBase, flow: Flow[T]) -> Flow[T]:
     """Wrap a flow a driver runs for ``mutex``, and send its event when it ends.
 
@@ -288,7 +277,7 @@ def observed(mutex: MutexBase, flow: Flow[T]) -> Flow[T]:
         if isinstance(done.value, Extended):
             _emit("extend", ExtendEvent(mutex, False, False, started_ns, 0.0))
         return done.value  # type: ignore[no-any-return]
-    op = first.op if isinstance(first, FanOut) else None
+    op = _OPERATION.get(first.op, first.op) if isinstance(first, FanOut) else None
     if op is Op.ACQUIRE:
         return (yield from _lock(mutex, flow, first, started_ns, started))
     reply = yield first
@@ -305,7 +294,7 @@ def observed(mutex: MutexBase, flow: Flow[T]) -> Flow[T]:
     return result
 
 
-def _rest(flow: Flow[T], reply: Tally | None) -> Flow[T]:
+def _rest(flow: Flow[T], reply: Answer) -> Flow[T]:
     """Forward the rest of ``flow`` after its first effect was answered with ``reply``."""
     while True:
         try:
@@ -322,8 +311,12 @@ def _lock(
     effect = first
     try:
         while True:
-            if isinstance(effect, FanOut) and effect.op is Op.ACQUIRE:
-                attempts += 1
+            if (
+                isinstance(effect, FanOut)
+                and _OPERATION.get(effect.op, effect.op) is Op.ACQUIRE
+                and not effect.early
+            ):
+                attempts += 1  # tries, as the errors count them (not early wake-up attempts)
             reply = yield effect
             try:
                 effect = flow.send(reply)

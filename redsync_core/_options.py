@@ -74,6 +74,8 @@ class MutexOptions:
     set_nx_on_extend: bool = False
     auto_extend: bool = False
     on_lost: Callable[[Any], object] | None = None
+    max_hold: float | None = None
+    wake_on_release: bool = True
 
     def __post_init__(self) -> None:
         if not _is_number(self.expiry) or not 0.001 <= self.expiry <= MAX_EXPIRY:
@@ -102,14 +104,35 @@ class MutexOptions:
                 raise _bad(name, func, "a callable or None")
         if self.value is not None and not is_text(self.value):
             raise _bad("value", self.value, "a non-empty string of valid Unicode, or None")
-        for name in ("fail_fast", "shuffle_pools", "set_nx_on_extend", "auto_extend"):
+        for name in (
+            "fail_fast",
+            "shuffle_pools",
+            "set_nx_on_extend",
+            "auto_extend",
+            "wake_on_release",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise _bad(name, getattr(self, name), "True or False")
+        if self.max_hold is not None and (
+            not _is_number(self.max_hold) or not self.expiry <= self.max_hold <= MAX_EXPIRY
+        ):
+            # Below the expiry, auto-extension would never run: say so rather than ignore it.
+            raise _bad(
+                "max_hold",
+                self.max_hold,
+                f"a number of seconds in [expiry, {MAX_EXPIRY:.0f}] (expiry={self.expiry:g}; "
+                "auto-extension stops once an extension would hold the lock longer), or None",
+            )
 
     @property
     def expiry_ms(self) -> int:
         """The lock TTL in milliseconds."""
         return to_ms(self.expiry)
+
+    @property
+    def max_hold_ms(self) -> int | None:
+        """The cap on auto-extended holding in milliseconds, or None."""
+        return None if self.max_hold is None else to_ms(self.max_hold)
 
     @classmethod
     def build(cls, *layers: Mapping[str, Any]) -> MutexOptions:

@@ -1,6 +1,7 @@
 """The sync API: ``Redsync`` and ``Mutex``, thin drivers of the flows in ``_algorithm``.
 
-Kept line for line in the same order as ``_async.py``; ``diff`` them when changing either.
+Kept line for line in the same order as ``_async.py``: ``scripts/check-twins`` (run by
+``make lint``) fails when they drift; deliberate differences are marked ``# twin: sync-only``.
 """
 
 from __future__ import annotations
@@ -8,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _hooks as hooks
 from ._algorithm import flows
-from ._algorithm.effects import Effect, FanOut, Op, Sleep, Tally
+from ._algorithm.effects import Answer, Effect, FanOut, Op, Sleep, Tally, Woke
 from ._async import AsyncRedsync
-from ._autoextend import sync_scheduler
+from ._autoextend import Replies, sync_scheduler
 from ._base import (
     LockInfo,
     LockListing,
@@ -24,6 +25,7 @@ from ._base import (
     NodeHealth,
     PingReport,
     RedsyncBase,
+    check_value,
     lock_listing,
     logger,
 )
@@ -33,8 +35,12 @@ from ._naming import LockName
 from ._transport import sync as transport
 from ._transport.build import build_sync_nodes
 from ._transport.listing import list_keys
+from ._transport.notices import SyncNotices
 
 __all__ = ["Hold", "Mutex", "Redsync"]
+
+if TYPE_CHECKING:  # twin: sync-only
+    from ._family_sync import MultiMutex, Semaphore
 
 T = TypeVar("T")
 
@@ -64,6 +70,8 @@ class Redsync(RedsyncBase):
         super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.SyncNode] = build_sync_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
+        self._notices = SyncNotices(self._nodes, lambda: self._clock())  # twin: sync-only
+        # twin: sync-only
         self._async_twins: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedsync] = (
             weakref.WeakKeyDictionary()
         )
@@ -81,17 +89,44 @@ class Redsync(RedsyncBase):
         """
         return Mutex(self, name, **options)
 
-    def hold(self, name: str, *, wait: float = 0.0, **options: Any) -> Hold:
+    def new_semaphore(self, name: str, limit: int, **options: Any) -> Semaphore:
+        """Return a semaphore ``name`` that admits at most ``limit`` holders at once.
+
+        Takes the ``new_mutex`` options except ``value``.
+
+        Raises:
+            ConfigurationError: an empty name, a limit outside [1, 1024], or an invalid option.
+        """
+        from ._family_sync import Semaphore
+
+        return Semaphore(self, name, limit, **options)
+
+    def new_multi_mutex(self, names: Iterable[str], **options: Any) -> MultiMutex:
+        """Return one lock over all of ``names`` (all or none, released together).
+
+        Raises:
+            ConfigurationError: no names, an empty name, or an invalid option.
+        """
+        from ._family_sync import MultiMutex
+
+        return MultiMutex(self, names, **options)
+
+    def hold(
+        self, name: str, *, wait: float = 0.0, limit: int | None = None, **options: Any
+    ) -> Hold:
         """Return a ``Hold`` of the lock ``name``, for adapters and other callers that
         must tell "busy" apart from errors raised by the code they protect.
 
         ``wait``: seconds to keep trying while another holder has it (0: one attempt).
+        ``limit``: hold a permit of a semaphore admitting that many holders instead of a mutex.
         ``with rs.hold(name) as held:`` then ``if held.busy is not None: ...``.
 
         Raises:
             ConfigurationError: an invalid name, ``wait`` or option.
         """
         mutex_options, timeout = wait_options(wait, options)
+        if limit is not None:
+            return Hold(self.new_semaphore(name, limit, **mutex_options), timeout)
         return Hold(self.new_mutex(name, **mutex_options), timeout)
 
     def locked(
@@ -101,7 +136,7 @@ class Redsync(RedsyncBase):
 
         ``name``: None (``module.qualname``), a template filled from the call's arguments
         (``"invoice:{invoice_id}"``) or a callable taking the same arguments. ``wait``: seconds
-        to keep retrying (0: one attempt). Coroutine functions lock through ``asyncio()``.
+        to keep retrying (0: one attempt). Functions of the other kind lock through the twin.
 
         Raises (from the decorated call):
             LockTaken: another holder has the lock (``retry_after`` says for how long).
@@ -110,8 +145,9 @@ class Redsync(RedsyncBase):
             LockLost: auto-extension lost the lock while the function ran.
         """
         self._options(wait_options(wait, options)[0])
-        return locked(lambda: self, self.asyncio, name, wait, options)
+        return locked(lambda: self, self.asyncio, name, wait, options)  # twin: sync-only
 
+    # twin: sync-only
     def asyncio(self) -> AsyncRedsync:
         """Return the asyncio twin for the running event loop (same URLs, prefix and options).
 
@@ -127,12 +163,13 @@ class Redsync(RedsyncBase):
 
     def ping(self, timeout: float = 2.0) -> PingReport:
         """Ask every node for its version within ``timeout`` s; report latency and the quorum."""
-        return PingReport(tuple(self._ping(node, timeout) for node in self._nodes), self.quorum)
+        healths = [self._ping(node, timeout) for node in self._nodes]  # twin: sync-only
+        return PingReport(tuple(healths), self.quorum)
 
     def _ping(self, node: transport.SyncNode, timeout: float) -> NodeHealth:
         started = time.perf_counter()
         try:
-            version = node.ping(timeout)
+            version = node.ping(timeout)  # twin: sync-only
         except NodeError as exc:
             return NodeHealth(node.index, node.address, False, error=exc.reason)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -178,7 +215,8 @@ class Redsync(RedsyncBase):
         """
         deleted = 0
         for effect in self._release_effects(info):
-            deleted += self._fan_out(effect).ok
+            tally = self._fan_out(effect)
+            deleted += tally.ok
         return deleted
 
     def _fan_out(self, effect: FanOut, order: Sequence[int] | None = None) -> Tally:
@@ -186,10 +224,37 @@ class Redsync(RedsyncBase):
         replies = transport.fan_out(self._nodes, effect, order)
         return self._tallied(replies, started)
 
+    def _extend_many(self, effects: Sequence[FanOut]) -> list[Replies]:
+        return transport.extend_many(self._nodes, effects)
+
+    # twin: sync-only
+    def _sleep(self, effect: Sleep) -> Answer:
+        """Wait ``effect.ms``; with a key, wake early on a release notice for it."""
+        if effect.key is None or effect.ms <= 0 or not self._notices.available:
+            time.sleep(effect.ms / 1000)
+            return None
+        woken = self._notices.wait(
+            effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
+        )
+        return Woke(self._clock()) if woken else None  # None: the whole delay passed
+
+    # twin: sync-only
+    def _left(self, key: str, waiter: object, won: bool) -> None:
+        """A lock() call for ``key`` ended: the next waiter of the key may have the turn."""
+        self._notices.leave(key, waiter, won)
+
     def close(self) -> None:
-        """Close the connections of the clients built from URLs."""
+        """Close every connection this object and its twins opened, in any thread or loop,
+        and the release notices' subscriber connections (the running loop's, for asyncio).
+
+        Clients passed in as objects keep their pools. The object stays usable: it connects
+        again when next used.
+        """
+        self._notices.close()  # twin: sync-only
         for node in self._nodes:
             node.close()
+        for twin in list(self._async_twins.values()):  # twin: sync-only
+            twin._close_nowait()
 
     def __enter__(self) -> Redsync:
         return self
@@ -240,6 +305,8 @@ class Mutex(MutexBase):
 
     def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
+        # A token of this call for the turns among the waiters of a name (release notices).
+        waiter = object() if self._options.wake_on_release and tries != 1 else None
         flow = flows.acquire(
             self._options,
             self._target(value),
@@ -247,15 +314,24 @@ class Mutex(MutexBase):
             tries=tries,
             timeout_ms=timeout_ms,
             randrange=self._rng.randrange,
+            waiter=waiter,
         )
+        until_ms = None
         try:
             until_ms = self._drive(flow)
         except LockNotAcquired as exc:
             logger.debug("Could not lock %r: %s", self._name, type(exc).__name__)
             raise
+        finally:
+            if waiter is not None:
+                self._redsync._left(self._key, waiter, won=until_ms is not None)
+        self._start_holding(value, until_ms)
+
+    def _start_holding(self, value: str, until_ms: int) -> None:
+        """Record an acquisition; start auto-extension when the options ask for it."""
         self._acquired(value, until_ms)
         if self._options.auto_extend:
-            sync_scheduler().add(self)
+            sync_scheduler().add(self._renewal(), self._redsync._extend_many)
 
     def unlock(self) -> bool:
         """Delete our value on every node; return True if a quorum deleted it.
@@ -290,24 +366,70 @@ class Mutex(MutexBase):
         self._until_ms = outcome.until_ms
         return True
 
+    def take_over(self, value: str) -> bool:
+        """Take the lock over from the holder of ``value`` (another process or object): replace
+        that value with a new one of this mutex, with this mutex's expiry, in one step per node.
+
+        On a quorum this mutex holds the lock as after ``lock()`` (auto-extended with
+        ``auto_extend``) and ``value`` no longer does. Returns False, holding nothing, when a
+        quorum did not hold ``value`` (it expired, was released or was taken over already).
+
+        Raises:
+            LockError: this Mutex already holds the lock.
+            ConfigurationError: ``value`` is not a non-empty string.
+        """
+        replaces = check_value(value)
+        mine = self._begin_lock()
+        flow = flows.take_over(
+            self._options, self._target(mine), replaces=replaces, now_ms=self._clock()
+        )
+        until_ms = self._drive(flow)
+        if until_ms is None:
+            return False
+        self._start_holding(mine, until_ms)
+        return True
+
+    def release_after(self, seconds: float) -> bool:
+        """Stop holding the lock but leave it to expire in ``seconds`` instead of deleting it:
+        stop auto-extension, forget the held state and reset the TTL on a quorum. For a
+        throttle window, or a hand-over to a later holder that knows the value (``take_over``).
+
+        Returns True if a quorum took the new TTL; False when the lock was no longer ours (or
+        was lost) or nodes failed. Never raises for these.
+
+        Raises:
+            ConfigurationError: ``seconds`` is not a valid expiry.
+        """
+        ttl_ms = self._extend_ttl_ms(seconds)
+        lost = self._lost
+        if not self._released():
+            return False
+        # An extension already in flight when auto-extension stops may land after this reset
+        # and give the key the full expiry again: the window then ends later, never sooner.
+        outcome = self._drive(
+            flows.extend(
+                self._options, self._target(), ttl_ms=ttl_ms, now_ms=self._clock(), until_ms=None
+            )
+        )
+        return outcome.until_ms is not None and not lost
+
     def valid(self) -> bool:
         """Return True when a quorum of nodes holds our value (a GET on every node)."""
         if not self._ours():
             return False
         return self._drive(flows.check(self._options, self._target()))
 
-    def _drive(self, flow: Generator[Effect, Tally | None, T]) -> T:
+    def _drive(self, flow: Generator[Effect, Answer, T]) -> T:
         if hooks.listeners:
             flow = hooks.observed(self, flow)
-        reply: Tally | None = None
+        reply: Answer = None
         while True:
             try:
                 effect = flow.send(reply)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             if isinstance(effect, Sleep):
-                time.sleep(effect.ms / 1000)
-                reply = None
+                reply = self._redsync._sleep(effect)
             else:
                 reply = self._redsync._fan_out(effect, self._order)
 

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ._exceptions import ConfigurationError
+from ._family import check_limit
 from ._locked import check_wait, wait_options
 from ._options import MutexOptions
 from ._sync import Redsync
@@ -26,6 +27,7 @@ __all__ = [
     "SettingError",
     "adapter_options",
     "build_redsync",
+    "check_limit",
     "check_on_busy",
     "check_wait",
     "free_in",

@@ -34,6 +34,7 @@ from redsync_core import (
 )
 from redsync_core.adapters import (
     OnBusy,
+    check_limit,
     check_on_busy,
     free_in,
     retry_after_seconds,
@@ -52,7 +53,12 @@ LockName = str | Callable[..., str] | None
 
 
 def distributed_lock(
-    name: LockName = None, *, wait: float = 0.0, on_busy: OnBusy = None, **options: Any
+    name: LockName = None,
+    *,
+    wait: float = 0.0,
+    on_busy: OnBusy = None,
+    limit: int | None = None,
+    **options: Any,
 ) -> DistributedLock:
     """Return a decorator and context manager that holds the lock ``name`` around the code.
 
@@ -66,12 +72,15 @@ def distributed_lock(
             raises), ``"raise"`` (``LockTaken``), ``"skip"`` (return None, log a WARNING), or a
             callable ``(exc, *args, **kwargs)`` whose result is returned (awaited if it is
             awaitable in an ``async def``). A ``with`` block always raises.
+        limit: None (a mutex: one holder), or hold a permit of a semaphore that lets up to
+            ``limit`` holders run the code at once (busy when all permits are held).
         **options: core mutex options (``expiry``, ``auto_extend``...) over ``REDSYNC["OPTIONS"]``.
 
     Raises:
-        ConfigurationError: an invalid ``wait``, ``on_busy`` or option (at decoration time).
+        ConfigurationError: an invalid ``wait``, ``on_busy``, ``limit`` or option (at decoration
+            time).
     """
-    return DistributedLock(name, wait, on_busy, options)
+    return DistributedLock(name, wait, on_busy, options, limit)
 
 
 class DistributedLock:
@@ -80,11 +89,17 @@ class DistributedLock:
     effects). Safe to share between threads and tasks."""
 
     def __init__(
-        self, name: LockName, wait: float, on_busy: OnBusy, options: Mapping[str, Any]
+        self,
+        name: LockName,
+        wait: float,
+        on_busy: OnBusy,
+        options: Mapping[str, Any],
+        limit: int | None = None,
     ) -> None:
         wait_options(wait, options)  # a bad wait or option fails at import, not at the first call
         check_on_busy(on_busy)
         MutexOptions.build(options)
+        self.limit = None if limit is None else check_limit(limit)
         self.name = name
         self.wait = wait
         self.on_busy = on_busy
@@ -201,13 +216,19 @@ class _Call:
 
     def hold(self) -> Hold:
         """Return this call's lock, to be held through the process's core ``Redsync``."""
-        held = get_redsync().hold(self.name, wait=self.lock.wait, **self.lock.options)
+        held = get_redsync().hold(
+            self.name, wait=self.lock.wait, limit=self.lock.limit, **self.lock.options
+        )
         held.mutex.origin = self
         return held
 
     def async_hold(self) -> AsyncHold:
         """Return this call's lock, to be held through the asyncio twin of ``get_redsync()``."""
-        held = get_redsync().asyncio().hold(self.name, wait=self.lock.wait, **self.lock.options)
+        held = (
+            get_redsync()
+            .asyncio()
+            .hold(self.name, wait=self.lock.wait, limit=self.lock.limit, **self.lock.options)
+        )
         held.mutex.origin = self
         return held
 

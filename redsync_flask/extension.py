@@ -20,7 +20,13 @@ from werkzeug.exceptions import HTTPException, default_exceptions
 
 from redsync_core import LockNotAcquired, Mutex, MutexOptions, render_lock_name
 from redsync_core import Redsync as CoreRedsync
-from redsync_core.adapters import OnBusy, check_on_busy, retry_after_seconds, wait_options
+from redsync_core.adapters import (
+    OnBusy,
+    check_limit,
+    check_on_busy,
+    retry_after_seconds,
+    wait_options,
+)
 
 from .cli import redsync_cli
 from .conf import AppConfig, read_config
@@ -142,6 +148,7 @@ class Redsync:
         *,
         wait: float = 0.0,
         on_busy: OnBusy = None,
+        limit: int | None = None,
         **options: Any,
     ) -> Callable[[F], F]:
         """Decorate a view (sync or ``async def``) or a function to run only under a lock.
@@ -149,7 +156,8 @@ class Redsync:
         ``name``: None (``module.qualname``), a template filled from the arguments (URL
         variables for a view: ``"pay:{order_id}"``) or a callable taking them. ``wait``:
         seconds to keep trying (0: one attempt). ``options``: core lock options, on top of
-        ``REDSYNC_OPTIONS``. Uses the current app's nodes, so it needs an app context.
+        ``REDSYNC_OPTIONS``. ``limit``: let up to that many calls run at once (a semaphore
+        permit) instead of one. Uses the current app's nodes, so it needs an app context.
 
         When the lock is busy the body does not run, and:
 
@@ -166,6 +174,8 @@ class Redsync:
         wait_options(wait, options)  # bad arguments fail at import, not at the first request
         check_on_busy(on_busy)
         MutexOptions.build(options)
+        if limit is not None:
+            check_limit(limit)
 
         def decorate(func: F) -> F:
             @functools.wraps(func)
@@ -176,7 +186,7 @@ class Redsync:
                 if view:
                     setattr(g, _IN_VIEW, True)
                 try:
-                    with config.redsync.hold(lock_name, wait=wait, **options) as held:
+                    with config.redsync.hold(lock_name, wait=wait, limit=limit, **options) as held:
                         if held.busy is not None:
                             status = config.busy_status if view else None
                             return _busy(held.busy, on_busy, status, args, kwargs)

@@ -5,9 +5,18 @@
 - ``rebuild_statement``: a long job; a duplicate enqueued while one runs is skipped, with a
   WARNING naming the running task (``lock_on_busy="skip"``, the default).
 - ``send_reminder``: a duplicate is retried once the running one is done (``"retry"``).
+- ``close_books``: locked from the moment it is queued (``lock_scope="queue"``): a second
+  ``delay`` while one is queued or running sends nothing and returns the first one's result.
+- ``send_digest``: a throttle (``lock_hold_after``): at most one digest per account per window;
+  a call within the window returns the last digest's result.
+- ``accrue_interest``: sent by beat every ``BILLING_BEAT_INTERVAL`` seconds. Run beat on
+  several hosts with ``-S redsync_celery.beat:LeaderScheduler``: one leads and sends, the others
+  stand by and take over within ``redsync_beat_lock_expiry`` if it dies.
 
 Configuration comes from the environment so the same file runs locally and in the tests:
-``REDSYNC_URLS`` (comma separated lock nodes), ``CELERY_BROKER_URL``, ``LEDGER_URL``.
+``REDSYNC_URLS`` (comma separated lock nodes), ``CELERY_BROKER_URL``, ``LEDGER_URL``,
+``BILLING_BEAT_INTERVAL`` (seconds, 60), ``BILLING_BEAT_LOCK_EXPIRY`` (seconds, 30),
+``BILLING_DIGEST_WINDOW`` (seconds, 60).
 """
 
 from __future__ import annotations
@@ -34,6 +43,15 @@ app.conf.update(
     redsync_client_options={"socket_timeout": 0.5},
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=1,  # long singleton tasks: do not hoard messages
+    # Beat on several hosts: the one holding this lock sends, the others stand by.
+    redsync_beat_lock_name="celery-beat:billing",
+    redsync_beat_lock_expiry=float(os.environ.get("BILLING_BEAT_LOCK_EXPIRY", "30")),
+    beat_schedule={
+        "accrue-interest": {
+            "task": "billing.accrue_interest",
+            "schedule": float(os.environ.get("BILLING_BEAT_INTERVAL", "60")),
+        },
+    },
 )
 
 # The resource the locks protect (here the broker's Redis; any database in real life).
@@ -72,6 +90,33 @@ def send_reminder(account: str) -> str:
     time.sleep(1.0)
     ledger.incr(f"reminders:{account}")
     return f"reminded {account}"
+
+
+@app.task(base=SingletonTask, lock_name="close:{account}", lock_scope="queue", lock_expiry=10)
+def close_books(account: str) -> str:
+    """Close an account's books (slow). Locked from ``delay`` on: a duplicate is never queued,
+    the caller gets the AsyncResult of the close already queued or running."""
+    time.sleep(2.0)
+    ledger.incr(f"closes:{account}")
+    return f"closed {account}"
+
+
+@app.task(
+    base=SingletonTask,
+    lock_name="digest:{account}",
+    lock_scope="queue",
+    lock_hold_after=float(os.environ.get("BILLING_DIGEST_WINDOW", "60")),
+)
+def send_digest(account: str) -> str:
+    """Send an account digest, at most once per window (a throttle)."""
+    ledger.incr(f"digests:{account}")
+    return f"digest for {account}"
+
+
+@app.task(base=SingletonTask, lock_name="interest")
+def accrue_interest() -> int:
+    """Periodic (beat): one run at a time, sent by the leading beat only."""
+    return int(ledger.incr("interest_runs"))
 
 
 @lock_busy.connect

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .._exceptions import NodeError
 
 __all__ = [
+    "Answer",
     "Batch",
     "Effect",
     "FanOut",
@@ -18,19 +19,27 @@ __all__ = [
     "Sleep",
     "Status",
     "Tally",
+    "Woke",
 ]
 
 
 class Op(enum.Enum):
     """The command a fan-out sends to every node."""
 
-    ACQUIRE = "acquire"  # SET key value NX PX ttl
-    RELEASE = "release"  # compare-and-delete script
+    ACQUIRE = "acquire"  # set-if-free script (SET NX PX; the holder's PTTL when taken)
+    RELEASE = "release"  # compare-and-delete script (publishes a release notice)
     EXTEND = "extend"  # compare-and-PEXPIRE script (optionally SET NX when missing)
     GET = "get"  # GET key, compared with value
     INSPECT = "inspect"  # GET and PTTL of the key, for status tools
-    DELETE = "delete"  # DEL key whatever its value: forced release by an operator
+    DELETE = "delete"  # DEL key whatever its value (forced release; publishes a notice)
     SCAN = "scan"  # one SCAN page of the keys matching ``key`` (a pattern), for lock listings
+    # Several keys at once (``FanOut.keys``): semaphore permits and multi-mutexes.
+    ACQUIRE_ANY = "acquire_any"  # SET NX the first free key in order; the reply says which
+    ACQUIRE_ALL = "acquire_all"  # SET NX PX every key, or none when one is taken
+    RELEASE_ALL = "release_all"  # compare-and-delete every key
+    EXTEND_ALL = "extend_all"  # compare-and-PEXPIRE every key
+    GET_ALL = "get_all"  # compare every key with the value
+    SWAP = "swap"  # compare-and-set script: replace ``replaces`` with our value, reset the TTL
 
 
 class Status(enum.Enum):
@@ -65,12 +74,14 @@ class NodeReply:
 
     ``ttl_ms`` is the holder's remaining TTL when known; ``holder`` is the value found (INSPECT);
     ``page`` is what a SCAN found.
+    ``slot`` is the position in ``FanOut.keys`` of the key taken (ACQUIRE_ANY).
     """
 
     status: Status
     ttl_ms: int | None = None
     holder: str | None = None
     page: ScanPage | None = None
+    slot: int | None = None
 
 
 OK = NodeReply(Status.OK)
@@ -84,7 +95,9 @@ class FanOut:
 
     With ``stop_at`` set (fail fast), the transport may return as soon as ``stop_at`` nodes
     answered OK or ``stop_at`` nodes answered TAKEN; unanswered nodes are then ``None``.
+    With ``only`` set, the command goes to those node indexes only; the others stay ``None``.
     A SCAN reads ``count`` keys matching the pattern ``key`` from ``cursor`` on.
+    The ``*_ALL`` and ``ACQUIRE_ANY`` operations work on ``keys`` (``key`` is the first of them).
     """
 
     op: Op
@@ -94,8 +107,12 @@ class FanOut:
     deadline_ms: int | None = None
     set_nx: bool = False
     stop_at: int | None = None
+    only: frozenset[int] | None = None
+    early: bool = False  # an ACQUIRE brought forward by a wake-up: not counted as a try
     cursor: int = 0
     count: int = 0
+    keys: tuple[str, ...] = ()
+    replaces: str = ""  # SWAP only: the value taken over
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +122,32 @@ class Batch:
     effects: tuple[FanOut, ...]
     deadline_ms: int | None = None
     stop_at: None = None
+    only: None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Sleep:
-    """Wait before the next attempt."""
+    """Wait ``ms`` before the next attempt.
+
+    With ``key`` set the wait may end early: the driver also wakes on a release notice for that
+    key received after ``since_ms`` (its own clock) from one of ``nodes`` (the nodes the last
+    attempt found held; None: any), and then answers with ``Woke``. The answer None means the
+    full ``ms`` passed. ``waiter``: a token of the waiting ``lock()`` call, the same for all its
+    sleeps; a notice then wakes one such waiter of the key per process (the oldest), not all.
+    """
 
     ms: int
+    key: str | None = None
+    since_ms: int = 0
+    nodes: frozenset[int] | None = None
+    waiter: object | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Woke:
+    """The answer to a ``Sleep`` cut short by a notice: the driver's clock when it ended."""
+
+    now_ms: int
 
 
 Effect = FanOut | Sleep
@@ -151,3 +187,7 @@ class Tally:
         return sum(
             1 for r in self.replies if isinstance(r, NodeReply) and r.status is not Status.OK
         )
+
+
+Answer = Tally | Woke | None
+"""What a driver sends back into a flow: a Tally for a FanOut; Woke (or None) for a Sleep."""

@@ -1,6 +1,6 @@
 """The Redlock flows: acquire, extend, release and check, as generators of effects.
 
-Each flow yields a ``FanOut`` or a ``Sleep``, receives a ``Tally`` (or None after a sleep), and
+Each flow yields a ``FanOut`` or a ``Sleep``, receives a ``Tally`` (``Woke`` or None after a sleep), and
 returns its outcome or raises a ``LockError``. The drivers in ``_sync.py`` and ``_async.py``
 forward effects to the transport and replies back; they make no decision of their own.
 """
@@ -18,7 +18,7 @@ from .._exceptions import (
     QuorumUnreachable,
 )
 from .._options import MutexOptions
-from .effects import Effect, FanOut, NodeReply, Op, Sleep, Status, Tally
+from .effects import Answer, Effect, FanOut, NodeReply, Op, Sleep, Status, Tally, Woke
 from .timing import fanout_deadline_ms, quorum, retry_delay_ms, validity_ms
 
 __all__ = [
@@ -29,17 +29,23 @@ __all__ = [
     "extend",
     "release",
     "retry_after_ms",
+    "take_over",
+    "wake_at_ms",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What a flow works on: the mutex name (for messages), its Redis key and value, N nodes."""
+    """What a flow works on: the mutex name (for messages), its Redis key and value, N nodes.
+
+    ``keys``: every key of a multi-mutex (its fan-outs go through ``family.over_keys``).
+    """
 
     name: str
     key: str
     value: str
     nodes: int
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +57,16 @@ class Extended:
     gone: bool = False
 
 
-def _send(tally: Tally | None) -> Tally:
-    # A FanOut is always answered with a Tally; None only ever answers a Sleep.
-    if tally is None:  # pragma: no cover - a driver bug
-        raise RuntimeError("driver answered a FanOut with None")
+#: A waiter woken early within this many ms of calling lock() waits YOUNG_DEFER_MS before
+#: trying, so that the waiters woken by the same notice who waited longer go first.
+YOUNG_MS = 5
+YOUNG_DEFER_MS = 1
+
+
+def _send(tally: Answer) -> Tally:
+    # A FanOut is always answered with a Tally; None or Woke only ever answer a Sleep.
+    if not isinstance(tally, Tally):  # pragma: no cover - a driver bug
+        raise RuntimeError(f"driver answered a FanOut with {tally!r}")
     return tally
 
 
@@ -66,12 +78,23 @@ def acquire(
     tries: int | None,
     timeout_ms: int | None,
     randrange: Callable[[int, int], int],
-) -> Generator[Effect, Tally | None, int]:
+    waiter: object | None = None,
+) -> Generator[Effect, Answer, int]:
     """Try to take the lock on a quorum; return the monotonic time (ms) its validity ends.
 
-    Makes up to ``tries`` attempts (None: unlimited), sleeping the retry delay between them, and
+    Makes up to ``tries`` attempts (None: unlimited), waiting the retry delay between them, and
     never runs past ``timeout_ms`` from ``now_ms``. After every failed attempt the key is
-    released on all nodes, so no partial acquisition is left behind.
+    released on every node that may hold our value, so no partial acquisition is left behind.
+
+    With ``wake_on_release`` a delay ends early when a release notice for the key arrives or
+    when the failed attempt's replies say a quorum of the holder's keys has expired; the flow
+    then tries at once (a waiter that called lock() less than ``YOUNG_MS`` ago first gives
+    older waiters a ``YOUNG_DEFER_MS`` head start). Such an early attempt does not count as a
+    try: if another waiter wins it, the flow waits out the rest of the same delay. The schedule
+    (``tries`` delays, the longest wait) is the same with and without it. ``waiter`` (a token
+    of this call, given back by the driver when the call ends) goes with every wakeable sleep:
+    within one process a notice then wakes only the oldest waiter of the key, which passes the
+    turn on when it sleeps again or ends.
 
     Raises:
         QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
@@ -83,38 +106,40 @@ def acquire(
     ttl_ms = opts.expiry_ms
     node_deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
     give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
-    attempt = 0
-    while True:
-        attempt += 1
+    begun_ms = now_ms
+
+    def attempt_effect(now_ms: int, early: bool = False) -> FanOut:
         deadline_ms = node_deadline_ms
         if give_up_ms is not None:
             left_ms = max(1, give_up_ms - now_ms)
             deadline_ms = left_ms if deadline_ms is None else min(deadline_ms, left_ms)
-        tally = _send(
-            (
-                yield FanOut(
-                    Op.ACQUIRE,
-                    target.key,
-                    target.value,
-                    ttl_ms=ttl_ms,
-                    deadline_ms=deadline_ms,
-                    stop_at=need if opts.fail_fast else None,
-                )
-            )
+        return FanOut(
+            Op.ACQUIRE,
+            target.key,
+            target.value,
+            ttl_ms=ttl_ms,
+            deadline_ms=deadline_ms,
+            stop_at=need if opts.fail_fast else None,
+            early=early,
         )
-        valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
-        if tally.ok >= need and valid_ms > 0:
-            return tally.finished_ms + valid_ms
 
-        # Step 5 of the algorithm: release on every node, not only those we think we hold.
-        released = _send(
-            (yield FanOut(Op.RELEASE, target.key, target.value, deadline_ms=node_deadline_ms))
-        )
-        now_ms = released.finished_ms
+    def acquired(tally: Tally) -> int | None:
+        valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
+        return tally.finished_ms + valid_ms if tally.ok >= need and valid_ms > 0 else None
+
+    attempt = 0
+    while True:
+        attempt += 1
+        tally = _send((yield attempt_effect(now_ms)))
+        until_ms = acquired(tally)
+        if until_ms is not None:
+            return until_ms
+        now_ms = yield from _clean_up(target, tally, node_deadline_ms)
         if len(tally.errors) > target.nodes - need:
             raise _unreachable(target, tally, need, attempt)
         if tries is not None and attempt >= tries:
-            raise _gave_up(target, tally, released, need, attempt, ttl_ms, valid_ms)
+            valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
+            raise _gave_up(target, tally, need, attempt, ttl_ms, valid_ms)
         delay_ms = retry_delay_ms(
             attempt,
             fixed_s=opts.retry_delay,
@@ -122,9 +147,70 @@ def acquire(
             randrange=randrange,
         )
         if give_up_ms is not None and now_ms + delay_ms >= give_up_ms:
-            raise _timed_out(target, tally, released, need, attempt, timeout_ms or 0)
-        yield Sleep(delay_ms)
-        now_ms += delay_ms
+            raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
+        resume_ms = now_ms + delay_ms
+        if not opts.wake_on_release or delay_ms <= 0:
+            yield Sleep(delay_ms)
+            now_ms = resume_ms
+            continue
+        # Wait out this delay, trying early whenever the lock may have become free.
+        while True:
+            wake_ms = wake_at_ms(tally, target.nodes, resume_ms)
+            held = frozenset(tally.taken) or None  # news: a notice from one of these
+            woke = yield Sleep(max(0, wake_ms - now_ms), target.key, tally.started_ms, held, waiter)
+            now_ms = woke.now_ms if isinstance(woke, Woke) else max(now_ms, wake_ms)
+            if now_ms >= resume_ms:
+                break
+            young = now_ms - begun_ms < YOUNG_MS and now_ms + YOUNG_DEFER_MS < resume_ms
+            defer_ms = YOUNG_DEFER_MS if young else 0
+            if defer_ms and isinstance(woke, Woke):
+                # Older waiters first: a waiter that just arrived lets those woken by the
+                # same notice who waited longer try before it (no queue, only a head start).
+                woke = yield Sleep(defer_ms)
+                now_ms = woke.now_ms if isinstance(woke, Woke) else now_ms + defer_ms
+            tally = _send((yield attempt_effect(now_ms, early=True)))
+            until_ms = acquired(tally)
+            if until_ms is not None:
+                return until_ms
+            # Lost to another waiter (or nodes failed): the scheduled attempt decides.
+            now_ms = yield from _clean_up(target, tally, node_deadline_ms)
+            if give_up_ms is not None and now_ms >= give_up_ms:
+                raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
+
+
+def _clean_up(
+    target: Target, tally: Tally, deadline_ms: int | None
+) -> Generator[Effect, Answer, int]:
+    """Release a failed attempt's key where it may hold our value; return the time after.
+
+    Step 5 of the algorithm. A node that answered TAKEN holds another value (the acquire
+    script re-arms a key that already holds ours and answers OK), so it cannot hold ours and
+    is skipped; nodes that answered OK, failed or were not waited for are released. When every
+    node said TAKEN, nothing is sent: a contended try costs one round trip.
+    """
+    mine = frozenset(
+        i
+        for i, reply in enumerate(tally.replies)
+        if not (isinstance(reply, NodeReply) and reply.status is Status.TAKEN)
+    )
+    if not mine:
+        return tally.finished_ms
+    only = None if len(mine) == target.nodes else mine
+    # The release notices this sends are news only to waiters whose attempt found these nodes
+    # held (by us): split votes, where nobody has a quorum, then end at once.
+    released = _send(
+        (yield FanOut(Op.RELEASE, target.key, target.value, deadline_ms=deadline_ms, only=only))
+    )
+    return released.finished_ms
+
+
+def wake_at_ms(tally: Tally, nodes: int, resume_ms: int) -> int:
+    """Return when to try again at the latest: the end of the delay (``resume_ms``), or
+    earlier when the attempt's replies say a quorum of the holder's keys expires before."""
+    after_ms = retry_after_ms(tally, nodes)
+    if after_ms is None or after_ms <= 0:
+        return resume_ms  # unknown, or free already (then only the delay spaces the tries)
+    return min(resume_ms, tally.finished_ms + after_ms + 1)
 
 
 def extend(
@@ -134,7 +220,7 @@ def extend(
     ttl_ms: int,
     now_ms: int,
     until_ms: int | None,
-) -> Generator[Effect, Tally | None, Extended]:
+) -> Generator[Effect, Answer, Extended]:
     """Reset the TTL of our value on a quorum; return the new validity end (or None).
 
     Refuses, touching no key, once the local validity has run out (``until_ms`` passed), unless
@@ -162,7 +248,43 @@ def extend(
     return Extended(None, gone=tally.not_ours > target.nodes - need)
 
 
-def release(opts: MutexOptions, target: Target) -> Generator[Effect, Tally | None, bool]:
+def take_over(
+    opts: MutexOptions,
+    target: Target,
+    *,
+    replaces: str,
+    now_ms: int,
+) -> Generator[Effect, Answer, int | None]:
+    """Replace the value ``replaces`` with ours on a quorum in one step per node; return the
+    monotonic time (ms) our validity ends, or None.
+
+    One attempt. On failure our value is released on every node, as after a failed acquire;
+    nodes where the swap went through no longer hold ``replaces`` either (a quorum did not hold
+    it, so its holder had lost the lock already, unless nodes failed).
+    """
+    need = quorum(target.nodes)
+    ttl_ms = opts.expiry_ms
+    deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
+    tally = _send(
+        (
+            yield FanOut(
+                Op.SWAP,
+                target.key,
+                target.value,
+                ttl_ms=ttl_ms,
+                deadline_ms=deadline_ms,
+                replaces=replaces,
+            )
+        )
+    )
+    valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
+    if tally.ok >= need and valid_ms > 0:
+        return tally.finished_ms + valid_ms
+    _send((yield FanOut(Op.RELEASE, target.key, target.value, deadline_ms=deadline_ms)))
+    return None
+
+
+def release(opts: MutexOptions, target: Target) -> Generator[Effect, Answer, bool]:
     """Compare-and-delete our value on every node; return True when a quorum deleted it."""
     tally = _send(
         (
@@ -177,7 +299,7 @@ def release(opts: MutexOptions, target: Target) -> Generator[Effect, Tally | Non
     return tally.ok >= quorum(target.nodes)
 
 
-def check(opts: MutexOptions, target: Target) -> Generator[Effect, Tally | None, bool]:
+def check(opts: MutexOptions, target: Target) -> Generator[Effect, Answer, bool]:
     """GET the key on every node; return True when a quorum holds our value."""
     tally = _send(
         (
@@ -221,9 +343,31 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:.3g} s"
 
 
-def _retry_after_s(released: Tally, nodes: int) -> float | None:
-    ms = retry_after_ms(released, nodes)
+def _retry_after_s(tally: Tally, nodes: int) -> float | None:
+    ms = retry_after_ms(tally, nodes)
     return None if ms is None else ms / 1000
+
+
+def _ok_and_retry_after_s(tally: Tally, nodes: int) -> tuple[int, float | None]:
+    """Return the OK count and ``_retry_after_s`` in one pass over the replies (try_lock()
+    builds its LockTaken on every contended try)."""
+    ok = free = 0
+    ttls: list[int] = []
+    for reply in tally.replies:
+        if isinstance(reply, NodeReply):
+            if reply.status is Status.TAKEN:
+                if reply.ttl_ms is not None:
+                    ttls.append(reply.ttl_ms)
+            else:
+                free += 1
+                ok += reply.status is Status.OK
+    missing = quorum(nodes) - free
+    if missing <= 0:
+        return ok, 0.0
+    if len(ttls) < missing:
+        return ok, None
+    ttls.sort()
+    return ok, ttls[missing - 1] / 1000
 
 
 def _describe_errors(errors: tuple[NodeError, ...]) -> str:
@@ -236,7 +380,7 @@ def _unreachable(target: Target, tally: Tally, need: int, attempt: int) -> Quoru
         f"Could not lock {target.name!r}: {len(errors)} of {target.nodes} nodes failed "
         f"({_describe_errors(errors)}), so at most {target.nodes - len(errors)} could agree and "
         f"{need} are needed (attempt {attempt}). Check that the Redis nodes are up and reachable; "
-        "the key was released on every node that answered."
+        "the key was released on every node that might hold it."
     )
     return QuorumUnreachable(target.name, message, attempt, None, errors)
 
@@ -244,22 +388,24 @@ def _unreachable(target: Target, tally: Tally, need: int, attempt: int) -> Quoru
 def _gave_up(
     target: Target,
     tally: Tally,
-    released: Tally,
     need: int,
     attempt: int,
     ttl_ms: int,
     valid_ms: int,
 ) -> LockNotAcquired:
     attempts = f"after {attempt} attempt{'s' if attempt != 1 else ''}"
-    retry_after = _retry_after_s(released, target.nodes)
-    if len(tally.taken) >= need:
+    taken = tally.taken  # once: try_lock() builds this on every contended try
+    if len(taken) >= need:
+        ok, retry_after = _ok_and_retry_after_s(tally, target.nodes)
         when = "" if retry_after is None else f" (free in about {retry_after:.3g} s)"
         message = (
-            f"Could not lock {target.name!r}: {_agreed(tally, need, target.nodes)}, {attempts}; "
-            f"{len(tally.taken)} nodes hold it for another holder{when}. "
+            f"Could not lock {target.name!r}: {ok} of {target.nodes} nodes agreed, {need} "
+            f"needed, {attempts}; "
+            f"{len(taken)} nodes hold it for another holder{when}. "
             "Wait longer (tries=, timeout=) or skip the work with try_lock()."
         )
-        return LockTaken(target.name, message, attempt, retry_after, tally.taken)
+        return LockTaken(target.name, message, attempt, retry_after, taken)
+    retry_after = _retry_after_s(tally, target.nodes)
     if tally.ok >= need:
         message = (
             f"Could not lock {target.name!r} {attempts}: a quorum agreed but the fan-out took "
@@ -279,7 +425,6 @@ def _gave_up(
 def _timed_out(
     target: Target,
     tally: Tally,
-    released: Tally,
     need: int,
     attempt: int,
     timeout_ms: int,
@@ -290,4 +435,4 @@ def _timed_out(
         f"({len(tally.taken)} held by another holder, {len(tally.errors)} failed). "
         "Another holder has it; wait longer or skip the work with try_lock()."
     )
-    return LockTimeout(target.name, message, attempt, _retry_after_s(released, target.nodes))
+    return LockTimeout(target.name, message, attempt, _retry_after_s(tally, target.nodes))

@@ -10,6 +10,7 @@ __all__ = [
     "early_ms",
     "next_extension_ms",
     "retry_or_lost_ms",
+    "within_max_hold",
 ]
 
 #: A held lock is extended every third of its expiry, so two extensions may fail before it ends.
@@ -41,3 +42,14 @@ def retry_or_lost_ms(now_ms: int, until_ms: int | None, expiry_ms: int, gone: bo
     if gone or until_ms is None or now_ms >= until_ms:
         return None
     return min(now_ms + max(10, expiry_ms // RETRY_FRACTION), until_ms)
+
+
+def within_max_hold(now_ms: int, expiry_ms: int, hold_end_ms: int | None) -> bool:
+    """Return True when extending now (by ``expiry_ms``) keeps the lock within ``max_hold``.
+
+    ``hold_end_ms`` is when the lock was acquired plus ``max_hold`` (None: no cap). Extensions
+    are never shortened to fit the cap (a shorter TTL could cut a validity the holder counts
+    on); they stop instead, and the lock expires between a third of an expiry before the cap
+    and the cap.
+    """
+    return hold_end_ms is None or now_ms + expiry_ms <= hold_end_ms

@@ -10,21 +10,24 @@ a late reply is never read as the answer to a later command.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import sys
 import weakref
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from typing import Any, Protocol, overload
 
 from .._algorithm.effects import Batch, FanOut, NodeReply
+from .._algorithm.family import combine_split
 from .._exceptions import NodeError
 from .addresses import redact
 from .clients import Family, family_of
-from .commands import Reply, Single, command, decided, decode, pack
+from .commands import Reply, Single, command, decided, decode, pack, spans_slots, split_batch
 from .memory import MemoryStore
 from .scripts import Script
-from .sync import node_error
+from .sync import batches, node_error, server_version
 
-__all__ = ["AsyncMemoryNode", "AsyncNode", "AsyncRedisNode", "fan_out"]
+__all__ = ["AsyncMemoryNode", "AsyncNode", "AsyncRedisNode", "extend_many", "fan_out"]
 
 
 class AsyncNode(Protocol):
@@ -43,52 +46,156 @@ class AsyncNode(Protocol):
         """Return the server version; raise NodeError when the node fails."""
 
     async def close(self) -> None:
-        """Release what the node owns (connections of clients built from URLs)."""
+        """Close our connections (on every loop) and the clients built from URLs."""
+
+    def close_nowait(self) -> None:
+        """Close our connections from any thread or loop without waiting (sync ``close()``)."""
+
+
+class _LoopConnections:
+    """The connections one pool made on one event loop: all of them, and the idle ones."""
+
+    __slots__ = ("family", "idle", "made", "shutdown")
+
+    def __init__(self, family: Family) -> None:
+        self.family = family
+        self.idle: list[Any] = []
+        self.made: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.shutdown: AsyncGenerator[None, None] | None = None
+
+    async def close_at_shutdown(self) -> None:
+        """Close the idle connections when the loop shuts down, while it still runs.
+
+        A connection cannot outlive its loop, and once the loop is closed its socket can only be
+        shut down, not closed. ``asyncio.run()`` (and ``loop.shutdown_asyncgens()``) finishes
+        every async generator started on the loop before closing it: one waits here for that.
+        """
+        self.shutdown = self._wait_for_shutdown()
+        await anext(self.shutdown)
+
+    async def _wait_for_shutdown(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            idle, self.idle = self.idle, []
+            for conn in idle:
+                with contextlib.suppress(self.family.error, OSError):
+                    await conn.disconnect()
 
 
 class _Connections:
-    """Idle connections of one pool, kept per event loop between calls.
+    """Connections of one pool, each kept by the event loop that made it between calls.
 
     Checking a connection out of a redis-py pool (and ``execute_command``'s retry and
     bookkeeping) costs more than a loopback round trip; a command in flight owns its connection
-    until the reply is read, and a cancelled one is dropped, never reused.
+    until the reply is read, and a cancelled one is dropped, never reused. ``close()`` reaches
+    the connections of every loop, idle or in flight, not only the running loop's.
     """
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         self.family = family_of(pool)
-        self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopConnections] = (
             weakref.WeakKeyDictionary()
         )
 
-    def _free(self) -> list[Any]:
+    def _here(self) -> _LoopConnections:
         loop = asyncio.get_running_loop()
-        free = self._idle.get(loop)
-        if free is None:
-            free = self._idle[loop] = []
-        return free
+        here = self._loops.get(loop)
+        if here is None:
+            # A new loop: a good time to close what loops that ended left behind (an open
+            # connection holds its loop, so they would stay until close()).
+            self._close_ended_loops()
+            here = self._loops[loop] = _LoopConnections(self.family)
+        return here
 
     def take(self) -> Any:
-        free = self._free()
-        if free:
-            return free.pop()
+        here = self._here()
+        if here.idle:
+            return here.idle.pop()
         # No socket timeout: the fan-out's deadline bounds every wait, and redis-py would wrap
         # each send in a timer task.
         kwargs = {**self._pool.connection_kwargs, "socket_timeout": None}
-        return self._pool.connection_class(**kwargs)
+        conn = self._pool.connection_class(**kwargs)
+        here.made.add(conn)
+        return conn
 
     def take_connected(self) -> Any | None:
         """Return an idle connection that is already open, or None."""
-        free = self._free()
+        free = self._here().idle
         return free.pop() if free and free[-1].is_connected else None
 
     def give(self, conn: Any) -> None:
-        self._free().append(conn)
+        self._here().idle.append(conn)
+
+    async def call(self, script: Script | None, args: tuple[Any, ...]) -> Any:
+        """Run one command on an idle connection (a new one when none is idle)."""
+        here = self._here()
+        if here.shutdown is None:  # the first call on this loop
+            await here.close_at_shutdown()
+        conn = self.take()
+        try:
+            raw = await _exchange(conn, self.family, script, args)
+        except BaseException:
+            # Also on cancellation: a reply may still be on its way.
+            await asyncio.shield(conn.disconnect(nowait=True))
+            raise
+        self.give(conn)
+        return raw
 
     async def close(self) -> None:
-        free = self._idle.pop(asyncio.get_running_loop(), [])
-        for conn in free:
-            await conn.disconnect()
+        """Close every connection made on any loop; the running loop's are awaited."""
+        running = asyncio.get_running_loop()
+        for loop, conns in self._forget_all():
+            for conn in conns:
+                if loop is running:
+                    with contextlib.suppress(self.family.error, OSError):
+                        await conn.disconnect()
+                else:
+                    _close_elsewhere(conn, loop)
+
+    def close_nowait(self) -> None:
+        """Close every connection made on any loop without waiting (from any thread)."""
+        for loop, conns in self._forget_all():
+            for conn in conns:
+                _close_elsewhere(conn, loop)
+
+    def _forget_all(self) -> list[tuple[asyncio.AbstractEventLoop, list[Any]]]:
+        """Return every open connection by loop, idle or in flight (a call in flight then fails
+        as a node error); forget the idle ones and the loops that are closed."""
+        found = []
+        for loop, there in list(self._loops.items()):
+            found.append((loop, [conn for conn in there.made if conn.is_connected]))
+            there.idle.clear()
+            if loop.is_closed():
+                del self._loops[loop]
+        return found
+
+    def _close_ended_loops(self) -> None:
+        for loop, there in list(self._loops.items()):
+            if loop.is_closed():
+                del self._loops[loop]
+                for conn in list(there.made):
+                    _close_elsewhere(conn, loop)
+
+
+def _close_elsewhere(conn: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Close ``conn``, a connection of ``loop``, from outside that loop and without waiting.
+
+    The socket is shut down at once, so the server drops the connection now. A loop that is
+    running (in another thread) then disconnects it; the descriptor of a connection whose loop
+    is not running is released when the connection is collected.
+    """
+    writer = conn._writer
+    if writer is None:
+        return
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    if loop.is_running():
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            asyncio.run_coroutine_threadsafe(conn.disconnect(nowait=True), loop)
 
 
 async def _exchange(conn: Any, family: Family, script: Script | None, args: tuple[Any, ...]) -> Any:
@@ -143,8 +250,10 @@ class _Exchange:
 
     async def arrived(self) -> bool:
         """Return True when the reply is already buffered (reading it will not wait)."""
+        # redis-py 8 renamed can_read_destructive() to can_read() (the old name warns).
+        can_read = getattr(self.conn, "can_read", None) or self.conn.can_read_destructive
         try:
-            return bool(await self.conn.can_read_destructive())
+            return bool(await can_read())
         except Exception:  # noqa: BLE001 - a broken connection: finish() will say how
             return True
 
@@ -167,19 +276,23 @@ class AsyncRedisNode:
             # Keys of a batch live in different slots of a cluster: one command each.
             replies = [await self.run(item) for item in effect.effects]
             return tuple(r for r in replies if isinstance(r, NodeReply))
-        script, args = command(effect)
+        if self._connections is None and spans_slots(effect, self.client.keyslot):
+            assert isinstance(effect, FanOut)  # batches were split above
+            steps = combine_split(effect, self.client.keyslot)
+            part = next(steps)
+            while True:
+                reply = await self.run(part)
+                assert isinstance(reply, NodeReply)  # a single FanOut decodes to one reply
+                try:
+                    part = steps.send(reply)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+        script, args = command(effect, sharded=self._connections is None)
         try:
             if self._connections is None:
                 raw = await self._through_client(script, args)
             else:
-                conn = self._connections.take()
-                try:
-                    raw = await _exchange(conn, self.family, script, args)
-                except BaseException:
-                    # Also on cancellation: a reply may still be on its way.
-                    await asyncio.shield(conn.disconnect(nowait=True))
-                    raise
-                self._connections.give(conn)
+                raw = await self._connections.call(script, args)
             return decode(effect, raw)
         except Exception as exc:
             raise node_error(self, exc) from exc
@@ -214,6 +327,8 @@ class AsyncRedisNode:
 
     async def ping(self) -> str:
         try:
+            if self._connections is not None:  # our connection: the client's pool stays unused
+                return server_version(await self._connections.call(None, ("INFO", "server")))
             info = await self.client.info("server")
         except Exception as exc:
             raise node_error(self, exc) from exc
@@ -225,8 +340,13 @@ class AsyncRedisNode:
     async def close(self) -> None:
         if self._connections is not None:
             await self._connections.close()
-        if self._owned:
+        if self._owned:  # a client the user passed in keeps its pool
             await self.client.aclose()
+
+    def close_nowait(self) -> None:
+        # An owned client's pool has no connection to close: only our connections are used.
+        if self._connections is not None:
+            self._connections.close_nowait()
 
 
 class AsyncMemoryNode:
@@ -249,6 +369,9 @@ class AsyncMemoryNode:
         return "memory"
 
     async def close(self) -> None:
+        """Memory stores live as long as the process."""
+
+    def close_nowait(self) -> None:
         """Memory stores live as long as the process."""
 
 
@@ -283,6 +406,8 @@ async def fan_out(
     direct: dict[int, _Exchange] = {}
     tasks: dict[asyncio.Task[NodeReply | tuple[NodeReply, ...]], int] = {}
     for i in order if order is not None else range(len(nodes)):
+        if effect.only is not None and i not in effect.only:
+            continue
         try:
             exchange = None if stop_at is not None else await nodes[i].start(effect)
         except NodeError as failed:
@@ -323,6 +448,22 @@ async def fan_out(
         for task in pending:
             task.cancel()
     return tuple(replies)
+
+
+async def extend_many(
+    nodes: Sequence[AsyncNode], effects: Sequence[FanOut]
+) -> list[tuple[Single, ...]]:
+    """Send several EXTEND fan-outs in as few round trips as the scripts allow; return each
+    one's replies (in node order). Never raises for node failures."""
+    replies: list[tuple[Single, ...]] = [()] * len(effects)
+    for indexes, call in batches(effects):
+        if isinstance(call, Batch):
+            carried = split_batch(call, await fan_out(nodes, call))
+        else:
+            carried = [await fan_out(nodes, call)]
+        for i, each in zip(indexes, carried, strict=True):
+            replies[i] = each
+    return replies
 
 
 def _late(node: AsyncNode, deadline_ms: int | None) -> NodeError:

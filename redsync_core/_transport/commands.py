@@ -5,7 +5,8 @@ Shared by the sync and asyncio transports so that both speak exactly the same pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 
 from .._algorithm.effects import (
     MISSING,
@@ -19,8 +20,25 @@ from .._algorithm.effects import (
     ScanPage,
     Status,
 )
+from .._algorithm.family import combine_split
 from .._exceptions import NodeError
-from .scripts import EXTEND, EXTEND_MANY, INSPECT, RELEASE, SCAN_PAGE, Script, decode_foreign_ttl
+from .scripts import (
+    ACQUIRE,
+    ACQUIRE_ALL,
+    ACQUIRE_ANY,
+    DELETE,
+    EXTEND,
+    EXTEND_ALL,
+    EXTEND_MANY,
+    GET_ALL,
+    INSPECT,
+    RELEASE,
+    RELEASE_ALL,
+    SCAN_PAGE,
+    SWAP,
+    Script,
+    decode_foreign_ttl,
+)
 
 __all__ = [
     "Reply",
@@ -29,7 +47,10 @@ __all__ = [
     "command",
     "decided",
     "decode",
+    "drive_split",
+    "notice_payload",
     "pack",
+    "spans_slots",
     "split_batch",
 ]
 
@@ -48,10 +69,20 @@ class UnexpectedReply(ValueError):
     """A node answered with a reply of the wrong type (a misbehaving or foreign server)."""
 
 
-def command(effect: FanOut | Batch) -> tuple[Script | None, tuple[Arg, ...]]:
+def notice_payload(value: str) -> str:
+    """Return the payload of a release notice: a short digest of the released value.
+
+    The same release reaches a waiter once per node; equal payloads let it count them as one.
+    The value itself is never published (it lets its holder release the lock).
+    """
+    return hashlib.blake2s(value.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+
+
+def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | None, tuple[Arg, ...]]:
     """Return the script (or None) and the arguments that carry out ``effect`` on one node.
 
-    With a script, the arguments follow the script name: ``numkeys, key, argv...``.
+    With a script, the arguments follow the script name: ``numkeys, key, argv...``. Deletes
+    publish a release notice, on a sharded channel when ``sharded`` (Redis Cluster).
     """
     if isinstance(effect, Batch):
         items = effect.effects
@@ -60,19 +91,43 @@ def command(effect: FanOut | Batch) -> tuple[Script | None, tuple[Arg, ...]]:
             argv += [item.value, item.ttl_ms]
         return EXTEND_MANY, (len(items), *(item.key for item in items), *argv)
     op = effect.op
+    if op in _MULTI_KEY:
+        return _multi_key_command(effect)
     if op is Op.ACQUIRE:
-        return None, ("SET", effect.key, effect.value, "NX", "PX", effect.ttl_ms)
+        return ACQUIRE, (1, effect.key, effect.value, effect.ttl_ms)
     if op is Op.RELEASE:
-        return RELEASE, (1, effect.key, effect.value)
+        notice = "s" if sharded else "p"
+        return RELEASE, (1, effect.key, effect.value, notice, notice_payload(effect.value))
     if op is Op.EXTEND:
         return EXTEND, (1, effect.key, effect.value, effect.ttl_ms, "1" if effect.set_nx else "0")
+    if op is Op.SWAP:
+        return SWAP, (1, effect.key, effect.replaces, effect.value, effect.ttl_ms)
     if op is Op.INSPECT:
         return INSPECT, (1, effect.key)
     if op is Op.DELETE:
-        return None, ("DEL", effect.key)
+        return DELETE, (1, effect.key, "s" if sharded else "p", "forced")
     if op is Op.SCAN:
         return SCAN_PAGE, (0, effect.cursor, effect.key, effect.count, MAX_LISTED_VALUE)
     return None, ("GET", effect.key)
+
+
+_MULTI_KEY = {
+    Op.ACQUIRE_ANY: ACQUIRE_ANY,
+    Op.ACQUIRE_ALL: ACQUIRE_ALL,
+    Op.RELEASE_ALL: RELEASE_ALL,
+    Op.EXTEND_ALL: EXTEND_ALL,
+    Op.GET_ALL: GET_ALL,
+}
+
+
+def _multi_key_command(effect: FanOut) -> tuple[Script, tuple[Arg, ...]]:
+    keys = effect.keys or (effect.key,)
+    argv: tuple[Arg, ...] = (effect.value,)
+    if effect.op in (Op.ACQUIRE_ANY, Op.ACQUIRE_ALL):
+        argv += (effect.ttl_ms,)
+    elif effect.op is Op.EXTEND_ALL:
+        argv += (effect.ttl_ms, "1" if effect.set_nx else "0")
+    return _MULTI_KEY[effect.op], (len(keys), *keys, *argv)
 
 
 def _pack_python(*args: Arg) -> bytes:
@@ -129,12 +184,8 @@ def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply
             raise UnexpectedReply(f"unexpected reply {reply!r:.40} to a batch extension")
         return tuple(decode_script_code(code) for code in reply)
     op = effect.op
-    if op is Op.ACQUIRE:
-        if reply is None:
-            return TAKEN
-        if reply is True or _text(reply) == "OK":
-            return OK
-        raise UnexpectedReply(f"unexpected reply {reply!r:.40} to SET NX")
+    if op is Op.ACQUIRE_ANY:
+        return _decode_acquire_any(effect, reply)
     if op is Op.GET:
         if reply is None:
             return MISSING
@@ -151,6 +202,16 @@ def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply
     if op is Op.SCAN:
         return NodeReply(Status.OK, page=_decode_scan_page(reply))
     return decode_script_code(reply)
+
+
+def _decode_acquire_any(effect: FanOut, reply: object) -> NodeReply:
+    """Decode ACQUIRE_ANY: i >= 1 took ``keys[i - 1]``; negative: every key held by others."""
+    count = len(effect.keys or (effect.key,))
+    if not isinstance(reply, int) or isinstance(reply, bool) or reply == 0 or reply > count:
+        raise UnexpectedReply(f"unexpected reply {reply!r:.40} to the permit script")
+    if reply > 0:
+        return NodeReply(Status.OK, slot=reply - 1)
+    return NodeReply(Status.TAKEN, decode_foreign_ttl(reply))
 
 
 def _decode_inspect(effect: FanOut, reply: object) -> NodeReply:
@@ -199,3 +260,24 @@ def decided(replies: Sequence[Reply], stop_at: int) -> bool:
             elif r.status is Status.TAKEN:
                 taken += 1
     return ok >= stop_at or taken >= stop_at
+
+
+def spans_slots(effect: FanOut | Batch, slot_of: Callable[[str], int]) -> bool:
+    """Return True for a multi-key fan-out whose keys live in several Redis Cluster slots."""
+    if isinstance(effect, Batch) or len(effect.keys) < 2:
+        return False
+    first = slot_of(effect.keys[0])
+    return any(slot_of(key) != first for key in effect.keys[1:])
+
+
+def drive_split(
+    effect: FanOut, slot_of: Callable[[str], int], run: Callable[[FanOut], NodeReply]
+) -> NodeReply:
+    """Carry out a multi-key ``effect`` one slot at a time with ``run`` (see ``combine_split``)."""
+    steps = combine_split(effect, slot_of)
+    part = next(steps)
+    while True:
+        try:
+            part = steps.send(run(part))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]

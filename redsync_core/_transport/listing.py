@@ -210,6 +210,9 @@ class _AsyncPage:
     async def close(self) -> None:
         """The node belongs to its AsyncRedsync."""
 
+    def close_nowait(self) -> None:
+        """The node belongs to its AsyncRedsync."""
+
 
 async def list_keys_async(
     nodes: Sequence[AsyncNode],

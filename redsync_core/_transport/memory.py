@@ -39,9 +39,11 @@ class MemoryStore:
         key, value = effect.key, effect.value
         with self._lock:
             now = monotonic_ms()
+            if effect.keys:
+                return self._apply_keys(effect, now)
             entry = self._live(key, now)
             if effect.op is Op.ACQUIRE:
-                if entry is not None:
+                if entry is not None and entry[0] != value:
                     return self._foreign(entry, now)
                 self._data[key] = (value, now + effect.ttl_ms)
                 return OK
@@ -55,6 +57,9 @@ class MemoryStore:
                 return OK if self._data.pop(key, None) is not None else MISSING
             if effect.op is Op.SCAN:
                 return NodeReply(Status.OK, page=self._scan(effect, now))
+            if effect.op is Op.SWAP and entry is not None and entry[0] == effect.replaces:
+                self._data[key] = (value, now + effect.ttl_ms)
+                return OK
             if entry is None:
                 if effect.op is Op.EXTEND and effect.set_nx:
                     self._data[key] = (value, now + effect.ttl_ms)
@@ -64,7 +69,7 @@ class MemoryStore:
                 return self._foreign(entry, now)
             if effect.op is Op.RELEASE:
                 del self._data[key]
-            elif effect.op is Op.EXTEND:
+            elif effect.op in (Op.EXTEND, Op.SWAP):
                 self._data[key] = (value, now + effect.ttl_ms)
             return OK
 
@@ -84,6 +89,44 @@ class MemoryStore:
                 KeyState(key, "string", value, None if expires is None else expires - now_ms)
             )
         return ScanPage(end if end < len(keys) else 0, tuple(page))
+
+    def _apply_keys(self, effect: FanOut, now: int) -> NodeReply:
+        """Carry out a command on several keys, as the scripts in ``scripts.py`` do."""
+        value, ttl_ms = effect.value, effect.ttl_ms
+        entries = [self._live(key, now) for key in effect.keys]
+        foreign = [(i, e) for i, e in enumerate(entries) if e is not None and e[0] != value]
+        if effect.op is Op.ACQUIRE_ANY:
+            usable = [i for i, entry in enumerate(entries) if entry is None or entry[0] == value]
+            if not usable:
+                ttls = [e[1] - now for _, e in foreign if e[1] is not None]
+                return NodeReply(Status.TAKEN, min(ttls) if ttls else None)
+            slot = usable[0]
+            self._data[effect.keys[slot]] = (value, now + ttl_ms)
+            return NodeReply(Status.OK, slot=slot)
+        if effect.op is Op.ACQUIRE_ALL:
+            if foreign:
+                expiries = [e[1] for _, e in foreign]
+                if None in expiries:
+                    return NodeReply(Status.TAKEN)
+                return NodeReply(Status.TAKEN, max(e for e in expiries if e is not None) - now)
+            for key in effect.keys:
+                self._data[key] = (value, now + ttl_ms)
+            return OK
+        missing = False
+        for key, entry in zip(effect.keys, entries, strict=True):
+            if entry is None:
+                if effect.op is Op.EXTEND_ALL and effect.set_nx:
+                    self._data[key] = (value, now + ttl_ms)
+                else:
+                    missing = True
+            elif entry[0] == value:
+                if effect.op is Op.RELEASE_ALL:
+                    del self._data[key]
+                elif effect.op is Op.EXTEND_ALL:
+                    self._data[key] = (value, now + ttl_ms)
+        if foreign:
+            return self._foreign(foreign[-1][1], now)
+        return MISSING if missing else OK
 
     def clear(self) -> None:
         """Forget every key."""

@@ -2,6 +2,11 @@
 
 Replies other than 1 and 0 encode the other holder's remaining TTL as ``-2 - PTTL``: -1 means a
 foreign key without expiry, -2 - t means a foreign key that expires in t ms.
+
+Release notices: a script that deletes a lock publishes on the channel named like the key
+(channels are a namespace apart from keys), with PUBLISH or, on Redis Cluster, SPUBLISH (a
+sharded channel lives in the key's slot). ``redis.pcall`` keeps a refused publish (ACL
+NOPERM) from failing the delete: notices are hints for waiters, never part of the lock.
 """
 
 from __future__ import annotations
@@ -10,12 +15,20 @@ import hashlib
 from dataclasses import dataclass, field
 
 __all__ = [
+    "ACQUIRE",
+    "ACQUIRE_ALL",
+    "ACQUIRE_ANY",
+    "DELETE",
     "EXTEND",
+    "EXTEND_ALL",
     "EXTEND_MANY",
+    "GET_ALL",
     "INSPECT",
     "RELEASE",
+    "RELEASE_ALL",
     "SCAN_PAGE",
     "SCAN_PAGE_CLUSTER",
+    "SWAP",
     "Script",
     "decode_foreign_ttl",
 ]
@@ -33,14 +46,53 @@ class Script:
         object.__setattr__(self, "sha", digest)
 
 
+ACQUIRE = Script(
+    """-- set-if-free, telling when the other holder's key expires
+-- KEYS[1]: the lock key; ARGV[1]: our value; ARGV[2]: TTL in ms
+-- returns 1: set (or it already held our value: TTL re-armed); <0: another value, -2 - PTTL
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return -2 - redis.call('PTTL', KEYS[1])
+"""
+)
+
 RELEASE = Script(
-    """-- compare-and-delete
+    """-- compare-and-delete, then a release notice
 -- KEYS[1]: the lock key; ARGV[1]: our value
+-- ARGV[2]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[3]: the notice's payload
 -- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL
 local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if v == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  if ARGV[2] == 'p' then
+    redis.pcall('PUBLISH', KEYS[1], ARGV[3])
+  elseif ARGV[2] == 's' then
+    redis.pcall('SPUBLISH', KEYS[1], ARGV[3])
+  end
+  return 1
+end
 if not v then return 0 end
 return -2 - redis.call('PTTL', KEYS[1])
+"""
+)
+
+DELETE = Script(
+    """-- delete whatever the value (forced release by an operator), then a release notice
+-- KEYS[1]: the lock key
+-- ARGV[1]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[2]: the notice's payload
+-- returns 1: deleted; 0: no such key
+local n = redis.call('DEL', KEYS[1])
+if n == 1 then
+  if ARGV[1] == 'p' then
+    redis.pcall('PUBLISH', KEYS[1], ARGV[2])
+  elseif ARGV[1] == 's' then
+    redis.pcall('SPUBLISH', KEYS[1], ARGV[2])
+  end
+end
+return n
 """
 )
 
@@ -84,6 +136,21 @@ return out
 """
 )
 
+SWAP = Script(
+    """-- compare-and-set: take a lock over from the holder of another value
+-- KEYS[1]: the lock key; ARGV[1]: the value taken over; ARGV[2]: our value; ARGV[3]: TTL in ms
+-- returns 1: now our value (also when it already was); 0: no such key; <0: another value,
+-- -2 - PTTL
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] or v == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+if not v then return 0 end
+return -2 - redis.call('PTTL', KEYS[1])
+"""
+)
+
 INSPECT = Script(
     """-- read a lock for status tools
 -- KEYS[1]: the lock key
@@ -113,6 +180,118 @@ return out
 
 # A cluster master refuses scripts that touch keys of several slots unless they say they do.
 SCAN_PAGE_CLUSTER = Script("#!lua flags=allow-cross-slot-keys\n" + SCAN_PAGE.source)
+
+
+# --- several keys at once: semaphore permits and multi-mutexes ------------------------------
+# A node runs each of these atomically, so one round trip per node covers every key (on Redis
+# Cluster only when the keys share a hash slot; the transport splits them otherwise).
+
+ACQUIRE_ANY = Script(
+    """-- take one semaphore permit: the first key of KEYS that is free or holds our value already
+-- KEYS: the permit keys, in the order to try; ARGV[1]: our value; ARGV[2]: TTL in ms
+-- returns i >= 1: KEYS[i] now holds our value with that TTL; <0: every key holds another
+--   value, -2 - the smallest PTTL among them (-1: none of them expires)
+local soonest = -1
+for i, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if not v or v == ARGV[1] then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    return i
+  end
+  local t = redis.call('PTTL', key)
+  if t >= 0 and (soonest < 0 or t < soonest) then soonest = t end
+end
+if soonest < 0 then return -1 end
+return -2 - soonest
+"""
+)
+
+ACQUIRE_ALL = Script(
+    """-- take every key or none (a multi-mutex on one node)
+-- KEYS: the lock keys; ARGV[1]: our value; ARGV[2]: TTL in ms
+-- returns 1: every key holds our value; <0: some key holds another value and none was set,
+--   -2 - the longest PTTL among those keys (-1: one of them never expires)
+local longest = nil
+for _, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if v and v ~= ARGV[1] then
+    local t = redis.call('PTTL', key)
+    if t < 0 then return -1 end
+    if not longest or t > longest then longest = t end
+  end
+end
+if longest then return -2 - longest end
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+)
+
+_ALL_VERDICT = """
+if foreign then return foreign end
+if missing then return 0 end
+return 1
+"""
+
+RELEASE_ALL = Script(
+    """-- compare-and-delete every key (keys holding another value are left alone)
+-- KEYS: the lock keys; ARGV[1]: our value
+-- returns 1: every key held our value; 0: some key was missing; <0: some key holds another
+--   value, -2 - its PTTL
+local missing, foreign = false, nil
+for _, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if v == ARGV[1] then
+    redis.call('DEL', key)
+  elseif not v then
+    missing = true
+  else
+    foreign = -2 - redis.call('PTTL', key)
+  end
+end"""
+    + _ALL_VERDICT
+)
+
+EXTEND_ALL = Script(
+    """-- compare-and-PEXPIRE every key (with ARGV[3] == '1': SET NX PX the missing ones)
+-- KEYS: the lock keys; ARGV[1]: our value; ARGV[2]: TTL in ms; ARGV[3]: '1' or '0'
+-- returns 1: every key holds our value (TTL reset); 0: some key was missing; <0: some key
+--   holds another value, -2 - its PTTL
+local missing, foreign = false, nil
+for _, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if v == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+  elseif not v then
+    if ARGV[3] == '1' then
+      redis.call('SET', key, ARGV[1], 'PX', ARGV[2], 'NX')
+    else
+      missing = true
+    end
+  else
+    foreign = -2 - redis.call('PTTL', key)
+  end
+end"""
+    + _ALL_VERDICT
+)
+
+GET_ALL = Script(
+    """-- compare every key with our value
+-- KEYS: the lock keys; ARGV[1]: our value
+-- returns 1: every key holds our value; 0: some key is missing; <0: some key holds another
+--   value, -2 - its PTTL
+local missing, foreign = false, nil
+for _, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if not v then
+    missing = true
+  elseif v ~= ARGV[1] then
+    foreign = -2 - redis.call('PTTL', key)
+  end
+end"""
+    + _ALL_VERDICT
+)
 
 
 def decode_foreign_ttl(code: int) -> int | None:

@@ -16,7 +16,7 @@ import select
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol, overload
 
 import redis
@@ -26,11 +26,22 @@ from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
 from .addresses import redact
 from .clients import Family, family_of
-from .commands import Reply, Single, UnexpectedReply, command, decided, decode, pack
+from .commands import (
+    Reply,
+    Single,
+    UnexpectedReply,
+    command,
+    decided,
+    decode,
+    drive_split,
+    pack,
+    spans_slots,
+    split_batch,
+)
 from .memory import MemoryStore
 from .scripts import Script
 
-__all__ = ["ClusterNode", "MemoryNode", "RedisNode", "SyncNode", "fan_out"]
+__all__ = ["ClusterNode", "MemoryNode", "RedisNode", "SyncNode", "extend_many", "fan_out"]
 
 #: A connection with more late replies than this is closed instead of waited for.
 MAX_UNANSWERED = 64
@@ -69,7 +80,7 @@ class SyncNode(Protocol):
         """Return the server version; raise NodeError when the node does not answer in time."""
 
     def close(self) -> None:
-        """Release what the node owns (connections of clients built from URLs)."""
+        """Close our connections (every thread's) and the clients built from URLs."""
 
 
 def node_error(node: SyncNode | Any, exc: BaseException | str) -> NodeError:
@@ -87,7 +98,8 @@ class _Lease:
 
     Checking a connection out of a redis-py pool costs more than a loopback round trip, so each
     thread keeps its own (built from the pool's connection class and arguments). It connects
-    on first use within the fan-out's budget and is closed when the thread ends.
+    on first use within the fan-out's budget and is closed by ``close()`` from any thread, or
+    when the thread ends.
 
     Nothing here waits for a node's reply: the connection setup (AUTH, HELLO, CLIENT SETNAME,
     SELECT) is pipelined in front of the first command and its replies are checked before
@@ -95,13 +107,21 @@ class _Lease:
     handshake. Replies we stopped waiting for are read and dropped before the next command.
     """
 
-    __slots__ = ("conn", "family", "handshake", "pid", "unanswered")
+    __slots__ = ("__weakref__", "conn", "family", "handshake", "pid", "unanswered")
 
     def __init__(self, pool: Any) -> None:
         self.pid = os.getpid()
         self.family: Family = family_of(pool)
         self.conn = pool.connection_class(**pool.connection_kwargs)
-        setattr(self.conn, self.family.connect_hook, self._pipeline_setup)
+        # Through a weak reference: a cycle would keep the socket open after the thread ends.
+        lease = weakref.ref(self)
+
+        def setup(conn: Any) -> None:
+            this = lease()
+            if this is not None:
+                this._pipeline_setup(conn)
+
+        setattr(self.conn, self.family.connect_hook, setup)
         self.handshake = 0  # setup replies due before the next command's reply
         self.unanswered = 0  # replies of commands we stopped waiting for (deadline, fail fast)
 
@@ -188,32 +208,53 @@ class _Lease:
             self.handshake = self.unanswered = 0
             raise
 
-    def __del__(self) -> None:
+    def close(self) -> None:
+        """Close the connection (from any thread: a call in flight on it fails as a node error).
+
+        The next command connects again.
+        """
         if self.pid == os.getpid():  # never close a socket a forked child inherited
             with contextlib.suppress(Exception):
                 self.conn.disconnect()
+        self.handshake = self.unanswered = 0
+
+    def __del__(self) -> None:
+        self.close()
 
 
-class _Leases(threading.local):
-    """The calling thread's lease on each pool; a lease goes when its pool goes."""
-
+class _ThreadLeases(threading.local):
     def __init__(self) -> None:
         self.by_pool: weakref.WeakKeyDictionary[Any, _Lease] = weakref.WeakKeyDictionary()
 
+
+class _Leases:
+    """The connections one node opened: one per thread and pool, closable from any thread.
+
+    A lease goes when its thread ends or its pool goes; ``close()`` closes the leases of every
+    live thread (the calling thread's lease alone would leave the others open until collected).
+    """
+
+    def __init__(self) -> None:
+        self._local = _ThreadLeases()
+        self._all: weakref.WeakSet[_Lease] = weakref.WeakSet()
+        self._all_lock = threading.Lock()
+
     def lease(self, pool: Any) -> _Lease:
-        lease = self.by_pool.get(pool)
+        """Return the calling thread's lease on ``pool``, made on first use."""
+        by_pool = self._local.by_pool
+        lease = by_pool.get(pool)
         if lease is None or lease.pid != os.getpid():
-            lease = self.by_pool[pool] = _Lease(pool)
+            lease = by_pool[pool] = _Lease(pool)
+            with self._all_lock:
+                self._all.add(lease)
         return lease
 
-    def drop(self, pool: Any) -> None:
-        """Close this thread's connection to ``pool`` (``Redsync.close()``)."""
-        lease = self.by_pool.pop(pool, None)
-        if lease is not None and lease.pid == os.getpid():
-            lease.conn.disconnect()
-
-
-_leases = _Leases()
+    def close(self) -> None:
+        """Close every thread's connections; each thread connects again on its next command."""
+        with self._all_lock:
+            leases = list(self._all)
+        for lease in leases:
+            lease.close()
 
 
 class _Call:
@@ -313,9 +354,14 @@ def _credentials(conn: Any) -> tuple[str, ...]:
     return (password,) if password else ()
 
 
-def _send(node: SyncNode, pool: Any, effect: FanOut | Batch, budget_s: float | None) -> _Call:
-    script, args = command(effect)
-    lease = _leases.lease(pool)
+def _send(
+    node: SyncNode,
+    lease: _Lease,
+    effect: FanOut | Batch,
+    budget_s: float | None,
+    sharded: bool = False,
+) -> _Call:
+    script, args = command(effect, sharded)
     packed = pack(*args) if script is None else pack("EVALSHA", script.sha, *args)
     lease.send(packed, budget_s)
     return _Call(node, lease, effect, script, args)
@@ -330,15 +376,17 @@ class RedisNode:
         self.address = address
         self.client = client
         self._owned = owned
+        self._leases = _Leases()
 
     def connected(self, effect: FanOut | Batch) -> bool:
-        return _leases.lease(self.client.connection_pool).connected
+        return self._leases.lease(self.client.connection_pool).connected
 
     def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
-        return _send(self, self.client.connection_pool, effect, budget_s)
+        lease = self._leases.lease(self.client.connection_pool)
+        return _send(self, lease, effect, budget_s)
 
     def ping(self, timeout_s: float) -> str:
-        lease = _leases.lease(self.client.connection_pool)
+        lease = self._leases.lease(self.client.connection_pool)
         deadline = time.monotonic() + timeout_s
         try:
             lease.send(pack("INFO", "server"), timeout_s)
@@ -347,7 +395,7 @@ class RedisNode:
                 if left <= 0 or not lease.conn.can_read(timeout=left):
                     lease.unanswered += 1
                     raise node_error(self, f"no reply within {timeout_s:g} s")
-            return _server_version(_read(lease.conn))
+            return server_version(_read(lease.conn))
         except NodeError:
             raise
         except Exception as exc:
@@ -356,8 +404,8 @@ class RedisNode:
             raise node_error(self, exc) from exc
 
     def close(self) -> None:
-        _leases.drop(self.client.connection_pool)
-        if self._owned:
+        self._leases.close()
+        if self._owned:  # a client the user passed in keeps its pool
             self.client.close()
 
 
@@ -370,6 +418,7 @@ class ClusterNode:
         self.address = address
         self.client = client
         self.family = family_of(client)
+        self._leases = _Leases()  # to each master, for commands that need no redirection
 
     def connected(self, effect: FanOut | Batch) -> bool:
         return True  # the cluster client keeps its own connections
@@ -378,16 +427,19 @@ class ClusterNode:
         if isinstance(effect, Batch):
             # Keys of a batch live in different slots: one command each, through the client.
             return tuple(self._through_client(item) for item in effect.effects)
+        if spans_slots(effect, self.client.keyslot):
+            return drive_split(effect, self.client.keyslot, self._through_client)
         target = self.client.get_node_from_key(effect.key)
         connection = getattr(target, self.family.cluster_connection, None)
         if connection is None:
             return self._through_client(effect)
-        call = _send(self, connection.connection_pool, effect, budget_s)
+        lease = self._leases.lease(connection.connection_pool)
+        call = _send(self, lease, effect, budget_s, sharded=True)
         return _ClusterCall(self, call)
 
     def _through_client(self, effect: FanOut) -> NodeReply:
         """Run the command through the cluster client, which follows MOVED/ASK redirections."""
-        script, args = command(effect)
+        script, args = command(effect, sharded=True)
         if script is None:
             raw = self.client.execute_command(*args)
         else:
@@ -401,12 +453,13 @@ class ClusterNode:
 
     def ping(self, timeout_s: float) -> str:
         try:
-            return _server_version(self.client.info("server", target_nodes=self.client.RANDOM))
+            return server_version(self.client.info("server", target_nodes=self.client.RANDOM))
         except Exception as exc:
             raise node_error(self, exc) from exc
 
     def close(self) -> None:
-        """Cluster clients are always the caller's: nothing to release."""
+        """Close our connections to the masters; the cluster client is always the caller's."""
+        self._leases.close()
 
 
 class _ClusterCall:
@@ -466,7 +519,8 @@ class MemoryNode:
         """Memory stores live as long as the process."""
 
 
-def _server_version(info: Any) -> str:
+def server_version(info: Any) -> str:
+    """Return ``redis_version`` from an INFO reply (text or parsed), or ``"?"``."""
     if isinstance(info, dict):
         return str(info.get("redis_version", "?"))
     if not isinstance(info, (bytes, str)):  # INFO answers text: this node is not a Redis
@@ -491,7 +545,6 @@ def fan_out(
     nodes: Sequence[SyncNode],
     effect: FanOut,
     order: Sequence[int] | None = ...,
-    now: Callable[[], float] = ...,
 ) -> tuple[Single, ...]: ...
 
 
@@ -500,7 +553,6 @@ def fan_out(
     nodes: Sequence[SyncNode],
     effect: Batch,
     order: Sequence[int] | None = ...,
-    now: Callable[[], float] = ...,
 ) -> tuple[Reply, ...]: ...
 
 
@@ -508,24 +560,25 @@ def fan_out(
     nodes: Sequence[SyncNode],
     effect: FanOut | Batch,
     order: Sequence[int] | None = None,
-    now: Callable[[], float] = time.monotonic,
 ) -> tuple[Reply, ...]:
     """Send ``effect`` to every node at once and collect one reply per node (in node order).
 
     Returns when every node answered, ``effect.deadline_ms`` passed (the rest become
     NodeErrors), or, with ``effect.stop_at``, when that many nodes agreed either way (the rest
-    stay None). Never raises for node failures.
+    stay None). Nodes left out by ``effect.only`` stay None. Never raises for node failures.
     """
     replies: list[Reply] = [None] * len(nodes)
     budget_s = None if effect.deadline_ms is None else effect.deadline_ms / 1000
-    deadline = None if budget_s is None else now() + budget_s
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     inflight: dict[int, Any] = {}
     indexes = list(order if order is not None else range(len(nodes)))
+    if effect.only is not None:
+        indexes = [i for i in indexes if i in effect.only]
     # Nodes with an open connection first: opening one may take a little of the budget.
     indexes.sort(key=lambda i: not nodes[i].connected(effect))
     for i in indexes:
         node = nodes[i]
-        left = None if deadline is None else max(0.001, deadline - now())
+        left = None if deadline is None else max(0.001, deadline - time.monotonic())
         try:
             started = node.begin(effect, left)
         except Exception as exc:  # noqa: BLE001 - see _FAILURES
@@ -541,7 +594,7 @@ def fan_out(
             for call in inflight.values():
                 call.abandon()
             break
-        ready = _wait(inflight, None if deadline is None else deadline - now())
+        ready = _wait(inflight, None if deadline is None else deadline - time.monotonic())
         if not ready:
             for i, call in inflight.items():
                 call.abandon()
@@ -563,6 +616,38 @@ def fan_out(
             else:
                 inflight[i] = result
     return tuple(replies)
+
+
+def batches(effects: Sequence[FanOut]) -> list[tuple[list[int], FanOut | Batch]]:
+    """Plan several EXTEND fan-outs as few calls: plain extensions go as one Batch (one
+    script call per node); those that may SET NX or span several keys, or a lone one, go by
+    themselves.
+
+    Returns each call with the indexes (in ``effects``) of the extensions it carries.
+    """
+    plain = [i for i, effect in enumerate(effects) if not effect.set_nx and not effect.keys]
+    calls: list[tuple[list[int], FanOut | Batch]] = [
+        ([i], effect) for i, effect in enumerate(effects) if i not in plain or len(plain) == 1
+    ]
+    if len(plain) > 1:
+        deadlines = [effects[i].deadline_ms for i in plain]
+        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        calls.append((plain, Batch(tuple(effects[i] for i in plain), deadline)))
+    return calls
+
+
+def extend_many(nodes: Sequence[SyncNode], effects: Sequence[FanOut]) -> list[tuple[Single, ...]]:
+    """Send several EXTEND fan-outs in as few round trips as the scripts allow; return each
+    one's replies (in node order). Never raises for node failures."""
+    replies: list[tuple[Single, ...]] = [()] * len(effects)
+    for indexes, call in batches(effects):
+        if isinstance(call, Batch):
+            carried = split_batch(call, fan_out(nodes, call))
+        else:
+            carried = [fan_out(nodes, call)]
+        for i, each in zip(indexes, carried, strict=True):
+            replies[i] = each
+    return replies
 
 
 def _wait(inflight: dict[int, Any], timeout_s: float | None) -> list[int]:

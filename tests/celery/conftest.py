@@ -22,6 +22,8 @@ POOLS = {  # pool type -> (concurrency, worker processes)
     "prefork": (3, 1),
     "threads": (3, 1),
     "solo": (1, 2),  # solo runs one task per process: two processes make duplicates meet
+    "gevent": (3, 1),
+    "eventlet": (3, 1),
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 from celery import Celery
-from celery.exceptions import Retry
+from celery.exceptions import Ignore, Reject, Retry
 
 from redsync_celery import SingletonTask
 from redsync_celery.signals import lock_busy, lock_lost
@@ -123,11 +123,65 @@ def work_hard_limit_stubborn(self: Any, key: str, seconds: float = 1.0, fail: bo
 
 @lock_busy.connect
 def _record_busy(sender: Any = None, **info: Any) -> None:
-    journal.set(
-        f"busy:{info['task_id']}", json.dumps({k: v for k, v in info.items() if k != "signal"})
-    )
+    event = json.dumps({k: v for k, v in info.items() if k != "signal"})
+    if info["action"] == "duplicate":  # sent by apply_async in the caller: no task id yet
+        journal.rpush(f"duplicate:{info['lock_name']}", event)
+    else:
+        journal.set(f"busy:{info['task_id']}", event)
 
 
 @lock_lost.connect
 def _record_lost(sender: Any = None, **info: Any) -> None:
     journal.set(f"lost:{info['task_id']}", info["lock_name"])
+
+
+# --- lock_scope="queue" and lock_hold_after ------------------------------------------------
+
+
+@app.task(base=SingletonTask, bind=True, lock_scope="queue", lock_expiry=5)
+def work_queue(self: Any, key: str, seconds: float = 1.0, fail: bool = False) -> str:
+    return body(self, key, seconds, fail)
+
+
+@app.task(base=SingletonTask, bind=True, lock_scope="queue", lock_on_duplicate="raise")
+def work_queue_raise(self: Any, key: str, seconds: float = 1.0, fail: bool = False) -> str:
+    return body(self, key, seconds, fail)
+
+
+@app.task(base=SingletonTask, bind=True, lock_scope="queue", lock_expiry=5, max_retries=2)
+def work_queue_end(self: Any, key: str, how: str = "ok") -> str:
+    """Ends as ``how`` says: ok, fail, ignore, reject, retry (retries twice, countdown 1 s,
+    then succeeds) or exhaust (retries until max_retries runs out)."""
+    note(key, event="attempt", id=self.request.id, retries=self.request.retries,
+         holder=self.request.lock.value)  # fmt: skip
+    if how == "fail":
+        raise ValueError(f"failing on purpose: {key}")
+    if how == "ignore":
+        raise Ignore()
+    if how == "reject":
+        raise Reject("rejecting on purpose", requeue=False)
+    if how == "retry" and self.request.retries < 2:
+        raise self.retry(countdown=1)
+    if how == "exhaust":
+        raise self.retry(countdown=0.5, exc=ValueError(f"retries exhausted: {key}"))
+    return key
+
+
+@app.task(base=SingletonTask, bind=True, lock_hold_after=3)
+def work_throttled(self: Any, key: str, seconds: float = 0.2, fail: bool = False) -> str:
+    return body(self, key, seconds, fail)
+
+
+@app.task(base=SingletonTask, bind=True, lock_scope="queue", lock_hold_after=3)
+def work_queue_throttled(self: Any, key: str, seconds: float = 0.2, fail: bool = False) -> str:
+    return body(self, key, seconds, fail)
+
+
+@app.task(base=SingletonTask, bind=True, lock_expiry=60, soft_time_limit=1)
+def work_soft_limit(self: Any, key: str, seconds: float = 1.0, fail: bool = False) -> str:
+    return body(self, key, seconds, fail)
+
+
+@app.task(base=SingletonTask, bind=True, lock_scope="queue", lock_expiry=60)
+def work_queue_crash(self: Any, key: str, seconds: float = 1.0, fail: bool = False) -> str:
+    return body(self, key, seconds, fail)

@@ -1,5 +1,5 @@
 """Duplicates of a running singleton task never overlap, whatever the pool: prefork with
-three children, threads, and two solo worker processes (real workers, real Redis)."""
+three children, threads, two solo worker processes and gevent (real workers, real Redis)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rs_celery_workers import eventually
 RESULT_TIMEOUT = 90.0  # seconds; the machine is shared and slow
 
 
-@pytest.fixture(scope="module", params=["prefork", "threads", "solo"])
+@pytest.fixture(scope="module", params=["prefork", "threads", "solo", "gevent", "eventlet"])
 def pool(request: pytest.FixtureRequest, celery_env: Any) -> str:
     celery_env.workers(request.param)
     return str(request.param)

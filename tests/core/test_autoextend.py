@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import functools
 import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from redsync_core import AsyncRedsync, LockLost, Redsync
+from redsync_core import AsyncRedsync, LockLost, Redsync, _autoextend
+from redsync_core._algorithm.flows import Target
+from redsync_core._autoextend import sync_scheduler
+from redsync_core._clock import monotonic_ms
+from redsync_core._options import MutexOptions
+from redsync_core._transport import sync as sync_transport
+from redsync_core._transport.build import build_sync_nodes
 from redsync_core.testing import RedisServer, wait_child
 
 
@@ -156,3 +165,120 @@ def test_a_forked_child_never_touches_the_parents_lock(redis_nodes: list[RedisSe
         time.sleep(1.2)  # longer than the expiry: only the parent extends it
         assert parent_lock.valid()
         assert parent_lock.unlock()
+
+
+def extension_calls(servers: list[RedisServer]) -> list[int]:
+    """Count the script calls (EVALSHA and EVAL) each node ran since its stats were reset."""
+    counts = []
+    for server in servers:
+        client = server.client()
+        try:
+            stats = client.info("commandstats")
+            counts.append(
+                sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "eval"))
+            )
+        finally:
+            client.close()
+    return counts
+
+
+def reset_stats(servers: list[RedisServer]) -> None:
+    for server in servers:
+        client = server.client()
+        try:
+            client.config_resetstat()
+        finally:
+            client.close()
+
+
+def test_extensions_due_together_go_out_as_one_call_per_node(
+    redis_nodes: list[RedisServer],
+) -> None:
+    with Redsync(urls(redis_nodes)) as rs:
+        mutexes = [rs.new_mutex(f"batch:{i}", expiry=0.9, auto_extend=True) for i in range(40)]
+        for mutex in mutexes:
+            mutex.lock()
+        reset_stats(redis_nodes)
+        time.sleep(1.6)  # about five extensions of every lock
+        calls = extension_calls(redis_nodes)
+        assert not any(m.lost for m in mutexes)
+        # One call per lock and extension would be about 200 per node.
+        assert all(0 < n <= 40 for n in calls), calls
+        assert all(m.unlock() for m in mutexes)
+
+
+async def test_async_extensions_due_together_go_out_as_one_call_per_node(
+    redis_nodes: list[RedisServer],
+) -> None:
+    async with AsyncRedsync(urls(redis_nodes)) as rs:
+        mutexes = [rs.new_mutex(f"abatch:{i}", expiry=0.9, auto_extend=True) for i in range(40)]
+        for mutex in mutexes:
+            await mutex.lock()
+        reset_stats(redis_nodes)
+        await asyncio.sleep(1.6)
+        calls = extension_calls(redis_nodes)
+        assert not any(m.lost for m in mutexes)
+        assert all(0 < n <= 40 for n in calls), calls
+        assert all([await m.unlock() for m in mutexes])
+
+
+class HandHeld:
+    """A lock set by hand, renewed through nothing but the ``Renewable`` protocol."""
+
+    def __init__(self, key: str, value: str, expiry_ms: int, nodes: int) -> None:
+        self.options = MutexOptions.build({"expiry": expiry_ms / 1000})
+        self.live = True
+        self.until_ms: int | None = monotonic_ms() + expiry_ms // 2
+        self.hold_end_ms: int | None = None
+        self._target = Target(key, key, value, nodes)
+        self.extensions = 0
+        self.reasons: list[str] = []
+
+    def target(self) -> Target:
+        return self._target
+
+    def extended(self, until_ms: int) -> None:
+        self.until_ms = until_ms
+        self.extensions += 1
+
+    def extend_report(self, ok: bool, elapsed_ms: int) -> None:
+        return None  # nobody listens to a lock set by hand
+
+    def lost(self, reason: str) -> None:
+        self.reasons.append(reason)
+
+
+def test_the_scheduler_renews_any_renewable_through_the_fan_out_it_is_given(
+    redis_nodes: list[RedisServer],
+) -> None:
+    nodes = build_sync_nodes(urls(redis_nodes))
+    clients = [server.client() for server in redis_nodes]
+    try:
+        for client in clients:
+            client.set("by-hand", "v1", px=1000)
+        held = HandHeld("by-hand", "v1", 1000, len(nodes))
+        sync_scheduler().add(held, functools.partial(sync_transport.extend_many, nodes))
+        time.sleep(2.5)
+        assert held.extensions >= 5
+        assert held.reasons == []
+        assert all(int(client.pttl("by-hand")) > 0 for client in clients)
+        clients[0].delete("by-hand")
+        clients[1].delete("by-hand")  # a quorum no longer holds it
+        assert wait_until(lambda: held.reasons, timeout=2.0)
+        assert held.reasons == ["a quorum of nodes no longer holds our value"]
+        held.live = False
+    finally:
+        for client in clients:
+            client.close()
+        for node in nodes:
+            node.close()
+
+
+def test_the_scheduler_imports_no_driver_no_transport_and_no_redis() -> None:
+    tree = ast.parse(Path(_autoextend.__file__).read_text(encoding="utf-8"))
+    modules = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    modules += [
+        a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names
+    ]
+    tops = {module.split(".")[0] for module in modules}
+    assert tops.isdisjoint({"_sync", "_async", "_transport", "redis"}), sorted(tops)

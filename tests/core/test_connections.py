@@ -1,11 +1,20 @@
-"""How the sync transport keeps its connections: restarts, paused nodes, late replies."""
+"""How the transport keeps its connections: restarts, paused nodes, late replies, close()."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
+import threading
 import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
-from redsync_core import Redsync
-from redsync_core.testing import RedisServer
+import pytest
+
+from redsync_core import AsyncRedsync, Redsync
+from redsync_core.testing import LocalRedisCluster, RedisServer
 
 
 def test_a_restarted_node_is_reconnected_without_losing_a_vote(
@@ -51,3 +60,283 @@ def test_a_paused_node_costs_one_deadline_then_fails_fast_until_it_answers(
         assert rs.inspect("paused-3").nodes[0].holder == third.value
         assert third.unlock()
         assert first.unlock()
+
+
+async def test_async_replies_that_arrived_before_the_deadline_still_count(
+    redis_nodes: list[RedisServer], recwarn: pytest.WarningsRecorder
+) -> None:
+    async with AsyncRedsync([s.url for s in redis_nodes], expiry=20.0, tries=1) as ars:
+        warm = ars.new_mutex("warm")
+        assert await warm.try_lock()  # idle open connections: their replies are read in turn
+        assert await warm.unlock()
+        redis_nodes[0].pause()  # read first, it holds up the others' replies until the deadline
+        try:
+            mutex = ars.new_mutex("cut-short")
+            assert await mutex.try_lock()  # nodes 1 and 2 answered in time: 2 of 3
+        finally:
+            redis_nodes[0].resume()
+        assert await mutex.unlock()
+    assert [str(w.message) for w in recwarn if w.category is DeprecationWarning] == []
+
+
+# --- close() ------------------------------------------------------------------------------------
+# Each test names its connections (client_name) and counts them with CLIENT LIST on every node.
+# The garbage collector is off throughout: close() itself must close them, from any thread or loop.
+
+
+@pytest.fixture
+def ours() -> Iterator[str]:
+    """A client name no other test uses; the garbage collector stays off during the test."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield f"redsync-close-{uuid.uuid4().hex[:8]}"
+    finally:
+        gc.enable()
+
+
+def connections_named(servers: list[RedisServer], name: str) -> list[int]:
+    """Count, on each node, the connections that CLIENT LIST shows under ``name``."""
+    counts = []
+    for server in servers:
+        admin = server.client()
+        try:
+            counts.append(sum(1 for c in admin.client_list() if c.get("name") == name))
+        finally:
+            admin.close()
+    return counts
+
+
+def settled(servers: list[RedisServer], name: str, expected: list[int]) -> list[int]:
+    """Return the counts once they equal ``expected``; a server sees a close a moment later."""
+    deadline = time.monotonic() + 2.0
+    counts = connections_named(servers, name)
+    while counts != expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+        counts = connections_named(servers, name)
+    return counts
+
+
+def lock_and_unlock(rs: Redsync, name: str) -> None:
+    mutex = rs.new_mutex(name)
+    assert mutex.try_lock()
+    assert mutex.unlock()
+
+
+@contextlib.contextmanager
+def live_threads(count: int, work: Callable[[int], None]) -> Iterator[None]:
+    """Run ``work(i)`` in ``count`` threads that stay alive until the block ends."""
+    ready = threading.Barrier(count + 1)
+    finish = threading.Event()
+
+    def run(i: int) -> None:
+        try:
+            work(i)
+        finally:
+            ready.wait()
+            finish.wait()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    try:
+        yield
+    finally:
+        finish.set()
+        for thread in threads:
+            thread.join()
+
+
+@contextlib.contextmanager
+def loop_in_thread() -> Iterator[asyncio.AbstractEventLoop]:
+    """Run an event loop in another thread for the duration of the block."""
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join()
+        loop.close()
+
+
+async def lock_and_unlock_async(ars: AsyncRedsync, name: str) -> None:
+    mutex = ars.new_mutex(name)
+    assert await mutex.try_lock()
+    assert await mutex.unlock()
+
+
+def test_close_closes_the_connections_of_every_thread(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    rs = Redsync([s.url for s in redis_nodes], client_options={"client_name": ours})
+    with live_threads(4, lambda i: lock_and_unlock(rs, f"job-{i}")):
+        assert connections_named(redis_nodes, ours) == [4, 4, 4]
+        rs.close()
+        assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+    lock_and_unlock(rs, "after-close")  # a closed Redsync connects again when used
+    assert connections_named(redis_nodes, ours) == [1, 1, 1]
+    rs.close()
+
+
+def test_a_thread_that_ends_closes_its_connections(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    rs = Redsync([s.url for s in redis_nodes], client_options={"client_name": ours})
+    worker = threading.Thread(target=lock_and_unlock, args=(rs, "short-lived"))
+    worker.start()
+    worker.join()
+    assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]  # not waiting for the collector
+    rs.close()
+
+
+def test_close_keeps_the_pool_of_a_client_the_user_passed_in(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    clients = [s.client(client_name=ours) for s in redis_nodes]
+    try:
+        for client in clients:
+            assert client.ping()  # the user's own pooled connection
+        rs = Redsync(clients)
+        with live_threads(2, lambda i: lock_and_unlock(rs, f"theirs-{i}")):
+            assert connections_named(redis_nodes, ours) == [3, 3, 3]  # theirs + ours
+            rs.close()
+            assert settled(redis_nodes, ours, [1, 1, 1]) == [1, 1, 1]
+        assert all(client.ping() for client in clients)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def run_and_close_by_hand(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` on a new loop and close it without ``asyncio.run()``'s shutdown steps."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(work)
+    finally:
+        loop.close()
+
+
+async def test_async_close_keeps_the_pool_of_a_client_the_user_passed_in(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    clients = [s.async_client(client_name=ours) for s in redis_nodes]
+    try:
+        for client in clients:
+            assert await client.ping()  # the user's own pooled connection
+        ars = AsyncRedsync(clients)
+        await lock_and_unlock_async(ars, "theirs")
+        assert connections_named(redis_nodes, ours) == [2, 2, 2]  # theirs + ours
+        await ars.close()
+        assert settled(redis_nodes, ours, [1, 1, 1]) == [1, 1, 1]
+        for client in clients:
+            assert await client.ping()
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+def test_close_closes_our_connections_to_the_masters_of_a_cluster(
+    redis_cluster: LocalRedisCluster, ours: str
+) -> None:
+    masters = redis_cluster.servers
+    client = redis_cluster.client(client_name=ours)
+    try:
+        theirs = connections_named(masters, ours)  # the client's own (some redis-py versions)
+        rs = Redsync([client])
+        with live_threads(2, lambda i: lock_and_unlock(rs, f"cluster-close-{i}")):
+            # One per thread, on the master that owns its key.
+            assert sum(connections_named(masters, ours)) == sum(theirs) + 2
+            rs.close()
+            assert settled(masters, ours, theirs) == theirs
+        assert client.ping()  # the cluster client is the user's, and still works
+    finally:
+        client.close()
+
+
+async def test_async_close_closes_the_connections_of_every_loop(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    ars = AsyncRedsync([s.url for s in redis_nodes], client_options={"client_name": ours})
+    await lock_and_unlock_async(ars, "here")
+    with loop_in_thread() as running:
+        work = lock_and_unlock_async(ars, "running")
+        asyncio.run_coroutine_threadsafe(work, running).result(timeout=10)
+        # A loop closed by hand in another thread: its idle connection is left to close().
+        ended = threading.Thread(
+            target=run_and_close_by_hand, args=(lock_and_unlock_async(ars, "ended"),)
+        )
+        ended.start()
+        ended.join()
+        assert connections_named(redis_nodes, ours) == [3, 3, 3]
+        await ars.close()
+        assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+        work = lock_and_unlock_async(ars, "after-close")  # and connects again when used
+        asyncio.run_coroutine_threadsafe(work, running).result(timeout=10)
+        assert connections_named(redis_nodes, ours) == [1, 1, 1]
+        await ars.close()
+        assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+
+
+def test_asyncio_run_closes_the_connections_of_its_loop(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    ars = AsyncRedsync([s.url for s in redis_nodes], client_options={"client_name": ours})
+    for i in range(3):  # e.g. a sync program calling asyncio.run() once per job
+        asyncio.run(lock_and_unlock_async(ars, f"job-{i}"))
+        assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+
+
+def test_connections_of_loops_closed_by_hand_do_not_pile_up(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    ars = AsyncRedsync([s.url for s in redis_nodes], client_options={"client_name": ours})
+    for i in range(4):
+        run_and_close_by_hand(lock_and_unlock_async(ars, f"job-{i}"))
+        # The next loop closes what the last one left: only the last loop's connection stays.
+        assert settled(redis_nodes, ours, [1, 1, 1]) == [1, 1, 1]
+    asyncio.run(ars.close())
+    assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+
+
+def test_sync_close_closes_the_async_twins_it_built(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    rs = Redsync([s.url for s in redis_nodes], client_options={"client_name": ours})
+
+    async def use_twin(name: str) -> None:
+        await lock_and_unlock_async(rs.asyncio(), name)
+
+    lock_and_unlock(rs, "sync")
+    run_and_close_by_hand(use_twin("ended-loop"))
+    with loop_in_thread() as running:
+        asyncio.run_coroutine_threadsafe(use_twin("running-loop"), running).result(timeout=10)
+        assert connections_named(redis_nodes, ours) == [3, 3, 3]
+        rs.close()
+        assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+
+
+async def test_async_close_closes_its_sync_twin_in_every_thread(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    ars = AsyncRedsync([s.url for s in redis_nodes], client_options={"client_name": ours})
+    twin = ars.sync()
+    with live_threads(2, lambda i: lock_and_unlock(twin, f"job-{i}")):
+        assert connections_named(redis_nodes, ours) == [2, 2, 2]
+        await ars.close()
+        assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+
+
+async def test_sync_close_inside_the_twins_running_loop(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    rs = Redsync([s.url for s in redis_nodes], client_options={"client_name": ours})
+    await lock_and_unlock_async(rs.asyncio(), "same-loop")
+    assert connections_named(redis_nodes, ours) == [1, 1, 1]
+    rs.close()  # cannot await here: the twin's connections are closed without waiting
+    await asyncio.sleep(0.05)  # the loop runs the disconnects scheduled on it
+    assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+    await lock_and_unlock_async(rs.asyncio(), "after-close")  # and the twin connects again
+    rs.close()

@@ -332,3 +332,21 @@ def test_error_kind_is_short_and_stable(reason: str, kind: str) -> None:
     from redsync_core import NodeError
 
     assert hooks_internal.error_kind(NodeError(0, "redis://h:1", reason)) == kind
+
+
+# --- semaphores and multi-mutexes -----------------------------------------------------------
+
+
+async def test_semaphores_and_multi_mutexes_send_lock_and_unlock_events(
+    rsx: Any, recorder: Recorder
+) -> None:
+    sem = rsx.new_semaphore("hooked-sem", 2)
+    multi = rsx.new_multi_mutex(["hooked-a", "hooked-b"])
+    for lock in (sem, multi):
+        await settle(lock.lock())
+        await settle(lock.unlock())
+    assert recorder.kinds() == ["lock", "unlock", "lock", "unlock"]
+    locks = recorder.of("lock")
+    assert [event.mutex for event in locks] == [sem, multi]
+    assert all(event.outcome == "acquired" and event.attempts == 1 for event in locks)
+    assert all(event.released for event in recorder.of("unlock"))

@@ -12,21 +12,41 @@ from typing import Any
 
 import pytest
 
-from redsync_core import AsyncMutex, AsyncRedsync, LockTaken, Mutex, Redsync
+from redsync_core import (
+    AsyncMultiMutex,
+    AsyncMutex,
+    AsyncRedsync,
+    AsyncSemaphore,
+    LockTaken,
+    MultiMutex,
+    Mutex,
+    Redsync,
+    Semaphore,
+)
 from redsync_core.testing import memory_urls
 
 PAIRS = [
     pytest.param(Redsync, AsyncRedsync, id="Redsync-AsyncRedsync"),
     pytest.param(Mutex, AsyncMutex, id="Mutex-AsyncMutex"),
+    pytest.param(Semaphore, AsyncSemaphore, id="Semaphore-AsyncSemaphore"),
+    pytest.param(MultiMutex, AsyncMultiMutex, id="MultiMutex-AsyncMultiMutex"),
 ]
 
-ONLY_SYNC = {Redsync: {"asyncio"}, Mutex: set()}
-ONLY_ASYNC = {AsyncRedsync: {"sync"}, AsyncMutex: set()}
+ONLY_SYNC = {Redsync: {"asyncio"}, Mutex: set(), Semaphore: set(), MultiMutex: set()}
+ONLY_ASYNC = {
+    AsyncRedsync: {"sync"},
+    AsyncMutex: set(),
+    AsyncSemaphore: set(),
+    AsyncMultiMutex: set(),
+}
 CONTEXT = {"__enter__": "__aenter__", "__exit__": "__aexit__"}
 
+MUTEX_AWAITABLE = {"lock", "try_lock", "unlock", "extend", "valid", "take_over", "release_after"}
 AWAITABLE = {
     AsyncRedsync: {"ping", "inspect", "force_release", "list_locks", "release_listed", "close"},
-    AsyncMutex: {"lock", "try_lock", "unlock", "extend", "valid"},
+    AsyncMutex: MUTEX_AWAITABLE,
+    AsyncSemaphore: MUTEX_AWAITABLE | {"acquire", "try_acquire", "release"},
+    AsyncMultiMutex: MUTEX_AWAITABLE,
 }
 
 
@@ -37,7 +57,7 @@ def public_names(cls: type) -> set[str]:
 def normalize(annotation: object) -> str:
     """Make the twins' annotations comparable: AsyncMutex -> Mutex, AsyncHold -> Hold..."""
     text = annotation if isinstance(annotation, str) else repr(annotation)
-    return re.sub(r"\bAsync(Mutex|Redsync|Hold)\b", r"\1", text)
+    return re.sub(r"\bAsync(Mutex|Redsync|Hold|Semaphore|MultiMutex)\b", r"\1", text)
 
 
 def shape(func: Any) -> tuple[Any, ...]:

@@ -1,5 +1,6 @@
 """The Celery example (example_projects/celery_app) runs as its README says: a real prefork
-worker on throwaway Redis servers (one broker, three lock nodes), and eager mode in-process."""
+worker on throwaway Redis servers (one broker, three lock nodes), two real beat processes with
+the leader scheduler, and eager mode in-process."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from redsync_core.testing import RedisServerGroup
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "example_projects" / "celery_app"
 sys.path.insert(0, str(REPO / "tests" / "celery"))  # the shared worker launcher
+from rs_celery_beat import Beat  # noqa: E402
 from rs_celery_workers import Worker, eventually  # noqa: E402
 
 RESULT_TIMEOUT = 120.0  # seconds; the machine is shared and slow
@@ -42,6 +44,9 @@ def example_env(servers: RedisServerGroup) -> dict[str, str]:
     return {
         "CELERY_BROKER_URL": broker.url.rsplit("/", 1)[0] + "/1",
         "REDSYNC_URLS": ",".join(node.url for node in nodes),
+        "BILLING_BEAT_INTERVAL": "1",  # seconds: short, for the test
+        "BILLING_BEAT_LOCK_EXPIRY": "3",
+        "BILLING_DIGEST_WINDOW": "3",
     }
 
 
@@ -106,6 +111,62 @@ def test_a_duplicate_reminder_runs_after_the_first(billing: ModuleType, worker: 
         first.get(timeout=RESULT_TIMEOUT) == second.get(timeout=RESULT_TIMEOUT) == "reminded carol"
     )
     assert int(billing.ledger.get("reminders:carol")) == 2
+
+
+def test_a_duplicate_close_is_never_queued(billing: ModuleType, worker: Worker) -> None:
+    billing.ledger.delete("closes:erin")
+    first = billing.close_books.delay("erin")
+    second = billing.close_books.delay("erin")
+    assert second.id == first.id  # nothing was sent: the caller got the queued task
+    assert second.get(timeout=RESULT_TIMEOUT) == "closed erin"
+    assert int(billing.ledger.get("closes:erin")) == 1
+    assert billing.close_books.delay("erin").id != first.id  # done: a new close is queued
+    eventually(lambda: int(billing.ledger.get("closes:erin") or 0) == 2, RESULT_TIMEOUT)
+
+
+def test_a_digest_is_sent_at_most_once_per_window(billing: ModuleType, worker: Worker) -> None:
+    billing.ledger.delete("digests:frank")
+    first = billing.send_digest.delay("frank")
+    assert first.get(timeout=RESULT_TIMEOUT) == "digest for frank"
+    within = billing.send_digest.delay("frank")  # the window is 3 s here
+    assert within.id == first.id
+    assert within.get(timeout=5) == "digest for frank"
+    lock = Redsync(billing.app.conf.redsync_urls, key_prefix="billing:")
+    eventually(lambda: lock.inspect("digest:frank").holder is None, 3 + 10)
+    lock.close()
+    after = billing.send_digest.delay("frank")
+    assert after.id != first.id
+    assert after.get(timeout=RESULT_TIMEOUT) == "digest for frank"
+    assert int(billing.ledger.get("digests:frank")) == 2
+
+
+def test_beat_on_two_hosts_sends_from_one_and_fails_over(
+    billing: ModuleType, worker: Worker, example_env: dict[str, str]
+) -> None:
+    scheduler = "redsync_celery.beat:LeaderScheduler"
+    beats = [
+        Beat("billing", scheduler, env=example_env, pythonpath=[str(EXAMPLE)], cwd=str(EXAMPLE))
+    ]
+    try:
+        leader = beats[0]
+        leader.wait_for("beat: leading")
+        beats.append(
+            Beat("billing", scheduler, env=example_env, pythonpath=[str(EXAMPLE)], cwd=str(EXAMPLE))
+        )
+        standby = beats[1]
+        standby.wait_for("beat: standing by")
+        before = int(billing.ledger.get("interest_runs") or 0)
+        eventually(lambda: int(billing.ledger.get("interest_runs") or 0) >= before + 2, 60)
+        assert "Sending due task accrue-interest" not in standby.log()
+        leader.kill()
+        standby.wait_for("beat: leading", timeout=3 + 30)
+        at_take_over = int(billing.ledger.get("interest_runs") or 0)
+        eventually(lambda: int(billing.ledger.get("interest_runs") or 0) >= at_take_over + 2, 60)
+        log = standby.log()
+        assert "Sending due task accrue-interest" not in log[: log.index("beat: leading")]
+    finally:
+        for beat in beats:
+            beat.cleanup()
 
 
 def test_eager_mode_takes_the_same_locks(billing: ModuleType) -> None:

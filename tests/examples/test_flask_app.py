@@ -88,6 +88,20 @@ def test_the_async_export_route(app: Flask) -> None:
     assert "Retry-After" in busy.headers
 
 
+def test_the_render_route_admits_two_requests_at_once(app: Flask) -> None:
+    core = app.extensions["redsync"]
+    first = core.new_semaphore("render", 2, expiry=20.0)
+    first.acquire()
+    assert app.test_client().post("/invoices/1/render").status_code == 200  # a permit is free
+    second = core.new_semaphore("render", 2, expiry=20.0)
+    second.acquire()
+    try:
+        assert app.test_client().post("/invoices/1/render").status_code == 409
+    finally:
+        first.release()
+        second.release()
+
+
 def test_the_scheduled_job_runs_once_across_workers(
     app: Flask, caplog: pytest.LogCaptureFixture
 ) -> None:

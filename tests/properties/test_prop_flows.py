@@ -8,9 +8,10 @@ elapsed time and the retry sleeps. Checked for any mix:
 - quorum is a strict majority;
 - the validity never exceeds the expiry and a success always has validity left;
 - no success once the validity ran out;
-- a failed attempt is always followed by a RELEASE fan-out of the same key and value (to every
-  node: a fan-out has no node filter);
-- ``tries`` is respected, and ``timeout`` bounds the whole call (plus the final release);
+- a failed attempt is followed by a RELEASE fan-out of the same key and value to every node that
+  did not answer TAKEN (a TAKEN node holds another value), and by none when all said TAKEN;
+- ``tries`` is respected (early attempts woken by a notice or the holder's expiry are not
+  tries), and ``timeout`` bounds the whole call (plus the final release);
 - the outcome is the documented one: QuorumUnreachable, LockTaken, LockTimeout, LockNotAcquired.
 """
 
@@ -59,6 +60,7 @@ OPTIONS = st.builds(
     drift_factor=st.sampled_from([0.0, 0.01, 0.1, 0.5]),
     timeout_factor=st.sampled_from([0.0, 0.01, 0.05, 0.5]),
     fail_fast=st.booleans(),
+    wake_on_release=st.booleans(),
 )
 
 
@@ -154,19 +156,38 @@ def test_acquire_properties(
                 assert step.at_ms + effect.deadline_ms <= start + max(timeout_ms, 1)
             last = i == len(steps) - 1
             if not (last and error is None):
-                # A failed attempt: the very next effect releases on every node.
-                nxt = steps[i + 1].effect
-                assert isinstance(nxt, FanOut)
-                assert nxt.op is Op.RELEASE
-                assert (nxt.key, nxt.value) == ("orders:42", "our-value")
+                # A failed attempt: release where our value may be, at once.
+                mine = {
+                    n
+                    for n, r in enumerate(step.tally.replies)  # type: ignore[union-attr]
+                    if not (isinstance(r, NodeReply) and r.status is Status.TAKEN)
+                }
+                nxt = steps[i + 1].effect if not last else None
+                if mine:
+                    assert isinstance(nxt, FanOut)
+                    assert nxt.op is Op.RELEASE
+                    assert (nxt.key, nxt.value) == ("orders:42", "our-value")
+                    assert set(nxt.only if nxt.only is not None else range(nodes)) == mine
+                else:
+                    assert not (isinstance(nxt, FanOut) and nxt.op is Op.RELEASE)
         if isinstance(effect, Sleep):
-            if opts.retry_delay is not None:
-                assert effect.ms == round(opts.retry_delay * 1000)
+            low, high = (
+                (50, 249) if opts.retry_delay is None else (round(opts.retry_delay * 1000),) * 2
+            )
+            if opts.wake_on_release:
+                assert effect.ms <= high  # may end early; never later than the delay
+                if effect.key is not None:
+                    assert effect.key == "orders:42"
+                    assert effect.since_ms == acquires_before(steps, i)[-1].tally.started_ms  # type: ignore[union-attr]
             else:
-                assert 50 <= effect.ms < 250
+                assert effect.key is None
+                assert low <= effect.ms <= high
 
-    if opts.tries is not None:
-        assert len(acquires) <= opts.tries
+    # Early attempts (woken before the delay ended) are not tries: only without wake-ups is
+    # every attempt a try.
+    tries_made = len(acquires) if not opts.wake_on_release else None
+    if opts.tries is not None and tries_made is not None:
+        assert tries_made <= opts.tries
     if timeout_ms is not None:
         # The whole call: the timeout, then at most one release fan-out.
         release_ms = node_deadline if node_deadline is not None else 3 * max(ttl, 1)
@@ -187,7 +208,11 @@ def test_acquire_properties(
         return
 
     assert isinstance(error, LockNotAcquired)
-    assert error.attempts == len(acquires)
+    if tries_made is not None:
+        assert error.attempts == tries_made
+    else:
+        assert error.attempts <= len(acquires)
+        assert opts.tries is None or error.attempts <= opts.tries
     if errors(last_tally) > nodes - need:
         assert type(error) is QuorumUnreachable
     elif opts.tries is not None and len(acquires) >= opts.tries:
@@ -197,9 +222,19 @@ def test_acquire_properties(
             assert type(error) is LockNotAcquired
     else:
         assert type(error) is LockTimeout
-    # No partial acquisition left behind: the flow ended right after a release.
-    assert isinstance(steps[-1].effect, FanOut)
-    assert steps[-1].effect.op is Op.RELEASE
+    # No partial acquisition left behind: the flow ended right after a release, or after an
+    # attempt that every node refused (nothing of ours anywhere).
+    final = steps[-1]
+    assert isinstance(final.effect, FanOut)
+    if final.effect.op is Op.ACQUIRE:
+        assert final.tally is not None
+        assert len(final.tally.taken) == nodes
+    else:
+        assert final.effect.op is Op.RELEASE
+
+
+def acquires_before(steps: list[Step], i: int) -> list[Step]:
+    return [s for s in steps[:i] if isinstance(s.effect, FanOut) and s.effect.op is Op.ACQUIRE]
 
 
 @SETTINGS

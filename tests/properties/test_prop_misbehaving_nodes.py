@@ -6,10 +6,9 @@ included, with one canned reply. With three such nodes ``lock()`` must fail with
 such node next to two healthy ones the lock works and nothing is left behind. ``ping()`` and
 ``inspect()`` must report, not raise.
 
-Two replies cannot be told from real answers to ``SET NX``: ``+OK`` is a yes vote (three such
-nodes grant the lock; their wrong-type replies to the release script still make ``unlock()``
-return False), and the RESP3 null is how Redis says "the key exists" (``LockTaken``). Every
-other reply makes the node a failed one: ``QuorumUnreachable`` listing all three nodes.
+The acquire is a script answering an integer, so every other reply (``+OK`` and the RESP3 null
+included, which were real answers to a plain ``SET NX``) makes the node a failed one:
+``QuorumUnreachable`` listing all three nodes.
 
 ``ping()`` reports a node as reachable only when it answered INFO with text (a server that
 hides its version shows ``"?"``); ``inspect()`` never takes a wrong reply for a free or held
@@ -26,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from redsync_core import AsyncRedsync, LockNotAcquired, LockTaken, QuorumUnreachable, Redsync
+from redsync_core import AsyncRedsync, LockNotAcquired, QuorumUnreachable, Redsync
 from redsync_core._transport.commands import UnexpectedReply, decode_script_code
 
 REPLIES = {
@@ -42,7 +41,7 @@ REPLIES = {
 #: What lock() does with three such nodes: None (the lock is granted) or the exception type.
 LOCK_OUTCOME: dict[str, type[LockNotAcquired] | None] = {
     label: QuorumUnreachable for label in REPLIES
-} | {"simple OK": None, "RESP3 null": LockTaken}
+}
 #: The replies that ping() takes for an INFO answer (text without a version line).
 ANSWERS_INFO = {"simple OK", "bulk string"}
 

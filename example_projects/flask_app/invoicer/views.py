@@ -1,4 +1,5 @@
-"""HTTP routes: a locked payment (sync) and a locked export (``async def``)."""
+"""HTTP routes: a locked payment (sync), a locked export (``async def``) and a render that
+admits two requests at once (a semaphore)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,13 @@ async def export(invoice_id: int) -> Any:
     invoice = get_store().invoices.get(invoice_id) or abort(404)
     await asyncio.sleep(0.01)  # rendering the PDF would be awaited here
     return jsonify(invoice=invoice.id, pdf=f"/exports/invoice-{invoice.id}.pdf")
+
+
+@bp.post("/<int:invoice_id>/render")
+@redsync.locked("render", limit=2)  # at most 2 PDF renderings at once, across every worker
+def render(invoice_id: int) -> Any:
+    invoice = get_store().invoices.get(invoice_id) or abort(404)
+    return jsonify(invoice=invoice.id, rendered=True)
 
 
 @bp.app_errorhandler(LockBusy)

@@ -1,0 +1,138 @@
+"""The asyncio lock family beyond the mutex: ``AsyncSemaphore`` and ``AsyncMultiMutex``.
+
+Both subclass the mutex and are driven by the flows of ``_algorithm.family``: a semaphore acquires
+a permit (one Redlock key of ``limit``) and then extends and releases that key like a mutex; a
+multi-mutex runs the mutex flows over all of its keys at once. Kept line for line in the same
+order as ``_family_sync.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._algorithm import family
+from ._algorithm.effects import Answer, Effect
+from ._algorithm.flows import Target
+from ._async import AsyncMutex
+from ._base import logger
+from ._exceptions import LockNotAcquired
+from ._family import check_limit, check_names, check_no_value
+
+if TYPE_CHECKING:
+    from ._async import AsyncRedsync
+
+__all__ = ["AsyncMultiMutex", "AsyncSemaphore"]
+
+T = TypeVar("T")
+
+
+class AsyncSemaphore(AsyncMutex):
+    """A distributed semaphore: at most ``limit`` holders at once, on a quorum of nodes.
+
+    Each permit is its own Redlock key (``<key>:0`` ... ``<key>:<limit - 1>``); a holder owns
+    one of them on a quorum. Not thread-safe: use one AsyncSemaphore object per holder. ``lock``,
+    ``try_lock`` and ``unlock`` are the same as ``acquire``, ``try_acquire`` and ``release``.
+    """
+
+    def __init__(self, redsync: AsyncRedsync, name: str, limit: int, **options: Any) -> None:
+        super().__init__(redsync, name, **options)
+        check_no_value(self._options)
+        self._limit = check_limit(limit)
+        self._base_key = self._key
+        self._permit: int | None = None
+
+    @property
+    def limit(self) -> int:
+        """How many holders the semaphore admits at once."""
+        return self._limit
+
+    @property
+    def permit(self) -> int | None:
+        """The permit held (``0`` ... ``limit - 1``) while held, else None."""
+        return self._permit if self.held else None
+
+    async def acquire(self, *, timeout: float | None = None) -> None:
+        """Take a permit, retrying up to ``tries`` times; ``timeout`` (s) bounds the whole call.
+
+        Raises:
+            LockError: this AsyncSemaphore object already holds a permit.
+            LockTaken: the last attempt found every permit held on a quorum.
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
+            LockTimeout: ``timeout`` passed before a permit was free.
+            LockNotAcquired: the tries ran out otherwise.
+        """
+        await self.lock(timeout=timeout)
+
+    async def try_acquire(self) -> bool:
+        """Make one attempt; return False when every permit is held.
+
+        Raises:
+            LockError: this AsyncSemaphore object already holds a permit.
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
+        """
+        return await self.try_lock()
+
+    async def release(self) -> bool:
+        """Give the permit back; return True if a quorum deleted our value (see ``unlock``)."""
+        return await self.unlock()
+
+    async def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
+        value = self._begin_lock()
+        flow = family.acquire_permit(
+            self._options,
+            Target(self._name, self._base_key, value, self._node_count),
+            self._limit,
+            now_ms=self._clock(),
+            tries=tries,
+            timeout_ms=timeout_ms,
+            randrange=self._rng.randrange,
+        )
+        try:
+            permit = await self._drive(flow)
+        except LockNotAcquired as exc:
+            logger.debug("Could not acquire %r: %s", self._name, type(exc).__name__)
+            raise
+        self._permit = permit.slot
+        self._key = family.permit_keys(self._base_key, self._limit)[permit.slot]
+        self._start_holding(value, permit.until_ms)
+
+    async def __aenter__(self) -> AsyncSemaphore:
+        await self.lock()
+        return self
+
+
+class AsyncMultiMutex(AsyncMutex):
+    """One lock over several names: all of them or none, released together.
+
+    The keys are taken in one sorted order, all at once on each node (one round trip per node
+    where the keys allow it), so two multi-mutexes over overlapping names never deadlock.
+    """
+
+    def __init__(self, redsync: AsyncRedsync, names: Iterable[str], **options: Any) -> None:
+        unique = check_names(names)
+        super().__init__(redsync, ",".join(unique), **options)
+        self._names = unique
+        self._keys = family.multi_keys(redsync.key_prefix, unique)
+        self._key = self._keys[0]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The names, without duplicates, sorted (without the key prefix)."""
+        return self._names
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The Redis keys, in the order they are taken."""
+        return self._keys
+
+    def _target(self, value: str | None = None) -> Target:
+        target = super()._target(value)
+        return Target(target.name, target.key, target.value, target.nodes, self._keys)
+
+    async def _drive(self, flow: Generator[Effect, Answer, T]) -> T:
+        return await super()._drive(family.over_keys(flow, self._keys))
+
+    async def __aenter__(self) -> AsyncMultiMutex:
+        await self.lock()
+        return self

@@ -1,0 +1,840 @@
+"""Release notices: wake the waiters of a lock when it is released (pub/sub, sync and asyncio).
+
+A release (``unlock()``, ``force_release()``, the clean-up after a failed try) publishes on the
+channel named like the lock's key, in the same script as the delete; on Redis Cluster on the
+sharded channel (SPUBLISH), which lives in the key's slot. Here the other side: a waiter that
+sleeps between two attempts asks ``wait(key, since_ms, timeout_ms)`` to end early when a notice
+for ``key`` arrives.
+
+- One subscriber connection per Redis server (per event loop for asyncio), subscribed only to
+  keys that have waiters in this process; no thread or task per waiter. Sync: one reader thread
+  per ``Redsync`` polls every subscriber socket and wakes the waiters through a Condition per
+  key; it is started by the first waiter, ends after a while without waiters, and is not
+  inherited by a forked child (the child starts its own). Asyncio: one reader task per
+  subscriber connection on the loop; waiters wait on an Event per key.
+- Notices are hints. A waiter always wakes at its timeout whatever happens here: a refused
+  SUBSCRIBE (ACL NOPERM, logged once at WARNING), a node that is down, paused or drops the
+  connection, a lost message. Nothing here raises into ``lock()``.
+- A new subscription misses what was published before the server saw it, so its first
+  confirmation wakes the key's waiters once (they try again at once). A waiter wakes only for
+  a notice from a node that its last attempt found held (``nodes``): the same release heard
+  from the other nodes, which its attempt already found free, is no news to it.
+- Turns: waiters that give a ``waiter`` token (every ``lock()``) are woken one at a time per
+  key and process, oldest first. The woken one has the turn until it sleeps again (it lost:
+  notices heard before its attempt began are then no news to the others) or its ``lock()``
+  ends (``leave``; when it won, notices heard until then are no news either). So one release
+  costs this process one attempt, not one per waiting thread or task; the others still wake
+  at their own timeout, as without notices. The copies of a release from the other nodes
+  (same payload) that arrive in the ``STALE_NS`` after a win in this process wake nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import logging
+import os
+import select
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
+
+from .._clock import Clock
+from .commands import pack
+from .sync import RedisNode, _credentials
+
+__all__ = ["AsyncNotices", "SyncNotices"]
+
+logger = logging.getLogger("redsync")
+
+#: Seconds a subscriber connection may take to open; the reader retries a failed one after
+#: ``RETRY_S``. Only notices wait for this, never a lock() (waiters wake at their timeout).
+CONNECT_TIMEOUT_S = 1.0
+RETRY_S = 1.0
+#: The sync reader thread ends after this many seconds without any waiter.
+IDLE_S = 10.0
+#: A key stays subscribed this many seconds after its last waiter left: a process that locks
+#: the same name again and again (the common case under contention) then neither unsubscribes
+#: and resubscribes every time nor misses the notices in between.
+LINGER_S = 0.5
+#: After a win in this process, copies (from other nodes) of a release heard before it are
+#: ignored for this long (ns): they come late from a slow node or a busy reader, and would
+#: wake a waiter for a lock that is taken again. Later ones only cost that waiter a try.
+STALE_NS = 20_000_000
+
+_SUBSCRIBE = {False: "SUBSCRIBE", True: "SSUBSCRIBE"}
+_UNSUBSCRIBE = {False: "UNSUBSCRIBE", True: "SUNSUBSCRIBE"}
+_MESSAGE = (b"message", b"smessage", "message", "smessage")
+_CONFIRM = (b"subscribe", b"ssubscribe", "subscribe", "ssubscribe")
+
+
+def _text(data: object) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "surrogateescape")
+    return str(data)
+
+
+#: The order in which ``lock()`` calls first waited (their rank for the turns).
+_arrivals = itertools.count()
+
+
+class _Waited:
+    """The waiters of one key in this process, and when each node last sent a notice for it."""
+
+    __slots__ = (
+        "asleep",
+        "confirmed_ms",
+        "confirmed_ns",
+        "event",
+        "heard_ms",
+        "heard_ns",
+        "idle_since",
+        "linger",
+        "ranks",
+        "recent",
+        "stale",
+        "stale_ns",
+        "turn",
+        "turn_ns",
+        "waiters",
+        "wake",
+        "woke_ns",
+    )
+
+    def __init__(self, wake: threading.Condition | None) -> None:
+        self.waiters = 0
+        self.heard_ms: dict[int, int] = {}  # node index -> when its last notice arrived
+        self.heard_ns: dict[int, int] = {}  # the same on time.monotonic_ns (for the turns)
+        self.confirmed_ms = -1  # when the first subscription was confirmed
+        self.confirmed_ns = -1
+        self.idle_since: float | None = None  # when the last waiter left (sync)
+        self.linger: asyncio.TimerHandle | None = None  # the end of the linger (asyncio)
+        self.wake = wake  # sync: a Condition on the registry lock
+        self.event: asyncio.Event | None = None  # asyncio: set (and replaced) on each notice
+        # The turns of lock() calls (waiter tokens); times on time.monotonic_ns, finer than
+        # the flows' ms: two notices of one release often arrive within the same ms.
+        self.ranks: dict[object, int] = {}  # waiting lock() calls -> order of arrival
+        self.asleep: dict[object, tuple[int, frozenset[int] | None]] = {}  # -> since, nodes
+        self.woke_ns: dict[object, int] = {}  # when each last stopped sleeping (then tried)
+        self.turn: object | None = None  # the one woken whose attempt has not come back yet
+        self.turn_ns = -1  # notices heard before this are no news to the lock() calls
+        # Payloads (a digest of the released value) of the notices heard since the last win,
+        # with the nodes they came from, and those heard before it: a copy from another node
+        # arriving soon after the win tells of a release that the win came after.
+        self.recent: dict[object, set[int]] = {}
+        self.stale: dict[object, set[int]] = {}
+        self.stale_ns = -1  # the end of the window in which such copies are ignored
+
+    def heard(self, now_ms: int, node: int | None, payload: object = None) -> bool:
+        """Record a notice from ``node`` (None: a subscription confirmed); return True to wake."""
+        if payload is not None and node is not None:
+            copied = self.stale.get(payload)
+            if copied is not None and node not in copied and time.monotonic_ns() < self.stale_ns:
+                copied.add(node)  # once per node: the same value released again is news
+                return False  # a late copy of a release from before the last win
+            self.recent.setdefault(payload, set()).add(node)
+        if node is None:
+            if self.confirmed_ms >= 0:
+                return False
+            self.confirmed_ms = now_ms
+            self.confirmed_ns = time.monotonic_ns()
+        else:
+            self.heard_ms[node] = now_ms
+            self.heard_ns[node] = time.monotonic_ns()
+        return True
+
+    def news(self, since_ms: int, nodes: frozenset[int] | None, after_ns: int = -1) -> bool:
+        """True when something was heard at or after ``since_ms`` (and after ``after_ns``)
+        from one of ``nodes`` (None: any node), or the first subscription was confirmed since."""
+        if self.confirmed_ms >= since_ms and self.confirmed_ns > after_ns:
+            return True
+        return any(
+            at >= since_ms and self.heard_ns[node] > after_ns and (nodes is None or node in nodes)
+            for node, at in self.heard_ms.items()
+        )
+
+    def join(self, waiter: object, since_ms: int, nodes: frozenset[int] | None) -> bool:
+        """Put ``waiter`` to sleep here (back from its attempt if it had the turn); return
+        True when the turn went to someone (wake the sleepers)."""
+        self.ranks.setdefault(waiter, next(_arrivals))
+        self.asleep[waiter] = (since_ms, nodes)
+        if self.turn is waiter:  # it lost: what was heard before its attempt is no news
+            self.turn = None
+            self.turn_ns = max(self.turn_ns, self.woke_ns.get(waiter, -1))
+        return self.pass_turn()
+
+    def awake(self, waiter: object) -> None:
+        """``waiter`` stops sleeping (woken or its delay over) and tries next."""
+        self.asleep.pop(waiter, None)
+        self.woke_ns[waiter] = time.monotonic_ns()
+
+    def leave(self, waiter: object, won: bool) -> bool:
+        """Forget ``waiter`` (its lock() ended); return True when the turn went to someone."""
+        self.ranks.pop(waiter, None)
+        self.asleep.pop(waiter, None)
+        self.woke_ns.pop(waiter, None)
+        if won:
+            self.stale, self.recent = self.recent, {}
+            self.stale_ns = time.monotonic_ns() + STALE_NS
+        if self.turn is not waiter:
+            return False
+        self.turn = None
+        if won:  # the lock is taken again: what was heard up to now is no news
+            self.turn_ns = max(self.turn_ns, time.monotonic_ns())
+        return self.pass_turn()
+
+    def woken(self, waiter: object | None, since_ms: int, nodes: frozenset[int] | None) -> bool:
+        """True when the waiter may wake: it has the turn (or news, without a token)."""
+        return self.news(since_ms, nodes) if waiter is None else self.turn is waiter
+
+    def pass_turn(self) -> bool:
+        """Give a free turn to the oldest sleeper with news; return True if it was given.
+
+        News to a sleeper: heard after it last tried (and after ``turn_ns``), from a node
+        that its last attempt found held."""
+        if self.turn is not None:
+            return False
+        chosen, best = None, -1
+        for waiter, (since_ms, nodes) in self.asleep.items():
+            rank = self.ranks[waiter]
+            if chosen is not None and rank > best:
+                continue
+            after_ns = max(self.turn_ns, self.woke_ns.get(waiter, -1))
+            if self.news(since_ms, nodes, after_ns):
+                chosen, best = waiter, rank
+        self.turn = chosen
+        return chosen is not None
+
+
+def _endpoint(node: object, key: str) -> tuple[Any, bool] | None:
+    """Return what opens a connection to the server that carries ``key``'s notices on ``node``
+    (a pool, or anything with ``connection_class`` and ``connection_kwargs``) and whether the
+    channel is sharded (Redis Cluster); None when the node has no pub/sub (memory nodes)."""
+    client = getattr(node, "client", None)
+    if client is None:
+        return None
+    if isinstance(node, RedisNode):
+        return client.connection_pool, False
+    if hasattr(client, "get_node_from_key"):  # a cluster client, sync or asyncio
+        try:
+            target = client.get_node_from_key(key)
+        except Exception:  # noqa: BLE001 - cluster map not ready: no notices from it yet
+            return None
+        redis_connection = getattr(target, "redis_connection", None)  # sync cluster nodes
+        pool = getattr(redis_connection, "connection_pool", None) or target
+        return (pool, True) if hasattr(pool, "connection_kwargs") else None
+    pool = getattr(client, "connection_pool", None)
+    return None if pool is None else (pool, False)
+
+
+def _carries(nodes: Sequence[Any], pool: Any, key: str) -> bool:
+    """Return True when ``pool``'s server carries the notices of ``key`` for some node."""
+    for node in nodes:
+        endpoint = _endpoint(node, key)
+        if endpoint is not None and endpoint[0] is pool:
+            return True
+    return False
+
+
+def _is_refusal(exc: ResponseError) -> bool:
+    """True when the server will not let this user subscribe (ACL) or knows no pub/sub."""
+    text = str(exc)
+    return isinstance(exc, NoPermissionError) or text.startswith(("NOPERM", "unknown command"))
+
+
+def _refusal(address: str, exc: BaseException) -> None:
+    logger.warning(
+        "Redis node %s refused the release notices of waiting locks (%s): waiters fall back to "
+        "their retry delay. Allow the lock channels in the ACL (e.g. '&<key_prefix>*'), or set "
+        "wake_on_release=False.",
+        address,
+        exc,
+    )
+
+
+# --- sync -----------------------------------------------------------------------------------
+
+
+class _Sub:
+    """A sync subscriber connection to one server (read and written by the reader thread only)."""
+
+    def __init__(self, pool: Any, sharded: bool, node: int, address: str) -> None:
+        self.pool = pool
+        self.node = node
+        self.sharded = sharded
+        self.address = address
+        self.conn: Any = None
+        self.channels: set[str] = set()  # subscribed (or asked for) on this connection
+        self.pending: collections.deque[tuple[bool, str | None]] = collections.deque()
+        self.refused = False
+        self.retry_at = 0.0
+
+    def fileno(self) -> int:
+        sock = None if self.conn is None else self.conn._sock
+        return -1 if sock is None else int(sock.fileno())
+
+    def connect(self) -> None:
+        """Open the connection; the AUTH reply (if any) is read later with the others.
+
+        Raises:
+            RedisError, OSError: the server could not be reached.
+        """
+        kwargs = {
+            **self.pool.connection_kwargs,
+            "protocol": 2,  # plain message arrays, whatever the pool speaks
+            "socket_timeout": CONNECT_TIMEOUT_S,
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        }
+        conn = self.pool.connection_class(**kwargs)
+        conn.redis_connect_func = self._setup
+        self.pending.clear()
+        self.channels.clear()
+        conn.connect()
+        self.conn = conn
+
+    def _setup(self, conn: Any) -> None:
+        conn._parser.on_connect(conn)
+        credentials = _credentials(conn)
+        if credentials:
+            conn.send_packed_command([pack("AUTH", *credentials)], check_health=False)
+            self.pending.append((False, None))
+
+    def send(self, subscribe: bool, key: str) -> None:
+        command = (_SUBSCRIBE if subscribe else _UNSUBSCRIBE)[self.sharded]
+        self.conn.send_packed_command([pack(command, key)], check_health=False)
+        self.pending.append((subscribe, key))
+        if subscribe:
+            self.channels.add(key)
+        else:
+            self.channels.discard(key)
+
+    def drop(self) -> None:
+        conn, self.conn = self.conn, None
+        self.channels.clear()
+        self.pending.clear()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.disconnect()
+
+
+class SyncNotices:
+    """Release notices for the waiters of one ``Redsync`` (one reader thread, started lazily)."""
+
+    def __init__(self, nodes: Sequence[Any], clock: Clock) -> None:
+        self._nodes = list(nodes)
+        self._clock = clock
+        #: False when no node can carry notices (memory nodes): waiters just sleep.
+        self.available = any(getattr(node, "client", None) is not None for node in nodes)
+        self._pid = -1
+        self._reset()
+
+    def _reset(self) -> None:
+        # Also in a forked child: the parent's thread is not there and its sockets are not ours
+        # (they are dropped unclosed: closing them would shut the parent's connections down).
+        inherited = getattr(self, "_pipe", None)
+        if inherited is not None:
+            for fd in inherited:
+                with contextlib.suppress(OSError):
+                    os.close(fd)  # our copies only: the parent's pipe stays open
+        self._pid = os.getpid()
+        self._sweep_at = 0.0
+        self._lock = threading.Lock()
+        self._keys: dict[str, _Waited] = {}
+        self._changed: set[str] = set()
+        self._subs: dict[int, _Sub] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._pipe: tuple[int, int] | None = None
+        self._warned = False
+
+    def wait(
+        self,
+        key: str,
+        since_ms: int,
+        timeout_ms: int,
+        nodes: frozenset[int] | None = None,
+        waiter: object | None = None,
+    ) -> bool:
+        """Return False after ``timeout_ms``, or True as soon as a notice for ``key`` from one
+        of ``nodes`` (None: any) was heard at or after ``since_ms`` (this object's clock), and,
+        with a ``waiter`` token, it is this waiter's turn (see the module). Never raises for
+        node trouble."""
+        if os.getpid() != self._pid:
+            self._reset()
+        end = time.monotonic() + timeout_ms / 1000
+        with self._lock:
+            waited = self._keys.get(key)
+            if waited is None:
+                waited = self._keys[key] = _Waited(threading.Condition(self._lock))
+                self._changed.add(key)
+                self._start()
+            waited.waiters += 1
+            waited.idle_since = None
+            assert waited.wake is not None
+            if waiter is not None and waited.join(waiter, since_ms, nodes):
+                waited.wake.notify_all()
+            try:
+                while not waited.woken(waiter, since_ms, nodes):
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        return False
+                    waited.wake.wait(left)
+                return True
+            finally:
+                waited.waiters -= 1
+                if waiter is not None:
+                    waited.awake(waiter)
+                if waited.waiters == 0:
+                    waited.idle_since = time.monotonic()  # unsubscribed after LINGER_S
+
+    def leave(self, key: str, waiter: object, won: bool) -> None:
+        """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
+        without ever waiting): pass its turn on."""
+        if os.getpid() != self._pid or key not in self._keys:
+            return  # nobody waits here (or a forked child: its first wait() starts afresh)
+        with self._lock:
+            waited = self._keys.get(key)
+            if waited is not None and waited.leave(waiter, won):
+                assert waited.wake is not None
+                waited.wake.notify_all()
+
+    def _start(self) -> None:
+        """Start the reader thread if needed, and tell it that the wanted keys changed."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stopping = False
+            if self._pipe is None:
+                self._pipe = os.pipe()
+                for fd in self._pipe:
+                    os.set_blocking(fd, False)
+            self._thread = threading.Thread(
+                target=_read_notices, args=(weakref.ref(self),), name="redsync-notices", daemon=True
+            )
+            self._thread.start()
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._pipe is not None:
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._pipe[1], b"!")
+
+    def close(self) -> None:
+        """Stop the reader thread and close the subscriber connections."""
+        if os.getpid() != self._pid:
+            self._reset()
+            return
+        with self._lock:
+            self._stopping = True
+            thread = self._thread
+            self._poke()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(CONNECT_TIMEOUT_S * 3)
+        with self._lock:
+            for sub in self._subs.values():
+                sub.drop()
+            self._subs.clear()
+            if self._pipe is not None and (thread is None or not thread.is_alive()):
+                for fd in self._pipe:
+                    os.close(fd)
+                self._pipe = None
+            self._thread = None
+
+    # --- the reader thread's side (called with nothing locked unless said) ------------------
+
+    def _step(self, idle_since: float) -> float | None:
+        """Do one round of the reader's work; return the new idle time, or None to stop."""
+        now = time.monotonic()
+        with self._lock:
+            if self._stopping:
+                return None
+            changed, self._changed = self._changed, set()
+            if now >= self._sweep_at:  # drop the keys that lingered long enough
+                self._sweep_at = now + LINGER_S / 4
+                for key, waited in list(self._keys.items()):
+                    idle = waited.idle_since
+                    if not waited.waiters and idle is not None and now - idle >= LINGER_S:
+                        del self._keys[key]
+                        changed.add(key)
+            wanted = set(self._keys)
+        if wanted:
+            idle_since = now
+        elif now - idle_since > IDLE_S:
+            with self._lock:
+                if not self._keys and not self._changed:
+                    for sub in self._subs.values():
+                        sub.drop()
+                    self._subs.clear()
+                    self._thread = None
+                    return None
+        for key in changed:
+            self._reconcile(key, key in wanted)
+        for sub in list(self._subs.values()):
+            if sub.conn is None and not sub.refused and now >= sub.retry_at:
+                self._open(sub, wanted)
+        self._poll(wanted)
+        return idle_since
+
+    def _sub_for(self, node: Any, key: str) -> _Sub | None:
+        endpoint = _endpoint(node, key)
+        if endpoint is None:
+            return None
+        pool, sharded = endpoint
+        sub = self._subs.get(id(pool))
+        if sub is None or sub.pool is not pool:
+            sub = self._subs[id(pool)] = _Sub(pool, sharded, node.index, node.address)
+        return sub
+
+    def _reconcile(self, key: str, wanted: bool) -> None:
+        for node in self._nodes:
+            sub = self._sub_for(node, key) if wanted else None
+            if sub is not None and key not in sub.channels and sub.conn is not None:
+                self._send(sub, True, key)
+        if not wanted:
+            for sub in self._subs.values():
+                if key in sub.channels and sub.conn is not None:
+                    self._send(sub, False, key)
+
+    def _send(self, sub: _Sub, subscribe: bool, key: str) -> None:
+        try:
+            sub.send(subscribe, key)
+        except (RedisError, OSError):
+            self._broken(sub)
+
+    def _open(self, sub: _Sub, wanted: set[str]) -> None:
+        try:
+            sub.connect()
+        except (RedisError, OSError, ValueError) as exc:
+            logger.debug("Release notices from %s unavailable: %s", sub.address, exc)
+            self._broken(sub)
+            return
+        for key in wanted:
+            if not sub.sharded or _carries(self._nodes, sub.pool, key):
+                self._send(sub, True, key)
+
+    def _broken(self, sub: _Sub) -> None:
+        sub.drop()
+        sub.retry_at = time.monotonic() + RETRY_S
+
+    def _poll(self, wanted: set[str]) -> None:
+        assert self._pipe is not None
+        by_fd: dict[int, _Sub] = {}
+        for sub in self._subs.values():
+            fd = sub.fileno()
+            if fd >= 0:
+                by_fd[fd] = sub
+        retry = [s.retry_at for s in self._subs.values() if s.conn is None and not s.refused]
+        timeout_s = IDLE_S if not retry else max(0.0, min(retry) - time.monotonic())
+        if wanted:
+            timeout_s = min(timeout_s, LINGER_S / 4)  # look for lingering keys to drop
+        ready = _readable([self._pipe[0], *by_fd], timeout_s)
+        for fd in ready:
+            if fd == self._pipe[0]:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(fd, 4096)
+            elif fd in by_fd:
+                self._read(by_fd[fd])
+
+    def _read(self, sub: _Sub) -> None:
+        conn = sub.conn
+        try:
+            while True:
+                try:
+                    message = conn.read_response()
+                except ResponseError as exc:
+                    self._refused(sub, exc)
+                else:
+                    self._handle(sub, message)
+                if sub.conn is None or not conn.can_read(timeout=0):
+                    return
+        except (RedisError, OSError, ValueError, AttributeError, TypeError) as exc:
+            logger.debug("Release notices from %s interrupted: %s", sub.address, exc)
+            self._broken(sub)
+
+    def _handle(self, sub: _Sub, message: object) -> None:
+        if not isinstance(message, list) or len(message) < 3:
+            if sub.pending:
+                sub.pending.popleft()  # the AUTH reply
+            return
+        kind = message[0]
+        if kind in _MESSAGE:
+            self._heard(_text(message[1]), sub.node, message[2])
+            return
+        if sub.pending:
+            sub.pending.popleft()
+        if kind in _CONFIRM:
+            self._heard(_text(message[1]), None)
+
+    def _refused(self, sub: _Sub, exc: ResponseError) -> None:
+        subscribe, key = sub.pending.popleft() if sub.pending else (False, None)
+        if key is not None:
+            sub.channels.discard(key)
+        if key is None and not subscribe:  # AUTH failed: this connection is of no use
+            sub.refused = True
+            sub.drop()
+        elif _is_refusal(exc):
+            sub.refused = True  # the ACL will not change under us often: stop asking
+            sub.drop()
+        if sub.refused and not self._warned:
+            self._warned = True
+            _refusal(sub.address, exc)
+
+    def _heard(self, key: str, node: int | None, payload: object = None) -> None:
+        with self._lock:
+            waited = self._keys.get(key)
+            if waited is not None and waited.heard(self._clock(), node, payload):
+                waited.pass_turn()
+                assert waited.wake is not None
+                waited.wake.notify_all()
+
+
+def _read_notices(ref: weakref.ref[SyncNotices]) -> None:
+    """The reader thread: work for the notices object while it exists and has waiters."""
+    idle_since: float | None = time.monotonic()
+    while idle_since is not None:
+        notices = ref()
+        if notices is None:
+            return
+        try:
+            idle_since = notices._step(idle_since)
+        except Exception:  # the thread must outlive any bug: waiters rely on it
+            logger.exception("Release notices reader failed; waiters fall back to their delay")
+            time.sleep(RETRY_S)
+        del notices
+
+
+def _readable(fds: list[int], timeout_s: float) -> list[int]:
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        return [fd for fd, _ in poller.poll(int(timeout_s * 1000 + 0.999))]
+    readable, _, _ = select.select(fds, [], [], timeout_s)  # pragma: no cover - Windows
+    return list(readable)
+
+
+# --- asyncio --------------------------------------------------------------------------------
+
+
+class _AsyncSub:
+    """An asyncio subscriber connection to one server, with its reader task."""
+
+    def __init__(self, pool: Any, sharded: bool, node: int, address: str) -> None:
+        self.pool = pool
+        self.node = node
+        self.sharded = sharded
+        self.address = address
+        self.conn: Any = None
+        self.ready = False
+        self.channels: set[str] = set()
+        self.pending: collections.deque[tuple[bool, str]] = collections.deque()
+        self.refused = False
+        self.task: asyncio.Task[None] | None = None
+
+    def send(self, subscribe: bool, key: str) -> None:
+        """Write (UN)SUBSCRIBE now, without waiting: a buffered write, read by the task."""
+        command = (_SUBSCRIBE if subscribe else _UNSUBSCRIBE)[self.sharded]
+        try:
+            self.conn._writer.write(pack(command, key))
+        except (AttributeError, OSError, RuntimeError):
+            return  # the reader task notices the broken connection and starts over
+        self.pending.append((subscribe, key))
+        if subscribe:
+            self.channels.add(key)
+        else:
+            self.channels.discard(key)
+
+
+class AsyncNotices:
+    """Release notices for the waiters of one ``AsyncRedsync`` on one event loop."""
+
+    def __init__(self, nodes: Sequence[Any], clock: Clock) -> None:
+        self._nodes = list(nodes)
+        self._clock = clock
+        self.available = any(getattr(node, "client", None) is not None for node in nodes)
+        self._keys: dict[str, _Waited] = {}
+        self._subs: dict[int, _AsyncSub] = {}
+        self._warned = False
+        self._closed = False
+
+    async def wait(
+        self,
+        key: str,
+        since_ms: int,
+        timeout_ms: int,
+        nodes: frozenset[int] | None = None,
+        waiter: object | None = None,
+    ) -> bool:
+        """Return False after ``timeout_ms``, or True as soon as a notice for ``key`` from one
+        of ``nodes`` (None: any) was heard at or after ``since_ms`` (this object's clock), and,
+        with a ``waiter`` token, it is this waiter's turn (see the module). Never raises for
+        node trouble."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_ms / 1000
+        waited = self._keys.get(key)
+        if waited is None:
+            waited = self._keys[key] = _Waited(None)
+            waited.event = asyncio.Event()
+            self._closed = False
+            self._want(key)
+        waited.waiters += 1
+        if waited.linger is not None:
+            waited.linger.cancel()
+            waited.linger = None
+        if waiter is not None and waited.join(waiter, since_ms, nodes):
+            _wake(waited)
+        try:
+            while not waited.woken(waiter, since_ms, nodes):
+                left = end - loop.time()
+                if left <= 0:
+                    return False
+                assert waited.event is not None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await _wait_event(waited.event, left)
+            return True
+        finally:
+            waited.waiters -= 1
+            if waiter is not None:
+                waited.awake(waiter)
+            if waited.waiters == 0:
+                waited.linger = loop.call_later(LINGER_S, self._unwant, key)
+
+    def leave(self, key: str, waiter: object, won: bool) -> None:
+        """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
+        without ever waiting): pass its turn on."""
+        waited = self._keys.get(key)
+        if waited is not None and waited.leave(waiter, won):
+            _wake(waited)
+
+    def _unwant(self, key: str) -> None:
+        """Unsubscribe ``key`` once it has had no waiter for ``LINGER_S``."""
+        waited = self._keys.get(key)
+        if waited is None or waited.waiters:
+            return
+        del self._keys[key]
+        for sub in self._subs.values():
+            if key in sub.channels and sub.ready:
+                sub.send(False, key)
+
+    def _want(self, key: str) -> None:
+        for node in self._nodes:
+            endpoint = _endpoint(node, key)
+            if endpoint is None:
+                continue
+            pool, sharded = endpoint
+            sub = self._subs.get(id(pool))
+            if sub is None or sub.pool is not pool:
+                sub = self._subs[id(pool)] = _AsyncSub(pool, sharded, node.index, node.address)
+            if sub.refused:
+                continue
+            if sub.ready:
+                if key not in sub.channels:
+                    sub.send(True, key)
+            elif sub.task is None or sub.task.done():
+                sub.task = asyncio.ensure_future(self._run(sub))
+
+    async def _run(self, sub: _AsyncSub) -> None:
+        """The reader task of one subscriber connection: connect, subscribe, read; start over
+        after a failure while keys have waiters."""
+        while not self._closed and not sub.refused and self._keys:
+            try:
+                await self._serve(sub)
+            except (RedisError, OSError, ValueError, AttributeError, TypeError) as exc:
+                logger.debug("Release notices from %s interrupted: %s", sub.address, exc)
+            finally:
+                sub.ready = False
+                sub.channels.clear()
+                sub.pending.clear()
+                conn, sub.conn = sub.conn, None
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.disconnect(nowait=True))
+            if not self._closed and not sub.refused and self._keys:
+                await asyncio.sleep(RETRY_S)
+
+    async def _serve(self, sub: _AsyncSub) -> None:
+        kwargs = {
+            **sub.pool.connection_kwargs,
+            "protocol": 2,
+            "socket_timeout": None,  # a subscriber waits for messages as long as it takes
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        }
+        conn = sub.conn = sub.pool.connection_class(**kwargs)
+        await conn.connect()
+        sub.ready = True
+        for key in list(self._keys):
+            if not sub.sharded or _carries(self._nodes, sub.pool, key):
+                sub.send(True, key)
+        while True:
+            try:
+                message = await conn.read_response()
+            except ResponseError as exc:
+                if self._refused(sub, exc):
+                    return
+                continue
+            self._handle(sub, message)
+
+    def _handle(self, sub: _AsyncSub, message: object) -> None:
+        if not isinstance(message, list) or len(message) < 3:
+            return
+        kind = message[0]
+        if kind in _MESSAGE:
+            self._heard(_text(message[1]), sub.node, message[2])
+            return
+        if sub.pending:
+            sub.pending.popleft()
+        if kind in _CONFIRM:
+            self._heard(_text(message[1]), None)
+
+    def _refused(self, sub: _AsyncSub, exc: ResponseError) -> bool:
+        if sub.pending:
+            sub.pending.popleft()
+        if not _is_refusal(exc):
+            return False
+        sub.refused = True
+        if not self._warned:
+            self._warned = True
+            _refusal(sub.address, exc)
+        return True
+
+    def _heard(self, key: str, node: int | None, payload: object = None) -> None:
+        waited = self._keys.get(key)
+        if waited is not None and waited.heard(self._clock(), node, payload):
+            waited.pass_turn()
+            _wake(waited)
+
+    async def close(self) -> None:
+        """Stop the reader tasks and close the subscriber connections."""
+        self._closed = True
+        for waited in self._keys.values():
+            if waited.linger is not None:
+                waited.linger.cancel()
+        self._keys.clear()
+        tasks = [sub.task for sub in self._subs.values() if sub.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._subs.clear()
+
+
+def _wake(waited: _Waited) -> None:
+    """Wake every task waiting for the key (each looks whether it may go)."""
+    assert waited.event is not None
+    event, waited.event = waited.event, asyncio.Event()
+    event.set()
+
+
+async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait for ``event`` at most ``timeout_s`` seconds (asyncio.TimeoutError after)."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
+        await asyncio.wait_for(event.wait(), timeout_s)
