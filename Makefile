@@ -41,5 +41,14 @@ check: lint typecheck test
 bench: $(STAMP)
 	@server=$$($(ENSURE_SERVER)) && REDSYNC_TEST_SERVER="$$server" $(PY) -m benchmarks $(BENCH_ARGS)
 
+# The compatibility matrix (noxfile.py): Python 3.10-3.13, dependency floors, redis-py majors.
+.PHONY: matrix test-servers
+matrix: $(STAMP)
+	@server=$$($(ENSURE_SERVER)) && REDSYNC_TEST_SERVER="$$server" $(VENV)/bin/nox $(NOX_ARGS)
+
+# The server-facing suites against each server kind: Redis and Valkey (scripts/server-matrix).
+test-servers: $(STAMP)
+	VENV=$(VENV) scripts/server-matrix $(SERVERS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

@@ -51,7 +51,8 @@ def check_url(url: object, index: int) -> str:
     if not isinstance(url, str):
         raise ConfigurationError(
             f"Invalid node {index}: {type(url).__name__} is neither a URL string nor a Redis "
-            "client (redis.Redis, redis.asyncio.Redis, RedisCluster or a Sentinel master_for())."
+            "client (redis.Redis, redis.asyncio.Redis, RedisCluster, a Sentinel master_for(), "
+            "or valkey-py's Valkey and ValkeyCluster)."
         )
     try:
         parts = urlsplit(url)

@@ -17,12 +17,11 @@ import weakref
 from collections.abc import AsyncGenerator, Awaitable, Sequence
 from typing import Any, Protocol, overload
 
-from redis.exceptions import NoScriptError, RedisError
-
 from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._algorithm.family import combine_split
 from .._exceptions import NodeError
 from .addresses import redact
+from .clients import Family, family_of
 from .commands import Reply, Single, command, decided, decode, pack, spans_slots, split_batch
 from .memory import MemoryStore
 from .scripts import Script
@@ -56,9 +55,10 @@ class AsyncNode(Protocol):
 class _LoopConnections:
     """The connections one pool made on one event loop: all of them, and the idle ones."""
 
-    __slots__ = ("idle", "made", "shutdown")
+    __slots__ = ("family", "idle", "made", "shutdown")
 
-    def __init__(self) -> None:
+    def __init__(self, family: Family) -> None:
+        self.family = family
         self.idle: list[Any] = []
         self.made: weakref.WeakSet[Any] = weakref.WeakSet()
         self.shutdown: AsyncGenerator[None, None] | None = None
@@ -79,7 +79,7 @@ class _LoopConnections:
         finally:
             idle, self.idle = self.idle, []
             for conn in idle:
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(self.family.error, OSError):
                     await conn.disconnect()
 
 
@@ -94,6 +94,7 @@ class _Connections:
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
+        self.family = family_of(pool)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopConnections] = (
             weakref.WeakKeyDictionary()
         )
@@ -105,7 +106,7 @@ class _Connections:
             # A new loop: a good time to close what loops that ended left behind (an open
             # connection holds its loop, so they would stay until close()).
             self._close_ended_loops()
-            here = self._loops[loop] = _LoopConnections()
+            here = self._loops[loop] = _LoopConnections(self.family)
         return here
 
     def take(self) -> Any:
@@ -134,7 +135,7 @@ class _Connections:
             await here.close_at_shutdown()
         conn = self.take()
         try:
-            raw = await _exchange(conn, script, args)
+            raw = await _exchange(conn, self.family, script, args)
         except BaseException:
             # Also on cancellation: a reply may still be on its way.
             await asyncio.shield(conn.disconnect(nowait=True))
@@ -148,7 +149,7 @@ class _Connections:
         for loop, conns in self._forget_all():
             for conn in conns:
                 if loop is running:
-                    with contextlib.suppress(RedisError, OSError):
+                    with contextlib.suppress(self.family.error, OSError):
                         await conn.disconnect()
                 else:
                     _close_elsewhere(conn, loop)
@@ -197,7 +198,7 @@ def _close_elsewhere(conn: Any, loop: asyncio.AbstractEventLoop) -> None:
             asyncio.run_coroutine_threadsafe(conn.disconnect(nowait=True), loop)
 
 
-async def _exchange(conn: Any, script: Script | None, args: tuple[Any, ...]) -> Any:
+async def _exchange(conn: Any, family: Family, script: Script | None, args: tuple[Any, ...]) -> Any:
     """Send one command on ``conn`` and read its reply (EVALSHA, then EVAL on NOSCRIPT)."""
     if script is None:
         await conn.send_packed_command([pack(*args)], check_health=False)
@@ -205,7 +206,7 @@ async def _exchange(conn: Any, script: Script | None, args: tuple[Any, ...]) -> 
     await conn.send_packed_command([pack("EVALSHA", script.sha, *args)], check_health=False)
     try:
         return await conn.read_response()
-    except NoScriptError:
+    except family.no_script_error:
         await conn.send_packed_command([pack("EVAL", script.source, *args)], check_health=False)
         return await conn.read_response()
 
@@ -235,7 +236,7 @@ class _Exchange:
         try:
             try:
                 raw = await conn.read_response()
-            except NoScriptError:
+            except self.connections.family.no_script_error:
                 assert self.script is not None  # only scripts answer NOSCRIPT
                 packed = pack("EVAL", self.script.source, *self.args)
                 await conn.send_packed_command([packed], check_health=False)
@@ -258,12 +259,14 @@ class _Exchange:
 
 
 class AsyncRedisNode:
-    """A node behind a ``redis.asyncio`` client (standalone, Sentinel or cluster)."""
+    """A node behind a ``redis.asyncio`` or ``valkey.asyncio`` client (standalone, Sentinel or
+    cluster)."""
 
     def __init__(self, index: int, client: Any, address: str, *, owned: bool) -> None:
         self.index = index
         self.address = address
         self.client = client
+        self.family = family_of(client)
         self._owned = owned
         pool = getattr(client, "connection_pool", None)  # a cluster client has none
         self._connections = None if pool is None else _Connections(pool)
@@ -319,7 +322,7 @@ class AsyncRedisNode:
             return await self.client.execute_command(*args)
         try:
             return await self.client.execute_command("EVALSHA", script.sha, *args)
-        except NoScriptError:
+        except self.family.no_script_error:
             return await self.client.execute_command("EVAL", script.source, *args)
 
     async def ping(self) -> str:

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from .._exceptions import ConfigurationError
 from .addresses import check_url, client_address, memory_name, redact, url_client_kwargs
 from .aio import AsyncMemoryNode, AsyncNode, AsyncRedisNode
+from .clients import kind_of
 from .memory import memory_store
 from .sync import ClusterNode, MemoryNode, RedisNode, SyncNode
 
@@ -36,29 +37,11 @@ def check_nodes(nodes: object) -> list[Any]:
     return list(nodes)
 
 
-def _kind(node: object) -> str:
-    """Classify a node: ``url``, ``sync``, ``sync-cluster``, ``async`` or ``other``."""
-    if isinstance(node, str):
-        return "url"
-    if isinstance(node, redis.Redis):
-        return "sync"
-    if isinstance(node, redis.asyncio.Redis):
-        return "async"
-    # Slow to import and only needed for cluster client objects.
-    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-    from redis.cluster import RedisCluster
-
-    if isinstance(node, RedisCluster):
-        return "sync-cluster"
-    if isinstance(node, AsyncRedisCluster):
-        return "async"
-    return "other"
-
-
 def _wrong_twin(index: int, node: object, wanted: str) -> ConfigurationError:
     return ConfigurationError(
         f"Invalid node {index}: {type(node).__module__}.{type(node).__name__} is not a {wanted} "
-        "client; use AsyncRedsync with redis.asyncio clients and Redsync with redis.Redis ones."
+        "client; use AsyncRedsync with asyncio clients (redis.asyncio, valkey.asyncio) and "
+        "Redsync with sync ones (redis.Redis, valkey.Valkey)."
     )
 
 
@@ -70,9 +53,13 @@ def _url_client(factory: Any, url: str, options: Mapping[str, Any] | None, *, as
     pool = client.connection_pool
     try:  # redis-py checks connection options only when it connects: check them now
         pool.connection_class(**pool.connection_kwargs)
-    except (ValueError, TypeError, RedisError) as exc:
+    except (ValueError, TypeError, RedisError, UnboundLocalError) as exc:
+        # redis-py 5.0 hides "protocol must be an integer" behind an UnboundLocalError.
+        reason = exc.__context__ if isinstance(exc, UnboundLocalError) else exc
+        if not options:
+            raise ConfigurationError(f"Invalid node URL {redact(url)!r}: {reason}.") from None
         raise ConfigurationError(
-            f"Invalid client_options {sorted(options or {})}: {exc}; expected keyword arguments "
+            f"Invalid client_options {sorted(options)}: {reason}; expected keyword arguments "
             "of redis.Redis (e.g. socket_timeout, password, ssl_ca_certs)."
         ) from None
     return client
@@ -88,7 +75,7 @@ def build_sync_nodes(
     """
     built: list[SyncNode] = []
     for i, node in enumerate(check_nodes(nodes)):
-        kind = _kind(node)
+        kind = kind_of(node)
         if kind == "sync-cluster":
             built.append(ClusterNode(i, node, client_address(node)))
         elif kind == "sync":
@@ -116,11 +103,11 @@ def build_async_nodes(
     """
     built: list[AsyncNode] = []
     for i, node in enumerate(check_nodes(nodes)):
-        kind = _kind(node)
+        kind = kind_of(node)
         if kind == "async":
             built.append(AsyncRedisNode(i, node, client_address(node), owned=False))
         elif kind in ("sync", "sync-cluster"):
-            raise _wrong_twin(i, node, "redis.asyncio")
+            raise _wrong_twin(i, node, "asyncio")
         else:
             url = check_url(node, i)
             name = memory_name(url)

@@ -156,7 +156,8 @@ try:
 except ImportError:  # the optional C extension: packs about twice as fast when installed
     pack = _pack_python
 else:
-    pack = _pack_hiredis
+    # pack_command came after hiredis 2.0, which the extra still allows: encode in Python there.
+    pack = _pack_hiredis if hasattr(hiredis, "pack_command") else _pack_python
 
 
 def _text(reply: object) -> str | None:

@@ -17,12 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from .._algorithm.effects import Batch, FanOut, KeyState, NodeReply, Op, ScanPage, Status
 from .._exceptions import NodeError
 from . import aio, sync
 from .aio import AsyncNode
+from .clients import family_of
 from .commands import MAX_LISTED_VALUE, decode
 from .scripts import SCAN_PAGE_CLUSTER
 from .sync import SyncNode, node_error
@@ -140,7 +139,7 @@ def _cluster_page(client: Any, page: FanOut) -> NodeReply:
     master = _nth(primaries, index)
     try:
         raw = client.execute_command("EVALSHA", SCAN_PAGE_CLUSTER.sha, *args, target_nodes=master)
-    except NoScriptError:
+    except family_of(client).no_script_error:
         raw = client.execute_command("EVAL", SCAN_PAGE_CLUSTER.source, *args, target_nodes=master)
     return _advance(decode(page, raw), index, len(primaries))
 
@@ -195,7 +194,7 @@ class _AsyncPage:
                 raw = await client.execute_command(
                     "EVALSHA", SCAN_PAGE_CLUSTER.sha, *args, target_nodes=master
                 )
-            except NoScriptError:
+            except family_of(client).no_script_error:
                 raw = await client.execute_command(
                     "EVAL", SCAN_PAGE_CLUSTER.source, *args, target_nodes=master
                 )

@@ -21,11 +21,11 @@ from typing import Any, Protocol, overload
 
 import redis
 import redis.exceptions
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._exceptions import NodeError
 from .addresses import redact
+from .clients import Family, family_of
 from .commands import (
     Reply,
     Single,
@@ -107,10 +107,11 @@ class _Lease:
     handshake. Replies we stopped waiting for are read and dropped before the next command.
     """
 
-    __slots__ = ("__weakref__", "conn", "handshake", "pid", "unanswered")
+    __slots__ = ("__weakref__", "conn", "family", "handshake", "pid", "unanswered")
 
     def __init__(self, pool: Any) -> None:
         self.pid = os.getpid()
+        self.family: Family = family_of(pool)
         self.conn = pool.connection_class(**pool.connection_kwargs)
         # Through a weak reference: a cycle would keep the socket open after the thread ends.
         lease = weakref.ref(self)
@@ -120,7 +121,7 @@ class _Lease:
             if this is not None:
                 this._pipeline_setup(conn)
 
-        self.conn.redis_connect_func = setup
+        setattr(self.conn, self.family.connect_hook, setup)
         self.handshake = 0  # setup replies due before the next command's reply
         self.unanswered = 0  # replies of commands we stopped waiting for (deadline, fail fast)
 
@@ -146,16 +147,16 @@ class _Lease:
         """Read the setup replies that arrived; return True once none is due.
 
         Raises:
-            redis.exceptions.ConnectionError: the node refused the setup (AUTH, SELECT...).
+            ConnectionError: (the client library's) the node refused the setup (AUTH, SELECT...).
         """
         conn = self.conn
         while self.handshake:
             if not conn.can_read(timeout=0):
                 return False
             try:
-                conn.read_response()
-            except ResponseError as exc:
-                raise redis.exceptions.ConnectionError(f"connection setup failed: {exc}") from exc
+                _read(conn)
+            except self.family.response_error as exc:
+                raise self.family.connection_error(f"connection setup failed: {exc}") from exc
             self.handshake -= 1
         return True
 
@@ -174,12 +175,12 @@ class _Lease:
             if not self.read_setup():
                 return False
             while self.unanswered and conn.can_read(timeout=0):
-                with contextlib.suppress(ResponseError):
-                    conn.read_response()
+                with contextlib.suppress(self.family.response_error):
+                    _read(conn)
                 self.unanswered -= 1
             if not self.unanswered and conn.can_read(timeout=0):
                 conn.disconnect()  # an idle connection has nothing to say: it was closed
-        except (RedisError, OSError):
+        except (self.family.error, OSError):
             conn.disconnect()
             self.handshake = self.unanswered = 0
         if self.unanswered > MAX_UNANSWERED:
@@ -294,8 +295,8 @@ class _Call:
         if self.lease.handshake and not (self.lease.read_setup() and self.conn.can_read(timeout=0)):
             return self
         try:
-            raw = self.conn.read_response()
-        except NoScriptError:
+            raw = _read(self.conn)
+        except self.lease.family.no_script_error:
             if self.script is None or self.sent_source:
                 raise
             self.sent_source = True
@@ -311,6 +312,18 @@ class _Call:
         """Close the connection after an error while reading (its state is unknown)."""
         self.conn.disconnect()
         self.lease.unanswered = 0
+
+
+def _read(conn: Any) -> Any:
+    """Read one reply from ``conn``, raising the server's error replies.
+
+    redis-py 5.0 with hiredis hands back, instead of raising, an error reply of the connection
+    kind (NOAUTH's AuthenticationError...) that ``can_read()`` had already buffered.
+    """
+    reply = conn.read_response()
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
 
 
 def _connect_within(conn: Any, budget_s: float | None) -> None:
@@ -355,7 +368,8 @@ def _send(
 
 
 class RedisNode:
-    """A node behind a ``redis.Redis`` client (standalone or a Sentinel ``master_for``)."""
+    """A node behind a ``redis.Redis`` or ``valkey.Valkey`` client (standalone or a Sentinel
+    ``master_for``)."""
 
     def __init__(self, index: int, client: redis.Redis, address: str, *, owned: bool) -> None:
         self.index = index
@@ -381,7 +395,7 @@ class RedisNode:
                 if left <= 0 or not lease.conn.can_read(timeout=left):
                     lease.unanswered += 1
                     raise node_error(self, f"no reply within {timeout_s:g} s")
-            return server_version(lease.conn.read_response())
+            return server_version(_read(lease.conn))
         except NodeError:
             raise
         except Exception as exc:
@@ -396,12 +410,14 @@ class RedisNode:
 
 
 class ClusterNode:
-    """A Redis Cluster as one node: each key goes to the master that owns its slot."""
+    """A Redis Cluster (redis-py's or valkey-py's client) as one node: each key goes to the
+    master that owns its slot."""
 
     def __init__(self, index: int, client: Any, address: str) -> None:
         self.index = index
         self.address = address
         self.client = client
+        self.family = family_of(client)
         self._leases = _Leases()  # to each master, for commands that need no redirection
 
     def connected(self, effect: FanOut | Batch) -> bool:
@@ -414,9 +430,10 @@ class ClusterNode:
         if spans_slots(effect, self.client.keyslot):
             return drive_split(effect, self.client.keyslot, self._through_client)
         target = self.client.get_node_from_key(effect.key)
-        if target is None or target.redis_connection is None:
+        connection = getattr(target, self.family.cluster_connection, None)
+        if connection is None:
             return self._through_client(effect)
-        lease = self._leases.lease(target.redis_connection.connection_pool)
+        lease = self._leases.lease(connection.connection_pool)
         call = _send(self, lease, effect, budget_s, sharded=True)
         return _ClusterCall(self, call)
 
@@ -428,7 +445,7 @@ class ClusterNode:
         else:
             try:
                 raw = self.client.execute_command("EVALSHA", script.sha, *args)
-            except NoScriptError:
+            except self.family.no_script_error:
                 raw = self.client.execute_command("EVAL", script.source, *args)
         reply = decode(effect, raw)
         assert isinstance(reply, NodeReply)  # a single FanOut decodes to one reply
@@ -463,7 +480,7 @@ class _ClusterCall:
     def finish(self) -> InFlight | Done:
         try:
             result = self.call.finish()
-        except ResponseError as exc:
+        except self.node.family.response_error as exc:
             if not str(exc).startswith(("MOVED", "ASK")):
                 raise
             self.node.client.nodes_manager.initialize()

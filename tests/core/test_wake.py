@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -289,8 +290,10 @@ async def test_200_async_waiters_share_one_subscriber_per_node(
                 subs = subscribers(server)
                 assert len(subs) == 1, subs
                 assert int(subs[0]["sub"]) == 50
-            # The 200 waiters, this test, and one reader task per subscriber connection.
-            assert len(asyncio.all_tasks()) <= len(tasks) + 1 + len(redis_nodes)
+            # The 200 waiters, this test, and one reader task per subscriber connection; on
+            # Python 3.10 each waiter has one more (its asyncio.wait_for runs the wait as a task).
+            per_waiter = 2 if sys.version_info < (3, 11) else 1
+            assert len(asyncio.all_tasks()) <= per_waiter * len(tasks) + 1 + len(redis_nodes)
             started = time.monotonic()
             for holder in holders:
                 await holder.unlock()

@@ -86,11 +86,17 @@ def _make_certs(tmp: Path) -> dict[str, str]:
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], check=True, capture_output=True, cwd=tmp)
 
+    # Python 3.13 verifies strictly (VERIFY_X509_STRICT): the CA needs key usage, the server
+    # certificate an authority key identifier.
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-        "-days", "1", "-subj", "/CN=redsync test CA")  # fmt: skip
+        "-days", "1", "-subj", "/CN=redsync test CA",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
         "-subj", "/CN=127.0.0.1")  # fmt: skip
-    (tmp / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    (tmp / "ext.cnf").write_text(
+        "subjectAltName=IP:127.0.0.1\nauthorityKeyIdentifier=keyid,issuer\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
         "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "ext.cnf")  # fmt: skip
     return {name: str(tmp / f"{name}") for name in ("ca.crt", "server.crt", "server.key")}
