@@ -43,7 +43,6 @@ from redsync_core import (
     LockTaken,
     Mutex,
     MutexOptions,
-    QuorumUnreachable,
     RedsyncError,
 )
 from redsync_core.adapters import free_in
@@ -206,27 +205,23 @@ def enqueue(
     expiry = float(task.lock_queue_expiry) + _delay(options)
     busy: LockNotAcquired | None = None
     for _attempt in range(2):  # a second try only if the holder left between lock and inspect
-        mutex = redsync.new_mutex(
+        held = redsync.hold(
             name,
             expiry=expiry,
             auto_extend=False,
-            tries=1,
             gen_value_func=lambda: f"{task_id}:q0:{token}",
         )
-        try:
-            mutex.lock()
-        except QuorumUnreachable:
-            raise
-        except LockNotAcquired as exc:
-            busy = exc
+        if not held.acquire():
+            busy = held.busy
+            assert busy is not None  # set by a failed acquire()
             holder = redsync.inspect(name).holder
             if holder is None:
                 continue
-            return _duplicate(task, name, holder, exc)
+            return _duplicate(task, name, holder, busy)
         try:
             return send(args, kwargs, task_id=task_id, **options)
         except BaseException:
-            mutex.unlock()  # nothing was queued: there is nothing to protect
+            held.release()  # nothing was queued: there is nothing to protect
             raise
     assert busy is not None  # both attempts found the lock held
     return _duplicate(task, name, None, busy)
