@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._algorithm.timing import validity_ms
 from ._exceptions import ConfigurationError
 
 __all__ = ["OPTION_NAMES", "MutexOptions", "is_text", "to_ms"]
@@ -99,6 +100,14 @@ class MutexOptions:
             factor = getattr(self, name)
             if not _is_number(factor) or not 0 <= factor < 1:
                 raise _bad(name, factor, "a number in [0, 1)")
+        if validity_ms(self.expiry_ms, 0, self.drift_factor) <= 0:
+            # Such a lock is never valid: lock() would retry until tries or timeout ran out.
+            raise _bad(
+                "expiry",
+                self.expiry,
+                "more than its clock drift allowance (expiry * drift_factor + 0.002 s, with "
+                f"drift_factor={self.drift_factor:g}); a shorter lock is never valid",
+            )
         for name in ("retry_delay_func", "gen_value_func", "on_lost"):
             func = getattr(self, name)
             if func is not None and not callable(func):

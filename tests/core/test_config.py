@@ -181,7 +181,7 @@ def test_mutex_options_override_redsync_defaults() -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        {"expiry": 0.001},
+        {"expiry": 0.003},
         {"expiry": 1.2345},
         {"tries": 1},
         {"tries": None},
@@ -205,3 +205,20 @@ def test_boundary_values_are_accepted(options: dict[str, Any]) -> None:
         return
     assert m.try_lock()
     assert m.unlock()
+
+
+@pytest.mark.parametrize(
+    ("expiry", "drift_factor"),
+    [(0.001, 0.01), (0.002, 0.0), (0.004, 0.5)],
+    ids=["1ms", "2ms-no-drift", "4ms-half-drift"],
+)
+def test_an_expiry_within_its_drift_allowance_is_refused(
+    expiry: float, drift_factor: float
+) -> None:
+    """Such a lock could never be valid: lock() would only retry until tries or timeout end."""
+    with pytest.raises(ConfigurationError, match=r"Invalid option expiry=.*drift allowance"):
+        Redsync(memory_urls(3), expiry=expiry, drift_factor=drift_factor)
+
+
+def test_the_shortest_valid_expiry_is_accepted() -> None:
+    Redsync(memory_urls(3), expiry=0.003).new_mutex("x")

@@ -153,10 +153,17 @@ def _text(x: object) -> bool:
     return isinstance(x, str) and x != "" and not has_surrogate(x)
 
 
+def _outlasts_drift(expiry: float, drift_factor: float) -> bool:
+    """A lock must outlast its clock drift allowance (expiry * drift_factor + 2 ms) to ever be
+    valid; whole milliseconds, as the option table says."""
+    expiry_ms = round(expiry * 1000)
+    return expiry_ms - int(expiry_ms * drift_factor) - 2 > 0
+
+
 #: The documented contract of every option (README's option table), written here independently
 #: of the core: the values that must be accepted. Every other value must be refused.
 VALID: dict[str, Any] = {
-    "expiry": lambda x: _number(x) and 0.001 <= x <= MAX_EXPIRY,
+    "expiry": lambda x: _number(x) and 0.001 <= x <= MAX_EXPIRY and _outlasts_drift(x, 0.01),
     "tries": lambda x: x is None or (type(x) is int and x >= 1),
     "retry_delay": lambda x: x is None or (_number(x) and 0 <= x < DAY),
     "retry_delay_func": lambda x: x is None or callable(x),
@@ -205,6 +212,9 @@ def test_each_option_is_refused_exactly_outside_its_range(name: str) -> None:
 )
 def test_options_are_accepted_or_refused_with_configuration_error(options: dict[str, Any]) -> None:
     bad = sorted(name for name, value in options.items() if not VALID[name](value))
+    drift = options.get("drift_factor", 0.01)
+    if "expiry" in options and not bad and not _outlasts_drift(options["expiry"], drift):
+        bad = ["expiry"]  # valid alone, too short for this drift_factor
     built: list[Any] = []
     for build in (
         lambda: built.append(Redsync(memory_urls(3), **options).new_mutex("x")),
