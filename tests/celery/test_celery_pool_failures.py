@@ -104,7 +104,9 @@ def test_revoke_terminate_frees_the_lock(celery_env: Any, pool: str, key: str) -
         eventually(lambda: result.state == "REVOKED", 30)
         assert events(celery_env, key, "end") == []
     else:
-        assert result.get(timeout=RESULT_TIMEOUT) == key
+        # The body runs to its end; whether the result then reads SUCCESS or REVOKED depends
+        # on when the worker saw the revoke, so the test looks at the body itself.
+        eventually(lambda: events(celery_env, key, "end"), 30)
 
 
 @pytest.fixture
