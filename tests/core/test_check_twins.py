@@ -1,11 +1,14 @@
-"""``scripts/check-twins``: the asyncio driver must stay the sync driver plus async/await."""
+"""``scripts/check-twins``: each asyncio module must stay its sync twin plus async/await."""
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,22 @@ def check(sync_file: Path, async_file: Path) -> subprocess.CompletedProcess[str]
     )
 
 
+#: Each pair of twins, with a line found once in both, to add lines after.
+PAIRS = {
+    "drivers": ("_sync.py", "_async.py", "self._node_count = len(self._nodes)"),
+    "family": ("_family_sync.py", "_family_async.py", "self._permit: int | None = None"),
+}
+
+
+def load_script() -> Any:
+    loader = importlib.machinery.SourceFileLoader("check_twins", str(SCRIPT))
+    spec = importlib.util.spec_from_loader("check_twins", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def twins(tmp_path: Path) -> tuple[Path, Path]:
     """Copies of the two drivers, to edit."""
@@ -30,6 +49,16 @@ def twins(tmp_path: Path) -> tuple[Path, Path]:
     shutil.copy(DRIVERS / "_sync.py", sync_file)
     shutil.copy(DRIVERS / "_async.py", async_file)
     return sync_file, async_file
+
+
+@pytest.fixture(params=sorted(PAIRS))
+def pair(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path, str]:
+    """Copies of one pair of twins, to edit, and the line to add lines after."""
+    sync_name, async_name, anchor = PAIRS[request.param]
+    sync_file, async_file = tmp_path / sync_name, tmp_path / async_name
+    shutil.copy(DRIVERS / sync_name, sync_file)
+    shutil.copy(DRIVERS / async_name, async_file)
+    return sync_file, async_file, anchor
 
 
 def insert_after(path: Path, anchor: str, new_line: str) -> None:
@@ -41,21 +70,61 @@ def insert_after(path: Path, anchor: str, new_line: str) -> None:
     path.write_text("".join(lines))
 
 
-def test_the_drivers_are_twins() -> None:
-    result = check(DRIVERS / "_sync.py", DRIVERS / "_async.py")
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_the_modules_are_twins(name: str) -> None:
+    sync_name, async_name, _ = PAIRS[name]
+    result = check(DRIVERS / sync_name, DRIVERS / async_name)
+    assert result.returncode == 0, result.stderr
+
+
+def test_make_lint_checks_every_pair() -> None:
+    """``scripts/check-twins`` without arguments (as ``make lint`` runs it) checks each pair."""
+    checked = {(sync.name, aio.name) for sync, aio in load_script().PAIRS}
+    assert checked == {(sync_name, async_name) for sync_name, async_name, _ in PAIRS.values()}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("edited", ["sync", "async"])
 def test_a_line_added_to_one_twin_only_fails_with_the_line(
-    twins: tuple[Path, Path], edited: str
+    pair: tuple[Path, Path, str], edited: str
 ) -> None:
-    path = twins[0] if edited == "sync" else twins[1]
-    insert_after(path, "self._node_count = len(self._nodes)", "self._drifted = True")
-    result = check(*twins)
+    sync_file, async_file, anchor = pair
+    path = sync_file if edited == "sync" else async_file
+    insert_after(path, anchor, "self._drifted = True")
+    result = check(sync_file, async_file)
     assert result.returncode == 1
     assert f"{path.name}:" in result.stderr
     assert "self._drifted = True" in result.stderr
+
+
+def test_one_failing_pair_fails_the_default_run(
+    pair: tuple[Path, Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sync_file, async_file, anchor = pair
+    insert_after(async_file, anchor, "self._drifted = True")
+    script = load_script()
+    drivers = (DRIVERS / "_sync.py", DRIVERS / "_async.py")
+    monkeypatch.setattr(script, "PAIRS", (drivers, (sync_file, async_file)))
+    assert script.main([]) == 1
+    assert f"{async_file.name}:" in capsys.readouterr().err
+
+
+def test_type_checking_imports_may_differ_but_not_other_code(twins: tuple[Path, Path]) -> None:
+    sync_file, async_file = twins
+    sync_file.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\n")
+    async_file.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import b\n")
+    assert check(*twins).returncode == 0
+    async_file.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import b\n    B = 1\n"
+    )
+    result = check(*twins)
+    assert result.returncode == 1
+    assert "import b" in result.stderr
 
 
 def test_the_same_change_in_both_passes(twins: tuple[Path, Path]) -> None:
