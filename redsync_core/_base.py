@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _hooks as hooks
-from ._algorithm.effects import FanOut, KeyState, NodeReply, Op, Tally
+from ._algorithm.effects import FanOut, KeyState, NodeKeys, NodeReply, Op, Tally, glob_escape
 from ._algorithm.flows import Target
 from ._algorithm.timing import quorum
 from ._clock import Clock, monotonic_ms
 from ._exceptions import ConfigurationError, LockError, NodeError
 from ._options import MAX_EXPIRY, MutexOptions, is_text
-from ._transport.listing import NodeKeys, glob_escape
 
 __all__ = [
     "LockInfo",

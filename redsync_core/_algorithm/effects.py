@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .._exceptions import NodeError
 
@@ -13,6 +13,7 @@ __all__ = [
     "Effect",
     "FanOut",
     "KeyState",
+    "NodeKeys",
     "NodeReply",
     "Op",
     "ScanPage",
@@ -20,6 +21,7 @@ __all__ = [
     "Status",
     "Tally",
     "Woke",
+    "glob_escape",
 ]
 
 
@@ -68,6 +70,25 @@ class ScanPage:
 
     cursor: int
     keys: tuple[KeyState, ...]
+
+
+def glob_escape(text: str) -> str:
+    """Escape ``text`` so that a Redis glob (SCAN MATCH) matches it literally."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+@dataclass
+class NodeKeys:
+    """What one node listed: its keys, and whether the listing is complete or why not.
+
+    Filled in page by page by the transport's listing; read by the shared front end.
+    """
+
+    index: int
+    address: str
+    keys: list[KeyState] = field(default_factory=list)
+    cursor: int | None = 0  # None once the node is done (listed, failed or cut short)
+    error: str | None = None  # why the node was not listed to the end
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from .._algorithm.effects import Batch, FanOut, KeyState, NodeReply, Op, ScanPage, Status
+from .._algorithm.effects import Batch, FanOut, NodeKeys, NodeReply, Op, ScanPage, Status
 from .._exceptions import NodeError
 from . import aio, sync
 from .aio import AsyncNode
@@ -26,7 +25,7 @@ from .commands import MAX_LISTED_VALUE, decode
 from .scripts import SCAN_PAGE_CLUSTER
 from .sync import SyncNode, node_error
 
-__all__ = ["NodeKeys", "glob_escape", "list_keys", "list_keys_async"]
+__all__ = ["list_keys", "list_keys_async"]
 
 #: Said of a node whose listing the time budget cut short.
 CUT_SHORT = "listing cut short: the time budget ran out"
@@ -35,22 +34,6 @@ CLUSTER_SHIFT = 64
 #: A round that ends this close to the budget's end ran out of time (event loop timers may fire
 #: up to a clock tick early, so "now >= deadline" alone would miss some).
 EARLY_WAKE_S = 0.01
-
-
-def glob_escape(text: str) -> str:
-    """Escape ``text`` so that a Redis glob (SCAN MATCH) matches it literally."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-@dataclass
-class NodeKeys:
-    """What one node listed: its keys, and whether the listing is complete or why not."""
-
-    index: int
-    address: str
-    keys: list[KeyState] = field(default_factory=list)
-    cursor: int | None = 0  # None once the node is done (listed, failed or cut short)
-    error: str | None = None  # why the node was not listed to the end
 
 
 class _Listing:

@@ -6,14 +6,16 @@ arguments; keys are written with plain SET ... PX so that a case can shape each 
 
 from __future__ import annotations
 
+import ast
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio.cluster
 
-from redsync_core import AsyncRedsync, ConfigurationError, LockListing, Redsync
+from redsync_core import AsyncRedsync, ConfigurationError, LockListing, Redsync, _base
 from redsync_core.testing import RedisServer
 
 DRIVERS = [pytest.param("sync", id="sync"), pytest.param("asyncio", id="asyncio")]
@@ -353,3 +355,16 @@ def test_a_cluster_node_is_listed_master_by_master(driver: str, redis_cluster: A
     assert all(info.verdict == "held" for info in listing)
     assert listing.skipped == 1
     assert not listing.partial
+
+
+def test_the_shared_front_end_imports_no_transport_and_no_redis() -> None:
+    """``_base`` (what both drivers share) sits on the algorithm only; the drivers list keys."""
+    tree = ast.parse(Path(_base.__file__).read_text(encoding="utf-8"))
+    modules = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            modules.append(node.module)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):  # also "from . import _x"
+            modules += [alias.name for alias in node.names]
+    tops = {module.split(".")[0] for module in modules}
+    assert tops.isdisjoint({"_sync", "_async", "_transport", "redis", "valkey"}), sorted(tops)
