@@ -32,6 +32,7 @@ class Family:
     response_error: type[Exception]
     no_script_error: type[Exception]
     connection_error: type[Exception]
+    no_permission_error: type[Exception]
     connect_hook: str
     """The connection attribute holding the function run after connecting (instead of
     ``on_connect``)."""
@@ -63,6 +64,7 @@ def _family(name: str, prefix: str) -> Family:
         response_error=errors.ResponseError,
         no_script_error=errors.NoScriptError,
         connection_error=errors.ConnectionError,
+        no_permission_error=errors.NoPermissionError,
         connect_hook=f"{name}_connect_func",
         cluster_connection=f"{name}_connection",
     )

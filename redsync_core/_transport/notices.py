@@ -44,9 +44,8 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import NoPermissionError, RedisError, ResponseError
-
 from .._clock import Clock
+from .clients import Family, family_of
 from .commands import pack
 from .sync import RedisNode, _credentials
 
@@ -243,10 +242,17 @@ def _carries(nodes: Sequence[Any], pool: Any, key: str) -> bool:
     return False
 
 
-def _is_refusal(exc: ResponseError) -> bool:
+def _is_refusal(family: Family, exc: Exception) -> bool:
     """True when the server will not let this user subscribe (ACL) or knows no pub/sub."""
     text = str(exc)
-    return isinstance(exc, NoPermissionError) or text.startswith(("NOPERM", "unknown command"))
+    return isinstance(exc, family.no_permission_error) or text.startswith(
+        ("NOPERM", "unknown command")
+    )
+
+
+def _failures(family: Family) -> tuple[type[Exception], ...]:
+    """What a subscriber connection of ``family``'s client library raises when it fails."""
+    return (family.error, OSError, ValueError, AttributeError, TypeError)
 
 
 def _refusal(address: str, exc: BaseException) -> None:
@@ -267,6 +273,7 @@ class _Sub:
 
     def __init__(self, pool: Any, sharded: bool, node: int, address: str) -> None:
         self.pool = pool
+        self.family = family_of(pool)  # whose exception classes this connection raises
         self.node = node
         self.sharded = sharded
         self.address = address
@@ -284,7 +291,7 @@ class _Sub:
         """Open the connection; the AUTH reply (if any) is read later with the others.
 
         Raises:
-            RedisError, OSError: the server could not be reached.
+            RedisError (or valkey-py's ValkeyError), OSError: the server could not be reached.
         """
         kwargs = {
             **self.pool.connection_kwargs,
@@ -503,13 +510,13 @@ class SyncNotices:
     def _send(self, sub: _Sub, subscribe: bool, key: str) -> None:
         try:
             sub.send(subscribe, key)
-        except (RedisError, OSError):
+        except (sub.family.error, OSError):
             self._broken(sub)
 
     def _open(self, sub: _Sub, wanted: set[str]) -> None:
         try:
             sub.connect()
-        except (RedisError, OSError, ValueError) as exc:
+        except (sub.family.error, OSError, ValueError) as exc:
             logger.debug("Release notices from %s unavailable: %s", sub.address, exc)
             self._broken(sub)
             return
@@ -546,13 +553,13 @@ class SyncNotices:
             while True:
                 try:
                     message = conn.read_response()
-                except ResponseError as exc:
+                except sub.family.response_error as exc:
                     self._refused(sub, exc)
                 else:
                     self._handle(sub, message)
                 if sub.conn is None or not conn.can_read(timeout=0):
                     return
-        except (RedisError, OSError, ValueError, AttributeError, TypeError) as exc:
+        except _failures(sub.family) as exc:
             logger.debug("Release notices from %s interrupted: %s", sub.address, exc)
             self._broken(sub)
 
@@ -570,14 +577,14 @@ class SyncNotices:
         if kind in _CONFIRM:
             self._heard(_text(message[1]), None)
 
-    def _refused(self, sub: _Sub, exc: ResponseError) -> None:
+    def _refused(self, sub: _Sub, exc: Exception) -> None:
         subscribe, key = sub.pending.popleft() if sub.pending else (False, None)
         if key is not None:
             sub.channels.discard(key)
         if key is None and not subscribe:  # AUTH failed: this connection is of no use
             sub.refused = True
             sub.drop()
-        elif _is_refusal(exc):
+        elif _is_refusal(sub.family, exc):
             sub.refused = True  # the ACL will not change under us often: stop asking
             sub.drop()
         if sub.refused and not self._warned:
@@ -626,6 +633,7 @@ class _AsyncSub:
 
     def __init__(self, pool: Any, sharded: bool, node: int, address: str) -> None:
         self.pool = pool
+        self.family = family_of(pool)  # whose exception classes this connection raises
         self.node = node
         self.sharded = sharded
         self.address = address
@@ -744,7 +752,7 @@ class AsyncNotices:
         while not self._closed and not sub.refused and self._keys:
             try:
                 await self._serve(sub)
-            except (RedisError, OSError, ValueError, AttributeError, TypeError) as exc:
+            except _failures(sub.family) as exc:
                 logger.debug("Release notices from %s interrupted: %s", sub.address, exc)
             finally:
                 sub.ready = False
@@ -773,7 +781,7 @@ class AsyncNotices:
         while True:
             try:
                 message = await conn.read_response()
-            except ResponseError as exc:
+            except sub.family.response_error as exc:
                 if self._refused(sub, exc):
                     return
                 continue
@@ -791,10 +799,10 @@ class AsyncNotices:
         if kind in _CONFIRM:
             self._heard(_text(message[1]), None)
 
-    def _refused(self, sub: _AsyncSub, exc: ResponseError) -> bool:
+    def _refused(self, sub: _AsyncSub, exc: Exception) -> bool:
         if sub.pending:
             sub.pending.popleft()
-        if not _is_refusal(exc):
+        if not _is_refusal(sub.family, exc):
             return False
         sub.refused = True
         if not self._warned:

@@ -8,11 +8,15 @@ redis-server by default); ``make test-servers`` runs them against Redis and Valk
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 import valkey
@@ -202,6 +206,87 @@ def test_a_password_and_a_database_reach_the_server_with_valkey_clients(
     finally:
         for client in made:
             client.close()
+
+
+# --- release notices: valkey-py raises its own exceptions (not redis-py's) --------------------
+
+ADMIN_PW = "admin-Pw-1234"
+LOCKER_PW = "locker-Pw-5678"
+#: A user that may lock under "locks:" but may not use pub/sub at all.
+NO_CHANNELS = [
+    "on", f">{LOCKER_PW}", "~locks:*", "resetchannels", "-@all",
+    "+set", "+get", "+del", "+pexpire", "+pttl", "+eval", "+evalsha", "+info",
+]  # fmt: skip
+
+
+def servers_without_channel_rights(redis_servers: Any) -> list[RedisServer]:
+    servers: list[RedisServer] = redis_servers(3, password=ADMIN_PW)
+    for server in servers:
+        admin = server.client()
+        admin.execute_command("ACL", "SETUSER", "locker", "reset", *NO_CHANNELS)
+        admin.close()
+    return servers
+
+
+def refusals(caplog: pytest.LogCaptureFixture) -> Callable[[], list[logging.LogRecord]]:
+    return lambda: [r for r in caplog.records if "refused the release notices" in r.getMessage()]
+
+
+def test_a_valkey_user_without_channel_rights_locks_with_one_warning(
+    redis_servers: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    servers = servers_without_channel_rights(redis_servers)
+    made = sync_clients(servers, username="locker", password=LOCKER_PW)
+    caplog.set_level(logging.WARNING, logger="redsync")
+    try:
+        with Redsync(made, key_prefix="locks:") as rs:
+            for _ in range(2):
+                holder = rs.new_mutex("a")
+                holder.lock()
+                timer = threading.Timer(0.2, holder.unlock)
+                timer.start()
+                waiter = rs.new_mutex("a", retry_delay=0.3, tries=50)
+                waiter.lock()  # waits on notices, which the node refuses
+                timer.join()
+                assert waiter.unlock()
+            for _ in range(500):  # the reader thread logs the refusal on its own time
+                if refusals(caplog)():
+                    break
+                time.sleep(0.01)
+    finally:
+        for client in made:
+            client.close()
+    assert len(refusals(caplog)()) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def test_async_valkey_user_without_channel_rights_locks_with_one_warning(
+    redis_servers: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    servers = servers_without_channel_rights(redis_servers)
+    made = [
+        valkey.asyncio.Valkey(host=s.host, port=s.port, username="locker", password=LOCKER_PW)
+        for s in servers
+    ]
+    caplog.set_level(logging.WARNING)
+    try:
+        async with AsyncRedsync(made, key_prefix="locks:") as ars:
+            for _ in range(2):
+                holder = ars.new_mutex("a")
+                await holder.lock()
+                asyncio.get_running_loop().call_later(0.2, asyncio.ensure_future, holder.unlock())
+                waiter = ars.new_mutex("a", retry_delay=0.3, tries=50)
+                await waiter.lock()
+                assert await waiter.unlock()
+            for _ in range(500):
+                if refusals(caplog)():
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        for client in made:
+            await client.aclose()
+    assert len(refusals(caplog)()) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 # --- wrong twins and imports -------------------------------------------------------------------
