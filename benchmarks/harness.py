@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redsync_core.testing import RedisServer, RedisServerGroup
+from redsync_core.testing import RedisServer, RedisServerGroup, child_process
 
 from .contenders import CONTENDERS, Spec
 from .peers import ENVS, EnvStatus, prepare
@@ -97,10 +97,15 @@ class WorkerError(RuntimeError):
 
 
 class Worker:
-    """One ``runner.py`` process, spoken to with one JSON line per request."""
+    """One ``runner.py`` process, spoken to with one JSON line per request.
+
+    An idle worker quits when our end of its stdin closes; one in the middle of a request would
+    run on (a slice, a hung lock()) after the benchmark was killed: the kernel kills it when
+    this process dies (``child_process``, Linux), as it does the redis-server processes.
+    """
 
     def __init__(self, python: str) -> None:
-        self.proc = subprocess.Popen(
+        self.proc = child_process(
             [python, str(RUNNER)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
