@@ -7,6 +7,7 @@ Kept line for line in the same order as ``_sync.py``: ``scripts/check-twins`` (r
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import weakref
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -70,6 +71,7 @@ class AsyncRedsync(RedsyncBase):
         super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.AsyncNode] = build_async_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
+        self._twin_lock = threading.Lock()  # threads asking for a twin at once share one
         # twin: async-only
         self._notices: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncNotices] = (
             weakref.WeakKeyDictionary()
@@ -154,12 +156,13 @@ class AsyncRedsync(RedsyncBase):
         Raises:
             ConfigurationError: the nodes are asyncio client objects, not URLs.
         """
-        if self._sync_twin is None:
-            from ._sync import Redsync
+        with self._twin_lock:  # threads asking at once (``locked`` functions) get one twin
+            if self._sync_twin is None:
+                from ._sync import Redsync
 
-            nodes, kwargs = self._twin_arguments("sync")
-            self._sync_twin = Redsync(nodes, **kwargs)
-        return self._sync_twin
+                nodes, kwargs = self._twin_arguments("sync")
+                self._sync_twin = Redsync(nodes, **kwargs)
+            return self._sync_twin
 
     async def ping(self, timeout: float = 2.0) -> PingReport:
         """Ask every node for its version within ``timeout`` s; report latency and the quorum."""

@@ -7,6 +7,7 @@ Kept line for line in the same order as ``_async.py``: ``scripts/check-twins`` (
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import weakref
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -70,6 +71,7 @@ class Redsync(RedsyncBase):
         super().__init__(nodes, key_prefix, client_options, defaults)
         self._nodes: list[transport.SyncNode] = build_sync_nodes(nodes, client_options)
         self._node_count = len(self._nodes)
+        self._twin_lock = threading.Lock()  # threads asking for a twin at once share one
         self._notices = SyncNotices(self._nodes, lambda: self._clock())  # twin: sync-only
         # twin: sync-only
         self._async_twins: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedsync] = (
@@ -155,10 +157,11 @@ class Redsync(RedsyncBase):
             ConfigurationError: the nodes are sync client objects, not URLs.
         """
         loop = asyncio.get_running_loop()
-        twin = self._async_twins.get(loop)
-        if twin is None:
-            nodes, kwargs = self._twin_arguments("redis.asyncio")
-            twin = self._async_twins[loop] = AsyncRedsync(nodes, **kwargs)
+        with self._twin_lock:  # the loops of other threads add theirs; close() reads them all
+            twin = self._async_twins.get(loop)
+            if twin is None:
+                nodes, kwargs = self._twin_arguments("redis.asyncio")
+                twin = self._async_twins[loop] = AsyncRedsync(nodes, **kwargs)
         return twin
 
     def ping(self, timeout: float = 2.0) -> PingReport:
@@ -253,7 +256,9 @@ class Redsync(RedsyncBase):
         self._notices.close()  # twin: sync-only
         for node in self._nodes:
             node.close()
-        for twin in list(self._async_twins.values()):  # twin: sync-only
+        with self._twin_lock:  # twin: sync-only
+            twins = list(self._async_twins.values())
+        for twin in twins:  # twin: sync-only
             twin._close_nowait()
 
     def __enter__(self) -> Redsync:

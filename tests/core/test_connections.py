@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 import threading
 import time
 import uuid
@@ -327,6 +328,65 @@ async def test_async_close_closes_its_sync_twin_in_every_thread(
         assert connections_named(redis_nodes, ours) == [2, 2, 2]
         await ars.close()
         assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+
+
+async def test_threads_racing_for_the_sync_twin_share_one_and_close_closes_it(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    ars = AsyncRedsync([s.url for s in redis_nodes], client_options={"client_name": ours})
+    threads = 8
+    start = threading.Barrier(threads)
+    twins: list[Redsync] = []
+
+    def race(i: int) -> None:
+        start.wait()  # every thread asks at once
+        twin = ars.sync()
+        twins.append(twin)
+        lock_and_unlock(twin, f"job-{i}")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often: a check-then-build race shows at once
+    try:
+        with live_threads(threads, race):
+            sys.setswitchinterval(interval)
+            assert len({id(twin) for twin in twins}) == 1
+            assert twins[0] is ars.sync()
+            assert connections_named(redis_nodes, ours) == [threads] * 3
+            await ars.close()
+            assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_loops_racing_for_their_asyncio_twins_get_one_each_and_close_closes_them(
+    redis_nodes: list[RedisServer], ours: str
+) -> None:
+    rs = Redsync([s.url for s in redis_nodes], client_options={"client_name": ours})
+    threads = 8
+    start = threading.Barrier(threads)
+    twins: list[tuple[AsyncRedsync, AsyncRedsync]] = []
+
+    async def race(i: int) -> None:
+        start.wait()  # a thread and its loop each: every loop asks at once
+        twin = rs.asyncio()
+        twins.append((twin, rs.asyncio()))
+        await lock_and_unlock_async(twin, f"job-{i}")
+
+    loops = [asyncio.new_event_loop() for _ in range(threads)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with live_threads(threads, lambda i: loops[i].run_until_complete(race(i))):
+            sys.setswitchinterval(interval)
+            assert all(first is again for first, again in twins)
+            assert len({id(first) for first, _ in twins}) == threads  # one per loop
+            assert connections_named(redis_nodes, ours) == [threads] * 3
+            rs.close()
+            assert settled(redis_nodes, ours, [0, 0, 0]) == [0, 0, 0]
+    finally:
+        sys.setswitchinterval(interval)
+        for loop in loops:
+            loop.close()
 
 
 async def test_sync_close_inside_the_twins_running_loop(
