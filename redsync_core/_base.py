@@ -64,8 +64,14 @@ class NodeHealth:
     address: str
     ok: bool
     latency_ms: float | None = None
-    version: str | None = None
+    version: str | None = None  # redis_version ("7.2.4"); a Valkey server's "valkey 8.1.0"
     error: str | None = None
+
+    @property
+    def server(self) -> str:
+        """The server and its version, for display: ``redis 7.2.4``, ``valkey 8.1.0``."""
+        version = self.version or "?"
+        return f"redis {version}" if version[:1].isdigit() or version == "?" else version
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def ping(timeout: float) -> None:
         if node.ok:
             click.echo(
                 f"node {node.index} {node.address}: ok, {node.latency_ms or 0.0:.1f} ms, "
-                f"redis {node.version}"
+                f"{node.server}"
             )
         else:
             click.echo(f"node {node.index} {node.address}: FAILED: {node.error}")

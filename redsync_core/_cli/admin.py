@@ -101,7 +101,7 @@ def ping(rs: Redsync, timeout: float) -> int:
         where = f"node {node.index}  {node.address:<{width}}  "
         if node.ok:
             latency = "?" if node.latency_ms is None else f"{node.latency_ms:.2f} ms"
-            print(where + f"ok    {latency:>9}  redis {node.version or '?'}")
+            print(where + f"ok    {latency:>9}  {node.server}")
         else:
             print(where + f"DOWN  {node.error or 'no reply'}")
     total = len(report.nodes)

@@ -335,7 +335,7 @@ class AsyncRedisNode:
         if isinstance(info, dict) and "redis_version" not in info:
             # A cluster client answers with one dict per node.
             info = next(iter(info.values()), {})
-        return str(info.get("redis_version", "?")) if isinstance(info, dict) else "?"
+        return server_version(info) if isinstance(info, dict) else "?"
 
     async def close(self) -> None:
         if self._connections is not None:

@@ -520,16 +520,20 @@ class MemoryNode:
 
 
 def server_version(info: Any) -> str:
-    """Return ``redis_version`` from an INFO reply (text or parsed), or ``"?"``."""
-    if isinstance(info, dict):
-        return str(info.get("redis_version", "?"))
-    if not isinstance(info, (bytes, str)):  # INFO answers text: this node is not a Redis
-        raise UnexpectedReply(f"unexpected reply {info!r:.40} to INFO")
-    text = info.decode() if isinstance(info, bytes) else info
-    for line in text.splitlines():
-        if line.startswith("redis_version:"):
-            return line.partition(":")[2].strip()
-    return "?"
+    """Return the server's version from an INFO reply (text or parsed), or ``"?"``.
+
+    Redis: its ``redis_version`` (``"7.2.4"``). Valkey answers ``redis_version: 7.2.4`` whatever
+    its own version (for compatibility), so a server that names itself gets its name and
+    version: ``server_name`` and ``valkey_version`` (``"valkey 8.1.0"``).
+    """
+    if not isinstance(info, dict):
+        if not isinstance(info, (bytes, str)):  # INFO answers text: this node is not a Redis
+            raise UnexpectedReply(f"unexpected reply {info!r:.40} to INFO")
+        text = info.decode() if isinstance(info, bytes) else info
+        info = {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+    if info.get("valkey_version"):
+        return f"{info.get('server_name') or 'valkey'} {info['valkey_version']}"
+    return str(info.get("redis_version") or "?")
 
 
 # _FAILURES: a node is a remote server that may answer anything. redis-py raises RedisError and

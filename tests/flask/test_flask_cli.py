@@ -39,7 +39,7 @@ def test_ping_reports_each_node_and_the_quorum(app: Flask, redis_nodes: list[Red
     assert result.exit_code == 0, result.output
     for index, server in enumerate(redis_nodes):
         assert f"node {index} redis://127.0.0.1:{server.port}/0: ok, " in result.output
-    assert " ms, redis " in result.output
+    assert " ms, redis " in result.output or " ms, valkey " in result.output
     assert "quorum: 3 of 3 nodes answered, 2 needed: ok" in result.output
 
 

@@ -176,7 +176,7 @@ class Command(BaseCommand):
     def _ping(self, report: PingReport) -> None:
         for node in report.nodes:
             if node.ok:
-                line = f"ok, {node.latency_ms or 0:.1f} ms, redis {node.version}"
+                line = f"ok, {node.latency_ms or 0:.1f} ms, {node.server}"
             else:
                 line = f"unreachable: {node.error}"
             self.stdout.write(f"node {node.index} {node.address}: {line}")
