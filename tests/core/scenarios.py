@@ -10,6 +10,7 @@ import itertools
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,27 @@ FOREIGN = "someone-else"
 """The value another holder wrote directly with SET ... PX."""
 
 FOREIGN_TTL_MS = 10_000
+
+
+# --- an ACL user without pub/sub rights ---------------------------------------------------
+
+ADMIN_PW = "admin-Pw-1234"
+LOCKER_PW = "locker-Pw-5678"
+#: A user that may lock under "locks:" but may not use pub/sub at all.
+NO_CHANNELS = [
+    "on", f">{LOCKER_PW}", "~locks:*", "resetchannels", "-@all",
+    "+set", "+get", "+del", "+pexpire", "+pttl", "+eval", "+evalsha", "+info",
+]  # fmt: skip
+
+
+def servers_without_channel_rights(redis_servers: Any) -> list[RedisServer]:
+    """Start 3 servers (admin password ``ADMIN_PW``) with the user ``locker`` (``NO_CHANNELS``)."""
+    servers: list[RedisServer] = redis_servers(3, password=ADMIN_PW)
+    for server in servers:
+        admin = server.client()
+        admin.execute_command("ACL", "SETUSER", "locker", "reset", *NO_CHANNELS)
+        admin.close()
+    return servers
 
 
 def quorum_of(n: int) -> int:

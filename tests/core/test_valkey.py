@@ -23,7 +23,13 @@ import valkey
 import valkey.asyncio
 import valkey.asyncio.cluster
 import valkey.cluster
-from scenarios import hold_foreign, pttls_on, values_on
+from scenarios import (
+    LOCKER_PW,
+    hold_foreign,
+    pttls_on,
+    servers_without_channel_rights,
+    values_on,
+)
 
 from redsync_core import (
     AsyncRedsync,
@@ -209,23 +215,6 @@ def test_a_password_and_a_database_reach_the_server_with_valkey_clients(
 
 
 # --- release notices: valkey-py raises its own exceptions (not redis-py's) --------------------
-
-ADMIN_PW = "admin-Pw-1234"
-LOCKER_PW = "locker-Pw-5678"
-#: A user that may lock under "locks:" but may not use pub/sub at all.
-NO_CHANNELS = [
-    "on", f">{LOCKER_PW}", "~locks:*", "resetchannels", "-@all",
-    "+set", "+get", "+del", "+pexpire", "+pttl", "+eval", "+evalsha", "+info",
-]  # fmt: skip
-
-
-def servers_without_channel_rights(redis_servers: Any) -> list[RedisServer]:
-    servers: list[RedisServer] = redis_servers(3, password=ADMIN_PW)
-    for server in servers:
-        admin = server.client()
-        admin.execute_command("ACL", "SETUSER", "locker", "reset", *NO_CHANNELS)
-        admin.close()
-    return servers
 
 
 def refusals(caplog: pytest.LogCaptureFixture) -> Callable[[], list[logging.LogRecord]]:

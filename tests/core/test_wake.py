@@ -19,19 +19,13 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio.cluster
+from scenarios import ADMIN_PW, LOCKER_PW, NO_CHANNELS, servers_without_channel_rights
 
 from redsync_core import AsyncRedsync, LockTaken, Redsync
 from redsync_core.testing import RedisServer
 
 LONG_DELAY = 5.0
 WAKE_BOUND = 2.0
-ADMIN_PW = "admin-Pw-1234"
-LOCKER_PW = "locker-Pw-5678"
-#: A user that may lock under "locks:" but may not use pub/sub at all.
-NO_CHANNELS = [
-    "on", f">{LOCKER_PW}", "~locks:*", "resetchannels", "-@all",
-    "+set", "+get", "+del", "+pexpire", "+pttl", "+eval", "+evalsha", "+info",
-]  # fmt: skip
 
 
 def subscribers(server: RedisServer) -> list[dict[str, Any]]:
@@ -313,11 +307,7 @@ async def test_200_async_waiters_share_one_subscriber_per_node(
 
 
 def _acl_urls(redis_servers: Any) -> tuple[list[RedisServer], list[str]]:
-    servers = redis_servers(3, password=ADMIN_PW)
-    for server in servers:
-        admin = server.client()
-        admin.execute_command("ACL", "SETUSER", "locker", "reset", *NO_CHANNELS)
-        admin.close()
+    servers = servers_without_channel_rights(redis_servers)
     return servers, [f"redis://locker:{LOCKER_PW}@127.0.0.1:{s.port}/0" for s in servers]
 
 
