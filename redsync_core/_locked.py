@@ -64,8 +64,8 @@ def locked_limit(limit: object, options: MutexOptions) -> int | None:
     """Return the ``limit`` of a ``locked`` decorator: None (a mutex) or a semaphore's limit.
 
     Raises:
-        ConfigurationError: ``limit`` is not None or an integer in [1, 1024], or ``options``
-            fix a ``value`` (which every permit holder would share).
+        ConfigurationError: ``limit`` is neither None nor an integer in [1, MAX_LIMIT], or
+            ``options`` fix a ``value`` (which every permit holder would share).
     """
     if limit is None:
         return None
