@@ -2,7 +2,8 @@
 
 One decorator for both kinds of function: a sync function is locked through a ``Redsync``,
 a coroutine function through an ``AsyncRedsync`` (so the event loop never blocks). Each
-``Redsync`` reaches its asyncio twin and vice versa through the two getters.
+``Redsync`` reaches its asyncio twin and vice versa through the two getters. With a ``limit``
+the lock is a permit of a semaphore, so up to ``limit`` calls run at once.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import ConfigurationError
+from ._family import check_limit, check_no_value
 from ._naming import LockName, render_lock_name
 
 if TYPE_CHECKING:
     from ._async import AsyncRedsync
+    from ._options import MutexOptions
     from ._sync import Redsync
 
-__all__ = ["check_wait", "locked", "wait_options"]
+__all__ = ["check_wait", "locked", "locked_limit", "wait_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,14 +60,33 @@ def wait_options(wait: object, options: Mapping[str, Any]) -> tuple[dict[str, An
     return merged, seconds
 
 
+def locked_limit(limit: object, options: MutexOptions) -> int | None:
+    """Return the ``limit`` of a ``locked`` decorator: None (a mutex) or a semaphore's limit.
+
+    Raises:
+        ConfigurationError: ``limit`` is neither None nor an integer in [1, MAX_LIMIT], or
+            ``options`` fix a ``value`` (which every permit holder would share).
+    """
+    if limit is None:
+        return None
+    checked = check_limit(limit)
+    check_no_value(options)
+    return checked
+
+
 def locked(
     get_sync: Callable[[], Redsync],
     get_async: Callable[[], AsyncRedsync],
     name: LockName,
     wait: float,
+    limit: int | None,
     options: Mapping[str, Any],
 ) -> Callable[[F], F]:
-    """Build the decorator behind ``Redsync.locked`` and ``AsyncRedsync.locked``."""
+    """Build the decorator behind ``Redsync.locked`` and ``AsyncRedsync.locked``.
+
+    ``limit``: None holds a mutex around each call; a number holds a permit of a semaphore
+    admitting that many holders (checked by ``locked_limit``).
+    """
     mutex_kwargs, timeout = wait_options(wait, options)
 
     def decorate(func: F) -> F:
@@ -73,7 +95,12 @@ def locked(
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 lock_name = render_lock_name(name, func, args, kwargs)
-                mutex = get_async().new_mutex(lock_name, **mutex_kwargs)
+                ars = get_async()
+                mutex = (
+                    ars.new_mutex(lock_name, **mutex_kwargs)
+                    if limit is None
+                    else ars.new_semaphore(lock_name, limit, **mutex_kwargs)
+                )
                 await mutex.lock(timeout=timeout)
                 try:
                     return await func(*args, **kwargs)
@@ -85,7 +112,12 @@ def locked(
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             lock_name = render_lock_name(name, func, args, kwargs)
-            mutex = get_sync().new_mutex(lock_name, **mutex_kwargs)
+            rs = get_sync()
+            mutex = (
+                rs.new_mutex(lock_name, **mutex_kwargs)
+                if limit is None
+                else rs.new_semaphore(lock_name, limit, **mutex_kwargs)
+            )
             mutex.lock(timeout=timeout)
             try:
                 return func(*args, **kwargs)

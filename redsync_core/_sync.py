@@ -31,7 +31,7 @@ from ._base import (
     logger,
 )
 from ._exceptions import LockLost, LockNotAcquired, NodeError, QuorumUnreachable
-from ._locked import F, locked, wait_options
+from ._locked import F, locked, locked_limit, wait_options
 from ._naming import LockName
 from ._transport import sync as transport
 from ._transport.build import build_sync_nodes
@@ -132,22 +132,31 @@ class Redsync(RedsyncBase):
         return Hold(self.new_mutex(name, **mutex_options), timeout)
 
     def locked(
-        self, name: LockName = None, *, wait: float = 0.0, **options: Any
+        self,
+        name: LockName = None,
+        *,
+        wait: float = 0.0,
+        limit: int | None = None,
+        **options: Any,
     ) -> Callable[[F], F]:
         """Decorate a sync or ``async def`` function to run only while holding a lock.
 
         ``name``: None (``module.qualname``), a template filled from the call's arguments
         (``"invoice:{invoice_id}"``) or a callable taking the same arguments. ``wait``: seconds
-        to keep retrying (0: one attempt). Functions of the other kind lock through the twin.
+        to keep retrying (0: one attempt). ``limit``: None (one call at a time), or let up to
+        that many calls run at once, each holding a permit of a semaphore (``new_semaphore``).
+        Functions of the other kind lock through the twin. An invalid ``wait``, ``limit`` or
+        option raises ``ConfigurationError`` at decoration.
 
         Raises (from the decorated call):
-            LockTaken: another holder has the lock (``retry_after`` says for how long).
-            LockTimeout: ``wait`` > 0 ran out before the lock was free.
+            LockTaken: another holder has the lock, or every permit is held (``retry_after``
+                says for how long).
+            LockTimeout: ``wait`` > 0 ran out before the lock (or a permit) was free.
             QuorumUnreachable: node errors left fewer than a quorum able to answer.
             LockLost: auto-extension lost the lock while the function ran.
         """
-        self._options(wait_options(wait, options)[0])
-        return locked(lambda: self, self.asyncio, name, wait, options)  # twin: sync-only
+        limit = locked_limit(limit, self._options(wait_options(wait, options)[0]))
+        return locked(lambda: self, self.asyncio, name, wait, limit, options)  # twin: sync-only
 
     # twin: sync-only
     def asyncio(self) -> AsyncRedsync:

@@ -8,6 +8,7 @@ retries, extension) stays in the core. ``redsync demo`` lives in ``redsync_core.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -34,7 +35,7 @@ from ._cli.common import (
     say,
 )
 from ._cli.run import KILL_GRACE, run_command
-from .adapters import ADAPTER_DEFAULTS
+from .adapters import ADAPTER_DEFAULTS, check_limit
 
 __all__ = ["main"]
 
@@ -48,7 +49,8 @@ exit status:
   {EXIT_FREE:<3}  `status`: the lock is free; `demo`: a safety violation was observed
   {EXIT_USAGE:<3}  bad usage: unknown option, missing command or nodes, invalid value
   {EXIT_UNAVAILABLE:<3}  no quorum of nodes answered (`ping`, `status`, `ls`, `release`, `run`)
-  {EXIT_BUSY:<3}  `run`: the lock is held elsewhere (EX_TEMPFAIL; see --busy-exit-code)
+  {EXIT_BUSY:<3}  `run`: the lock (with --limit, every permit) is held elsewhere
+       (EX_TEMPFAIL; see --busy-exit-code)
   {EXIT_CANNOT_EXECUTE:<3}  `run`: the command could not be executed
   {EXIT_NOT_FOUND:<3}  `run`: the command was not found
   128+N  `run`: the command was killed by signal N (143: SIGTERM), or `run` / `demo`
@@ -104,6 +106,16 @@ def _exit_code(text: str) -> int:
     return value
 
 
+def _limit(text: str) -> int:
+    value: object = text  # check_limit names it as given unless it is a whole number
+    with contextlib.suppress(ValueError):
+        value = int(text)
+    try:
+        return check_limit(value)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -146,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Take the lock NAME on a quorum of nodes, run CMD while keeping the lock alive "
         "(auto-extended every expiry/3), release it when CMD ends and exit with CMD's status. "
         "SIGINT, SIGTERM and SIGHUP are forwarded to CMD's process group. When the lock is "
-        f"busy, print one line to stderr and exit {EXIT_BUSY} without running CMD. " + NODES_HELP,
+        f"busy, print one line to stderr and exit {EXIT_BUSY} without running CMD. With "
+        "--limit N, up to N commands hold NAME at once (a distributed sem), each with a permit "
+        "of its own. " + NODES_HELP,
     )
     run.usage = f"{PROG} run NAME [options] -- CMD [ARGS...]"
     run.add_argument("name", metavar="NAME", help="the lock's name (the key prefix is added)")
@@ -164,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="S",
         help="wait up to S seconds for a busy lock (default 0: one attempt, like flock -n)",
+    )
+    run.add_argument(
+        "--limit",
+        type=_limit,
+        default=None,
+        metavar="N",
+        help="let up to N commands run at once under NAME, each holding one of N permits "
+        "(keys NAME:0 ... NAME:N-1), busy when all are held; give every run of NAME the same "
+        "N (default: one at a time, key NAME)",
     )
     run.add_argument(
         "--busy-exit-code",
@@ -320,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     wait=args.wait,
                     busy_exit_code=args.busy_exit_code,
                     kill_on_lost=args.kill_on_lost,
+                    limit=args.limit,
                 )
         if command_line:
             raise UsageError(f"unexpected arguments after --: {' '.join(command_line)}")

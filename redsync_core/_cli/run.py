@@ -1,8 +1,9 @@
 """``redsync run``: hold a lock while a command runs, like ``flock -n`` across machines.
 
 The lock is held through ``Redsync.hold`` (the same ``wait`` semantics as every adapter) and
-kept alive by the core's auto-extension; this module only starts the command, forwards signals
-to it and maps the outcome to an exit status. Unix only (process groups and ``killpg``).
+kept alive by the core's auto-extension; with ``--limit N`` it is a permit of a semaphore, so up
+to N commands run at once (a distributed ``sem``). This module only starts the command, forwards
+signals to it and maps the outcome to an exit status. Unix only (process groups and ``killpg``).
 """
 
 from __future__ import annotations
@@ -109,15 +110,30 @@ def run_command(
     wait: float,
     busy_exit_code: int,
     kill_on_lost: bool,
+    limit: int | None = None,
 ) -> int:
     """Run ``command`` while holding lock ``name``; return the exit status for ``redsync run``.
 
-    ``expiry`` and ``wait`` are in seconds. The status is the command's own (128+N when signal N
-    killed it), ``busy_exit_code`` when another holder has the lock, 69 when no quorum of nodes
-    answered, 127/126 when the command cannot be found/executed.
+    ``expiry`` and ``wait`` are in seconds; ``limit``: None holds a mutex, a number holds a
+    permit of a semaphore admitting that many holders. The status is the command's own (128+N
+    when signal N killed it), ``busy_exit_code`` when another holder has the lock (or every
+    permit), 69 when no quorum of nodes answered, 127/126 when the command cannot be
+    found/executed.
     """
     child = _Child()
     status: list[int] = []
+    if limit is None:
+        lost, at_risk, taken = (
+            f"lock {name!r}",
+            "another holder may run concurrently now",
+            "another holder has it",
+        )
+    else:
+        lost, at_risk, taken = (
+            f"a permit of {name!r} (--limit {limit})",
+            f"more than {limit} commands may run concurrently now",
+            f"all {limit} permits are held",
+        )
 
     def on_lost(mutex: Mutex) -> None:  # called from the core's auto-extension thread
         consequence = (
@@ -125,10 +141,7 @@ def run_command(
             if kill_on_lost
             else "the command keeps running unprotected (--kill-on-lost would stop it)"
         )
-        say(
-            f"ERROR: lost lock {name!r} while the command ran: another holder may run "
-            f"concurrently now; {consequence}"
-        )
+        say(f"ERROR: lost {lost} while the command ran: {at_risk}; {consequence}")
         if kill_on_lost:
             child.terminate()
 
@@ -146,12 +159,12 @@ def run_command(
         code = proc.wait()
         status.append(EXIT_SIGNAL_BASE - code if code < 0 else code)
 
-    held = rs.hold(name, wait=wait, expiry=expiry, auto_extend=True, on_lost=on_lost)
+    held = rs.hold(name, wait=wait, limit=limit, expiry=expiry, auto_extend=True, on_lost=on_lost)
     previous = {signum: signal.signal(signum, child.forward) for signum in FORWARDED_SIGNALS}
     try:
         with held:
             if isinstance(held.busy, (LockTaken, LockTimeout)):
-                say(f"lock {name!r} is busy: another holder has it; {_free_when(held.busy, wait)}")
+                say(f"lock {name!r} is busy: {taken}; {_free_when(held.busy, wait)}")
                 return busy_exit_code
             if held.busy is not None:
                 say(f"error: {held.busy}")

@@ -72,6 +72,19 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "
         time.sleep(0.05)
 
 
+def assert_gone(pid: int, timeout: float = 15.0) -> None:
+    """Wait until process ``pid`` has ended; fail after ``timeout`` seconds."""
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(gone, timeout, f"process {pid} to end")
+
+
 def one_line(text: str) -> str:
     """Assert ``text`` is exactly one line and return it."""
     lines = text.strip().splitlines()

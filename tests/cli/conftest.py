@@ -27,18 +27,19 @@ def rs(urls: list[str]) -> Iterator[Redsync]:
 def child_script(tmp_path: Path) -> Callable[..., list[str]]:
     """Build a command (python -c) that marks its start and waits for a `finish` file.
 
-    ``exit_code``: its exit status; ``trap``: signals it handles by exiting with 10 + signum.
+    ``exit_code``: its exit status; ``trap``: signals it handles by exiting with 10 + signum;
+    ``where``: the directory of its `started` (holding its pid) and `finish` files.
     """
 
-    def build(exit_code: int = 0, trap: Sequence[int] = ()) -> list[str]:
+    def build(exit_code: int = 0, trap: Sequence[int] = (), where: Path = tmp_path) -> list[str]:
         code = f"""
 import os, signal, sys, time
 for s in {[int(s) for s in trap]!r}:
     signal.signal(s, lambda signum, frame: sys.exit(10 + signum))
-with open({str(tmp_path / "pid")!r}, "w") as f:
+with open({str(where / "pid")!r}, "w") as f:
     f.write(str(os.getpid()))
-os.rename({str(tmp_path / "pid")!r}, {str(tmp_path / "started")!r})
-while not os.path.exists({str(tmp_path / "finish")!r}):
+os.rename({str(where / "pid")!r}, {str(where / "started")!r})
+while not os.path.exists({str(where / "finish")!r}):
     time.sleep(0.02)
 sys.exit({exit_code})
 """

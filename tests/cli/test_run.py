@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
 
 import pytest
-from cli_helpers import CLI, clean_env, one_line, redsync, start, url_args, wait_for
+from cli_helpers import CLI, assert_gone, clean_env, one_line, redsync, start, url_args, wait_for
 
 from redsync_core import Redsync
 from redsync_core.testing import child_process
@@ -18,17 +17,6 @@ NAME = "nightly-backup"
 
 def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
-
-
-def assert_gone(pid: int, timeout: float = 15.0) -> None:
-    def gone() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    wait_for(gone, timeout, f"process {pid} to end")
 
 
 @pytest.mark.parametrize("code", [0, 1, 3, 42], ids=lambda c: f"exit-{c}")
