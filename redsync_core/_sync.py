@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -229,19 +229,26 @@ class Redsync(RedsyncBase):
 
     # twin: sync-only
     def _sleep(self, effect: Sleep) -> Answer:
-        """Wait ``effect.ms``; with a key, wake early on a release notice for it."""
+        """Wait ``effect.ms``; with a key (or keys), wake early on a release notice for it."""
         if effect.key is None or effect.ms <= 0 or not self._notices.available:
             time.sleep(effect.ms / 1000)
             return None
-        woken = self._notices.wait(
-            effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
-        )
+        if effect.keys:
+            woken = self._notices.wait_any(
+                effect.keys, effect.since_ms, effect.ms, effect.nodes, effect.waiter
+            )
+        else:
+            woken = self._notices.wait(
+                effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
+            )
         return Woke(self._clock()) if woken else None  # None: the whole delay passed
 
     # twin: sync-only
-    def _left(self, key: str, waiter: object, won: bool) -> None:
-        """A lock() call for ``key`` ended: the next waiter of the key may have the turn."""
-        self._notices.leave(key, waiter, won)
+    def _left(self, keys: Sequence[str], waiter: object, won: Container[str]) -> None:
+        """A lock() call waiting for ``keys`` ended, having taken those in ``won``: the next
+        waiter of each key may have the turn."""
+        for key in keys:
+            self._notices.leave(key, waiter, key in won)
 
     def close(self) -> None:
         """Close every connection this object and its twins opened, in any thread or loop,
@@ -307,9 +314,10 @@ class Mutex(MutexBase):
         value = self._begin_lock()
         # A token of this call for the turns among the waiters of a name (release notices).
         waiter = object() if self._options.wake_on_release and tries != 1 else None
+        target = self._target(value)
         flow = flows.acquire_token(
             self._options,
-            self._target(value),
+            target,
             now_ms=self._clock(),
             tries=tries,
             timeout_ms=timeout_ms,
@@ -324,7 +332,8 @@ class Mutex(MutexBase):
             raise
         finally:
             if waiter is not None:
-                self._redsync._left(self._key, waiter, won=acquired is not None)
+                keys = target.keys or (target.key,)
+                self._redsync._left(keys, waiter, won=keys if acquired is not None else ())
         assert acquired is not None  # the flow returned
         self._start_holding(value, acquired.until_ms, acquired.token)
 
