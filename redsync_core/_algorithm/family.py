@@ -24,7 +24,15 @@ from typing import TypeVar
 from .._exceptions import LockNotAcquired, LockTaken, LockTimeout, QuorumUnreachable
 from .._options import MutexOptions
 from .effects import Answer, Effect, FanOut, NodeReply, Op, Sleep, Status, Tally, Woke
-from .flows import YOUNG_DEFER_MS, YOUNG_MS, Target, _send, retry_after_ms, wake_at_ms
+from .flows import (
+    YOUNG_DEFER_MS,
+    YOUNG_MS,
+    Target,
+    _clean_up,
+    _send,
+    retry_after_ms,
+    wake_at_ms,
+)
 from .timing import fanout_deadline_ms, quorum, retry_delay_ms, validity_ms
 
 __all__ = [
@@ -142,7 +150,8 @@ def acquire_permit(
     Each attempt asks every node, in one round trip, for the first permit that is free there
     (trying the permits in one shared, randomly rotated order). The attempt wins when a quorum
     of nodes gave the **same** permit within the validity; the other nodes' permits are then
-    released. A failed attempt releases our value on every permit of every node, so no partial
+    released. A failed attempt releases our value on every permit of every node that may hold
+    it (not on those that answered that every permit holds another value), so no partial
     acquisition is left behind, and the retry policy is the mutex's (``tries``, ``timeout``).
 
     With ``wake_on_release`` a delay ends early, as in ``flows.acquire_token``, when a release
@@ -168,7 +177,7 @@ def acquire_permit(
         now_ms: int, early: bool = False
     ) -> Generator[Effect, Answer, tuple[Tally, Permit | None, int]]:
         """Make one attempt; return its tally, the permit won (or None) and the time after it
-        (after the release of a lost attempt)."""
+        (after the release of a lost attempt: none is sent when every node was full)."""
         deadline_ms = node_deadline_ms
         if give_up_ms is not None:
             left_ms = max(1, give_up_ms - now_ms)
@@ -201,10 +210,8 @@ def acquire_permit(
                     keys=others,
                 )
             return tally, Permit(order[position], tally.finished_ms + valid_ms), tally.finished_ms
-        released = yield FanOut(
-            Op.RELEASE_ALL, keys[0], target.value, deadline_ms=node_deadline_ms, keys=keys
-        )
-        after_ms = released.finished_ms if isinstance(released, Tally) else tally.finished_ms
+        # Every permit, on every node that may hold our value on one (a full node cannot).
+        after_ms = yield from _over_keys(_clean_up(target, tally, node_deadline_ms), keys)
         return tally, None, after_ms
 
     tries_made = 0
