@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable, Container, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -234,7 +234,8 @@ class AsyncRedsync(RedsyncBase):
 
     # twin: async-only
     async def _sleep(self, effect: Sleep) -> Answer:
-        """Wait ``effect.ms``; with a key (or keys), wake early on a release notice for it."""
+        """Wait ``effect.ms``; with a key, wake early on a release notice for it (or for any
+        of ``effect.keys``)."""
         if effect.key is None or effect.ms <= 0:
             await asyncio.sleep(effect.ms / 1000)
             return None
@@ -256,13 +257,11 @@ class AsyncRedsync(RedsyncBase):
         return Woke(self._clock()) if woken else None  # None: the whole delay passed
 
     # twin: async-only
-    def _left(self, keys: Sequence[str], waiter: object, won: Container[str]) -> None:
-        """A lock() call waiting for ``keys`` ended, having taken those in ``won``: the next
-        waiter of each key may have the turn."""
+    def _left(self, key: str, waiter: object, won: bool) -> None:
+        """A lock() call for ``key`` ended: the next waiter of the key may have the turn."""
         notices = self._notices.get(asyncio.get_running_loop())
         if notices is not None:
-            for key in keys:
-                notices.leave(key, waiter, key in won)
+            notices.leave(key, waiter, won)
 
     async def close(self) -> None:
         """Close every connection this object and its twins opened, in any thread or loop,
@@ -356,9 +355,9 @@ class AsyncMutex(MutexBase):
             logger.debug("Could not lock %r: %s", self._name, type(exc).__name__)
             raise
         finally:
-            if waiter is not None:
-                keys = target.keys or (target.key,)
-                self._redsync._left(keys, waiter, won=keys if acquired is not None else ())
+            if waiter is not None:  # a multi-mutex waited for each of its keys
+                for key in target.keys or (target.key,):
+                    self._redsync._left(key, waiter, won=acquired is not None)
         assert acquired is not None  # the flow returned
         self._start_holding(value, acquired.until_ms, acquired.token)
 

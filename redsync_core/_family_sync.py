@@ -99,9 +99,10 @@ class Semaphore(Mutex):
             logger.debug("Could not acquire %r: %s", self._name, type(exc).__name__)
             raise
         finally:
-            if waiter is not None:
-                won = () if permit is None else (keys[permit.slot],)
-                self._redsync._left(keys, waiter, won)
+            if waiter is not None:  # it waited for each permit and took at most one
+                for slot, key in enumerate(keys):
+                    won = permit is not None and permit.slot == slot
+                    self._redsync._left(key, waiter, won=won)
         self._permit = permit.slot
         self._key = keys[permit.slot]
         self._start_holding(value, permit.until_ms)
