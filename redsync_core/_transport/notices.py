@@ -774,9 +774,7 @@ class AsyncNotices:
         nodes: frozenset[int] | None = None,
         waiter: object | None = None,
     ) -> bool:
-        """``wait`` for several keys (the permits of a semaphore, the keys of a multi-mutex):
-        True as soon as a notice for any of them wakes this waiter; with a ``waiter`` token,
-        when it has the turn of one of them (the turns are per key). Never raises for node
+        """``wait`` for several keys, as ``SyncNotices.wait_any``. Never raises for node
         trouble."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_ms / 1000

@@ -135,13 +135,17 @@ async def test_without_wake_on_release_an_async_semaphore_waiter_waits_its_delay
 # --- multi-mutexes ------------------------------------------------------------------------------
 
 
-def test_a_multi_mutex_waiter_wakes_when_an_overlapping_set_is_released(
-    redis_nodes: list[RedisServer], attempts: Attempts
+@pytest.mark.parametrize("holder", ["overlapping set", "mutex on its last key"])
+def test_a_multi_mutex_waiter_wakes_when_any_of_its_keys_is_released(
+    redis_nodes: list[RedisServer], attempts: Attempts, holder: str
 ) -> None:
     with Redsync(urls(redis_nodes)) as holder_rs, Redsync(urls(redis_nodes)) as rs:
-        holder = holder_rs.new_multi_mutex(["mm:a", "mm:b"])
-        holder.lock()
-        timer = release_later(holder.unlock)  # one script per node: it publishes for each key
+        if holder == "overlapping set":  # one script per node, publishing for each key
+            held: Any = holder_rs.new_multi_mutex(["mm:a", "mm:b"])
+        else:  # a key the waiter's waits name second, not first
+            held = holder_rs.new_mutex("mm:c")
+        held.lock()
+        timer = release_later(held.unlock)
         waiter = rs.new_multi_mutex(["mm:b", "mm:c"], retry_delay=LONG_DELAY, tries=2)
         waiter.lock(timeout=GIVE_UP)
         timer.join()
@@ -149,48 +153,24 @@ def test_a_multi_mutex_waiter_wakes_when_an_overlapping_set_is_released(
         assert waiter.unlock()
 
 
+@pytest.mark.parametrize(
+    ("wake_on_release", "tries_used"), [(True, 1), (False, 2)], ids=["woken", "not woken"]
+)
 async def test_an_async_multi_mutex_waiter_wakes_when_an_overlapping_set_is_released(
-    redis_nodes: list[RedisServer], attempts: Attempts
+    redis_nodes: list[RedisServer], attempts: Attempts, wake_on_release: bool, tries_used: int
 ) -> None:
-    async with AsyncRedsync(urls(redis_nodes)) as holder_rs, AsyncRedsync(urls(redis_nodes)) as rs:
-        holder = holder_rs.new_multi_mutex(["mm:a", "mm:b"])
-        await holder.lock()
-        loop = asyncio.get_running_loop()
-        loop.call_later(RELEASE_AFTER, asyncio.ensure_future, holder.unlock())
-        waiter = rs.new_multi_mutex(["mm:b", "mm:c"], retry_delay=LONG_DELAY, tries=2)
-        await waiter.lock(timeout=GIVE_UP)
-        assert attempts.by_name["mm:b,mm:c"][-1] == ("acquired", 1)
-        assert await waiter.unlock()
-
-
-def test_a_multi_mutex_waiter_wakes_when_a_mutex_on_any_of_its_keys_is_released(
-    redis_nodes: list[RedisServer], attempts: Attempts
-) -> None:
-    with Redsync(urls(redis_nodes)) as holder_rs, Redsync(urls(redis_nodes)) as rs:
-        holder = holder_rs.new_mutex("mm:z")  # the last of the waiter's keys, not the first
-        holder.lock()
-        timer = release_later(holder.unlock)
-        waiter = rs.new_multi_mutex(["mm:z", "mm:a"], retry_delay=LONG_DELAY, tries=2)
-        waiter.lock(timeout=GIVE_UP)
-        timer.join()
-        assert attempts.by_name["mm:a,mm:z"][-1] == ("acquired", 1)
-        assert waiter.unlock()
-
-
-async def test_without_wake_on_release_an_async_multi_mutex_waiter_waits_its_delay(
-    redis_nodes: list[RedisServer], attempts: Attempts
-) -> None:
+    delay = LONG_DELAY if wake_on_release else 1.0  # without notices: the scheduled try
     async with (
         AsyncRedsync(urls(redis_nodes)) as holder_rs,
-        AsyncRedsync(urls(redis_nodes), wake_on_release=False) as rs,
+        AsyncRedsync(urls(redis_nodes), wake_on_release=wake_on_release) as rs,
     ):
         holder = holder_rs.new_multi_mutex(["mm:a", "mm:b"])
         await holder.lock()
         loop = asyncio.get_running_loop()
         loop.call_later(RELEASE_AFTER, asyncio.ensure_future, holder.unlock())
-        waiter = rs.new_multi_mutex(["mm:b", "mm:c"], retry_delay=1.0, tries=2)
+        waiter = rs.new_multi_mutex(["mm:b", "mm:c"], retry_delay=delay, tries=2)
         await waiter.lock(timeout=GIVE_UP)
-        assert attempts.by_name["mm:b,mm:c"][-1] == ("acquired", 2)
+        assert attempts.by_name["mm:b,mm:c"][-1] == ("acquired", tries_used)
         assert await waiter.unlock()
 
 
