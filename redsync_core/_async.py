@@ -246,7 +246,8 @@ class AsyncRedsync(RedsyncBase):
 
     # twin: async-only
     async def _sleep(self, effect: Sleep) -> Answer:
-        """Wait ``effect.ms``; with a key, wake early on a release notice for it."""
+        """Wait ``effect.ms``; with a key, wake early on a release notice for it (or for any
+        of ``effect.keys``)."""
         if effect.key is None or effect.ms <= 0:
             await asyncio.sleep(effect.ms / 1000)
             return None
@@ -257,9 +258,14 @@ class AsyncRedsync(RedsyncBase):
         if not notices.available:
             await asyncio.sleep(effect.ms / 1000)
             return None
-        woken = await notices.wait(
-            effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
-        )
+        if effect.keys:
+            woken = await notices.wait_any(
+                effect.keys, effect.since_ms, effect.ms, effect.nodes, effect.waiter
+            )
+        else:
+            woken = await notices.wait(
+                effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
+            )
         return Woke(self._clock()) if woken else None  # None: the whole delay passed
 
     # twin: async-only
@@ -344,9 +350,10 @@ class AsyncMutex(MutexBase):
         value = self._begin_lock()
         # A token of this call for the turns among the waiters of a name (release notices).
         waiter = object() if self._options.wake_on_release and tries != 1 else None
+        target = self._target(value)
         flow = flows.acquire_token(
             self._options,
-            self._target(value),
+            target,
             now_ms=self._clock(),
             tries=tries,
             timeout_ms=timeout_ms,
@@ -360,8 +367,9 @@ class AsyncMutex(MutexBase):
             logger.debug("Could not lock %r: %s", self._name, type(exc).__name__)
             raise
         finally:
-            if waiter is not None:
-                self._redsync._left(self._key, waiter, won=acquired is not None)
+            if waiter is not None:  # a multi-mutex waited for each of its keys
+                for key in target.keys or (target.key,):
+                    self._redsync._left(key, waiter, won=acquired is not None)
         assert acquired is not None  # the flow returned
         self._start_holding(value, acquired.until_ms, acquired.token)
 

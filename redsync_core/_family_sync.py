@@ -79,6 +79,8 @@ class Semaphore(Mutex):
 
     def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
+        # A token of this call for the turns among the waiters of each permit (notices).
+        waiter = object() if self._options.wake_on_release and tries != 1 else None
         flow = family.acquire_permit(
             self._options,
             Target(self._name, self._base_key, value, self._node_count),
@@ -87,14 +89,22 @@ class Semaphore(Mutex):
             tries=tries,
             timeout_ms=timeout_ms,
             randrange=self._rng.randrange,
+            waiter=waiter,
         )
+        keys = family.permit_keys(self._base_key, self._limit)
+        permit = None
         try:
             permit = self._drive(flow)
         except LockNotAcquired as exc:
             logger.debug("Could not acquire %r: %s", self._name, type(exc).__name__)
             raise
+        finally:
+            if waiter is not None:  # it waited for each permit and took at most one
+                for slot, key in enumerate(keys):
+                    won = permit is not None and permit.slot == slot
+                    self._redsync._left(key, waiter, won=won)
         self._permit = permit.slot
-        self._key = family.permit_keys(self._base_key, self._limit)[permit.slot]
+        self._key = keys[permit.slot]
         self._start_holding(value, permit.until_ms)
 
     def __enter__(self) -> Semaphore:

@@ -241,13 +241,19 @@ class Redsync(RedsyncBase):
 
     # twin: sync-only
     def _sleep(self, effect: Sleep) -> Answer:
-        """Wait ``effect.ms``; with a key, wake early on a release notice for it."""
+        """Wait ``effect.ms``; with a key, wake early on a release notice for it (or for any
+        of ``effect.keys``)."""
         if effect.key is None or effect.ms <= 0 or not self._notices.available:
             time.sleep(effect.ms / 1000)
             return None
-        woken = self._notices.wait(
-            effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
-        )
+        if effect.keys:
+            woken = self._notices.wait_any(
+                effect.keys, effect.since_ms, effect.ms, effect.nodes, effect.waiter
+            )
+        else:
+            woken = self._notices.wait(
+                effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
+            )
         return Woke(self._clock()) if woken else None  # None: the whole delay passed
 
     # twin: sync-only
@@ -321,9 +327,10 @@ class Mutex(MutexBase):
         value = self._begin_lock()
         # A token of this call for the turns among the waiters of a name (release notices).
         waiter = object() if self._options.wake_on_release and tries != 1 else None
+        target = self._target(value)
         flow = flows.acquire_token(
             self._options,
-            self._target(value),
+            target,
             now_ms=self._clock(),
             tries=tries,
             timeout_ms=timeout_ms,
@@ -337,8 +344,9 @@ class Mutex(MutexBase):
             logger.debug("Could not lock %r: %s", self._name, type(exc).__name__)
             raise
         finally:
-            if waiter is not None:
-                self._redsync._left(self._key, waiter, won=acquired is not None)
+            if waiter is not None:  # a multi-mutex waited for each of its keys
+                for key in target.keys or (target.key,):
+                    self._redsync._left(key, waiter, won=acquired is not None)
         assert acquired is not None  # the flow returned
         self._start_holding(value, acquired.until_ms, acquired.token)
 

@@ -38,7 +38,7 @@ class Op(enum.Enum):
     # Several keys at once (``FanOut.keys``): semaphore permits and multi-mutexes.
     ACQUIRE_ANY = "acquire_any"  # SET NX the first free key in order; the reply says which
     ACQUIRE_ALL = "acquire_all"  # SET NX PX every key, or none when one is taken
-    RELEASE_ALL = "release_all"  # compare-and-delete every key
+    RELEASE_ALL = "release_all"  # compare-and-delete every key (a notice for each deleted)
     EXTEND_ALL = "extend_all"  # compare-and-PEXPIRE every key
     GET_ALL = "get_all"  # compare every key with the value
     SWAP = "swap"  # compare-and-set script: replace ``replaces`` with our value, reset the TTL
@@ -160,6 +160,8 @@ class Sleep:
     attempt found held; None: any), and then answers with ``Woke``. The answer None means the
     full ``ms`` passed. ``waiter``: a token of the waiting ``lock()`` call, the same for all its
     sleeps; a notice then wakes one such waiter of the key per process (the oldest), not all.
+    With ``keys`` set (semaphore permits, multi-mutexes; ``key`` is the first of them) a notice
+    for any of them ends the wait, and the turns are taken per key.
     """
 
     ms: int
@@ -167,6 +169,7 @@ class Sleep:
     since_ms: int = 0
     nodes: frozenset[int] | None = None
     waiter: object | None = None
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

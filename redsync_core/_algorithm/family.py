@@ -23,8 +23,16 @@ from typing import TypeVar
 
 from .._exceptions import LockNotAcquired, LockTaken, LockTimeout, QuorumUnreachable
 from .._options import MutexOptions
-from .effects import Answer, Effect, FanOut, NodeReply, Op, Sleep, Status, Tally
-from .flows import Target, _send, retry_after_ms
+from .effects import Answer, Effect, FanOut, NodeReply, Op, Sleep, Status, Tally, Woke
+from .flows import (
+    YOUNG_DEFER_MS,
+    YOUNG_MS,
+    Target,
+    _clean_up,
+    _send,
+    retry_after_ms,
+    wake_at_ms,
+)
 from .timing import fanout_deadline_ms, quorum, retry_delay_ms, validity_ms
 
 __all__ = [
@@ -79,7 +87,8 @@ def over_keys(
 
     The nodes then answer OK only when every key holds our value (and take all keys or none),
     so the flow's quorum, validity and release-everywhere rules hold for the set as a whole.
-    With no ``keys`` the flow is returned as it is.
+    A wakeable sleep wakes on a release notice for any of the keys (a release of one of them
+    may be the one the set waited for). With no ``keys`` the flow is returned as it is.
     """
     if not keys:
         return flow
@@ -97,6 +106,8 @@ def _over_keys(
             return done.value  # type: ignore[no-any-return]
         if isinstance(effect, FanOut) and effect.op in _ALL_OF:
             effect = dataclasses.replace(effect, op=_ALL_OF[effect.op], key=keys[0], keys=keys)
+        elif isinstance(effect, Sleep) and effect.key is not None:
+            effect = dataclasses.replace(effect, key=keys[0], keys=keys)  # any key may free it
         reply = yield effect
 
 
@@ -132,14 +143,21 @@ def acquire_permit(
     tries: int | None,
     timeout_ms: int | None,
     randrange: Callable[[int, int], int],
+    waiter: object | None = None,
 ) -> Generator[Effect, Answer, Permit]:
     """Take one of ``limit`` permits on a quorum; return which one and its validity end.
 
     Each attempt asks every node, in one round trip, for the first permit that is free there
     (trying the permits in one shared, randomly rotated order). The attempt wins when a quorum
     of nodes gave the **same** permit within the validity; the other nodes' permits are then
-    released. A failed attempt releases our value on every permit of every node, so no partial
+    released. A failed attempt releases our value on every permit of every node that may hold
+    it (not on those that answered that every permit holds another value), so no partial
     acquisition is left behind, and the retry policy is the mutex's (``tries``, ``timeout``).
+
+    With ``wake_on_release`` a delay ends early, as in ``flows.acquire_token``, when a release
+    notice for any permit arrives or when the replies say a quorum of nodes frees a permit; such
+    an early attempt is no try, and when it loses the flow waits out the rest of the same delay.
+    ``waiter`` is given with every wakeable sleep (the turns of this process, per permit).
 
     Raises:
         QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
@@ -153,9 +171,13 @@ def acquire_permit(
     keys = permit_keys(target.key, limit)
     node_deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
     give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
-    attempt = 0
-    while True:
-        attempt += 1
+    begun_ms = now_ms
+
+    def attempt(
+        now_ms: int, early: bool = False
+    ) -> Generator[Effect, Answer, tuple[Tally, Permit | None, int]]:
+        """Make one attempt; return its tally, the permit won (or None) and the time after it
+        (after the release of a lost attempt: none is sent when every node was full)."""
         deadline_ms = node_deadline_ms
         if give_up_ms is not None:
             left_ms = max(1, give_up_ms - now_ms)
@@ -171,6 +193,7 @@ def acquire_permit(
                     ttl_ms=ttl_ms,
                     deadline_ms=deadline_ms,
                     keys=ordered,
+                    early=early,
                 )
             )
         )
@@ -186,24 +209,51 @@ def acquire_permit(
                     deadline_ms=node_deadline_ms,
                     keys=others,
                 )
-            return Permit(order[position], tally.finished_ms + valid_ms)
+            return tally, Permit(order[position], tally.finished_ms + valid_ms), tally.finished_ms
+        # Every permit, on every node that may hold our value on one (a full node cannot).
+        after_ms = yield from _over_keys(_clean_up(target, tally, node_deadline_ms), keys)
+        return tally, None, after_ms
 
-        released = yield FanOut(
-            Op.RELEASE_ALL, keys[0], target.value, deadline_ms=node_deadline_ms, keys=keys
-        )
-        now_ms = released.finished_ms if isinstance(released, Tally) else tally.finished_ms
+    tries_made = 0
+    while True:
+        tries_made += 1
+        tally, permit, now_ms = yield from attempt(now_ms)
+        if permit is not None:
+            return permit
         if len(tally.errors) > target.nodes - need:
-            raise _unreachable(target, tally, need, attempt)
-        if tries is not None and attempt >= tries:
-            raise _gave_up(target, limit, tally, need, attempt, valid_ms)
+            raise _unreachable(target, tally, need, tries_made)
+        if tries is not None and tries_made >= tries:
+            valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
+            raise _gave_up(target, limit, tally, need, tries_made, valid_ms)
         delay_ms = retry_delay_ms(
-            attempt, fixed_s=opts.retry_delay, func=opts.retry_delay_func, randrange=randrange
+            tries_made, fixed_s=opts.retry_delay, func=opts.retry_delay_func, randrange=randrange
         )
         if give_up_ms is not None and now_ms + delay_ms >= give_up_ms:
-            raise _timed_out(target, limit, tally, attempt, timeout_ms or 0)
-        # Seam for wake-on-release: a wakeable Sleep for the permit keys goes here.
-        yield Sleep(delay_ms)
-        now_ms += delay_ms
+            raise _timed_out(target, limit, tally, tries_made, timeout_ms or 0)
+        resume_ms = now_ms + delay_ms
+        if not opts.wake_on_release or delay_ms <= 0:
+            yield Sleep(delay_ms)
+            now_ms = resume_ms
+            continue
+        # Wait out this delay, trying early whenever a permit may have become free.
+        while True:
+            wake_ms = wake_at_ms(tally, target.nodes, resume_ms)
+            held = frozenset(tally.taken) or None
+            woke = yield Sleep(
+                max(0, wake_ms - now_ms), keys[0], tally.started_ms, held, waiter, keys
+            )
+            now_ms = woke.now_ms if isinstance(woke, Woke) else max(now_ms, wake_ms)
+            if now_ms >= resume_ms:
+                break
+            young = now_ms - begun_ms < YOUNG_MS and now_ms + YOUNG_DEFER_MS < resume_ms
+            if young and isinstance(woke, Woke):  # older waiters first (see flows.YOUNG_MS)
+                woke = yield Sleep(YOUNG_DEFER_MS)
+                now_ms = woke.now_ms if isinstance(woke, Woke) else now_ms + YOUNG_DEFER_MS
+            tally, permit, now_ms = yield from attempt(now_ms, early=True)
+            if permit is not None:
+                return permit
+            if give_up_ms is not None and now_ms >= give_up_ms:
+                raise _timed_out(target, limit, tally, tries_made, timeout_ms or 0)
 
 
 # --- several keys on one node of a Redis Cluster ---------------------------------------------

@@ -95,7 +95,7 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
         return EXTEND_MANY, (len(items), *(item.key for item in items), *argv)
     op = effect.op
     if op in _MULTI_KEY:
-        return _multi_key_command(effect)
+        return _multi_key_command(effect, sharded)
     if op is Op.ACQUIRE:
         return ACQUIRE, (1, effect.key, effect.value, effect.ttl_ms)
     if op is Op.RELEASE:
@@ -127,13 +127,15 @@ _MULTI_KEY = {
 }
 
 
-def _multi_key_command(effect: FanOut) -> tuple[Script, tuple[Arg, ...]]:
+def _multi_key_command(effect: FanOut, sharded: bool) -> tuple[Script, tuple[Arg, ...]]:
     keys = effect.keys or (effect.key,)
     argv: tuple[Arg, ...] = (effect.value,)
     if effect.op in (Op.ACQUIRE_ANY, Op.ACQUIRE_ALL):
         argv += (effect.ttl_ms,)
     elif effect.op is Op.EXTEND_ALL:
         argv += (effect.ttl_ms, "1" if effect.set_nx else "0")
+    elif effect.op is Op.RELEASE_ALL:
+        argv += ("s" if sharded else "p", notice_payload(effect.value))
     return _MULTI_KEY[effect.op], (len(keys), *keys, *argv)
 
 

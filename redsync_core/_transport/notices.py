@@ -26,6 +26,9 @@ for ``key`` arrives.
   costs this process one attempt, not one per waiting thread or task; the others still wake
   at their own timeout, as without notices. The copies of a release from the other nodes
   (same payload) that arrive in the ``STALE_NS`` after a win in this process wake nobody.
+- Several keys: a semaphore waits for any of its permits, a multi-mutex for any of its keys
+  (``wait_any``). Such a waiter is a waiter of each key, takes the turns of each, and wakes
+  when it has one of them; its lock() call leaves each (``won`` for the keys it took).
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class _Waited:
     """The waiters of one key in this process, and when each node last sent a notice for it."""
 
     __slots__ = (
+        "also",
         "asleep",
         "confirmed_ms",
         "confirmed_ns",
@@ -117,6 +121,9 @@ class _Waited:
         self.linger: asyncio.TimerHandle | None = None  # the end of the linger (asyncio)
         self.wake = wake  # sync: a Condition on the registry lock
         self.event: asyncio.Event | None = None  # asyncio: set (and replaced) on each notice
+        # The wake-ups of waiters on several keys (``wait_any``) that include this one, woken
+        # with it: a Condition on the registry lock (sync) or an Event (asyncio) each.
+        self.also: set[Any] = set()
         # The turns of lock() calls (waiter tokens); times on time.monotonic_ns, finer than
         # the flows' ms: two notices of one release often arrive within the same ms.
         self.ranks: dict[object, int] = {}  # waiting lock() calls -> order of arrival
@@ -386,7 +393,7 @@ class SyncNotices:
             waited.idle_since = None
             assert waited.wake is not None
             if waiter is not None and waited.join(waiter, since_ms, nodes):
-                waited.wake.notify_all()
+                _notify(waited)
             try:
                 while not waited.woken(waiter, since_ms, nodes):
                     left = end - time.monotonic()
@@ -401,6 +408,55 @@ class SyncNotices:
                 if waited.waiters == 0:
                     waited.idle_since = time.monotonic()  # unsubscribed after LINGER_S
 
+    def wait_any(
+        self,
+        keys: Sequence[str],
+        since_ms: int,
+        timeout_ms: int,
+        nodes: frozenset[int] | None = None,
+        waiter: object | None = None,
+    ) -> bool:
+        """``wait`` for several keys (the permits of a semaphore, the keys of a multi-mutex):
+        True as soon as a notice for any of them wakes this waiter; with a ``waiter`` token,
+        when it has the turn of one of them (the turns are per key). Never raises for node
+        trouble."""
+        if os.getpid() != self._pid:
+            self._reset()
+        end = time.monotonic() + timeout_ms / 1000
+        with self._lock:
+            wake = threading.Condition(self._lock)
+            waits = [self._enter(key, wake) for key in keys]
+            for waited in waits:
+                if waiter is not None and waited.join(waiter, since_ms, nodes):
+                    _notify(waited)
+            try:
+                while not any(waited.woken(waiter, since_ms, nodes) for waited in waits):
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        return False
+                    wake.wait(left)
+                return True
+            finally:
+                for waited in waits:
+                    waited.also.discard(wake)
+                    waited.waiters -= 1
+                    if waiter is not None:
+                        waited.awake(waiter)
+                    if waited.waiters == 0:
+                        waited.idle_since = time.monotonic()  # unsubscribed after LINGER_S
+
+    def _enter(self, key: str, wake: threading.Condition) -> _Waited:
+        """Count a waiter of ``key`` (subscribing it if new) whose ``wake`` goes with the key's."""
+        waited = self._keys.get(key)
+        if waited is None:
+            waited = self._keys[key] = _Waited(threading.Condition(self._lock))
+            self._changed.add(key)
+            self._start()
+        waited.waiters += 1
+        waited.idle_since = None
+        waited.also.add(wake)
+        return waited
+
     def leave(self, key: str, waiter: object, won: bool) -> None:
         """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
         without ever waiting): pass its turn on."""
@@ -409,8 +465,7 @@ class SyncNotices:
         with self._lock:
             waited = self._keys.get(key)
             if waited is not None and waited.leave(waiter, won):
-                assert waited.wake is not None
-                waited.wake.notify_all()
+                _notify(waited)
 
     def _start(self) -> None:
         """Start the reader thread if needed, and tell it that the wanted keys changed."""
@@ -596,8 +651,15 @@ class SyncNotices:
             waited = self._keys.get(key)
             if waited is not None and waited.heard(self._clock(), node, payload):
                 waited.pass_turn()
-                assert waited.wake is not None
-                waited.wake.notify_all()
+                _notify(waited)
+
+
+def _notify(waited: _Waited) -> None:
+    """Wake every thread waiting for the key (each looks whether it may go)."""
+    assert waited.wake is not None
+    waited.wake.notify_all()
+    for wake in waited.also:
+        wake.notify_all()
 
 
 def _read_notices(ref: weakref.ref[SyncNotices]) -> None:
@@ -711,6 +773,56 @@ class AsyncNotices:
                 waited.awake(waiter)
             if waited.waiters == 0:
                 waited.linger = loop.call_later(LINGER_S, self._unwant, key)
+
+    async def wait_any(
+        self,
+        keys: Sequence[str],
+        since_ms: int,
+        timeout_ms: int,
+        nodes: frozenset[int] | None = None,
+        waiter: object | None = None,
+    ) -> bool:
+        """``wait`` for several keys, as ``SyncNotices.wait_any``. Never raises for node
+        trouble."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_ms / 1000
+        wake = asyncio.Event()
+        waits = [self._enter(key, wake) for key in keys]
+        for waited in waits:
+            if waiter is not None and waited.join(waiter, since_ms, nodes):
+                _wake(waited)
+        try:
+            while not any(waited.woken(waiter, since_ms, nodes) for waited in waits):
+                left = end - loop.time()
+                if left <= 0:
+                    return False
+                wake.clear()  # after the check: nothing can set it in between
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await _wait_event(wake, left)
+            return True
+        finally:
+            for key, waited in zip(keys, waits, strict=True):
+                waited.also.discard(wake)
+                waited.waiters -= 1
+                if waiter is not None:
+                    waited.awake(waiter)
+                if waited.waiters == 0:
+                    waited.linger = loop.call_later(LINGER_S, self._unwant, key)
+
+    def _enter(self, key: str, wake: asyncio.Event) -> _Waited:
+        """Count a waiter of ``key`` (subscribing it if new) whose ``wake`` goes with the key's."""
+        waited = self._keys.get(key)
+        if waited is None:
+            waited = self._keys[key] = _Waited(None)
+            waited.event = asyncio.Event()
+            self._closed = False
+            self._want(key)
+        waited.waiters += 1
+        if waited.linger is not None:
+            waited.linger.cancel()
+            waited.linger = None
+        waited.also.add(wake)
+        return waited
 
     def leave(self, key: str, waiter: object, won: bool) -> None:
         """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
@@ -837,6 +949,8 @@ def _wake(waited: _Waited) -> None:
     assert waited.event is not None
     event, waited.event = waited.event, asyncio.Event()
     event.set()
+    for wake in waited.also:
+        wake.set()
 
 
 async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:

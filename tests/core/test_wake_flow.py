@@ -17,11 +17,14 @@ from redsync_core._algorithm.effects import OK, FanOut, NodeReply, Op, Sleep, St
 from redsync_core.testing import FakeClock
 
 HELD_60S = NodeReply(Status.TAKEN, 60_000)
+#: The attempts of a mutex, a semaphore and a multi-mutex; their releases.
+ATTEMPTS = (Op.ACQUIRE, Op.ACQUIRE_ANY, Op.ACQUIRE_ALL)
+RELEASES = (Op.RELEASE, Op.RELEASE_ALL)
 
 
 class Driver:
-    """Answers every ACQUIRE with ``replies`` in turn (then the last one), RELEASE with OK, and
-    each Sleep with a wake-up after ``notices[k]`` ms (k-th sleep) or at its end."""
+    """Answers every attempt with ``replies`` in turn (then the last one), releases with OK,
+    and each Sleep with a wake-up after ``notices[k]`` ms (k-th sleep) or at its end."""
 
     def __init__(self, clock: FakeClock, replies: list[tuple[Any, ...]], notices: list[int]):
         self.clock = clock
@@ -46,7 +49,7 @@ class Driver:
                 continue
             started = self.clock()
             self.clock.advance(0.001)
-            if effect.op is Op.ACQUIRE:
+            if effect.op in ATTEMPTS:
                 canned = self.replies[min(sent, len(self.replies) - 1)]
                 sent += 1
             else:
@@ -57,7 +60,7 @@ class Driver:
         return [
             f"sleep {e.ms}" if isinstance(e, Sleep) else e.op.value
             for e in self.effects
-            if isinstance(e, Sleep) or e.op is not Op.RELEASE
+            if isinstance(e, Sleep) or e.op not in RELEASES
         ]
 
 
