@@ -307,7 +307,7 @@ class _Sub:
             "socket_connect_timeout": CONNECT_TIMEOUT_S,
         }
         conn = self.pool.connection_class(**kwargs)
-        conn.redis_connect_func = self._setup
+        setattr(conn, self.family.connect_hook, self._setup)  # redis-py or valkey-py hook
         self.pending.clear()
         self.channels.clear()
         conn.connect()
