@@ -12,7 +12,7 @@ How a block runs:
 - names the docs use without defining them come from ``namespace()``: ``urls``, ``rs`` (a
   ``Redsync`` over those nodes), ``Redsync`` / ``AsyncRedsync`` (imported earlier on the page),
   and stand-ins for the application's own functions (``compute``, ``save``, ``render_report``...)
-  that record their calls;
+  that record their calls; ``SEEDS`` adds the user's own objects a block names (a Flask ``app``);
 - a block with top-level ``await`` / ``async with`` runs in ``asyncio.run``;
 - ``FOLLOW_UP`` calls what some blocks define (a decorated function, a worker) and checks what
   the text around the block says it does.
@@ -52,9 +52,6 @@ FENCE = re.compile(r"^([ \t]*)```(\w*)[ \t]*\n(.*?)^\1```[ \t]*$", re.MULTILINE 
 
 # (file, a text found in exactly one ```python block of that file): why the block is not run.
 NOT_RUN: dict[tuple[str, str], str] = {
-    ("README.md", "from redsync_flask import Redsync"): (
-        "Flask fragment (`app` is the user's); example_projects/flask_app is tested instead"
-    ),
     ("README.md", 'INSTALLED_APPS += ["redsync_django"]'): "Django settings and a view fragment",
     ("README.md", "from redsync_celery import SingletonTask"): (
         "Celery fragment (`app` is the user's); example_projects/celery_app is tested instead"
@@ -71,9 +68,12 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "needs a running event loop"
     ),
     ("docs/api.md", "held.mutex.origin = call"): "a sketch with `...` between its parts",
-    ("docs/celery.md", 'app = Celery("proj"'): "a Celery task module (the celery tests run these)",
+    ("docs/celery.md", 'app = Celery("proj"'): (
+        "a Celery task module: `@app.task` registers a shared task in every later app of the "
+        "test process; tests/celery and example_projects/celery_app run these"
+    ),
     ("docs/celery.md", 'lock_scope="queue"'): "needs a broker and a worker",
-    ("docs/celery.md", "lock_hold_after=600"): "a Celery task module fragment (`app`)",
+    ("docs/celery.md", "lock_hold_after=600"): "a Celery task module fragment (shared task, `app`)",
     ("docs/celery.md", "from redsync_celery.signals import"): "Celery signal receivers (`metrics`)",
     ("docs/django.md", "# settings.py"): "Django settings fragment",
     ("docs/django.md", "from django.utils.decorators import method_decorator"): (
@@ -86,9 +86,6 @@ NOT_RUN: dict[tuple[str, str], str] = {
     ("docs/django.md", "class Invoice(models.Model)"): (
         "a Django model; tests/django/test_django_fencing_recipe.py runs the recipe"
     ),
-    ("docs/flask.md", "def create_app():"): "Flask app module fragment (`bp`)",
-    ("docs/flask.md", "@app.errorhandler(LockBusy)"): "Flask fragment (`app`, `jsonify`)",
-    ("docs/flask.md", '@redsync.locked("jobs:reconcile"'): "Flask fragment (`redsync` extension)",
     ("docs/safety.md", "Invoice.objects.filter(pk=pk).update(owner=m.value)"): (
         "Django ORM fragment (`Invoice`, `pk`, `t`)"
     ),
@@ -179,6 +176,32 @@ def namespace(urls: list[str], rs: Redsync, calls: Calls) -> dict[str, Any]:
         "get_redsync": lambda: rs,
         "Response": Response,
     }
+
+
+def flask_app(urls: list[str], seeded: dict[str, Any]) -> Any:
+    from flask import Flask
+
+    app = Flask("docs_app")
+    app.config.update(TESTING=True, REDSYNC_URLS=urls)
+    return app
+
+
+def flask_extension(urls: list[str], seeded: dict[str, Any]) -> Any:
+    from redsync_flask import Redsync as FlaskRedsync
+
+    return FlaskRedsync(seeded["app"])
+
+
+# (file, text in the block) -> the user's own objects the block uses, built in this order:
+# name -> build(urls, what was built before)
+SEEDS: dict[tuple[str, str], dict[str, Callable[[list[str], dict[str, Any]], Any]]] = {
+    ("README.md", "from redsync_flask import Redsync"): {"app": flask_app},
+    ("docs/flask.md", "@app.errorhandler(LockBusy)"): {"app": flask_app},
+    ("docs/flask.md", '@redsync.locked("jobs:reconcile"'): {
+        "app": flask_app,
+        "redsync": flask_extension,
+    },
+}
 
 
 # --- a guard: nothing a block does may reach a non-loopback address ---------------------------
@@ -275,6 +298,63 @@ def _decorator_sketch(ns: dict[str, Any], calls: Calls) -> None:
         ns["locked_view"]("x", ttl=3)  # "typos fail at import"
 
 
+def _busy_post(app: Any, path: str, lock_name: str) -> Any:
+    """POST ``path`` while a core mutex of the app's nodes holds ``lock_name``."""
+    with app.extensions["redsync"].new_mutex(lock_name, expiry=20.0):
+        return app.test_client().post(path)
+
+
+def _flask_readme(ns: dict[str, Any], calls: Calls) -> None:
+    app = ns["app"]
+    ns["redsync"].init_app(app)  # "in create_app(): redsync.init_app(app)"
+    busy = _busy_post(app, "/pay/7", "pay:7")
+    assert busy.status_code == 409  # "busy: 409 + Retry-After, the body does not run"
+    assert 1 <= int(busy.headers["Retry-After"]) <= 20
+
+
+def _flask_quick_start(ns: dict[str, Any], calls: Calls) -> None:
+    app = ns["app"] = ns["create_app"]()  # closed with the others
+    assert len(app.extensions["redsync"].addresses) == 3
+    busy = _busy_post(app, "/pay/42", "pay:42")
+    assert busy.status_code == 409  # "answers 409 Conflict with Retry-After"
+    assert 1 <= int(busy.headers["Retry-After"]) <= 20
+
+
+def _flask_error_handler(ns: dict[str, Any], calls: Calls) -> None:
+    from redsync_flask import Redsync as FlaskRedsync
+
+    app = ns["app"]
+    redsync = FlaskRedsync(app)
+
+    @app.post("/export/<int:id>")
+    @redsync.locked("export:{id}")
+    def export(id: int) -> str:
+        return "exported"
+
+    busy = _busy_post(app, "/export/1", "export:1")
+    assert busy.status_code == 409
+    assert busy.get_json() == {"error": "busy", "retry_after": int(busy.headers["Retry-After"])}
+
+
+def _flask_job(ns: dict[str, Any], calls: Calls) -> None:
+    app = ns["app"]
+    warnings: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = warnings.append  # type: ignore[method-assign]
+    logger = logging.getLogger("redsync.flask")
+    logger.addHandler(handler)
+    try:
+        with app.app_context():
+            assert ns["reconcile"]() is None
+            assert warnings == []
+            with app.extensions["redsync"].new_mutex("jobs:reconcile"):
+                assert ns["reconcile"]() is None  # "the others log a WARNING and return None"
+    finally:
+        logger.removeHandler(handler)
+    assert len(warnings) == 1
+    assert "jobs:reconcile" in warnings[0].getMessage()
+
+
 FOLLOW_UP: dict[tuple[str, str], Callable[[dict[str, Any], Calls], None]] = {
     ("README.md", "def send_invoice"): _quick_start,
     ("README.md", "def worker():"): _eight_workers,
@@ -282,6 +362,10 @@ FOLLOW_UP: dict[tuple[str, str], Callable[[dict[str, Any], Calls], None]] = {
     ("docs/safety.md", "if m.remaining < 2.0:"): _pause_check,
     ("docs/safety.md", "store.write(data, fence=m.token)"): _fenced_write,
     ("docs/api.md", "def locked_view("): _decorator_sketch,
+    ("README.md", "from redsync_flask import Redsync"): _flask_readme,
+    ("docs/flask.md", "def create_app():"): _flask_quick_start,
+    ("docs/flask.md", "@app.errorhandler(LockBusy)"): _flask_error_handler,
+    ("docs/flask.md", '@redsync.locked("jobs:reconcile"'): _flask_job,
 }
 
 
@@ -299,6 +383,7 @@ def undo_global_state() -> Iterator[None]:
 
 def close_all(ns: dict[str, Any]) -> None:
     for value in ns.values():
+        value = getattr(value, "extensions", {}).get("redsync", value)  # a Flask app's
         if isinstance(value, Redsync):
             value.close()
         elif isinstance(value, AsyncRedsync):
@@ -312,6 +397,10 @@ def test_snippet_runs(snippet: Snippet, redis_nodes: list[RedisServer]) -> None:
     calls = Calls()
     rs = Redsync(urls)
     ns = namespace(urls, rs, calls)
+    for (path, marker), seeds in SEEDS.items():
+        if path == snippet.path and marker in snippet.code:
+            for name, build in seeds.items():
+                ns[name] = build(urls, ns)
     try:
         run(snippet, loopback(snippet, urls), ns)
         for (path, marker), check in FOLLOW_UP.items():
@@ -363,7 +452,7 @@ def test_every_not_run_entry_names_one_block() -> None:
     for path, marker in NOT_RUN:
         matches = [s.id for s in SNIPPETS if s.path == path and marker in s.code]
         assert len(matches) == 1, f"NOT_RUN entry {path!r}, {marker!r} matches {matches}"
-    for path, marker in FOLLOW_UP:
+    for path, marker in [*FOLLOW_UP, *SEEDS]:
         matches = [s.id for s in RUN if s.path == path and marker in s.code]
         assert len(matches) == 1, f"FOLLOW_UP entry {path!r}, {marker!r} matches {matches}"
 
