@@ -148,3 +148,28 @@ def test_observability_names_are_what_otel_emits() -> None:
     names = {first_name(row[0]) for row in rows}
     attributes = {n for row in rows for n in NAME.findall(row[3]) if n.startswith("redsync.")}
     assert names | attributes == emitted
+
+
+def github_slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = heading.strip().lower().replace("`", "")
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+@pytest.mark.parametrize(
+    "path", ["README.md", *sorted(p.name for p in (ROOT / "docs").glob("*.md"))]
+)
+def test_links_between_the_docs_lead_somewhere(path: str) -> None:
+    source = ROOT / path if path == "README.md" else ROOT / "docs" / path
+    text = source.read_text(encoding="utf-8")
+    text = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)  # not in code blocks
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://")):
+            continue
+        file_part, _, anchor = target.partition("#")
+        linked = (source.parent / file_part).resolve() if file_part else source
+        assert linked.exists(), f"{path}: link to {target}: no such file"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(encoding="utf-8"), re.MULTILINE)
+            slugs = {github_slug(h) for h in headings}
+            assert anchor in slugs, f"{path}: link to {target}: no such heading"
