@@ -150,19 +150,45 @@ def test_observability_names_are_what_otel_emits() -> None:
     assert names | attributes == emitted
 
 
+def without_code_blocks(text: str) -> str:
+    return re.sub(r"^\s*```.*?^\s*```", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+DOC_PATHS = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("path", DOC_PATHS)
+def test_every_test_the_docs_cite_exists(path: str) -> None:
+    """`tests/x.py::test_y` (and `::test_z` after it, same file) name real test functions."""
+    cited = 0
+    current: Path | None = None
+    for file_part, name in re.findall(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`", doc(path)):
+        if file_part.endswith("__init__.py"):  # the README warns against adding one
+            continue
+        if file_part:
+            current = ROOT / file_part
+            assert current.exists(), f"{path} cites {file_part}: no such file"
+        if name:
+            assert current is not None, f"{path} cites ::{name} before any file"
+            source = current.read_text(encoding="utf-8")
+            assert re.search(rf"^(async )?def {name}\(", source, re.MULTILINE), (
+                f"{path} cites {current.relative_to(ROOT)}::{name}: no such test"
+            )
+            cited += 1
+    if path == "docs/safety.md":
+        assert cited >= 30
+
+
 def github_slug(heading: str) -> str:
     """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
     text = heading.strip().lower().replace("`", "")
     return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
 
 
-@pytest.mark.parametrize(
-    "path", ["README.md", *sorted(p.name for p in (ROOT / "docs").glob("*.md"))]
-)
+@pytest.mark.parametrize("path", DOC_PATHS)
 def test_links_between_the_docs_lead_somewhere(path: str) -> None:
-    source = ROOT / path if path == "README.md" else ROOT / "docs" / path
-    text = source.read_text(encoding="utf-8")
-    text = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)  # not in code blocks
+    source = ROOT / path
+    text = without_code_blocks(source.read_text(encoding="utf-8"))
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
         if target.startswith(("http://", "https://")):
             continue
@@ -170,6 +196,7 @@ def test_links_between_the_docs_lead_somewhere(path: str) -> None:
         linked = (source.parent / file_part).resolve() if file_part else source
         assert linked.exists(), f"{path}: link to {target}: no such file"
         if anchor:
-            headings = re.findall(r"^#+ (.+)$", linked.read_text(encoding="utf-8"), re.MULTILINE)
+            linked_text = without_code_blocks(linked.read_text(encoding="utf-8"))
+            headings = re.findall(r"^#+ (.+)$", linked_text, re.MULTILINE)
             slugs = {github_slug(h) for h in headings}
             assert anchor in slugs, f"{path}: link to {target}: no such heading"
