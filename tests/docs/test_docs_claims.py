@@ -200,3 +200,14 @@ def test_links_between_the_docs_lead_somewhere(path: str) -> None:
             headings = re.findall(r"^#+ (.+)$", linked_text, re.MULTILINE)
             slugs = {github_slug(h) for h in headings}
             assert anchor in slugs, f"{path}: link to {target}: no such heading"
+
+
+def test_readme_names_every_extra_and_what_all_holds() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    section = pyproject.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    extras = dict(re.findall(r"^(\w+) = \[(.*)\]", section, re.MULTILINE))
+    in_all = set(re.findall(r"\[([\w,]+)\]", extras["all"])[0].split(","))
+    sentence = doc("README.md").split("Install: ", 1)[1].split(". ", 1)[0]
+    all_part, also_part = sentence.split("`all`:", 1)[1].split("also", 1)
+    assert set(NAME.findall(all_part)) == in_all
+    assert set(NAME.findall(also_part)) == set(extras) - in_all - {"all", "test", "dev"}
