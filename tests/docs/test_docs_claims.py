@@ -211,3 +211,10 @@ def test_readme_names_every_extra_and_what_all_holds() -> None:
     all_part, also_part = sentence.split("`all`:", 1)[1].split("also", 1)
     assert set(NAME.findall(all_part)) == in_all
     assert set(NAME.findall(also_part)) == set(extras) - in_all - {"all", "test", "dev"}
+
+
+def test_benchmarks_doc_names_every_contender() -> None:
+    from benchmarks.contenders import CONTENDERS
+
+    named = set(re.findall(r"`([\w-]+)`", doc("docs/benchmarks.md")))
+    assert set(CONTENDERS) - named == set()
