@@ -8,7 +8,7 @@ from ._base import check_name
 from ._exceptions import ConfigurationError
 from ._options import MutexOptions
 
-__all__ = ["MAX_LIMIT", "check_limit", "check_names", "check_no_value"]
+__all__ = ["MAX_LIMIT", "check_limit", "check_names", "check_permit_options"]
 
 #: The most permits a semaphore may have: each is a key, tried in one script call per node.
 MAX_LIMIT = 1024
@@ -28,16 +28,23 @@ def check_limit(limit: object) -> int:
     return limit
 
 
-def check_no_value(options: MutexOptions) -> None:
-    """Refuse a fixed ``value=`` for a semaphore: holders sharing a value would share a permit.
+def check_permit_options(options: MutexOptions) -> None:
+    """Refuse the mutex options a semaphore cannot honour: a fixed ``value=`` (holders sharing
+    a value would share a permit) and ``fencing=True`` (permits draw no fencing tokens).
 
     Raises:
-        ConfigurationError: ``value`` is set.
+        ConfigurationError: ``value`` is set, or ``fencing`` is true.
     """
     if options.value is not None:
         raise ConfigurationError(
             "Invalid option value= for a semaphore: every holder needs its own value (holders "
             "sharing one would share a permit); leave value unset (or use gen_value_func)."
+        )
+    if options.fencing:
+        raise ConfigurationError(
+            "Invalid option fencing=True for a semaphore: its permits draw no fencing tokens "
+            "(token would stay None); use fencing with a mutex or a multi-mutex, or pass "
+            "fencing=False."
         )
 
 

@@ -16,7 +16,7 @@ from ._algorithm.effects import Answer, Effect
 from ._algorithm.flows import Target
 from ._base import logger
 from ._exceptions import LockNotAcquired
-from ._family import check_limit, check_names, check_no_value
+from ._family import check_limit, check_names, check_permit_options
 from ._sync import Mutex
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class Semaphore(Mutex):
 
     def __init__(self, redsync: Redsync, name: str, limit: int, **options: Any) -> None:
         super().__init__(redsync, name, **options)
-        check_no_value(self._options)
+        check_permit_options(self._options)
         self._limit = check_limit(limit)
         self._base_key = self._key
         self._permit: int | None = None

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import ConfigurationError
-from ._family import check_limit, check_no_value
+from ._family import check_limit, check_permit_options
 from ._naming import LockName, render_lock_name
 
 if TYPE_CHECKING:
@@ -65,12 +65,13 @@ def locked_limit(limit: object, options: MutexOptions) -> int | None:
 
     Raises:
         ConfigurationError: ``limit`` is neither None nor an integer in [1, MAX_LIMIT], or
-            ``options`` fix a ``value`` (which every permit holder would share).
+            ``options`` fix a ``value`` (which every permit holder would share) or ask
+            for ``fencing`` (permits draw no tokens).
     """
     if limit is None:
         return None
     checked = check_limit(limit)
-    check_no_value(options)
+    check_permit_options(options)
     return checked
 
 

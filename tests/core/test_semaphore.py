@@ -176,6 +176,7 @@ def test_a_permit_half_taken_by_another_acquirer_is_not_counted(
         pytest.param(2.0, {}, id="limit-float"),
         pytest.param(True, {}, id="limit-bool"),
         pytest.param(2, {"value": "shared"}, id="fixed-value"),
+        pytest.param(2, {"fencing": True}, id="fencing"),
         pytest.param(2, {"max_hold": 1.0, "expiry": 8.0}, id="max-hold-below-expiry"),
     ],
 )
@@ -184,6 +185,13 @@ def test_invalid_semaphores_are_refused_at_construction(
 ) -> None:
     with Redsync(["memory://sem-config"]) as rs, pytest.raises(ConfigurationError):
         rs.new_semaphore("bad", limit, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("options", [{"value": "shared"}, {"fencing": True}])
+def test_async_semaphores_refuse_a_fixed_value_and_fencing(options: dict[str, object]) -> None:
+    ars = AsyncRedsync(["memory://asem-config"])
+    with pytest.raises(ConfigurationError, match=next(iter(options))):
+        ars.new_semaphore("bad", 2, **options)
 
 
 # --- asyncio -------------------------------------------------------------------------------
