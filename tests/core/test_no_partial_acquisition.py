@@ -1,12 +1,13 @@
-"""No partial acquisition is left behind: after a failed attempt the key is released on all nodes.
+"""No partial acquisition is left behind: after a failed attempt the key is released wherever
+our value may be.
 
 Another holder's value sits on some of five real redis-server nodes, chosen by Hypothesis.
 When it sits on a quorum (3 or more), our attempt fails after the free nodes said yes; those
 nodes must not keep our value (it would block everyone else until its TTL ran out), the other
 holder's keys must stay untouched (the release is a compare-and-delete), and the release must
-have been sent to every node, not only to those that said yes. When the other holder has fewer
-than a quorum, the lock is ours on exactly the free nodes.
-"""
+have been sent to every node that said yes (a node that answered "held by another value" cannot
+hold ours and is skipped). When the other holder has fewer than a quorum, the lock is ours on
+exactly the free nodes."""
 
 from __future__ import annotations
 
