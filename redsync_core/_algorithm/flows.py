@@ -141,17 +141,20 @@ def acquire_token(
     give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
     begun_ms = now_ms
 
+    def budget_ms(now_ms: int) -> int | None:
+        """The deadline of a fan-out sent at ``now_ms``: the nodes' own, within the timeout."""
+        if give_up_ms is None:
+            return node_deadline_ms
+        left_ms = max(1, give_up_ms - now_ms)
+        return left_ms if node_deadline_ms is None else min(node_deadline_ms, left_ms)
+
     def attempt_effect(now_ms: int, early: bool = False) -> FanOut:
-        deadline_ms = node_deadline_ms
-        if give_up_ms is not None:
-            left_ms = max(1, give_up_ms - now_ms)
-            deadline_ms = left_ms if deadline_ms is None else min(deadline_ms, left_ms)
         return FanOut(
             Op.FENCED_ACQUIRE if opts.fencing else Op.ACQUIRE,
             target.key,
             target.value,
             ttl_ms=ttl_ms,
-            deadline_ms=deadline_ms,
+            deadline_ms=budget_ms(now_ms),
             stop_at=need if opts.fail_fast else None,
             early=early,
         )
@@ -164,7 +167,14 @@ def acquire_token(
         token = None
         if opts.fencing and tally.ok >= need and valid_ms > 0:
             token = next_token(tally)
-            fence = replace(effect, op=Op.FENCE, ttl_ms=0, early=False, token=token)
+            fence = replace(
+                effect,
+                op=Op.FENCE,
+                ttl_ms=0,
+                deadline_ms=budget_ms(tally.finished_ms),  # what is left of the timeout
+                early=False,
+                token=token,
+            )
             fenced = _send((yield fence))
             # Judged on the FENCE replies (TAKEN: another value there), validity on both.
             tally = Tally(fenced.replies, tally.started_ms, fenced.finished_ms)

@@ -55,6 +55,18 @@ def test_the_fence_counts_against_the_validity() -> None:
     assert release.op is Op.RELEASE  # a quorum took the token, but no validity is left
 
 
+def test_the_fence_gets_only_what_is_left_of_the_timeout() -> None:
+    opts = MutexOptions(expiry=10.0, fencing=True, drift_factor=0.0)  # node deadline 500 ms
+    flow = flows.acquire_token(
+        opts, TARGET, now_ms=0, tries=None, timeout_ms=100, randrange=lambda a, b: a
+    )
+    first = flow.send(None)
+    assert first.deadline_ms == 100
+    fence = flow.send(Tally((ok(1), ok(1), ok(1)), 0, 70))
+    assert fence.op is Op.FENCE
+    assert fence.deadline_ms == 30  # not the attempt's 100: lock(timeout=0.1) ends by 100 ms
+
+
 def test_no_fencing_sends_a_plain_set_and_no_token() -> None:
     flow, first = start(MutexOptions(expiry=1.0))
     assert first.op is Op.ACQUIRE
