@@ -28,18 +28,26 @@ SOCKET_TIMEOUT_S = 1.0
 
 # The compare-and-delete script of redsync_core (redsync_core/_transport/scripts.py, RELEASE),
 # copied verbatim so that the limit lines run the very same server-side work (same SHA1).
-RELEASE_SCRIPT = """-- compare-and-delete, then a release notice
--- KEYS[1]: the lock key; ARGV[1]: our value
+RELEASE_SCRIPT = """-- compare-and-delete, then a release notice that wakes the oldest waiters
+-- KEYS[1]: the lock key; KEYS[2] (optional): its waiter queue; ARGV[1]: our value
 -- ARGV[2]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[3]: the notice's payload
+-- ARGV[4] (with KEYS[2]): how many queued waiters the notice wakes
 -- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL
+local function notice(key, queue, mode, payload, wake)
+  if queue and wake and mode ~= '' then
+    local popped = redis.pcall('ZPOPMIN', queue, wake)
+    for i = 1, #popped, 2 do payload = payload .. ' ' .. popped[i] end
+  end
+  if mode == 'p' then
+    redis.pcall('PUBLISH', key, payload)
+  elseif mode == 's' then
+    redis.pcall('SPUBLISH', key, payload)
+  end
+end
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  if ARGV[2] == 'p' then
-    redis.pcall('PUBLISH', KEYS[1], ARGV[3])
-  elseif ARGV[2] == 's' then
-    redis.pcall('SPUBLISH', KEYS[1], ARGV[3])
-  end
+  notice(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4])
   return 1
 end
 if not v then return 0 end
@@ -152,7 +160,10 @@ class Limit(SyncContender):
         return False
 
     def release(self) -> None:
-        payload = encode("EVALSHA", self.sha, 1, self.key, self.value, "p", "0123456789ab")
+        queue = f"{self.key}:wait{{{self.key}}}"  # its waiter queue (none here: an empty pop)
+        payload = encode(
+            "EVALSHA", self.sha, 2, self.key, queue, self.value, "p", "0123456789ab", 1
+        )
         for reply in self._fan_out(payload):
             if isinstance(reply, RespError):
                 raise reply

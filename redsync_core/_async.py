@@ -34,7 +34,7 @@ from ._naming import LockName
 from ._transport import aio as transport
 from ._transport.build import build_async_nodes
 from ._transport.listing import list_keys_async as list_keys
-from ._transport.notices import AsyncNotices
+from ._transport.notices import AsyncNotices, new_waiter
 
 __all__ = ["AsyncHold", "AsyncMutex", "AsyncRedsync"]
 
@@ -331,7 +331,7 @@ class AsyncMutex(MutexBase):
     async def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
         # A token of this call for the turns among the waiters of a name (release notices).
-        waiter = object() if self._options.wake_on_release and tries != 1 else None
+        waiter = new_waiter() if self._options.wake_on_release and tries != 1 else None
         flow = flows.acquire_token(
             self._options,
             self._target(value),

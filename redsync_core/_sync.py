@@ -35,7 +35,7 @@ from ._naming import LockName
 from ._transport import sync as transport
 from ._transport.build import build_sync_nodes
 from ._transport.listing import list_keys
-from ._transport.notices import SyncNotices
+from ._transport.notices import SyncNotices, new_waiter
 
 __all__ = ["Hold", "Mutex", "Redsync"]
 
@@ -306,7 +306,7 @@ class Mutex(MutexBase):
     def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
         # A token of this call for the turns among the waiters of a name (release notices).
-        waiter = object() if self._options.wake_on_release and tries != 1 else None
+        waiter = new_waiter() if self._options.wake_on_release and tries != 1 else None
         flow = flows.acquire_token(
             self._options,
             self._target(value),

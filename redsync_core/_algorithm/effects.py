@@ -19,6 +19,7 @@ __all__ = [
     "Sleep",
     "Status",
     "Tally",
+    "Waiter",
     "Woke",
 ]
 
@@ -93,6 +94,15 @@ TAKEN = NodeReply(Status.TAKEN)
 
 
 @dataclass(frozen=True, slots=True)
+class Waiter:
+    """A waiting ``lock()`` call: its id in the key's waiter queue on each node, and its rank
+    there (its wall clock in ms when it began: older waiters first, across processes)."""
+
+    id: str
+    rank: int
+
+
+@dataclass(frozen=True, slots=True)
 class FanOut:
     """Send one command to every node at once and wait at most ``deadline_ms`` for the replies.
 
@@ -102,6 +112,9 @@ class FanOut:
     A SCAN reads ``count`` keys matching the pattern ``key`` from ``cursor`` on.
     The ``*_ALL`` and ``ACQUIRE_ANY`` operations work on ``keys`` (``key`` is the first of them).
     A FENCE raises the fencing counter to ``token``.
+    An ACQUIRE with ``waiter`` queues it on the nodes that find the key held (so that a release
+    there wakes the oldest waiter, see ``scripts.RELEASE``) and, with ``queued`` (an earlier
+    attempt may have queued it), takes it off the queue where the key is set.
     """
 
     op: Op
@@ -118,6 +131,8 @@ class FanOut:
     keys: tuple[str, ...] = ()
     replaces: str = ""  # SWAP only: the value taken over
     token: int = 0
+    waiter: Waiter | None = None
+    queued: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from .._exceptions import (
     QuorumUnreachable,
 )
 from .._options import MutexOptions
-from .effects import Answer, Effect, FanOut, NodeReply, Op, Sleep, Status, Tally, Woke
+from .effects import Answer, Effect, FanOut, NodeReply, Op, Sleep, Status, Tally, Waiter, Woke
 from .fencing import Acquired, next_token
 from .timing import fanout_deadline_ms, quorum, retry_delay_ms, validity_ms
 
@@ -81,7 +81,7 @@ def acquire(
     tries: int | None,
     timeout_ms: int | None,
     randrange: Callable[[int, int], int],
-    waiter: object | None = None,
+    waiter: Waiter | None = None,
 ) -> Generator[Effect, Answer, int]:
     """Try to take the lock on a quorum; return the monotonic time (ms) its validity ends.
 
@@ -107,7 +107,7 @@ def acquire_token(
     tries: int | None,
     timeout_ms: int | None,
     randrange: Callable[[int, int], int],
-    waiter: object | None = None,
+    waiter: Waiter | None = None,
 ) -> Generator[Effect, Answer, Acquired]:
     """Try to take the lock on a quorum; return when its validity ends, and its token.
 
@@ -124,10 +124,11 @@ def acquire_token(
     then tries at once (a waiter that called lock() less than ``YOUNG_MS`` ago first gives
     older waiters a ``YOUNG_DEFER_MS`` head start). Such an early attempt does not count as a
     try: if another waiter wins it, the flow waits out the rest of the same delay. The schedule
-    (``tries`` delays, the longest wait) is the same with and without it. ``waiter`` (a token
-    of this call, given back by the driver when the call ends) goes with every wakeable sleep:
-    within one process a notice then wakes only the oldest waiter of the key, which passes the
-    turn on when it sleeps again or ends.
+    (``tries`` delays, the longest wait) is the same with and without it. ``waiter`` (this
+    call, given back by the driver when the call ends) goes with every attempt and wakeable
+    sleep: its attempts queue it on the nodes that find the key held, a release there wakes the
+    oldest queued waiter (across processes), and within one process a notice wakes only the
+    oldest waiter of the key, which passes the turn on when it sleeps again or ends.
 
     Raises:
         QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
@@ -140,6 +141,7 @@ def acquire_token(
     node_deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
     give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
     begun_ms = now_ms
+    queued = False  # an attempt found the key held somewhere: the waiter may be queued there
 
     def attempt_effect(now_ms: int, early: bool = False) -> FanOut:
         deadline_ms = node_deadline_ms
@@ -154,6 +156,8 @@ def acquire_token(
             deadline_ms=deadline_ms,
             stop_at=need if opts.fail_fast else None,
             early=early,
+            waiter=waiter,
+            queued=queued,
         )
 
     def won(
@@ -180,6 +184,7 @@ def acquire_token(
         tally, done = yield from won(_send((yield effect)), effect)
         if done is not None:
             return done
+        queued = queued or bool(tally.taken)
         now_ms = yield from _clean_up(target, tally, node_deadline_ms)
         if len(tally.errors) > target.nodes - need:
             raise _unreachable(target, tally, need, attempt)
@@ -218,6 +223,7 @@ def acquire_token(
             tally, done = yield from won(_send((yield effect)), effect)
             if done is not None:
                 return done
+            queued = queued or bool(tally.taken)
             # Lost to another waiter (or nodes failed): the scheduled attempt decides.
             now_ms = yield from _clean_up(target, tally, node_deadline_ms)
             if give_up_ms is not None and now_ms >= give_up_ms:

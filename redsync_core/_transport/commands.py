@@ -21,7 +21,7 @@ from .._algorithm.effects import (
     Status,
 )
 from .._algorithm.family import combine_split
-from .._algorithm.fencing import fence_key
+from .._algorithm.fencing import fence_key, slot_mate
 from .._exceptions import NodeError
 from .scripts import (
     ACQUIRE,
@@ -44,6 +44,7 @@ from .scripts import (
 )
 
 __all__ = [
+    "WAIT_SUFFIX",
     "Reply",
     "Single",
     "UnexpectedReply",
@@ -55,6 +56,8 @@ __all__ = [
     "pack",
     "spans_slots",
     "split_batch",
+    "wait_key",
+    "waiter_queue",
 ]
 
 Arg = str | int
@@ -67,6 +70,27 @@ Single = NodeReply | NodeError | None
 Reply = NodeReply | tuple[NodeReply, ...] | NodeError | None
 """One node's reply to a fan-out: a batch gets one NodeReply per effect."""
 
+#: Appended to the lock key to name its waiter queue (see ``wait_key``).
+WAIT_SUFFIX = ":wait"
+#: How many queued waiters a release wakes (pops and names in its notice).
+WAKE = 1
+
+
+def wait_key(key: str) -> str | None:
+    """Return the key of the waiter queue of the lock ``key`` (a sorted set in its cluster
+    slot: ``<key>:wait{<key>}``, or ``<key>:wait`` when the key has a hash tag), or None for a
+    key with braces but no hash tag (its waiters are not queued)."""
+    return slot_mate(key, WAIT_SUFFIX)
+
+
+def waiter_queue(key: str) -> bool:
+    """True when ``key`` names the waiter queue of some lock (``wait_key`` of a key)."""
+    if key.endswith(WAIT_SUFFIX):
+        lock = key[: -len(WAIT_SUFFIX)]
+    else:
+        lock = key.rpartition(WAIT_SUFFIX + "{")[0]
+    return bool(lock) and wait_key(lock) == key
+
 
 class UnexpectedReply(ValueError):
     """A node answered with a reply of the wrong type (a misbehaving or foreign server)."""
@@ -76,7 +100,8 @@ def notice_payload(value: str) -> str:
     """Return the payload of a release notice: a short digest of the released value.
 
     The same release reaches a waiter once per node; equal payloads let it count them as one.
-    The value itself is never published (it lets its holder release the lock).
+    The value itself is never published (it lets its holder release the lock). The release
+    script appends the ids of the queued waiters it wakes (``<digest> <id>``).
     """
     return hashlib.blake2s(value.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
 
@@ -97,10 +122,27 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
     if op in _MULTI_KEY:
         return _multi_key_command(effect)
     if op is Op.ACQUIRE:
-        return ACQUIRE, (1, effect.key, effect.value, effect.ttl_ms)
+        waiter = effect.waiter
+        queue = None if waiter is None else wait_key(effect.key)
+        if waiter is None or queue is None:
+            return ACQUIRE, (1, effect.key, effect.value, effect.ttl_ms)
+        queued = "1" if effect.queued else "0"
+        return ACQUIRE, (
+            2,
+            effect.key,
+            queue,
+            effect.value,
+            effect.ttl_ms,
+            waiter.id,
+            waiter.rank,
+            queued,
+        )
     if op is Op.RELEASE:
-        notice = "s" if sharded else "p"
-        return RELEASE, (1, effect.key, effect.value, notice, notice_payload(effect.value))
+        notice = ("s" if sharded else "p", notice_payload(effect.value))
+        queue = wait_key(effect.key)
+        if queue is None:
+            return RELEASE, (1, effect.key, effect.value, *notice)
+        return RELEASE, (2, effect.key, queue, effect.value, *notice, WAKE)
     if op is Op.EXTEND:
         return EXTEND, (1, effect.key, effect.value, effect.ttl_ms, "1" if effect.set_nx else "0")
     if op is Op.SWAP:
@@ -108,7 +150,11 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
     if op is Op.INSPECT:
         return INSPECT, (1, effect.key)
     if op is Op.DELETE:
-        return DELETE, (1, effect.key, "s" if sharded else "p", "forced")
+        queue = wait_key(effect.key)
+        notice = ("s" if sharded else "p", "forced")
+        if queue is None:
+            return DELETE, (1, effect.key, *notice)
+        return DELETE, (2, effect.key, queue, *notice, WAKE)
     if op is Op.SCAN:
         return SCAN_PAGE, (0, effect.cursor, effect.key, effect.count, MAX_LISTED_VALUE)
     if op is Op.FENCED_ACQUIRE:

@@ -36,6 +36,7 @@ import contextlib
 import itertools
 import logging
 import os
+import secrets
 import select
 import sys
 import threading
@@ -46,11 +47,12 @@ from typing import Any
 
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
+from .._algorithm.effects import Waiter
 from .._clock import Clock
 from .commands import pack
 from .sync import RedisNode, _credentials
 
-__all__ = ["AsyncNotices", "SyncNotices"]
+__all__ = ["AsyncNotices", "SyncNotices", "new_waiter"]
 
 logger = logging.getLogger("redsync")
 
@@ -68,6 +70,9 @@ LINGER_S = 0.5
 #: ignored for this long (ns): they come late from a slow node or a busy reader, and would
 #: wake a waiter for a lock that is taken again. Later ones only cost that waiter a try.
 STALE_NS = 20_000_000
+#: A key remembers the ids named by this many of its latest notices (a waiter named just
+#: before it went to sleep finds its notice there; most ids are of other processes' waiters).
+NAMED_KEPT = 64
 
 _SUBSCRIBE = {False: "SUBSCRIBE", True: "SSUBSCRIBE"}
 _UNSUBSCRIBE = {False: "UNSUBSCRIBE", True: "SUNSUBSCRIBE"}
@@ -85,6 +90,12 @@ def _text(data: object) -> str:
 _arrivals = itertools.count()
 
 
+def new_waiter() -> Waiter:
+    """Return a new waiting ``lock()`` call: a random id, ranked by the wall clock (ms) now
+    (comparable between processes and hosts, unlike monotonic clocks; skew costs only order)."""
+    return Waiter(secrets.token_hex(6), time.time_ns() // 1_000_000)
+
+
 class _Waited:
     """The waiters of one key in this process, and when each node last sent a notice for it."""
 
@@ -97,6 +108,7 @@ class _Waited:
         "heard_ns",
         "idle_since",
         "linger",
+        "named",
         "ranks",
         "recent",
         "stale",
@@ -114,6 +126,9 @@ class _Waited:
         self.heard_ns: dict[int, int] = {}  # the same on time.monotonic_ns (for the turns)
         self.confirmed_ms = -1  # when the first subscription was confirmed
         self.confirmed_ns = -1
+        # Waiter ids named by notices (popped off a node's queue), with when: news to those
+        # waiters only, not to the others of this process.
+        self.named: dict[str, tuple[int, int]] = {}
         self.idle_since: float | None = None  # when the last waiter left (sync)
         self.linger: asyncio.TimerHandle | None = None  # the end of the linger (asyncio)
         self.wake = wake  # sync: a Condition on the registry lock
@@ -133,13 +148,26 @@ class _Waited:
         self.stale_ns = -1  # the end of the window in which such copies are ignored
 
     def heard(self, now_ms: int, node: int | None, payload: object = None) -> bool:
-        """Record a notice from ``node`` (None: a subscription confirmed); return True to wake."""
+        """Record a notice from ``node`` (None: a subscription confirmed); return True to wake.
+
+        ``payload``: the released value's digest, then the ids of the waiters the release woke
+        (a notice that names waiters is news to them only)."""
+        names: list[str] = []
         if payload is not None and node is not None:
-            copied = self.stale.get(payload)
+            released, *names = _text(payload).split(" ")
+            copied = self.stale.get(released)
             if copied is not None and node not in copied and time.monotonic_ns() < self.stale_ns:
                 copied.add(node)  # once per node: the same value released again is news
                 return False  # a late copy of a release from before the last win
-            self.recent.setdefault(payload, set()).add(node)
+            self.recent.setdefault(released, set()).add(node)
+        if names:
+            at = (now_ms, time.monotonic_ns())
+            for name in names:
+                self.named.pop(name, None)
+                self.named[name] = at
+            while len(self.named) > NAMED_KEPT:
+                del self.named[next(iter(self.named))]
+            return any(getattr(w, "id", None) in names for w in self.ranks)
         if node is None:
             if self.confirmed_ms >= 0:
                 return False
@@ -150,10 +178,20 @@ class _Waited:
             self.heard_ns[node] = time.monotonic_ns()
         return True
 
-    def news(self, since_ms: int, nodes: frozenset[int] | None, after_ns: int = -1) -> bool:
+    def news(
+        self,
+        since_ms: int,
+        nodes: frozenset[int] | None,
+        after_ns: int = -1,
+        waiter: object | None = None,
+    ) -> bool:
         """True when something was heard at or after ``since_ms`` (and after ``after_ns``)
-        from one of ``nodes`` (None: any node), or the first subscription was confirmed since."""
+        from one of ``nodes`` (None: any node), or the first subscription was confirmed since,
+        or a notice named ``waiter`` since."""
         if self.confirmed_ms >= since_ms and self.confirmed_ns > after_ns:
+            return True
+        named = self.named.get(getattr(waiter, "id", ""))
+        if named is not None and named[0] >= since_ms and named[1] > after_ns:
             return True
         return any(
             at >= since_ms and self.heard_ns[node] > after_ns and (nodes is None or node in nodes)
@@ -207,7 +245,7 @@ class _Waited:
             if chosen is not None and rank > best:
                 continue
             after_ns = max(self.turn_ns, self.woke_ns.get(waiter, -1))
-            if self.news(since_ms, nodes, after_ns):
+            if self.news(since_ms, nodes, after_ns, waiter):
                 chosen, best = waiter, rank
         self.turn = chosen
         return chosen is not None

@@ -7,6 +7,11 @@ Release notices: a script that deletes a lock publishes on the channel named lik
 (channels are a namespace apart from keys), with PUBLISH or, on Redis Cluster, SPUBLISH (a
 sharded channel lives in the key's slot). ``redis.pcall`` keeps a refused publish (ACL
 NOPERM) from failing the delete: notices are hints for waiters, never part of the lock.
+
+Waiter queues: a waiting ``lock()`` call that finds a key held queues itself in a sorted set
+beside the key (``commands.wait_key``: same slot, under the key prefix) by its rank, and a
+release pops the oldest waiter and names it in the notice, so that one release wakes one
+waiting process, not all of them. The queue expires with the waiters' TTL; it is a hint too.
 """
 
 from __future__ import annotations
@@ -49,31 +54,56 @@ class Script:
 
 
 ACQUIRE = Script(
-    """-- set-if-free, telling when the other holder's key expires
+    """-- set-if-free, telling when the other holder's key expires; queues a waiting lock() call
 -- KEYS[1]: the lock key; ARGV[1]: our value; ARGV[2]: TTL in ms
+-- KEYS[2], ARGV[3..5] (a waiting lock() call only): the key's waiter queue, the waiter's id, its
+--   rank (older first), '1' when an earlier attempt may have queued it (taken off once set)
 -- returns 1: set (or it already held our value: TTL re-armed); <0: another value, -2 - PTTL
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if ARGV[5] == '1' then redis.pcall('ZREM', KEYS[2], ARGV[3]) end
+  return 1
+end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
+end
+if KEYS[2] then
+  redis.pcall('ZADD', KEYS[2], 'NX', ARGV[4], ARGV[3])
+  redis.pcall('PEXPIRE', KEYS[2], ARGV[2])
 end
 return -2 - redis.call('PTTL', KEYS[1])
 """
 )
 
+# The release notice (after a delete): ZPOPMIN takes the oldest ``wake`` waiters off the key's
+# queue and the payload names them after the released value's digest (``<digest> <id>...``);
+# waiters in other processes then stay asleep. pcall: a queue the ACL or its type refuses is
+# no queue.
+_NOTICE = """
+local function notice(key, queue, mode, payload, wake)
+  if queue and wake and mode ~= '' then
+    local popped = redis.pcall('ZPOPMIN', queue, wake)
+    for i = 1, #popped, 2 do payload = payload .. ' ' .. popped[i] end
+  end
+  if mode == 'p' then
+    redis.pcall('PUBLISH', key, payload)
+  elseif mode == 's' then
+    redis.pcall('SPUBLISH', key, payload)
+  end
+end
+"""
+
 RELEASE = Script(
-    """-- compare-and-delete, then a release notice
--- KEYS[1]: the lock key; ARGV[1]: our value
+    """-- compare-and-delete, then a release notice that wakes the oldest waiters
+-- KEYS[1]: the lock key; KEYS[2] (optional): its waiter queue; ARGV[1]: our value
 -- ARGV[2]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[3]: the notice's payload
--- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL
-local v = redis.call('GET', KEYS[1])
+-- ARGV[4] (with KEYS[2]): how many queued waiters the notice wakes
+-- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL"""
+    + _NOTICE
+    + """local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  if ARGV[2] == 'p' then
-    redis.pcall('PUBLISH', KEYS[1], ARGV[3])
-  elseif ARGV[2] == 's' then
-    redis.pcall('SPUBLISH', KEYS[1], ARGV[3])
-  end
+  notice(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4])
   return 1
 end
 if not v then return 0 end
@@ -83,17 +113,13 @@ return -2 - redis.call('PTTL', KEYS[1])
 
 DELETE = Script(
     """-- delete whatever the value (forced release by an operator), then a release notice
--- KEYS[1]: the lock key
+-- KEYS[1]: the lock key; KEYS[2] (optional): its waiter queue
 -- ARGV[1]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[2]: the notice's payload
--- returns 1: deleted; 0: no such key
-local n = redis.call('DEL', KEYS[1])
-if n == 1 then
-  if ARGV[1] == 'p' then
-    redis.pcall('PUBLISH', KEYS[1], ARGV[2])
-  elseif ARGV[1] == 's' then
-    redis.pcall('SPUBLISH', KEYS[1], ARGV[2])
-  end
-end
+-- ARGV[3] (with KEYS[2]): how many queued waiters the notice wakes
+-- returns 1: deleted; 0: no such key"""
+    + _NOTICE
+    + """local n = redis.call('DEL', KEYS[1])
+if n == 1 then notice(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]) end
 return n
 """
 )
