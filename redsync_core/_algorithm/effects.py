@@ -114,7 +114,9 @@ class FanOut:
     A FENCE raises the fencing counter to ``token``.
     An ACQUIRE with ``waiter`` queues it on the nodes that find the key held (so that a release
     there wakes the oldest waiter, see ``scripts.RELEASE``) and, with ``queued`` (an earlier
-    attempt may have queued it), takes it off the queue where the key is set.
+    attempt may have queued it), takes it off the queue where the key is set. A RELEASE wakes
+    the oldest queued waiter, or with ``wake`` False (a clean-up that may have lost to a
+    holder) nobody; with ``waiter`` (a clean-up) it queues that waiter again, ``ttl_ms`` long.
     """
 
     op: Op
@@ -133,6 +135,7 @@ class FanOut:
     token: int = 0
     waiter: Waiter | None = None
     queued: bool = False
+    wake: bool = True
 
 
 @dataclass(frozen=True, slots=True)

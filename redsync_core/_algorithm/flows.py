@@ -141,7 +141,7 @@ def acquire_token(
     node_deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
     give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
     begun_ms = now_ms
-    queued = False  # an attempt found the key held somewhere: the waiter may be queued there
+    queued = False  # an attempt failed: the waiter may be queued on some node
 
     def attempt_effect(now_ms: int, early: bool = False) -> FanOut:
         deadline_ms = node_deadline_ms
@@ -184,8 +184,8 @@ def acquire_token(
         tally, done = yield from won(_send((yield effect)), effect)
         if done is not None:
             return done
-        queued = queued or bool(tally.taken)
-        now_ms = yield from _clean_up(target, tally, node_deadline_ms)
+        queued = waiter is not None
+        now_ms = yield from _clean_up(target, tally, node_deadline_ms, waiter, ttl_ms)
         if len(tally.errors) > target.nodes - need:
             raise _unreachable(target, tally, need, attempt)
         if tries is not None and attempt >= tries:
@@ -223,15 +223,18 @@ def acquire_token(
             tally, done = yield from won(_send((yield effect)), effect)
             if done is not None:
                 return done
-            queued = queued or bool(tally.taken)
             # Lost to another waiter (or nodes failed): the scheduled attempt decides.
-            now_ms = yield from _clean_up(target, tally, node_deadline_ms)
+            now_ms = yield from _clean_up(target, tally, node_deadline_ms, waiter, ttl_ms)
             if give_up_ms is not None and now_ms >= give_up_ms:
                 raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
 
 
 def _clean_up(
-    target: Target, tally: Tally, deadline_ms: int | None
+    target: Target,
+    tally: Tally,
+    deadline_ms: int | None,
+    waiter: Waiter | None = None,
+    ttl_ms: int = 0,
 ) -> Generator[Effect, Answer, int]:
     """Release a failed attempt's key where it may hold our value; return the time after.
 
@@ -239,6 +242,12 @@ def _clean_up(
     script re-arms a key that already holds ours and answers OK), so it cannot hold ours and
     is skipped; nodes that answered OK, failed or were not waited for are released. When every
     node said TAKEN, nothing is sent: a contended try costs one round trip.
+
+    A ``waiter`` is queued again where it is released (its attempt queued it where it found the
+    key held), so that every node's queue names it. The release wakes the oldest other queued
+    waiter only when fewer than a quorum of nodes were held by others: then nobody won the
+    attempt and the lock is free. Otherwise another holder probably has it and its release will
+    wake the next waiter.
     """
     mine = frozenset(
         i
@@ -248,11 +257,17 @@ def _clean_up(
     if not mine:
         return tally.finished_ms
     only = None if len(mine) == target.nodes else mine
-    # The release notices this sends are news only to waiters whose attempt found these nodes
-    # held (by us): split votes, where nobody has a quorum, then end at once.
-    released = _send(
-        (yield FanOut(Op.RELEASE, target.key, target.value, deadline_ms=deadline_ms, only=only))
+    release = FanOut(
+        Op.RELEASE,
+        target.key,
+        target.value,
+        ttl_ms=ttl_ms,
+        deadline_ms=deadline_ms,
+        only=only,
+        waiter=waiter,
+        wake=len(tally.taken) < quorum(target.nodes),
     )
+    released = _send((yield release))
     return released.finished_ms
 
 

@@ -142,7 +142,12 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
         queue = wait_key(effect.key)
         if queue is None:
             return RELEASE, (1, effect.key, effect.value, *notice)
-        return RELEASE, (2, effect.key, queue, effect.value, *notice, WAKE)
+        wake = WAKE if effect.wake else 0
+        waiter = effect.waiter
+        if waiter is None:
+            return RELEASE, (2, effect.key, queue, effect.value, *notice, wake)
+        requeue = (waiter.id, waiter.rank, effect.ttl_ms)
+        return RELEASE, (2, effect.key, queue, effect.value, *notice, wake, *requeue)
     if op is Op.EXTEND:
         return EXTEND, (1, effect.key, effect.value, effect.ttl_ms, "1" if effect.set_nx else "0")
     if op is Op.SWAP:

@@ -75,15 +75,28 @@ return -2 - redis.call('PTTL', KEYS[1])
 """
 )
 
-# The release notice (after a delete): ZPOPMIN takes the oldest ``wake`` waiters off the key's
-# queue and the payload names them after the released value's digest (``<digest> <id>...``);
-# waiters in other processes then stay asleep. pcall: a queue the ACL or its type refuses is
-# no queue.
+# The release notice (after a delete). With the key's waiter queue, ZPOPMIN takes the oldest
+# ``wake`` waiters off it and the payload names them after the released value's digest
+# (``<digest> <id>...``): waiters in other processes stay asleep. A waiter's clean-up after a
+# failed attempt queues it again (``id``, ``rank``, the queue's TTL ``ttl``) after the pop, and
+# with ``wake`` 0 publishes only when nobody else is queued. pcall: a queue that the ACL or the
+# key's type refuses is no queue.
 _NOTICE = """
-local function notice(key, queue, mode, payload, wake)
-  if queue and wake and mode ~= '' then
-    local popped = redis.pcall('ZPOPMIN', queue, wake)
-    for i = 1, #popped, 2 do payload = payload .. ' ' .. popped[i] end
+local function notice(key, queue, mode, payload, wake, id, rank, ttl)
+  if mode == '' then return end
+  if queue then
+    local popped = {}
+    if wake ~= '0' then
+      popped = redis.pcall('ZPOPMIN', queue, wake)
+      for i = 1, #popped, 2 do payload = payload .. ' ' .. popped[i] end
+    else
+      local waiting = redis.pcall('ZCARD', queue)
+      if type(waiting) == 'number' and waiting > 0 then mode = '' end
+    end
+    if id then
+      redis.pcall('ZADD', queue, 'NX', rank, id)
+      redis.pcall('PEXPIRE', queue, ttl)
+    end
   end
   if mode == 'p' then
     redis.pcall('PUBLISH', key, payload)
@@ -94,16 +107,17 @@ end
 """
 
 RELEASE = Script(
-    """-- compare-and-delete, then a release notice that wakes the oldest waiters
+    """-- compare-and-delete, then a release notice that wakes the oldest queued waiter
 -- KEYS[1]: the lock key; KEYS[2] (optional): its waiter queue; ARGV[1]: our value
 -- ARGV[2]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[3]: the notice's payload
--- ARGV[4] (with KEYS[2]): how many queued waiters the notice wakes
+-- ARGV[4] (with KEYS[2]): how many queued waiters to wake; ARGV[5..7] (optional): a waiter
+--   to queue again (id, rank, the queue's TTL in ms)
 -- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL"""
     + _NOTICE
     + """local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  notice(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4])
+  notice(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
   return 1
 end
 if not v then return 0 end
@@ -115,7 +129,7 @@ DELETE = Script(
     """-- delete whatever the value (forced release by an operator), then a release notice
 -- KEYS[1]: the lock key; KEYS[2] (optional): its waiter queue
 -- ARGV[1]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[2]: the notice's payload
--- ARGV[3] (with KEYS[2]): how many queued waiters the notice wakes
+-- ARGV[3] (with KEYS[2]): how many queued waiters to wake
 -- returns 1: deleted; 0: no such key"""
     + _NOTICE
     + """local n = redis.call('DEL', KEYS[1])
