@@ -292,7 +292,7 @@ def lock_listing(prefix: str, scans: Sequence[NodeKeys], need: int) -> LockListi
         for state in scan.keys:
             if state.kind == "none" or not state.key.startswith(prefix):
                 continue  # gone since SCAN saw it (expired or released)
-            if state.kind == "zset" and waiter_queue(state.key):
+            if state.kind in ("zset", "string") and waiter_queue(state.key):
                 continue  # the waiters of a lock (they come and go with contention)
             if state.kind != "string" or state.value is None or state.ttl_ms is None:
                 skipped.add(state.key)

@@ -72,8 +72,13 @@ Reply = NodeReply | tuple[NodeReply, ...] | NodeError | None
 
 #: Appended to the lock key to name its waiter queue (see ``wait_key``).
 WAIT_SUFFIX = ":wait"
+#: Appended to the lock key to name the key that holds the id of the waiter a release woke.
+TURN_SUFFIX = ":turn"
 #: How many queued waiters a release wakes (pops and names in its notice).
 WAKE = 1
+#: How long (ms) the first attempt of a new lock() call leaves a free key to the waiter that a
+#: release woke: about the time a woken waiter takes to try, well under the retry delay.
+TURN_MS = 20
 
 
 def wait_key(key: str) -> str | None:
@@ -83,13 +88,20 @@ def wait_key(key: str) -> str | None:
     return slot_mate(key, WAIT_SUFFIX)
 
 
+def _queue_keys(key: str) -> tuple[str, str] | None:
+    """The waiter queue and the turn key of the lock ``key`` (see ``wait_key``)."""
+    queue, turn = slot_mate(key, WAIT_SUFFIX), slot_mate(key, TURN_SUFFIX)
+    return None if queue is None or turn is None else (queue, turn)
+
+
 def waiter_queue(key: str) -> bool:
-    """True when ``key`` names the waiter queue of some lock (``wait_key`` of a key)."""
-    if key.endswith(WAIT_SUFFIX):
-        lock = key[: -len(WAIT_SUFFIX)]
-    else:
-        lock = key.rpartition(WAIT_SUFFIX + "{")[0]
-    return bool(lock) and wait_key(lock) == key
+    """True when ``key`` names the waiter queue or the turn key of some lock (not a lock)."""
+    for suffix in (WAIT_SUFFIX, TURN_SUFFIX):
+        tagged = key.endswith(suffix)
+        lock = key[: -len(suffix)] if tagged else key.rpartition(suffix + "{")[0]
+        if lock and slot_mate(lock, suffix) == key:
+            return True
+    return False
 
 
 class UnexpectedReply(ValueError):
@@ -123,14 +135,14 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
         return _multi_key_command(effect)
     if op is Op.ACQUIRE:
         waiter = effect.waiter
-        queue = None if waiter is None else wait_key(effect.key)
+        queue = None if waiter is None else _queue_keys(effect.key)
         if waiter is None or queue is None:
             return ACQUIRE, (1, effect.key, effect.value, effect.ttl_ms)
         queued = "1" if effect.queued else "0"
         return ACQUIRE, (
-            2,
+            3,
             effect.key,
-            queue,
+            *queue,
             effect.value,
             effect.ttl_ms,
             waiter.id,
@@ -139,15 +151,15 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
         )
     if op is Op.RELEASE:
         notice = ("s" if sharded else "p", notice_payload(effect.value))
-        queue = wait_key(effect.key)
+        queue = _queue_keys(effect.key)
         if queue is None:
             return RELEASE, (1, effect.key, effect.value, *notice)
-        wake = WAKE if effect.wake else 0
+        wake = (WAKE if effect.wake else 0, TURN_MS)
         waiter = effect.waiter
         if waiter is None:
-            return RELEASE, (2, effect.key, queue, effect.value, *notice, wake)
+            return RELEASE, (3, effect.key, *queue, effect.value, *notice, *wake)
         requeue = (waiter.id, waiter.rank, effect.ttl_ms)
-        return RELEASE, (2, effect.key, queue, effect.value, *notice, wake, *requeue)
+        return RELEASE, (3, effect.key, *queue, effect.value, *notice, *wake, *requeue)
     if op is Op.EXTEND:
         return EXTEND, (1, effect.key, effect.value, effect.ttl_ms, "1" if effect.set_nx else "0")
     if op is Op.SWAP:
@@ -155,11 +167,11 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
     if op is Op.INSPECT:
         return INSPECT, (1, effect.key)
     if op is Op.DELETE:
-        queue = wait_key(effect.key)
+        queue = _queue_keys(effect.key)
         notice = ("s" if sharded else "p", "forced")
         if queue is None:
             return DELETE, (1, effect.key, *notice)
-        return DELETE, (2, effect.key, queue, *notice, WAKE)
+        return DELETE, (3, effect.key, *queue, *notice, WAKE, TURN_MS)
     if op is Op.SCAN:
         return SCAN_PAGE, (0, effect.cursor, effect.key, effect.count, MAX_LISTED_VALUE)
     if op is Op.FENCED_ACQUIRE:

@@ -56,14 +56,20 @@ class Script:
 ACQUIRE = Script(
     """-- set-if-free, telling when the other holder's key expires; queues a waiting lock() call
 -- KEYS[1]: the lock key; ARGV[1]: our value; ARGV[2]: TTL in ms
--- KEYS[2], ARGV[3..5] (a waiting lock() call only): the key's waiter queue, the waiter's id, its
---   rank (older first), '1' when an earlier attempt may have queued it (taken off once set)
--- returns 1: set (or it already held our value: TTL re-armed); <0: another value, -2 - PTTL
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+-- KEYS[2..3], ARGV[3..5] (a waiting lock() call only): the key's waiter queue and turn, the
+--   waiter's id, its rank (older first), '1' when an earlier attempt may have queued it (it
+--   leaves the queue once set), '0' on its first attempt (then the turn of a woken waiter
+--   keeps it from taking a free key)
+-- returns 1: set (or it already held our value: TTL re-armed); <0: another value, or the turn
+--   of a woken waiter, -2 - PTTL
+local turn = 0
+if ARGV[5] == '0' then turn = redis.call('PTTL', KEYS[3]) end
+if turn <= 0 and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[5] == '1' then redis.pcall('ZREM', KEYS[2], ARGV[3]) end
   return 1
 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
@@ -71,24 +77,27 @@ if KEYS[2] then
   redis.pcall('ZADD', KEYS[2], 'NX', ARGV[4], ARGV[3])
   redis.pcall('PEXPIRE', KEYS[2], ARGV[2])
 end
+if not v then return -2 - turn end
 return -2 - redis.call('PTTL', KEYS[1])
 """
 )
 
 # The release notice (after a delete). With the key's waiter queue, ZPOPMIN takes the oldest
 # ``wake`` waiters off it and the payload names them after the released value's digest
-# (``<digest> <id>...``): waiters in other processes stay asleep. A waiter's clean-up after a
-# failed attempt queues it again (``id``, ``rank``, the queue's TTL ``ttl``) after the pop, and
-# with ``wake`` 0 publishes only when nobody else is queued. pcall: a queue that the ACL or the
-# key's type refuses is no queue.
+# (``<digest> <id>...``): waiters in other processes stay asleep. The turn key then holds the
+# first of them for ``turn_ms``: the first attempt of a new lock() call does not take the free
+# key from the woken waiter in the meantime (so a dead waiter costs new callers that long). A
+# waiter's clean-up after a failed attempt queues it again (``id``, ``rank``, the queue's TTL
+# ``ttl``) after the pop, and with ``wake`` 0 publishes only when nobody else is queued.
+# pcall: a queue that the ACL or the key's type refuses is no queue.
 _NOTICE = """
-local function notice(key, queue, mode, payload, wake, id, rank, ttl)
+local function notice(key, queue, turn, mode, payload, wake, turn_ms, id, rank, ttl)
   if mode == '' then return end
   if queue then
-    local popped = {}
     if wake ~= '0' then
-      popped = redis.pcall('ZPOPMIN', queue, wake)
+      local popped = redis.pcall('ZPOPMIN', queue, wake)
       for i = 1, #popped, 2 do payload = payload .. ' ' .. popped[i] end
+      if #popped > 0 then redis.call('SET', turn, popped[1], 'PX', turn_ms) end
     else
       local waiting = redis.pcall('ZCARD', queue)
       if type(waiting) == 'number' and waiting > 0 then mode = '' end
@@ -108,16 +117,16 @@ end
 
 RELEASE = Script(
     """-- compare-and-delete, then a release notice that wakes the oldest queued waiter
--- KEYS[1]: the lock key; KEYS[2] (optional): its waiter queue; ARGV[1]: our value
+-- KEYS[1]: the lock key; KEYS[2..3] (optional): its waiter queue and turn; ARGV[1]: our value
 -- ARGV[2]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[3]: the notice's payload
--- ARGV[4] (with KEYS[2]): how many queued waiters to wake; ARGV[5..7] (optional): a waiter
---   to queue again (id, rank, the queue's TTL in ms)
+-- ARGV[4..5] (with KEYS[2]): how many queued waiters to wake, the woken one's turn in ms
+-- ARGV[6..8] (optional): a waiter to queue again (id, rank, the queue's TTL in ms)
 -- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL"""
     + _NOTICE
     + """local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  notice(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+  notice(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
   return 1
 end
 if not v then return 0 end
@@ -127,13 +136,13 @@ return -2 - redis.call('PTTL', KEYS[1])
 
 DELETE = Script(
     """-- delete whatever the value (forced release by an operator), then a release notice
--- KEYS[1]: the lock key; KEYS[2] (optional): its waiter queue
+-- KEYS[1]: the lock key; KEYS[2..3] (optional): its waiter queue and turn
 -- ARGV[1]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[2]: the notice's payload
--- ARGV[3] (with KEYS[2]): how many queued waiters to wake
+-- ARGV[3..4] (with KEYS[2]): how many queued waiters to wake, the woken one's turn in ms
 -- returns 1: deleted; 0: no such key"""
     + _NOTICE
     + """local n = redis.call('DEL', KEYS[1])
-if n == 1 then notice(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]) end
+if n == 1 then notice(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) end
 return n
 """
 )
