@@ -248,7 +248,10 @@ class AsyncRedsync(RedsyncBase):
         woken = await notices.wait(
             effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
         )
-        return Woke(self._clock()) if woken else None  # None: the whole delay passed
+        if not woken:
+            return None  # the whole delay passed
+        named = notices.named(effect.key, effect.waiter, effect.since_ms)
+        return Woke(self._clock(), named)
 
     # twin: async-only
     def _left(self, key: str, waiter: object, won: bool) -> None:

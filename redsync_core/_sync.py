@@ -236,7 +236,10 @@ class Redsync(RedsyncBase):
         woken = self._notices.wait(
             effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
         )
-        return Woke(self._clock()) if woken else None  # None: the whole delay passed
+        if not woken:
+            return None  # the whole delay passed
+        named = self._notices.named(effect.key, effect.waiter, effect.since_ms)
+        return Woke(self._clock(), named)
 
     # twin: sync-only
     def _left(self, key: str, waiter: object, won: bool) -> None:

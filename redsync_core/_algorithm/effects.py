@@ -168,9 +168,11 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class Woke:
-    """The answer to a ``Sleep`` cut short by a notice: the driver's clock when it ended."""
+    """The answer to a ``Sleep`` cut short by a notice: the driver's clock when it ended, and
+    whether the notice named the waiter (a release woke it alone, off the key's queue)."""
 
     now_ms: int
+    named: bool = False
 
 
 Effect = FanOut | Sleep

@@ -122,7 +122,8 @@ def acquire_token(
     With ``wake_on_release`` a delay ends early when a release notice for the key arrives or
     when the failed attempt's replies say a quorum of the holder's keys has expired; the flow
     then tries at once (a waiter that called lock() less than ``YOUNG_MS`` ago first gives
-    older waiters a ``YOUNG_DEFER_MS`` head start). Such an early attempt does not count as a
+    older waiters a ``YOUNG_DEFER_MS`` head start, unless the notice named it: then it is the
+    oldest queued waiter). Such an early attempt does not count as a
     try: if another waiter wins it, the flow waits out the rest of the same delay. The schedule
     (``tries`` delays, the longest wait) is the same with and without it. ``waiter`` (this
     call, given back by the driver when the call ends) goes with every attempt and wakeable
@@ -214,7 +215,7 @@ def acquire_token(
                 break
             young = now_ms - begun_ms < YOUNG_MS and now_ms + YOUNG_DEFER_MS < resume_ms
             defer_ms = YOUNG_DEFER_MS if young else 0
-            if defer_ms and isinstance(woke, Woke):
+            if defer_ms and isinstance(woke, Woke) and not woke.named:
                 # Older waiters first: a waiter that just arrived lets those woken by the
                 # same notice who waited longer try before it (no queue, only a head start).
                 woke = yield Sleep(defer_ms)

@@ -45,6 +45,7 @@ from .scripts import (
 
 __all__ = [
     "WAIT_SUFFIX",
+    "WAKE_INFIX",
     "Reply",
     "Single",
     "UnexpectedReply",
@@ -58,6 +59,7 @@ __all__ = [
     "split_batch",
     "wait_key",
     "waiter_queue",
+    "wake_channel",
 ]
 
 Arg = str | int
@@ -74,8 +76,8 @@ Reply = NodeReply | tuple[NodeReply, ...] | NodeError | None
 WAIT_SUFFIX = ":wait"
 #: Appended to the lock key to name the key that holds the id of the waiter a release woke.
 TURN_SUFFIX = ":turn"
-#: How many queued waiters a release wakes (pops and names in its notice).
-WAKE = 1
+#: Between the lock key and a process's inbox in the name of its wake channel.
+WAKE_INFIX = ":wake:"
 #: How long (ms) the first attempt of a new lock() call leaves a free key to the waiter that a
 #: release woke: about the time a woken waiter takes to try, well under the retry delay.
 TURN_MS = 20
@@ -86,6 +88,12 @@ def wait_key(key: str) -> str | None:
     slot: ``<key>:wait{<key>}``, or ``<key>:wait`` when the key has a hash tag), or None for a
     key with braces but no hash tag (its waiters are not queued)."""
     return slot_mate(key, WAIT_SUFFIX)
+
+
+def wake_channel(key: str, inbox: str) -> str | None:
+    """Return the channel on which a release of ``key`` wakes a queued waiter of the process
+    with ``inbox`` (``<key>:wake:<inbox>``, in the key's slot like ``wait_key``), or None."""
+    return slot_mate(key, WAKE_INFIX + inbox)
 
 
 def _queue_keys(key: str) -> tuple[str, str] | None:
@@ -154,7 +162,7 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
         queue = _queue_keys(effect.key)
         if queue is None:
             return RELEASE, (1, effect.key, effect.value, *notice)
-        wake = (WAKE if effect.wake else 0, TURN_MS)
+        wake = (1 if effect.wake else 0, TURN_MS)
         waiter = effect.waiter
         if waiter is None:
             return RELEASE, (3, effect.key, *queue, effect.value, *notice, *wake)
@@ -171,7 +179,7 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
         notice = ("s" if sharded else "p", "forced")
         if queue is None:
             return DELETE, (1, effect.key, *notice)
-        return DELETE, (3, effect.key, *queue, *notice, WAKE, TURN_MS)
+        return DELETE, (3, effect.key, *queue, *notice, 1, TURN_MS)
     if op is Op.SCAN:
         return SCAN_PAGE, (0, effect.cursor, effect.key, effect.count, MAX_LISTED_VALUE)
     if op is Op.FENCED_ACQUIRE:

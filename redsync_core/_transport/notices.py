@@ -49,7 +49,7 @@ from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from .._algorithm.effects import Waiter
 from .._clock import Clock
-from .commands import pack
+from .commands import WAKE_INFIX, pack, wake_channel
 from .sync import RedisNode, _credentials
 
 __all__ = ["AsyncNotices", "SyncNotices", "new_waiter"]
@@ -90,10 +90,37 @@ def _text(data: object) -> str:
 _arrivals = itertools.count()
 
 
+#: This process's inbox (pid, token): queued waiters are woken on channels named after it.
+_inbox = (-1, "")
+_waiter_ids = itertools.count()
+
+
+def inbox() -> str:
+    """Return this process's inbox token (a new one in a forked child)."""
+    global _inbox  # one per process, renewed after a fork
+    if _inbox[0] != os.getpid():
+        _inbox = (os.getpid(), secrets.token_hex(4))
+    return _inbox[1]
+
+
 def new_waiter() -> Waiter:
-    """Return a new waiting ``lock()`` call: a random id, ranked by the wall clock (ms) now
-    (comparable between processes and hosts, unlike monotonic clocks; skew costs only order)."""
-    return Waiter(secrets.token_hex(6), time.time_ns() // 1_000_000)
+    """Return a new waiting ``lock()`` call: an id ``<inbox>.<n>`` (a release that wakes it
+    publishes on its process's wake channel), ranked by the wall clock (ms) now (comparable
+    between processes and hosts, unlike monotonic clocks; skew costs only order)."""
+    return Waiter(f"{inbox()}.{next(_waiter_ids)}", time.time_ns() // 1_000_000)
+
+
+def _channels(key: str) -> list[str]:
+    """The channels of ``key``'s notices for this process: the key's own, and its wake
+    channel (releases that wake a queued waiter of this process)."""
+    own = wake_channel(key, inbox())
+    return [key] if own is None else [key, own]
+
+
+def _lock_key(channel: str) -> str:
+    """The lock key of a notice's channel (see ``_channels``)."""
+    key, infix, _ = channel.partition(WAKE_INFIX + inbox())
+    return key if infix else channel
 
 
 class _Waited:
@@ -197,6 +224,11 @@ class _Waited:
             at >= since_ms and self.heard_ns[node] > after_ns and (nodes is None or node in nodes)
             for node, at in self.heard_ms.items()
         )
+
+    def named_since(self, waiter: object, since_ms: int) -> bool:
+        """True when a notice named ``waiter`` at or after ``since_ms``."""
+        named = self.named.get(getattr(waiter, "id", ""))
+        return named is not None and named[0] >= since_ms
 
     def join(self, waiter: object, since_ms: int, nodes: frozenset[int] | None) -> bool:
         """Put ``waiter`` to sleep here (back from its attempt if it had the turn); return
@@ -346,8 +378,9 @@ class _Sub:
 
     def send(self, subscribe: bool, key: str) -> None:
         command = (_SUBSCRIBE if subscribe else _UNSUBSCRIBE)[self.sharded]
-        self.conn.send_packed_command([pack(command, key)], check_health=False)
-        self.pending.append((subscribe, key))
+        channels = _channels(key)  # one command each: one reply each, for ``pending``
+        self.conn.send_packed_command([pack(command, c) for c in channels], check_health=False)
+        self.pending.extend((subscribe, key) for _ in channels)
         if subscribe:
             self.channels.add(key)
         else:
@@ -431,6 +464,13 @@ class SyncNotices:
                     waited.awake(waiter)
                 if waited.waiters == 0:
                     waited.idle_since = time.monotonic()  # unsubscribed after LINGER_S
+
+    def named(self, key: str, waiter: object, since_ms: int) -> bool:
+        """True when a notice for ``key`` named ``waiter`` at or after ``since_ms``: a release
+        woke it off the key's queue (no other waiter was woken by that release)."""
+        with self._lock:
+            waited = self._keys.get(key)
+            return waited is not None and waited.named_since(waiter, since_ms)
 
     def leave(self, key: str, waiter: object, won: bool) -> None:
         """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
@@ -622,9 +662,9 @@ class SyncNotices:
             self._warned = True
             _refusal(sub.address, exc)
 
-    def _heard(self, key: str, node: int | None, payload: object = None) -> None:
+    def _heard(self, channel: str, node: int | None, payload: object = None) -> None:
         with self._lock:
-            waited = self._keys.get(key)
+            waited = self._keys.get(_lock_key(channel))
             if waited is not None and waited.heard(self._clock(), node, payload):
                 waited.pass_turn()
                 assert waited.wake is not None
@@ -677,11 +717,12 @@ class _AsyncSub:
     def send(self, subscribe: bool, key: str) -> None:
         """Write (UN)SUBSCRIBE now, without waiting: a buffered write, read by the task."""
         command = (_SUBSCRIBE if subscribe else _UNSUBSCRIBE)[self.sharded]
+        channels = _channels(key)  # one command each: one reply each, for ``pending``
         try:
-            self.conn._writer.write(pack(command, key))
+            self.conn._writer.write(b"".join(pack(command, c) for c in channels))
         except (AttributeError, OSError, RuntimeError):
             return  # the reader task notices the broken connection and starts over
-        self.pending.append((subscribe, key))
+        self.pending.extend((subscribe, key) for _ in channels)
         if subscribe:
             self.channels.add(key)
         else:
@@ -741,6 +782,12 @@ class AsyncNotices:
                 waited.awake(waiter)
             if waited.waiters == 0:
                 waited.linger = loop.call_later(LINGER_S, self._unwant, key)
+
+    def named(self, key: str, waiter: object, since_ms: int) -> bool:
+        """True when a notice for ``key`` named ``waiter`` at or after ``since_ms``: a release
+        woke it off the key's queue (no other waiter was woken by that release)."""
+        waited = self._keys.get(key)
+        return waited is not None and waited.named_since(waiter, since_ms)
 
     def leave(self, key: str, waiter: object, won: bool) -> None:
         """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
@@ -840,8 +887,8 @@ class AsyncNotices:
             _refusal(sub.address, exc)
         return True
 
-    def _heard(self, key: str, node: int | None, payload: object = None) -> None:
-        waited = self._keys.get(key)
+    def _heard(self, channel: str, node: int | None, payload: object = None) -> None:
+        waited = self._keys.get(_lock_key(channel))
         if waited is not None and waited.heard(self._clock(), node, payload):
             waited.pass_turn()
             _wake(waited)

@@ -82,22 +82,29 @@ return -2 - redis.call('PTTL', KEYS[1])
 """
 )
 
-# The release notice (after a delete). With the key's waiter queue, ZPOPMIN takes the oldest
-# ``wake`` waiters off it and the payload names them after the released value's digest
-# (``<digest> <id>...``): waiters in other processes stay asleep. The turn key then holds the
-# first of them for ``turn_ms``: the first attempt of a new lock() call does not take the free
-# key from the woken waiter in the meantime (so a dead waiter costs new callers that long). A
-# waiter's clean-up after a failed attempt queues it again (``id``, ``rank``, the queue's TTL
-# ``ttl``) after the pop, and with ``wake`` 0 publishes only when nobody else is queued.
-# pcall: a queue that the ACL or the key's type refuses is no queue.
+# The release notice (after a delete). With the key's waiter queue and ``wake`` '1', ZPOPMIN
+# takes the oldest waiter off it and the notice goes to that waiter's process only, on its
+# channel ``<key>:wake:<inbox>`` (in the key's slot: the queue's hash tag), its payload naming
+# it after the released value's digest (``<digest> <id>``; an id is ``<inbox>.<n>``). The turn
+# key then holds that id for ``turn_ms``: the first attempt of a new lock() call does not take
+# the free key from the woken waiter in the meantime (a dead waiter costs new callers that
+# long). With nobody queued the notice goes to the key's channel, for every waiter. A waiter's
+# clean-up after a failed attempt queues it again (``id``, ``rank``, the queue's TTL ``ttl``)
+# after the pop, and with ``wake`` '0' publishes only when nobody else is queued. pcall: a
+# queue that the ACL or the key's type refuses is no queue.
 _NOTICE = """
 local function notice(key, queue, turn, mode, payload, wake, turn_ms, id, rank, ttl)
   if mode == '' then return end
+  local channel = key
   if queue then
-    if wake ~= '0' then
-      local popped = redis.pcall('ZPOPMIN', queue, wake)
-      for i = 1, #popped, 2 do payload = payload .. ' ' .. popped[i] end
-      if #popped > 0 then redis.call('SET', turn, popped[1], 'PX', turn_ms) end
+    if wake == '1' then
+      local popped = redis.pcall('ZPOPMIN', queue)
+      if #popped > 0 then
+        redis.call('SET', turn, popped[1], 'PX', turn_ms)
+        local inbox = string.match(popped[1], '^[^.]*')
+        channel = key .. ':wake:' .. inbox .. string.sub(queue, #key + 6)
+        payload = payload .. ' ' .. popped[1]
+      end
     else
       local waiting = redis.pcall('ZCARD', queue)
       if type(waiting) == 'number' and waiting > 0 then mode = '' end
@@ -108,9 +115,9 @@ local function notice(key, queue, turn, mode, payload, wake, turn_ms, id, rank, 
     end
   end
   if mode == 'p' then
-    redis.pcall('PUBLISH', key, payload)
+    redis.pcall('PUBLISH', channel, payload)
   elseif mode == 's' then
-    redis.pcall('SPUBLISH', key, payload)
+    redis.pcall('SPUBLISH', channel, payload)
   end
 end
 """
@@ -119,7 +126,8 @@ RELEASE = Script(
     """-- compare-and-delete, then a release notice that wakes the oldest queued waiter
 -- KEYS[1]: the lock key; KEYS[2..3] (optional): its waiter queue and turn; ARGV[1]: our value
 -- ARGV[2]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[3]: the notice's payload
--- ARGV[4..5] (with KEYS[2]): how many queued waiters to wake, the woken one's turn in ms
+-- ARGV[4..5] (with KEYS[2]): '1' to wake the oldest queued waiter ('0': only when nobody is
+--   queued), the woken one's turn in ms
 -- ARGV[6..8] (optional): a waiter to queue again (id, rank, the queue's TTL in ms)
 -- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL"""
     + _NOTICE
@@ -138,7 +146,7 @@ DELETE = Script(
     """-- delete whatever the value (forced release by an operator), then a release notice
 -- KEYS[1]: the lock key; KEYS[2..3] (optional): its waiter queue and turn
 -- ARGV[1]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[2]: the notice's payload
--- ARGV[3..4] (with KEYS[2]): how many queued waiters to wake, the woken one's turn in ms
+-- ARGV[3..4] (with KEYS[2]): '1' to wake the oldest queued waiter, its turn in ms
 -- returns 1: deleted; 0: no such key"""
     + _NOTICE
     + """local n = redis.call('DEL', KEYS[1])
