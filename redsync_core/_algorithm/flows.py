@@ -191,6 +191,7 @@ def acquire_token(
             raise _unreachable(target, tally, need, attempt)
         if tries is not None and attempt >= tries:
             valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
+            yield from _leave(target, waiter, node_deadline_ms)
             raise _gave_up(target, tally, need, attempt, ttl_ms, valid_ms)
         delay_ms = retry_delay_ms(
             attempt,
@@ -199,6 +200,7 @@ def acquire_token(
             randrange=randrange,
         )
         if give_up_ms is not None and now_ms + delay_ms >= give_up_ms:
+            yield from _leave(target, waiter, node_deadline_ms)
             raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
         resume_ms = now_ms + delay_ms
         if not opts.wake_on_release or delay_ms <= 0:
@@ -227,6 +229,7 @@ def acquire_token(
             # Lost to another waiter (or nodes failed): the scheduled attempt decides.
             now_ms = yield from _clean_up(target, tally, node_deadline_ms, waiter, ttl_ms)
             if give_up_ms is not None and now_ms >= give_up_ms:
+                yield from _leave(target, waiter, node_deadline_ms)
                 raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
 
 
@@ -270,6 +273,21 @@ def _clean_up(
     )
     released = _send((yield release))
     return released.finished_ms
+
+
+def _leave(
+    target: Target, waiter: Waiter | None, deadline_ms: int | None
+) -> Generator[Effect, Answer, None]:
+    """Take a waiter that gives up off the key's queues (its failed attempts queued it), so
+    that no release wakes it in vain; where a release had woken it, the next waiter is woken."""
+    if waiter is not None:
+        _send(
+            (
+                yield FanOut(
+                    Op.LEAVE, target.key, target.value, deadline_ms=deadline_ms, waiter=waiter
+                )
+            )
+        )
 
 
 def wake_at_ms(tally: Tally, nodes: int, resume_ms: int) -> int:

@@ -35,6 +35,7 @@ from .scripts import (
     FENCED_ACQUIRE,
     GET_ALL,
     INSPECT,
+    LEAVE,
     RELEASE,
     RELEASE_ALL,
     SCAN_PAGE,
@@ -168,6 +169,12 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
             return RELEASE, (3, effect.key, *queue, effect.value, *notice, *wake)
         requeue = (waiter.id, waiter.rank, effect.ttl_ms)
         return RELEASE, (3, effect.key, *queue, effect.value, *notice, *wake, *requeue)
+    if op is Op.LEAVE:
+        queue = _queue_keys(effect.key)
+        if effect.waiter is None or queue is None:
+            return None, ("PING",)  # a key without a queue: nothing to take off
+        notice = ("s" if sharded else "p", "left")
+        return LEAVE, (3, effect.key, *queue, *notice, effect.waiter.id, TURN_MS)
     if op is Op.EXTEND:
         return EXTEND, (1, effect.key, effect.value, effect.ttl_ms, "1" if effect.set_nx else "0")
     if op is Op.SWAP:
@@ -273,6 +280,8 @@ def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply
         return OK if text == effect.value else TAKEN
     if op is Op.INSPECT:
         return _decode_inspect(effect, reply)
+    if op is Op.LEAVE:
+        return OK
     if op is Op.DELETE:
         if not isinstance(reply, int):
             raise UnexpectedReply(f"unexpected reply {reply!r:.40} to DEL")

@@ -31,6 +31,7 @@ __all__ = [
     "FENCED_ACQUIRE",
     "GET_ALL",
     "INSPECT",
+    "LEAVE",
     "RELEASE",
     "RELEASE_ALL",
     "SCAN_PAGE",
@@ -152,6 +153,24 @@ DELETE = Script(
     + """local n = redis.call('DEL', KEYS[1])
 if n == 1 then notice(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) end
 return n
+"""
+)
+
+LEAVE = Script(
+    """-- take a waiter that gives up off the key's queue; if a release woke it, wake the next one
+-- KEYS[1]: the lock key; KEYS[2..3]: its waiter queue and turn
+-- ARGV[1]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[2]: the notice's payload
+-- ARGV[3]: the waiter's id; ARGV[4]: the next one's turn in ms
+-- returns 1"""
+    + _NOTICE
+    + """redis.pcall('ZREM', KEYS[2], ARGV[3])
+if redis.call('GET', KEYS[3]) == ARGV[3] then
+  redis.call('DEL', KEYS[3])
+  if not redis.call('GET', KEYS[1]) then
+    notice(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], '1', ARGV[4])
+  end
+end
+return 1
 """
 )
 

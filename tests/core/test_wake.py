@@ -21,6 +21,8 @@ import redis
 import redis.asyncio.cluster
 
 from redsync_core import AsyncRedsync, LockTaken, Redsync
+from redsync_core._transport.commands import wake_channel
+from redsync_core._transport.notices import inbox
 from redsync_core.testing import RedisServer
 
 LONG_DELAY = 5.0
@@ -51,6 +53,12 @@ def channels(server: RedisServer) -> set[str]:
         return {c.decode() if isinstance(c, bytes) else c for c in client.pubsub_channels()}
     finally:
         client.close()
+
+
+def own_channels(keys: list[str]) -> set[str]:
+    """The channels this process subscribes for waiters of ``keys``: each key's own, and its
+    wake channel for this process (where a release wakes a queued waiter of ours)."""
+    return {*keys, *(wake_channel(key, inbox()) or key for key in keys)}
 
 
 def eventually(check: Callable[[], bool], within: float = 5.0) -> bool:
@@ -243,11 +251,11 @@ def test_200_waiters_on_50_keys_share_one_subscriber_per_node(
         threads = [threading.Thread(target=wait_for, args=(k,)) for k in keys * 4]
         for thread in threads:
             thread.start()
-        assert eventually(lambda: all(channels(s) == set(keys) for s in redis_nodes))
+        assert eventually(lambda: all(channels(s) == own_channels(keys) for s in redis_nodes))
         for server in redis_nodes:
             subs = subscribers(server)
             assert len(subs) == 1, subs  # one connection for 200 waiters
-            assert int(subs[0]["sub"]) == 50
+            assert int(subs[0]["sub"]) == 100  # 50 keys, and their wake channels
         readers = {t for t in threading.enumerate() if t.name == "redsync-notices"} - before
         assert len(readers) == 1  # one reader thread for every waiter, none per waiter
         started = time.monotonic()
@@ -284,12 +292,12 @@ async def test_200_async_waiters_share_one_subscriber_per_node(
             tasks = [asyncio.ensure_future(wait_for(k)) for k in keys * 4]
             for _ in range(250):
                 await asyncio.sleep(0.02)
-                if all(channels(s) == set(keys) for s in redis_nodes):
+                if all(channels(s) == own_channels(keys) for s in redis_nodes):
                     break
             for server in redis_nodes:
                 subs = subscribers(server)
                 assert len(subs) == 1, subs
-                assert int(subs[0]["sub"]) == 50
+                assert int(subs[0]["sub"]) == 100  # 50 keys, and their wake channels
             # The 200 waiters, this test, and one reader task per subscriber connection; on
             # Python 3.10 each waiter has one more (its asyncio.wait_for runs the wait as a task).
             per_waiter = 2 if sys.version_info < (3, 11) else 1
