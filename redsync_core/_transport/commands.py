@@ -56,6 +56,7 @@ __all__ = [
     "drive_split",
     "notice_payload",
     "pack",
+    "queue_keys",
     "spans_slots",
     "split_batch",
     "wait_key",
@@ -97,7 +98,7 @@ def wake_channel(key: str, inbox: str) -> str | None:
     return slot_mate(key, WAKE_INFIX + inbox)
 
 
-def _queue_keys(key: str) -> tuple[str, str] | None:
+def queue_keys(key: str) -> tuple[str, str] | None:
     """The waiter queue and the turn key of the lock ``key`` (see ``wait_key``)."""
     queue, turn = slot_mate(key, WAIT_SUFFIX), slot_mate(key, TURN_SUFFIX)
     return None if queue is None or turn is None else (queue, turn)
@@ -144,7 +145,7 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
         return _multi_key_command(effect)
     if op is Op.ACQUIRE:
         waiter = effect.waiter
-        queue = None if waiter is None else _queue_keys(effect.key)
+        queue = None if waiter is None else queue_keys(effect.key)
         if waiter is None or queue is None:
             return ACQUIRE, (1, effect.key, effect.value, effect.ttl_ms)
         queued = "1" if effect.queued else "0"
@@ -160,7 +161,7 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
         )
     if op is Op.RELEASE:
         notice = ("s" if sharded else "p", notice_payload(effect.value))
-        queue = _queue_keys(effect.key)
+        queue = queue_keys(effect.key)
         if queue is None:
             return RELEASE, (1, effect.key, effect.value, *notice)
         wake = (1 if effect.wake else 0, TURN_MS)
@@ -170,7 +171,7 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
         requeue = (waiter.id, waiter.rank, effect.ttl_ms)
         return RELEASE, (3, effect.key, *queue, effect.value, *notice, *wake, *requeue)
     if op is Op.LEAVE:
-        queue = _queue_keys(effect.key)
+        queue = queue_keys(effect.key)
         if effect.waiter is None or queue is None:
             return None, ("PING",)  # a key without a queue: nothing to take off
         notice = ("s" if sharded else "p", "left")
@@ -182,7 +183,7 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
     if op is Op.INSPECT:
         return INSPECT, (1, effect.key)
     if op is Op.DELETE:
-        queue = _queue_keys(effect.key)
+        queue = queue_keys(effect.key)
         notice = ("s" if sharded else "p", "forced")
         if queue is None:
             return DELETE, (1, effect.key, *notice)

@@ -64,7 +64,10 @@ ACQUIRE = Script(
 -- returns 1: set (or it already held our value: TTL re-armed); <0: another value, or the turn
 --   of a woken waiter, -2 - PTTL
 local turn = 0
-if ARGV[5] == '0' then turn = redis.call('PTTL', KEYS[3]) end
+if ARGV[5] == '0' then
+  turn = redis.pcall('PTTL', KEYS[3])
+  if type(turn) ~= 'number' then turn = 0 end
+end
 if turn <= 0 and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[5] == '1' then redis.pcall('ZREM', KEYS[2], ARGV[3]) end
   return 1
@@ -91,8 +94,8 @@ return -2 - redis.call('PTTL', KEYS[1])
 # the free key from the woken waiter in the meantime (a dead waiter costs new callers that
 # long). With nobody queued the notice goes to the key's channel, for every waiter. A waiter's
 # clean-up after a failed attempt queues it again (``id``, ``rank``, the queue's TTL ``ttl``)
-# after the pop, and with ``wake`` '0' publishes only when nobody else is queued. pcall: a
-# queue that the ACL or the key's type refuses is no queue.
+# after the pop, and with ``wake`` '0' publishes only when nobody else is queued. pcall (here,
+# in ACQUIRE and LEAVE): a queue or turn key that the ACL or its type refuses is none.
 _NOTICE = """
 local function notice(key, queue, turn, mode, payload, wake, turn_ms, id, rank, ttl)
   if mode == '' then return end
@@ -101,7 +104,7 @@ local function notice(key, queue, turn, mode, payload, wake, turn_ms, id, rank, 
     if wake == '1' then
       local popped = redis.pcall('ZPOPMIN', queue)
       if #popped > 0 then
-        redis.call('SET', turn, popped[1], 'PX', turn_ms)
+        redis.pcall('SET', turn, popped[1], 'PX', turn_ms)
         local inbox = string.match(popped[1], '^[^.]*')
         channel = key .. ':wake:' .. inbox .. string.sub(queue, #key + 6)
         payload = payload .. ' ' .. popped[1]
@@ -164,8 +167,8 @@ LEAVE = Script(
 -- returns 1"""
     + _NOTICE
     + """redis.pcall('ZREM', KEYS[2], ARGV[3])
-if redis.call('GET', KEYS[3]) == ARGV[3] then
-  redis.call('DEL', KEYS[3])
+if redis.pcall('GET', KEYS[3]) == ARGV[3] then
+  redis.pcall('DEL', KEYS[3])
   if not redis.call('GET', KEYS[1]) then
     notice(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], '1', ARGV[4])
   end

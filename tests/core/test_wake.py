@@ -21,7 +21,7 @@ import redis
 import redis.asyncio.cluster
 
 from redsync_core import AsyncRedsync, LockTaken, Redsync
-from redsync_core._transport.commands import wake_channel
+from redsync_core._transport.commands import wait_key, wake_channel
 from redsync_core._transport.notices import inbox
 from redsync_core.testing import RedisServer
 
@@ -553,6 +553,7 @@ def test_our_own_value_left_by_an_earlier_try_is_released(redis_nodes: list[Redi
 #: The documented least-privilege user with release notices (docs/safety.md, Security).
 WITH_CHANNELS = [r for r in NO_CHANNELS if r != "resetchannels"] + [
     "resetchannels", "&locks:*", "+publish", "+subscribe", "+unsubscribe",
+    "+zadd", "+zrem", "+zpopmin", "+zcard",
 ]  # fmt: skip
 
 
@@ -566,15 +567,25 @@ def test_the_documented_acl_line_lets_waiters_wake(
         admin.close()
     acl_urls = [f"redis://locker:{LOCKER_PW}@127.0.0.1:{s.port}/0" for s in servers]
     caplog.set_level(logging.WARNING, logger="redsync")
+    queued: list[int] = []
     with Redsync(acl_urls, key_prefix="locks:") as rs:
         holder = rs.new_mutex("a")
         holder.lock()
-        timer = threading.Timer(0.5, holder.unlock)
+
+        def release() -> None:
+            for server in servers:  # the waiter is queued: the release wakes it by name
+                admin = server.client()
+                queued.append(admin.zcard(wait_key("locks:a") or ""))
+                admin.close()
+            holder.unlock()
+
+        timer = threading.Timer(0.5, release)
         timer.start()
         started = time.monotonic()
         rs.new_mutex("a", retry_delay=LONG_DELAY, tries=3).lock()
         waited = time.monotonic() - started
         timer.join()
+    assert queued == [1, 1, 1]
     assert waited < WAKE_BOUND
     assert "refused" not in caplog.text
 
