@@ -123,13 +123,16 @@ def acquire_token(
     when the failed attempt's replies say a quorum of the holder's keys has expired; the flow
     then tries at once (a waiter that called lock() less than ``YOUNG_MS`` ago first gives
     older waiters a ``YOUNG_DEFER_MS`` head start, unless the notice named it: then it is the
-    oldest queued waiter). Such an early attempt does not count as a
-    try: if another waiter wins it, the flow waits out the rest of the same delay. The schedule
-    (``tries`` delays, the longest wait) is the same with and without it. ``waiter`` (this
-    call, given back by the driver when the call ends) goes with every attempt and wakeable
-    sleep: its attempts queue it on the nodes that find the key held, a release there wakes the
-    oldest queued waiter (across processes), and within one process a notice wakes only the
-    oldest waiter of the key, which passes the turn on when it sleeps again or ends.
+    oldest queued waiter). Such an early attempt does not count as a try: if another waiter
+    wins it, the flow waits out the rest of the same delay. The schedule (``tries`` delays, the
+    longest wait) is the same with and without it.
+
+    ``waiter`` (this call, given back by the driver when the call ends) goes with every attempt
+    and wakeable sleep: its attempts queue it on the nodes that find the key held (not fenced
+    ones), a release there wakes the oldest queued waiter across processes, and it leaves the
+    queues when it wins or gives up (not on node errors: the queues expire). Within one process
+    a notice wakes only the oldest waiter of the key, which passes the turn on when it sleeps
+    again or ends.
 
     Raises:
         QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
@@ -143,6 +146,8 @@ def acquire_token(
     give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
     begun_ms = now_ms
     queued = False  # an attempt failed: the waiter may be queued on some node
+    # Fenced attempts (FENCED_ACQUIRE) queue nobody: their waiters are woken as without queues.
+    in_queue = None if opts.fencing else waiter
 
     def attempt_effect(now_ms: int, early: bool = False) -> FanOut:
         deadline_ms = node_deadline_ms
@@ -157,7 +162,7 @@ def acquire_token(
             deadline_ms=deadline_ms,
             stop_at=need if opts.fail_fast else None,
             early=early,
-            waiter=waiter,
+            waiter=in_queue,
             queued=queued,
         )
 
@@ -185,13 +190,13 @@ def acquire_token(
         tally, done = yield from won(_send((yield effect)), effect)
         if done is not None:
             return done
-        queued = waiter is not None
-        now_ms = yield from _clean_up(target, tally, node_deadline_ms, waiter, ttl_ms)
+        queued = in_queue is not None
+        now_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
         if len(tally.errors) > target.nodes - need:
             raise _unreachable(target, tally, need, attempt)
         if tries is not None and attempt >= tries:
             valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
-            yield from _leave(target, waiter, node_deadline_ms)
+            yield from _leave(target, in_queue, node_deadline_ms)
             raise _gave_up(target, tally, need, attempt, ttl_ms, valid_ms)
         delay_ms = retry_delay_ms(
             attempt,
@@ -200,7 +205,7 @@ def acquire_token(
             randrange=randrange,
         )
         if give_up_ms is not None and now_ms + delay_ms >= give_up_ms:
-            yield from _leave(target, waiter, node_deadline_ms)
+            yield from _leave(target, in_queue, node_deadline_ms)
             raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
         resume_ms = now_ms + delay_ms
         if not opts.wake_on_release or delay_ms <= 0:
@@ -227,9 +232,9 @@ def acquire_token(
             if done is not None:
                 return done
             # Lost to another waiter (or nodes failed): the scheduled attempt decides.
-            now_ms = yield from _clean_up(target, tally, node_deadline_ms, waiter, ttl_ms)
+            now_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
             if give_up_ms is not None and now_ms >= give_up_ms:
-                yield from _leave(target, waiter, node_deadline_ms)
+                yield from _leave(target, in_queue, node_deadline_ms)
                 raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
 
 

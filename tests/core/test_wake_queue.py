@@ -227,9 +227,11 @@ def test_without_wake_on_release_no_queue_is_written(
         holder = holder_rs.new_mutex(KEY)
         holder.lock()
         if driver == "sync":
-            with Redsync(urls(redis_nodes), wake_on_release=False) as rs:
-                with pytest.raises(LockTaken):
-                    rs.new_mutex(KEY, retry_delay=0.05, tries=3).lock()
+            with (
+                Redsync(urls(redis_nodes), wake_on_release=False) as rs,
+                pytest.raises(LockTaken),
+            ):
+                rs.new_mutex(KEY, retry_delay=0.05, tries=3).lock()
         else:
 
             async def run() -> None:
