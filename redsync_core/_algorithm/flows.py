@@ -189,6 +189,7 @@ def acquire_token(
         effect = attempt_effect(now_ms)
         tally, done = yield from won(_send((yield effect)), effect)
         if done is not None:
+            yield from _leave(target, in_queue, node_deadline_ms, tally.taken)
             return done
         queued = in_queue is not None
         now_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
@@ -230,6 +231,7 @@ def acquire_token(
             effect = attempt_effect(now_ms, early=True)
             tally, done = yield from won(_send((yield effect)), effect)
             if done is not None:
+                yield from _leave(target, in_queue, node_deadline_ms, tally.taken)
                 return done
             # Lost to another waiter (or nodes failed): the scheduled attempt decides.
             now_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
@@ -281,18 +283,22 @@ def _clean_up(
 
 
 def _leave(
-    target: Target, waiter: Waiter | None, deadline_ms: int | None
+    target: Target,
+    waiter: Waiter | None,
+    deadline_ms: int | None,
+    nodes: tuple[int, ...] | None = None,
 ) -> Generator[Effect, Answer, None]:
-    """Take a waiter that gives up off the key's queues (its failed attempts queued it), so
-    that no release wakes it in vain; where a release had woken it, the next waiter is woken."""
-    if waiter is not None:
-        _send(
-            (
-                yield FanOut(
-                    Op.LEAVE, target.key, target.value, deadline_ms=deadline_ms, waiter=waiter
-                )
-            )
-        )
+    """Take a waiter off the key's queues on ``nodes`` (None: all): when it gives up (its
+    failed attempts queued it), or when it won on a quorum while other nodes were held (its
+    attempt queued it there). No release then wakes it in vain; where a release had woken it,
+    the next waiter is woken."""
+    if waiter is None or nodes == ():
+        return
+    only = None if nodes is None else frozenset(nodes)
+    leave = FanOut(
+        Op.LEAVE, target.key, target.value, deadline_ms=deadline_ms, only=only, waiter=waiter
+    )
+    _send((yield leave))
 
 
 def wake_at_ms(tally: Tally, nodes: int, resume_ms: int) -> int:
