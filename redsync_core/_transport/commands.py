@@ -5,6 +5,7 @@ Shared by the sync and asyncio transports so that both speak exactly the same pr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 
@@ -98,6 +99,7 @@ def wake_channel(key: str, inbox: str) -> str | None:
     return slot_mate(key, WAKE_INFIX + inbox)
 
 
+@functools.lru_cache(maxsize=4096)  # built for every node of every release: keys repeat
 def queue_keys(key: str) -> tuple[str, str] | None:
     """The waiter queue and the turn key of the lock ``key`` (see ``wait_key``)."""
     queue, turn = slot_mate(key, WAIT_SUFFIX), slot_mate(key, TURN_SUFFIX)
