@@ -12,7 +12,7 @@ import asyncio
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -52,6 +52,21 @@ def eventually(check: Callable[[], bool], within: float = 10.0) -> bool:
     return check()
 
 
+@pytest.fixture
+def clients(redis_nodes: list[RedisServer]) -> Iterator[list[redis.Redis]]:
+    """A plain client per node, to look at (and shape) the queues by hand."""
+    opened = [s.client() for s in redis_nodes]
+    yield opened
+    for client in opened:
+        client.close()
+
+
+def queue_a_dead_waiter(clients: list[redis.Redis]) -> None:
+    """Queue a waiter older than any, whose process is gone, on every node."""
+    for client in clients:
+        client.zadd(queue_of(KEY), {"deadbeef.0": 1})
+
+
 def evalsha_calls(client: redis.Redis) -> int:
     stats = client.info("commandstats").get("cmdstat_evalsha", {})
     return int(stats.get("calls", 0))
@@ -88,9 +103,8 @@ def _wait_in_child(driver: str, node_urls: list[str], index: int, order: Any) ->
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_each_release_wakes_one_waiting_process_oldest_first(
-    driver: str, redis_nodes: list[RedisServer]
+    driver: str, redis_nodes: list[RedisServer], clients: list[redis.Redis]
 ) -> None:
-    clients = [s.client() for s in redis_nodes]
     ctx = multiprocessing.get_context("fork")
     order = ctx.Queue()
     holder_rs = Redsync(urls(redis_nodes))
@@ -121,19 +135,15 @@ def test_each_release_wakes_one_waiting_process_oldest_first(
             if child.is_alive():
                 child.kill()
         holder_rs.close()
-        for client in clients:
-            client.close()
 
 
 def test_a_dead_waiter_in_the_queue_costs_at_most_the_retry_delay(
-    redis_nodes: list[RedisServer],
+    redis_nodes: list[RedisServer], clients: list[redis.Redis]
 ) -> None:
-    clients = [s.client() for s in redis_nodes]
     with Redsync(urls(redis_nodes)) as rs:
         holder = rs.new_mutex(KEY)
         holder.lock()
-        for client in clients:  # a waiter older than any, whose process is gone
-            client.zadd(queue_of(KEY), {"deadbeef.0": 1})
+        queue_a_dead_waiter(clients)
         waiter = rs.new_mutex(KEY, retry_delay=0.3, tries=3)
         done = threading.Event()
 
@@ -150,16 +160,13 @@ def test_a_dead_waiter_in_the_queue_costs_at_most_the_retry_delay(
         assert done.is_set()  # the retry delay's attempt took it (its second of three tries)
         assert waiter.held
         waiter.unlock()
-    for client in clients:
-        assert not client.exists(queue_of(KEY))
-        client.close()
+    assert not any(c.exists(queue_of(KEY)) for c in clients)
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_queue_keys_expire_and_a_waiter_that_gives_up_leaves_the_queue(
-    driver: str, redis_nodes: list[RedisServer]
+    driver: str, redis_nodes: list[RedisServer], clients: list[redis.Redis]
 ) -> None:
-    clients = [s.client() for s in redis_nodes]
     queued: list[list[int]] = []
 
     def look() -> None:
@@ -198,31 +205,24 @@ def test_queue_keys_expire_and_a_waiter_that_gives_up_leaves_the_queue(
         assert all(0 < ttl <= 3000 for ttl in queued[0]), queued
         assert not any(c.exists(queue_of(KEY)) for c in clients)  # both left on giving up
         holder.unlock()
-    for client in clients:
-        client.close()
 
 
 def test_the_turn_key_expires_soon_after_a_release_that_woke_a_waiter(
-    redis_nodes: list[RedisServer],
+    redis_nodes: list[RedisServer], clients: list[redis.Redis]
 ) -> None:
-    clients = [s.client() for s in redis_nodes]
     with Redsync(urls(redis_nodes)) as rs:
         holder = rs.new_mutex(KEY)
         holder.lock()
-        for client in clients:
-            client.zadd(queue_of(KEY), {"deadbeef.0": 1})
+        queue_a_dead_waiter(clients)
         holder.unlock()
         assert all(0 < c.pttl(turn_of(KEY)) <= TURN_MS for c in clients)
         assert eventually(lambda: not any(c.exists(turn_of(KEY)) for c in clients))
-    for client in clients:
-        client.close()
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_without_wake_on_release_no_queue_is_written(
-    driver: str, redis_nodes: list[RedisServer]
+    driver: str, redis_nodes: list[RedisServer], clients: list[redis.Redis]
 ) -> None:
-    clients = [s.client() for s in redis_nodes]
     with Redsync(urls(redis_nodes)) as holder_rs:
         holder = holder_rs.new_mutex(KEY)
         holder.lock()
@@ -242,14 +242,13 @@ def test_without_wake_on_release_no_queue_is_written(
             asyncio.run(run())
         assert [sorted(c.keys("*")) for c in clients] == [[KEY.encode()]] * len(clients)
         holder.unlock()
-    for client in clients:
-        client.close()
 
 
-def test_a_key_with_braces_but_no_hash_tag_has_no_queue(redis_nodes: list[RedisServer]) -> None:
+def test_a_key_with_braces_but_no_hash_tag_has_no_queue(
+    redis_nodes: list[RedisServer], clients: list[redis.Redis]
+) -> None:
     name = "wake:{odd"  # no queue key could share its Redis Cluster slot
     assert wait_key(name) is None
-    clients = [s.client() for s in redis_nodes]
     with Redsync(urls(redis_nodes)) as rs:
         holder = rs.new_mutex(name)
         holder.lock()
@@ -257,5 +256,3 @@ def test_a_key_with_braces_but_no_hash_tag_has_no_queue(redis_nodes: list[RedisS
             rs.new_mutex(name, retry_delay=0.05, tries=2).lock()
         assert [c.keys("*") for c in clients] == [[name.encode()]] * len(clients)
         holder.unlock()
-    for client in clients:
-        client.close()
