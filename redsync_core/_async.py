@@ -333,7 +333,7 @@ class AsyncMutex(MutexBase):
 
     async def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
-        # A token of this call for the turns among the waiters of a name (release notices).
+        # This call as a waiter: its place in the key's queues, and its turns in this process.
         waiter = new_waiter() if self._options.wake_on_release and tries != 1 else None
         flow = flows.acquire_token(
             self._options,

@@ -43,7 +43,7 @@ class Op(enum.Enum):
     SWAP = "swap"  # compare-and-set script: replace ``replaces`` with our value, reset the TTL
     FENCED_ACQUIRE = "fenced_acquire"  # SET NX PX, then read the fencing counter where it was set
     FENCE = "fence"  # raise the fencing counter to ``token`` where the key still holds our value
-    LEAVE = "leave"  # take ``waiter`` off the key's waiter queue (a lock() that gave up)
+    LEAVE = "leave"  # take ``waiter`` off the key's waiter queue (it gave up, or won)
 
 
 class Status(enum.Enum):

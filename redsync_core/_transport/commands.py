@@ -55,13 +55,13 @@ __all__ = [
     "decided",
     "decode",
     "drive_split",
+    "is_waiter_key",
     "notice_payload",
     "pack",
     "queue_keys",
     "spans_slots",
     "split_batch",
     "wait_key",
-    "waiter_queue",
     "wake_channel",
 ]
 
@@ -106,7 +106,7 @@ def queue_keys(key: str) -> tuple[str, str] | None:
     return None if queue is None or turn is None else (queue, turn)
 
 
-def waiter_queue(key: str) -> bool:
+def is_waiter_key(key: str) -> bool:
     """True when ``key`` names the waiter queue or the turn key of some lock (not a lock)."""
     for suffix in (WAIT_SUFFIX, TURN_SUFFIX):
         tagged = key.endswith(suffix)

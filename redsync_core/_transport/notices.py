@@ -26,6 +26,11 @@ for ``key`` arrives.
   costs this process one attempt, not one per waiting thread or task; the others still wake
   at their own timeout, as without notices. The copies of a release from the other nodes
   (same payload) that arrive in the ``STALE_NS`` after a win in this process wake nobody.
+- Queues, across processes: a waiting ``lock()`` queues itself on the nodes (see
+  ``scripts.RELEASE``), and a release that pops a queued waiter publishes on that waiter's
+  process's wake channel (``<key>:wake:<inbox>``) only, naming it in the payload. A process
+  subscribes, for each key with waiters, the key's channel and its own wake channel; a notice
+  that names a waiter is news to that waiter only.
 """
 
 from __future__ import annotations
@@ -70,8 +75,8 @@ LINGER_S = 0.5
 #: ignored for this long (ns): they come late from a slow node or a busy reader, and would
 #: wake a waiter for a lock that is taken again. Later ones only cost that waiter a try.
 STALE_NS = 20_000_000
-#: A key remembers the ids named by this many of its latest notices (a waiter named just
-#: before it went to sleep finds its notice there; most ids are of other processes' waiters).
+#: A key remembers the ids named by this many of its latest notices (a waiter named while it
+#: was still trying finds its notice there when it goes to sleep).
 NAMED_KEPT = 64
 
 _SUBSCRIBE = {False: "SUBSCRIBE", True: "SSUBSCRIBE"}
@@ -217,18 +222,17 @@ class _Waited:
         or a notice named ``waiter`` since."""
         if self.confirmed_ms >= since_ms and self.confirmed_ns > after_ns:
             return True
-        named = self.named.get(getattr(waiter, "id", ""))
-        if named is not None and named[0] >= since_ms and named[1] > after_ns:
+        if self.named_since(waiter, since_ms, after_ns):
             return True
         return any(
             at >= since_ms and self.heard_ns[node] > after_ns and (nodes is None or node in nodes)
             for node, at in self.heard_ms.items()
         )
 
-    def named_since(self, waiter: object, since_ms: int) -> bool:
-        """True when a notice named ``waiter`` at or after ``since_ms``."""
+    def named_since(self, waiter: object, since_ms: int, after_ns: int = -1) -> bool:
+        """True when a notice named ``waiter`` at or after ``since_ms`` (and after ``after_ns``)."""
         named = self.named.get(getattr(waiter, "id", ""))
-        return named is not None and named[0] >= since_ms
+        return named is not None and named[0] >= since_ms and named[1] > after_ns
 
     def join(self, waiter: object, since_ms: int, nodes: frozenset[int] | None) -> bool:
         """Put ``waiter`` to sleep here (back from its attempt if it had the turn); return

@@ -19,7 +19,8 @@ import pytest
 import redis
 
 from redsync_core import AsyncRedsync, LockTaken, LockTimeout, Redsync
-from redsync_core._transport.commands import TURN_MS, queue_keys, wait_key
+from redsync_core._transport.commands import TURN_MS, queue_keys, wait_key, wake_channel
+from redsync_core._transport.scripts import LEAVE
 from redsync_core.testing import RedisServer
 
 DRIVERS = [pytest.param("sync", id="sync"), pytest.param("asyncio", id="asyncio")]
@@ -256,3 +257,21 @@ def test_a_key_with_braces_but_no_hash_tag_has_no_queue(
             rs.new_mutex(name, retry_delay=0.05, tries=2).lock()
         assert [c.keys("*") for c in clients] == [[name.encode()]] * len(clients)
         holder.unlock()
+
+
+def test_a_woken_waiter_that_gives_up_wakes_the_next_one(clients: list[redis.Redis]) -> None:
+    client = clients[0]
+    queue, turn = queue_keys(KEY) or ("", "")
+    client.zadd(queue, {"0000000b.1": 2})  # B waits behind A, whom a release has just woken
+    client.set(turn, "0000000a.1", px=10_000)
+    listener = client.pubsub()
+    listener.subscribe(wake_channel(KEY, "0000000b"))
+    assert listener.get_message(timeout=1.0) is not None  # the confirmation
+    # A gives up (the script that lock() runs then): it leaves and hands its turn on to B.
+    client.eval(LEAVE.source, 3, KEY, queue, turn, "p", "left", "0000000a.1", TURN_MS)
+    message = listener.get_message(timeout=2.0)
+    listener.close()
+    assert message is not None
+    assert message["data"] == b"left 0000000b.1"
+    assert client.get(turn) == b"0000000b.1"
+    assert client.zcard(queue) == 0
