@@ -118,6 +118,8 @@ class FanOut:
     attempt may have queued it), takes it off the queue where the key is set. A RELEASE wakes
     the oldest queued waiter, or with ``wake`` False (a clean-up that may have lost to a
     holder) nobody; with ``waiter`` (a clean-up) it queues that waiter again, ``ttl_ms`` long.
+    A LEAVE takes ``waiter`` off the queue and, with ``wake``, hands its turn on (see
+    ``scripts.LEAVE``).
     """
 
     op: Op

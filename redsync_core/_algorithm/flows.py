@@ -286,17 +286,23 @@ def _leave(
     target: Target,
     waiter: Waiter | None,
     deadline_ms: int | None,
-    nodes: tuple[int, ...] | None = None,
+    won_held: tuple[int, ...] | None = None,
 ) -> Generator[Effect, Answer, None]:
-    """Take a waiter off the key's queues on ``nodes`` (None: all): when it gives up (its
-    failed attempts queued it), or when it won on a quorum while other nodes were held (its
-    attempt queued it there). No release then wakes it in vain; where a release had woken it,
-    the next waiter is woken."""
-    if waiter is None or nodes == ():
+    """Take a waiter off the key's queues: on every node when it gives up (its failed attempts
+    queued it; where a release had just woken it, the next waiter is woken instead), or, when
+    it won on a quorum, on the nodes that its winning attempt found held (it queued itself
+    there). No release then wakes it in vain."""
+    if waiter is None or won_held == ():
         return
-    only = None if nodes is None else frozenset(nodes)
+    only = None if won_held is None else frozenset(won_held)
     leave = FanOut(
-        Op.LEAVE, target.key, target.value, deadline_ms=deadline_ms, only=only, waiter=waiter
+        Op.LEAVE,
+        target.key,
+        target.value,
+        deadline_ms=deadline_ms,
+        only=only,
+        waiter=waiter,
+        wake=won_held is None,
     )
     _send((yield leave))
 

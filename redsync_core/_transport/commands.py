@@ -177,7 +177,8 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
         if effect.waiter is None or queue is None:
             return None, ("PING",)  # a key without a queue: nothing to take off
         notice = ("s" if sharded else "p", "left")
-        return LEAVE, (3, effect.key, *queue, *notice, effect.waiter.id, TURN_MS)
+        hand_on = "1" if effect.wake else "0"
+        return LEAVE, (3, effect.key, *queue, *notice, effect.waiter.id, TURN_MS, hand_on)
     if op is Op.EXTEND:
         return EXTEND, (1, effect.key, effect.value, effect.ttl_ms, "1" if effect.set_nx else "0")
     if op is Op.SWAP:

@@ -160,16 +160,17 @@ return n
 )
 
 LEAVE = Script(
-    """-- take a waiter that gives up off the key's queue; if a release woke it, wake the next one
+    """-- take a waiter off the key's queue; with ARGV[5] '1' (it gives up), if a release woke it
+-- and the key is free, wake the next one
 -- KEYS[1]: the lock key; KEYS[2..3]: its waiter queue and turn
 -- ARGV[1]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[2]: the notice's payload
--- ARGV[3]: the waiter's id; ARGV[4]: the next one's turn in ms
+-- ARGV[3]: the waiter's id; ARGV[4]: the next one's turn in ms; ARGV[5]: '1' or '0'
 -- returns 1"""
     + _NOTICE
     + """redis.pcall('ZREM', KEYS[2], ARGV[3])
 if redis.pcall('GET', KEYS[3]) == ARGV[3] then
   redis.pcall('DEL', KEYS[3])
-  if not redis.call('GET', KEYS[1]) then
+  if ARGV[5] == '1' and not redis.call('GET', KEYS[1]) then
     notice(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], '1', ARGV[4])
   end
 end

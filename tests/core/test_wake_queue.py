@@ -268,7 +268,7 @@ def test_a_woken_waiter_that_gives_up_wakes_the_next_one(clients: list[redis.Red
     listener.subscribe(wake_channel(KEY, "0000000b"))
     assert listener.get_message(timeout=1.0) is not None  # the confirmation
     # A gives up (the script that lock() runs then): it leaves and hands its turn on to B.
-    client.eval(LEAVE.source, 3, KEY, queue, turn, "p", "left", "0000000a.1", TURN_MS)
+    client.eval(LEAVE.source, 3, KEY, queue, turn, "p", "left", "0000000a.1", TURN_MS, "1")
     message = listener.get_message(timeout=2.0)
     listener.close()
     assert message is not None
