@@ -2,7 +2,7 @@
 
 Real redis-server nodes, sync and asyncio; waiters in separate processes where the claim is
 about processes. The assertions are logical (who got the lock in which order, how many scripts
-the nodes ran, which keys exist), never timings: retry delays are long (5 s) so that a waiter
+the nodes ran, which keys exist), never timings: retry delays are long (30 s) so that a waiter
 woken by anything but its notice would show up as extra attempts.
 """
 
@@ -24,7 +24,8 @@ from redsync_core._transport.scripts import LEAVE
 from redsync_core.testing import RedisServer
 
 DRIVERS = [pytest.param("sync", id="sync"), pytest.param("asyncio", id="asyncio")]
-LONG_DELAY = 5.0
+#: A waiter's retry delay where only notices may wake it in time (a timer would show).
+LONG_DELAY = 30.0
 KEY = "wake:queue"
 
 
@@ -81,7 +82,7 @@ def settled(clients: list[redis.Redis], quiet: float = 0.3) -> bool:
 
 
 def _wait_in_child(driver: str, node_urls: list[str], index: int, order: Any) -> None:
-    """A waiting process: lock (5 s retry delay), report, hold a little, unlock."""
+    """A waiting process: lock (a long retry delay), report, hold a little, unlock."""
     if driver == "sync":
         with Redsync(node_urls) as rs:
             mutex = rs.new_mutex(KEY, retry_delay=LONG_DELAY, tries=3)
