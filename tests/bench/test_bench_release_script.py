@@ -7,4 +7,4 @@ from redsync_core._transport.scripts import RELEASE
 
 
 def test_the_limit_lines_release_with_our_script() -> None:
-    assert RELEASE_SCRIPT == RELEASE.source
+    assert RELEASE.source == RELEASE_SCRIPT
