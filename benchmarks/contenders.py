@@ -28,18 +28,44 @@ SOCKET_TIMEOUT_S = 1.0
 
 # The compare-and-delete script of redsync_core (redsync_core/_transport/scripts.py, RELEASE),
 # copied verbatim so that the limit lines run the very same server-side work (same SHA1).
-RELEASE_SCRIPT = """-- compare-and-delete, then a release notice
--- KEYS[1]: the lock key; ARGV[1]: our value
+RELEASE_SCRIPT = """-- compare-and-delete, then a release notice that wakes the oldest queued waiter
+-- KEYS[1]: the lock key; KEYS[2..3] (optional): its waiter queue and turn; ARGV[1]: our value
 -- ARGV[2]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[3]: the notice's payload
+-- ARGV[4..5] (with KEYS[2]): '1' to wake the oldest queued waiter ('0': only when nobody is
+--   queued), the woken one's turn in ms
+-- ARGV[6..8] (optional): a waiter to queue again (id, rank, the queue's TTL in ms)
 -- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL
+local function notice(key, queue, turn, mode, payload, wake, turn_ms, id, rank, ttl)
+  if mode == '' then return end
+  local channel = key
+  if queue then
+    if wake == '1' then
+      local popped = redis.pcall('ZPOPMIN', queue)
+      if #popped > 0 then
+        redis.pcall('SET', turn, popped[1], 'PX', turn_ms)
+        local inbox = string.match(popped[1], '^[^.]*')
+        channel = key .. ':wake:' .. inbox .. string.sub(queue, #key + 6)
+        payload = payload .. ' ' .. popped[1]
+      end
+    else
+      local waiting = redis.pcall('ZCARD', queue)
+      if type(waiting) == 'number' and waiting > 0 then mode = '' end
+    end
+    if id then
+      redis.pcall('ZADD', queue, 'NX', rank, id)
+      redis.pcall('PEXPIRE', queue, ttl)
+    end
+  end
+  if mode == 'p' then
+    redis.pcall('PUBLISH', channel, payload)
+  elseif mode == 's' then
+    redis.pcall('SPUBLISH', channel, payload)
+  end
+end
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  if ARGV[2] == 'p' then
-    redis.pcall('PUBLISH', KEYS[1], ARGV[3])
-  elseif ARGV[2] == 's' then
-    redis.pcall('SPUBLISH', KEYS[1], ARGV[3])
-  end
+  notice(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
   return 1
 end
 if not v then return 0 end
@@ -152,7 +178,10 @@ class Limit(SyncContender):
         return False
 
     def release(self) -> None:
-        payload = encode("EVALSHA", self.sha, 1, self.key, self.value, "p", "0123456789ab")
+        queue, turn = (f"{self.key}:{kind}{{{self.key}}}" for kind in ("wait", "turn"))
+        payload = encode(  # waiter queue and turn as ours (no waiter here: an empty pop)
+            "EVALSHA", self.sha, 3, self.key, queue, turn, self.value, "p", "0123456789ab", 1, 20
+        )
         for reply in self._fan_out(payload):
             if isinstance(reply, RespError):
                 raise reply

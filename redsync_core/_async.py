@@ -35,7 +35,7 @@ from ._naming import LockName
 from ._transport import aio as transport
 from ._transport.build import build_async_nodes
 from ._transport.listing import list_keys_async as list_keys
-from ._transport.notices import AsyncNotices
+from ._transport.notices import AsyncNotices, new_waiter
 
 __all__ = ["AsyncHold", "AsyncMutex", "AsyncRedsync"]
 
@@ -262,11 +262,14 @@ class AsyncRedsync(RedsyncBase):
             woken = await notices.wait_any(
                 effect.keys, effect.since_ms, effect.ms, effect.nodes, effect.waiter
             )
-        else:
-            woken = await notices.wait(
-                effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
-            )
-        return Woke(self._clock()) if woken else None  # None: the whole delay passed
+            return Woke(self._clock()) if woken else None  # None: the whole delay passed
+        woken = await notices.wait(
+            effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
+        )
+        if not woken:
+            return None  # the whole delay passed
+        named = notices.named(effect.key, effect.waiter, effect.since_ms)
+        return Woke(self._clock(), named)
 
     # twin: async-only
     def _left(self, key: str, waiter: object, won: bool) -> None:
@@ -348,8 +351,8 @@ class AsyncMutex(MutexBase):
 
     async def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
-        # A token of this call for the turns among the waiters of a name (release notices).
-        waiter = object() if self._options.wake_on_release and tries != 1 else None
+        # This call as a waiter: its place in the key's queues, and its turns in this process.
+        waiter = new_waiter() if self._options.wake_on_release and tries != 1 else None
         target = self._target(value)
         flow = flows.acquire_token(
             self._options,

@@ -20,6 +20,7 @@ from typing import Any
 from . import _hooks as hooks
 from ._algorithm.effects import FanOut, KeyState, NodeKeys, NodeReply, Op, Tally, glob_escape
 from ._algorithm.flows import Target
+from ._algorithm.queues import is_waiter_key
 from ._algorithm.timing import quorum
 from ._clock import Clock, monotonic_ms
 from ._exceptions import ConfigurationError, LockError, NodeError
@@ -241,7 +242,8 @@ class LockListing(list[LockInfo]):
 
     Attributes:
         skipped: how many keys matched but are not locks (not a string of at most 1 KiB with
-            an expiry); they are never shown as locks and never deleted.
+            an expiry); they are never shown as locks and never deleted. The locks' waiter
+            queues and turn keys (beside the keys) are left out of the count.
         partial: True when a node could not be listed to the end (it failed, or the time budget
             ran out): a lock may be missing, and verdicts may say ``"unknown"``.
         incomplete: ``(address, reason)`` of each node not listed to the end.
@@ -285,8 +287,9 @@ def lock_listing(prefix: str, scans: Sequence[NodeKeys], need: int) -> LockListi
     """Group what every node listed into one ``LockInfo`` per lock, sorted by name.
 
     A key is a lock on a node when it is a string of at most 1 KiB with an expiry there (locks
-    are always set with one); anything else under the prefix is counted in ``skipped``. A node that was listed
-    to the end and did not list a key does not hold it; one cut short cannot tell (an error).
+    are always set with one); anything else under the prefix but the locks' waiter queues and
+    turn keys is counted in ``skipped``. A node that was listed to the end and did not list a key does not
+    hold it; one cut short cannot tell (an error).
     """
     found: dict[str, dict[int, KeyState]] = {}
     skipped: set[str] = set()
@@ -294,6 +297,8 @@ def lock_listing(prefix: str, scans: Sequence[NodeKeys], need: int) -> LockListi
         for state in scan.keys:
             if state.kind == "none" or not state.key.startswith(prefix):
                 continue  # gone since SCAN saw it (expired or released)
+            if state.kind in ("zset", "string") and is_waiter_key(state.key):
+                continue  # the waiters of a lock (they come and go with contention)
             if state.kind != "string" or state.value is None or state.ttl_ms is None:
                 skipped.add(state.key)
             else:

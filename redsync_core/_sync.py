@@ -36,7 +36,7 @@ from ._naming import LockName
 from ._transport import sync as transport
 from ._transport.build import build_sync_nodes
 from ._transport.listing import list_keys
-from ._transport.notices import SyncNotices
+from ._transport.notices import SyncNotices, new_waiter
 
 __all__ = ["Hold", "Mutex", "Redsync"]
 
@@ -250,11 +250,14 @@ class Redsync(RedsyncBase):
             woken = self._notices.wait_any(
                 effect.keys, effect.since_ms, effect.ms, effect.nodes, effect.waiter
             )
-        else:
-            woken = self._notices.wait(
-                effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
-            )
-        return Woke(self._clock()) if woken else None  # None: the whole delay passed
+            return Woke(self._clock()) if woken else None  # None: the whole delay passed
+        woken = self._notices.wait(
+            effect.key, effect.since_ms, effect.ms, effect.nodes, effect.waiter
+        )
+        if not woken:
+            return None  # the whole delay passed
+        named = self._notices.named(effect.key, effect.waiter, effect.since_ms)
+        return Woke(self._clock(), named)
 
     # twin: sync-only
     def _left(self, key: str, waiter: object, won: bool) -> None:
@@ -325,8 +328,8 @@ class Mutex(MutexBase):
 
     def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
-        # A token of this call for the turns among the waiters of a name (release notices).
-        waiter = object() if self._options.wake_on_release and tries != 1 else None
+        # This call as a waiter: its place in the key's queues, and its turns in this process.
+        waiter = new_waiter() if self._options.wake_on_release and tries != 1 else None
         target = self._target(value)
         flow = flows.acquire_token(
             self._options,

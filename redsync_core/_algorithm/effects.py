@@ -20,6 +20,7 @@ __all__ = [
     "Sleep",
     "Status",
     "Tally",
+    "Waiter",
     "Woke",
     "glob_escape",
 ]
@@ -44,6 +45,7 @@ class Op(enum.Enum):
     SWAP = "swap"  # compare-and-set script: replace ``replaces`` with our value, reset the TTL
     FENCED_ACQUIRE = "fenced_acquire"  # SET NX PX, then read the fencing counter where it was set
     FENCE = "fence"  # raise the fencing counter to ``token`` where the key still holds our value
+    LEAVE = "leave"  # take ``waiter`` off the key's waiter queue (it gave up, or won)
 
 
 class Status(enum.Enum):
@@ -114,6 +116,15 @@ TAKEN = NodeReply(Status.TAKEN)
 
 
 @dataclass(frozen=True, slots=True)
+class Waiter:
+    """A waiting ``lock()`` call: its id in the key's waiter queue on each node, and its rank
+    there (its wall clock in ms when it began: older waiters first, across processes)."""
+
+    id: str
+    rank: int
+
+
+@dataclass(frozen=True, slots=True)
 class FanOut:
     """Send one command to every node at once and wait at most ``deadline_ms`` for the replies.
 
@@ -123,6 +134,13 @@ class FanOut:
     A SCAN reads ``count`` keys matching the pattern ``key`` from ``cursor`` on.
     The ``*_ALL`` and ``ACQUIRE_ANY`` operations work on ``keys`` (``key`` is the first of them).
     A FENCE raises the fencing counter to ``token``.
+    An ACQUIRE with ``waiter`` queues it on the nodes that find the key held (so that a release
+    there wakes the oldest waiter, see ``scripts.RELEASE``) and, with ``queued`` (an earlier
+    attempt may have queued it), takes it off the queue where the key is set. A RELEASE wakes
+    the oldest queued waiter, or with ``wake`` False (a clean-up that may have lost to a
+    holder) nobody; with ``waiter`` (a clean-up) it queues that waiter again, ``ttl_ms`` long.
+    A LEAVE takes ``waiter`` off the queue and, with ``wake``, hands its turn on (see
+    ``scripts.LEAVE``).
     """
 
     op: Op
@@ -139,6 +157,9 @@ class FanOut:
     keys: tuple[str, ...] = ()
     replaces: str = ""  # SWAP only: the value taken over
     token: int = 0
+    waiter: Waiter | None = None
+    queued: bool = False
+    wake: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +195,11 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class Woke:
-    """The answer to a ``Sleep`` cut short by a notice: the driver's clock when it ended."""
+    """The answer to a ``Sleep`` cut short by a notice: the driver's clock when it ended, and
+    whether the notice named the waiter (a release woke it alone, off the key's queue)."""
 
     now_ms: int
+    named: bool = False
 
 
 Effect = FanOut | Sleep

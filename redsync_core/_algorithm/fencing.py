@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from .effects import NodeReply, Status, Tally
 
-__all__ = ["FENCE_SUFFIX", "Acquired", "fence_key", "next_token"]
+__all__ = ["FENCE_SUFFIX", "Acquired", "fence_key", "next_token", "slot_mate"]
 
 #: Appended to the lock key to name its counter (see ``fence_key``).
 FENCE_SUFFIX = ":fence"
@@ -55,6 +55,21 @@ def _hash_tag(key: str) -> str | None:
     return key[start + 1 : end]
 
 
+def slot_mate(key: str, suffix: str) -> str | None:
+    """Return the name of a key kept beside the lock ``key``, in the same cluster slot.
+
+    The name starts with the lock key (so it lies under the key prefix and ACL key patterns
+    cover it). A key with a hash tag keeps it (``a{t}<suffix>``); a key without braces becomes
+    its own hash tag (``orders:42<suffix>{orders:42}``), which hashes like the key. None for a
+    key with braces but no valid tag: no name with the suffix can share its slot.
+    """
+    if _hash_tag(key) is not None:
+        return key + suffix
+    if "{" in key or "}" in key:
+        return None
+    return f"{key}{suffix}{{{key}}}"
+
+
 def fence_key(key: str) -> str:
     """Return the key of the fencing counter of the lock ``key``, in the same cluster slot.
 
@@ -64,9 +79,8 @@ def fence_key(key: str) -> str:
     key with braces but no valid tag gets the bare suffix: fine on a single Redis, but on a
     Redis Cluster node such a name needs a hash tag to be fenced.
     """
-    if _hash_tag(key) is not None or "{" in key or "}" in key:
-        return key + FENCE_SUFFIX
-    return f"{key}{FENCE_SUFFIX}{{{key}}}"
+    mate = slot_mate(key, FENCE_SUFFIX)
+    return key + FENCE_SUFFIX if mate is None else mate
 
 
 def next_token(tally: Tally) -> int:

@@ -18,7 +18,7 @@ from .._exceptions import (
     QuorumUnreachable,
 )
 from .._options import MutexOptions
-from .effects import Answer, Effect, FanOut, NodeReply, Op, Sleep, Status, Tally, Woke
+from .effects import Answer, Effect, FanOut, NodeReply, Op, Sleep, Status, Tally, Waiter, Woke
 from .fencing import Acquired, next_token
 from .timing import fanout_deadline_ms, quorum, retry_delay_ms, validity_ms
 
@@ -81,7 +81,7 @@ def acquire(
     tries: int | None,
     timeout_ms: int | None,
     randrange: Callable[[int, int], int],
-    waiter: object | None = None,
+    waiter: Waiter | None = None,
 ) -> Generator[Effect, Answer, int]:
     """Try to take the lock on a quorum; return the monotonic time (ms) its validity ends.
 
@@ -107,7 +107,7 @@ def acquire_token(
     tries: int | None,
     timeout_ms: int | None,
     randrange: Callable[[int, int], int],
-    waiter: object | None = None,
+    waiter: Waiter | None = None,
 ) -> Generator[Effect, Answer, Acquired]:
     """Try to take the lock on a quorum; return when its validity ends, and its token.
 
@@ -122,12 +122,17 @@ def acquire_token(
     With ``wake_on_release`` a delay ends early when a release notice for the key arrives or
     when the failed attempt's replies say a quorum of the holder's keys has expired; the flow
     then tries at once (a waiter that called lock() less than ``YOUNG_MS`` ago first gives
-    older waiters a ``YOUNG_DEFER_MS`` head start). Such an early attempt does not count as a
-    try: if another waiter wins it, the flow waits out the rest of the same delay. The schedule
-    (``tries`` delays, the longest wait) is the same with and without it. ``waiter`` (a token
-    of this call, given back by the driver when the call ends) goes with every wakeable sleep:
-    within one process a notice then wakes only the oldest waiter of the key, which passes the
-    turn on when it sleeps again or ends.
+    older waiters a ``YOUNG_DEFER_MS`` head start, unless the notice named it: then it is the
+    oldest queued waiter). Such an early attempt does not count as a try: if another waiter
+    wins it, the flow waits out the rest of the same delay. The schedule (``tries`` delays, the
+    longest wait) is the same with and without it.
+
+    ``waiter`` (this call, given back by the driver when the call ends) goes with every attempt
+    and wakeable sleep: its attempts queue it on the nodes that find the key held (not fenced
+    ones), a release there wakes the oldest queued waiter across processes, and it leaves the
+    queues when it wins or gives up (not on node errors: the queues expire). Within one process
+    a notice wakes only the oldest waiter of the key, which passes the turn on when it sleeps
+    again or ends.
 
     Raises:
         QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
@@ -140,6 +145,9 @@ def acquire_token(
     node_deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
     give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
     begun_ms = now_ms
+    queued = False  # an attempt failed: the waiter may be queued on some node
+    # Fenced attempts (FENCED_ACQUIRE) queue nobody: their waiters are woken as without queues.
+    in_queue = None if opts.fencing else waiter
 
     def budget_ms(now_ms: int) -> int | None:
         """The deadline of a fan-out sent at ``now_ms``: the nodes' own, within the timeout."""
@@ -157,6 +165,8 @@ def acquire_token(
             deadline_ms=budget_ms(now_ms),
             stop_at=need if opts.fail_fast else None,
             early=early,
+            waiter=in_queue,
+            queued=queued,
         )
 
     def won(
@@ -189,12 +199,15 @@ def acquire_token(
         effect = attempt_effect(now_ms)
         tally, done = yield from won(_send((yield effect)), effect)
         if done is not None:
+            yield from _leave(target, in_queue, node_deadline_ms, tally.taken)
             return done
-        now_ms = yield from _clean_up(target, tally, node_deadline_ms)
+        queued = in_queue is not None
+        now_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
         if len(tally.errors) > target.nodes - need:
             raise _unreachable(target, tally, need, attempt)
         if tries is not None and attempt >= tries:
             valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
+            yield from _leave(target, in_queue, node_deadline_ms)
             raise _gave_up(target, tally, need, attempt, ttl_ms, valid_ms)
         delay_ms = retry_delay_ms(
             attempt,
@@ -203,6 +216,7 @@ def acquire_token(
             randrange=randrange,
         )
         if give_up_ms is not None and now_ms + delay_ms >= give_up_ms:
+            yield from _leave(target, in_queue, node_deadline_ms)
             raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
         resume_ms = now_ms + delay_ms
         if not opts.wake_on_release or delay_ms <= 0:
@@ -219,7 +233,7 @@ def acquire_token(
                 break
             young = now_ms - begun_ms < YOUNG_MS and now_ms + YOUNG_DEFER_MS < resume_ms
             defer_ms = YOUNG_DEFER_MS if young else 0
-            if defer_ms and isinstance(woke, Woke):
+            if defer_ms and isinstance(woke, Woke) and not woke.named:
                 # Older waiters first: a waiter that just arrived lets those woken by the
                 # same notice who waited longer try before it (no queue, only a head start).
                 woke = yield Sleep(defer_ms)
@@ -227,15 +241,21 @@ def acquire_token(
             effect = attempt_effect(now_ms, early=True)
             tally, done = yield from won(_send((yield effect)), effect)
             if done is not None:
+                yield from _leave(target, in_queue, node_deadline_ms, tally.taken)
                 return done
             # Lost to another waiter (or nodes failed): the scheduled attempt decides.
-            now_ms = yield from _clean_up(target, tally, node_deadline_ms)
+            now_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
             if give_up_ms is not None and now_ms >= give_up_ms:
+                yield from _leave(target, in_queue, node_deadline_ms)
                 raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
 
 
 def _clean_up(
-    target: Target, tally: Tally, deadline_ms: int | None
+    target: Target,
+    tally: Tally,
+    deadline_ms: int | None,
+    waiter: Waiter | None = None,
+    ttl_ms: int = 0,
 ) -> Generator[Effect, Answer, int]:
     """Release a failed attempt's key where it may hold our value; return the time after.
 
@@ -243,6 +263,12 @@ def _clean_up(
     script re-arms a key that already holds ours and answers OK), so it cannot hold ours and
     is skipped; nodes that answered OK, failed or were not waited for are released. When every
     node said TAKEN, nothing is sent: a contended try costs one round trip.
+
+    A ``waiter`` is queued again where it is released (its attempt queued it where it found the
+    key held), so that every node's queue names it. The release wakes the oldest other queued
+    waiter only when fewer than a quorum of nodes were held by others: then nobody won the
+    attempt and the lock is free. Otherwise another holder probably has it and its release will
+    wake the next waiter.
     """
     mine = frozenset(
         i
@@ -252,12 +278,43 @@ def _clean_up(
     if not mine:
         return tally.finished_ms
     only = None if len(mine) == target.nodes else mine
-    # The release notices this sends are news only to waiters whose attempt found these nodes
-    # held (by us): split votes, where nobody has a quorum, then end at once.
-    released = _send(
-        (yield FanOut(Op.RELEASE, target.key, target.value, deadline_ms=deadline_ms, only=only))
+    release = FanOut(
+        Op.RELEASE,
+        target.key,
+        target.value,
+        ttl_ms=ttl_ms,
+        deadline_ms=deadline_ms,
+        only=only,
+        waiter=waiter,
+        wake=len(tally.taken) < quorum(target.nodes),
     )
+    released = _send((yield release))
     return released.finished_ms
+
+
+def _leave(
+    target: Target,
+    waiter: Waiter | None,
+    deadline_ms: int | None,
+    won_held: tuple[int, ...] | None = None,
+) -> Generator[Effect, Answer, None]:
+    """Take a waiter off the key's queues: on every node when it gives up (its failed attempts
+    queued it; where a release had just woken it, the next waiter is woken instead), or, when
+    it won on a quorum, on the nodes that its winning attempt found held (it queued itself
+    there). No release then wakes it in vain."""
+    if waiter is None or won_held == ():
+        return
+    only = None if won_held is None else frozenset(won_held)
+    leave = FanOut(
+        Op.LEAVE,
+        target.key,
+        target.value,
+        deadline_ms=deadline_ms,
+        only=only,
+        waiter=waiter,
+        wake=won_held is None,
+    )
+    _send((yield leave))
 
 
 def wake_at_ms(tally: Tally, nodes: int, resume_ms: int) -> int:

@@ -22,6 +22,7 @@ from .._algorithm.effects import (
 )
 from .._algorithm.family import combine_split
 from .._algorithm.fencing import fence_key
+from .._algorithm.queues import queue_keys
 from .._exceptions import NodeError
 from .scripts import (
     ACQUIRE,
@@ -35,6 +36,7 @@ from .scripts import (
     FENCED_ACQUIRE,
     GET_ALL,
     INSPECT,
+    LEAVE,
     RELEASE,
     RELEASE_ALL,
     SCAN_PAGE,
@@ -67,6 +69,10 @@ Single = NodeReply | NodeError | None
 Reply = NodeReply | tuple[NodeReply, ...] | NodeError | None
 """One node's reply to a fan-out: a batch gets one NodeReply per effect."""
 
+#: How long (ms) the first attempt of a new lock() call leaves a free key to the waiter that a
+#: release woke: about the time a woken waiter takes to try, well under the retry delay.
+TURN_MS = 20
+
 
 class UnexpectedReply(ValueError):
     """A node answered with a reply of the wrong type (a misbehaving or foreign server)."""
@@ -76,7 +82,8 @@ def notice_payload(value: str) -> str:
     """Return the payload of a release notice: a short digest of the released value.
 
     The same release reaches a waiter once per node; equal payloads let it count them as one.
-    The value itself is never published (it lets its holder release the lock).
+    The value itself is never published (it lets its holder release the lock). The release
+    script appends the ids of the queued waiters it wakes (``<digest> <id>``).
     """
     return hashlib.blake2s(value.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
 
@@ -97,10 +104,39 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
     if op in _MULTI_KEY:
         return _multi_key_command(effect, sharded)
     if op is Op.ACQUIRE:
-        return ACQUIRE, (1, effect.key, effect.value, effect.ttl_ms)
+        waiter = effect.waiter
+        queue = None if waiter is None else queue_keys(effect.key)
+        if waiter is None or queue is None:
+            return ACQUIRE, (1, effect.key, effect.value, effect.ttl_ms)
+        queued = "1" if effect.queued else "0"
+        return ACQUIRE, (
+            3,
+            effect.key,
+            *queue,
+            effect.value,
+            effect.ttl_ms,
+            waiter.id,
+            waiter.rank,
+            queued,
+        )
     if op is Op.RELEASE:
-        notice = "s" if sharded else "p"
-        return RELEASE, (1, effect.key, effect.value, notice, notice_payload(effect.value))
+        notice = ("s" if sharded else "p", notice_payload(effect.value))
+        queue = queue_keys(effect.key)
+        if queue is None:
+            return RELEASE, (1, effect.key, effect.value, *notice)
+        wake = (1 if effect.wake else 0, TURN_MS)
+        waiter = effect.waiter
+        if waiter is None:
+            return RELEASE, (3, effect.key, *queue, effect.value, *notice, *wake)
+        requeue = (waiter.id, waiter.rank, effect.ttl_ms)
+        return RELEASE, (3, effect.key, *queue, effect.value, *notice, *wake, *requeue)
+    if op is Op.LEAVE:
+        queue = queue_keys(effect.key)
+        if effect.waiter is None or queue is None:
+            return None, ("PING",)  # a key without a queue: nothing to take off
+        notice = ("s" if sharded else "p", "left")
+        hand_on = "1" if effect.wake else "0"
+        return LEAVE, (3, effect.key, *queue, *notice, effect.waiter.id, TURN_MS, hand_on)
     if op is Op.EXTEND:
         return EXTEND, (1, effect.key, effect.value, effect.ttl_ms, "1" if effect.set_nx else "0")
     if op is Op.SWAP:
@@ -108,7 +144,11 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
     if op is Op.INSPECT:
         return INSPECT, (1, effect.key)
     if op is Op.DELETE:
-        return DELETE, (1, effect.key, "s" if sharded else "p", "forced")
+        queue = queue_keys(effect.key)
+        notice = ("s" if sharded else "p", "forced")
+        if queue is None:
+            return DELETE, (1, effect.key, *notice)
+        return DELETE, (3, effect.key, *queue, *notice, 1, TURN_MS)
     if op is Op.SCAN:
         return SCAN_PAGE, (0, effect.cursor, effect.key, effect.count, MAX_LISTED_VALUE)
     if op is Op.FENCED_ACQUIRE:
@@ -204,6 +244,8 @@ def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply
         return OK if text == effect.value else TAKEN
     if op is Op.INSPECT:
         return _decode_inspect(effect, reply)
+    if op is Op.LEAVE:
+        return OK
     if op is Op.DELETE:
         if not isinstance(reply, int):
             raise UnexpectedReply(f"unexpected reply {reply!r:.40} to DEL")

@@ -61,6 +61,8 @@ class MemoryStore:
                 return NodeReply(status, ttl, entry[0])
             if effect.op is Op.DELETE:
                 return OK if self._data.pop(key, None) is not None else MISSING
+            if effect.op is Op.LEAVE:
+                return OK  # no waiter queues here (no notices either)
             if effect.op is Op.SCAN:
                 return NodeReply(Status.OK, page=self._scan(effect, now))
             if effect.op is Op.SWAP and entry is not None and entry[0] == effect.replaces:

@@ -29,6 +29,11 @@ for ``key`` arrives.
 - Several keys: a semaphore waits for any of its permits, a multi-mutex for any of its keys
   (``wait_any``). Such a waiter is a waiter of each key, takes the turns of each, and wakes
   when it has one of them; its lock() call leaves each (``won`` for the keys it took).
+- Queues, across processes: a waiting ``lock()`` queues itself on the nodes (see
+  ``scripts.RELEASE``), and a release that pops a queued waiter publishes on that waiter's
+  process's wake channel (``<key>:wake:<inbox>``) only, naming it in the payload. A process
+  subscribes, for each key with waiters, the key's channel and its own wake channel; a notice
+  that names a waiter is news to that waiter only.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import contextlib
 import itertools
 import logging
 import os
+import secrets
 import select
 import sys
 import threading
@@ -47,12 +53,14 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from .._algorithm.effects import Waiter
+from .._algorithm.queues import WAKE_INFIX, wake_channel
 from .._clock import Clock
 from .clients import Family, family_of
 from .commands import pack
 from .sync import RedisNode, _credentials
 
-__all__ = ["AsyncNotices", "SyncNotices"]
+__all__ = ["AsyncNotices", "SyncNotices", "new_waiter"]
 
 logger = logging.getLogger("redsync")
 
@@ -70,6 +78,9 @@ LINGER_S = 0.5
 #: ignored for this long (ns): they come late from a slow node or a busy reader, and would
 #: wake a waiter for a lock that is taken again. Later ones only cost that waiter a try.
 STALE_NS = 20_000_000
+#: A key remembers the ids named by this many of its latest notices (a waiter named while it
+#: was still trying finds its notice there when it goes to sleep).
+NAMED_KEPT = 64
 
 _SUBSCRIBE = {False: "SUBSCRIBE", True: "SSUBSCRIBE"}
 _UNSUBSCRIBE = {False: "UNSUBSCRIBE", True: "SUNSUBSCRIBE"}
@@ -87,6 +98,39 @@ def _text(data: object) -> str:
 _arrivals = itertools.count()
 
 
+#: This process's inbox (pid, token): queued waiters are woken on channels named after it.
+_inbox = (-1, "")
+_waiter_ids = itertools.count()
+
+
+def inbox() -> str:
+    """Return this process's inbox token (a new one in a forked child)."""
+    global _inbox  # one per process, renewed after a fork
+    if _inbox[0] != os.getpid():
+        _inbox = (os.getpid(), secrets.token_hex(4))
+    return _inbox[1]
+
+
+def new_waiter() -> Waiter:
+    """Return a new waiting ``lock()`` call: an id ``<inbox>.<n>`` (a release that wakes it
+    publishes on its process's wake channel), ranked by the wall clock (ms) now (comparable
+    between processes and hosts, unlike monotonic clocks; skew costs only order)."""
+    return Waiter(f"{inbox()}.{next(_waiter_ids)}", time.time_ns() // 1_000_000)
+
+
+def _channels(key: str) -> list[str]:
+    """The channels of ``key``'s notices for this process: the key's own, and its wake
+    channel (releases that wake a queued waiter of this process)."""
+    own = wake_channel(key, inbox())
+    return [key] if own is None else [key, own]
+
+
+def _lock_key(channel: str) -> str:
+    """The lock key of a notice's channel (see ``_channels``)."""
+    key, infix, _ = channel.partition(WAKE_INFIX + inbox())
+    return key if infix else channel
+
+
 class _Waited:
     """The waiters of one key in this process, and when each node last sent a notice for it."""
 
@@ -100,6 +144,7 @@ class _Waited:
         "heard_ns",
         "idle_since",
         "linger",
+        "named",
         "ranks",
         "recent",
         "stale",
@@ -117,6 +162,9 @@ class _Waited:
         self.heard_ns: dict[int, int] = {}  # the same on time.monotonic_ns (for the turns)
         self.confirmed_ms = -1  # when the first subscription was confirmed
         self.confirmed_ns = -1
+        # Waiter ids named by notices (popped off a node's queue), with when: news to those
+        # waiters only, not to the others of this process.
+        self.named: dict[str, tuple[int, int]] = {}
         self.idle_since: float | None = None  # when the last waiter left (sync)
         self.linger: asyncio.TimerHandle | None = None  # the end of the linger (asyncio)
         self.wake = wake  # sync: a Condition on the registry lock
@@ -139,13 +187,26 @@ class _Waited:
         self.stale_ns = -1  # the end of the window in which such copies are ignored
 
     def heard(self, now_ms: int, node: int | None, payload: object = None) -> bool:
-        """Record a notice from ``node`` (None: a subscription confirmed); return True to wake."""
+        """Record a notice from ``node`` (None: a subscription confirmed); return True to wake.
+
+        ``payload``: the released value's digest, then the ids of the waiters the release woke
+        (a notice that names waiters is news to them only)."""
+        names: list[str] = []
         if payload is not None and node is not None:
-            copied = self.stale.get(payload)
+            released, *names = _text(payload).split(" ")
+            copied = self.stale.get(released)
             if copied is not None and node not in copied and time.monotonic_ns() < self.stale_ns:
                 copied.add(node)  # once per node: the same value released again is news
                 return False  # a late copy of a release from before the last win
-            self.recent.setdefault(payload, set()).add(node)
+            self.recent.setdefault(released, set()).add(node)
+        if names:
+            at = (now_ms, time.monotonic_ns())
+            for name in names:
+                self.named.pop(name, None)
+                self.named[name] = at
+            while len(self.named) > NAMED_KEPT:
+                del self.named[next(iter(self.named))]
+            return any(getattr(w, "id", None) in names for w in self.ranks)
         if node is None:
             if self.confirmed_ms >= 0:
                 return False
@@ -156,15 +217,29 @@ class _Waited:
             self.heard_ns[node] = time.monotonic_ns()
         return True
 
-    def news(self, since_ms: int, nodes: frozenset[int] | None, after_ns: int = -1) -> bool:
+    def news(
+        self,
+        since_ms: int,
+        nodes: frozenset[int] | None,
+        after_ns: int = -1,
+        waiter: object | None = None,
+    ) -> bool:
         """True when something was heard at or after ``since_ms`` (and after ``after_ns``)
-        from one of ``nodes`` (None: any node), or the first subscription was confirmed since."""
+        from one of ``nodes`` (None: any node), or the first subscription was confirmed since,
+        or a notice named ``waiter`` since."""
         if self.confirmed_ms >= since_ms and self.confirmed_ns > after_ns:
+            return True
+        if self.named_since(waiter, since_ms, after_ns):
             return True
         return any(
             at >= since_ms and self.heard_ns[node] > after_ns and (nodes is None or node in nodes)
             for node, at in self.heard_ms.items()
         )
+
+    def named_since(self, waiter: object, since_ms: int, after_ns: int = -1) -> bool:
+        """True when a notice named ``waiter`` at or after ``since_ms`` (and after ``after_ns``)."""
+        named = self.named.get(getattr(waiter, "id", ""))
+        return named is not None and named[0] >= since_ms and named[1] > after_ns
 
     def join(self, waiter: object, since_ms: int, nodes: frozenset[int] | None) -> bool:
         """Put ``waiter`` to sleep here (back from its attempt if it had the turn); return
@@ -213,7 +288,7 @@ class _Waited:
             if chosen is not None and rank > best:
                 continue
             after_ns = max(self.turn_ns, self.woke_ns.get(waiter, -1))
-            if self.news(since_ms, nodes, after_ns):
+            if self.news(since_ms, nodes, after_ns, waiter):
                 chosen, best = waiter, rank
         self.turn = chosen
         return chosen is not None
@@ -322,8 +397,9 @@ class _Sub:
 
     def send(self, subscribe: bool, key: str) -> None:
         command = (_SUBSCRIBE if subscribe else _UNSUBSCRIBE)[self.sharded]
-        self.conn.send_packed_command([pack(command, key)], check_health=False)
-        self.pending.append((subscribe, key))
+        channels = _channels(key)  # one command each: one reply each, for ``pending``
+        self.conn.send_packed_command([pack(command, c) for c in channels], check_health=False)
+        self.pending.extend((subscribe, key) for _ in channels)
         if subscribe:
             self.channels.add(key)
         else:
@@ -456,6 +532,13 @@ class SyncNotices:
         waited.idle_since = None
         waited.also.add(wake)
         return waited
+
+    def named(self, key: str, waiter: object, since_ms: int) -> bool:
+        """True when a notice for ``key`` named ``waiter`` at or after ``since_ms``: a release
+        woke it off the key's queue (no other waiter was woken by that release)."""
+        with self._lock:
+            waited = self._keys.get(key)
+            return waited is not None and waited.named_since(waiter, since_ms)
 
     def leave(self, key: str, waiter: object, won: bool) -> None:
         """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
@@ -646,9 +729,9 @@ class SyncNotices:
             self._warned = True
             _refusal(sub.address, exc)
 
-    def _heard(self, key: str, node: int | None, payload: object = None) -> None:
+    def _heard(self, channel: str, node: int | None, payload: object = None) -> None:
         with self._lock:
-            waited = self._keys.get(key)
+            waited = self._keys.get(_lock_key(channel))
             if waited is not None and waited.heard(self._clock(), node, payload):
                 waited.pass_turn()
                 _notify(waited)
@@ -709,11 +792,12 @@ class _AsyncSub:
     def send(self, subscribe: bool, key: str) -> None:
         """Write (UN)SUBSCRIBE now, without waiting: a buffered write, read by the task."""
         command = (_SUBSCRIBE if subscribe else _UNSUBSCRIBE)[self.sharded]
+        channels = _channels(key)  # one command each: one reply each, for ``pending``
         try:
-            self.conn._writer.write(pack(command, key))
+            self.conn._writer.write(b"".join(pack(command, c) for c in channels))
         except (AttributeError, OSError, RuntimeError):
             return  # the reader task notices the broken connection and starts over
-        self.pending.append((subscribe, key))
+        self.pending.extend((subscribe, key) for _ in channels)
         if subscribe:
             self.channels.add(key)
         else:
@@ -824,6 +908,12 @@ class AsyncNotices:
         waited.also.add(wake)
         return waited
 
+    def named(self, key: str, waiter: object, since_ms: int) -> bool:
+        """True when a notice for ``key`` named ``waiter`` at or after ``since_ms``: a release
+        woke it off the key's queue (no other waiter was woken by that release)."""
+        waited = self._keys.get(key)
+        return waited is not None and waited.named_since(waiter, since_ms)
+
     def leave(self, key: str, waiter: object, won: bool) -> None:
         """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
         without ever waiting): pass its turn on."""
@@ -922,8 +1012,8 @@ class AsyncNotices:
             _refusal(sub.address, exc)
         return True
 
-    def _heard(self, key: str, node: int | None, payload: object = None) -> None:
-        waited = self._keys.get(key)
+    def _heard(self, channel: str, node: int | None, payload: object = None) -> None:
+        waited = self._keys.get(_lock_key(channel))
         if waited is not None and waited.heard(self._clock(), node, payload):
             waited.pass_turn()
             _wake(waited)

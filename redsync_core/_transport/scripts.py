@@ -7,6 +7,11 @@ Release notices: a script that deletes a lock publishes on the channel named lik
 (channels are a namespace apart from keys), with PUBLISH or, on Redis Cluster, SPUBLISH (a
 sharded channel lives in the key's slot). ``redis.pcall`` keeps a refused publish (ACL
 NOPERM) from failing the delete: notices are hints for waiters, never part of the lock.
+
+Waiter queues: a waiting ``lock()`` call that finds a key held queues itself in a sorted set
+beside the key (``_algorithm.queues.wait_key``: same slot, under the key prefix) by its rank, and a
+release pops the oldest waiter and names it in the notice, so that one release wakes one
+waiting process, not all of them. The queue expires with the waiters' TTL; it is a hint too.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ __all__ = [
     "FENCED_ACQUIRE",
     "GET_ALL",
     "INSPECT",
+    "LEAVE",
     "RELEASE",
     "RELEASE_ALL",
     "SCAN_PAGE",
@@ -49,31 +55,90 @@ class Script:
 
 
 ACQUIRE = Script(
-    """-- set-if-free, telling when the other holder's key expires
+    """-- set-if-free, telling when the other holder's key expires; queues a waiting lock() call
 -- KEYS[1]: the lock key; ARGV[1]: our value; ARGV[2]: TTL in ms
--- returns 1: set (or it already held our value: TTL re-armed); <0: another value, -2 - PTTL
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+-- KEYS[2..3], ARGV[3..5] (a waiting lock() call only): the key's waiter queue and turn, the
+--   waiter's id, its rank (older first), '1' when an earlier attempt may have queued it (it
+--   leaves the queue once set), '0' on its first attempt (then the turn of a woken waiter
+--   keeps it from taking a free key)
+-- returns 1: set (or it already held our value: TTL re-armed); <0: another value, or the turn
+--   of a woken waiter, -2 - PTTL
+local turn = 0
+if ARGV[5] == '0' then
+  turn = redis.pcall('PTTL', KEYS[3])
+  if type(turn) ~= 'number' then turn = 0 end
+end
+if turn <= 0 and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if ARGV[5] == '1' then redis.pcall('ZREM', KEYS[2], ARGV[3]) end
+  return 1
+end
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
+if KEYS[2] then
+  redis.pcall('ZADD', KEYS[2], 'NX', ARGV[4], ARGV[3])
+  redis.pcall('PEXPIRE', KEYS[2], ARGV[2])
+end
+if not v then return -2 - turn end
 return -2 - redis.call('PTTL', KEYS[1])
 """
 )
 
+# The release notice (after a delete). With the key's waiter queue and ``wake`` '1', ZPOPMIN
+# takes the oldest waiter off it and the notice goes to that waiter's process only, on its
+# channel ``<key>:wake:<inbox>`` (in the key's slot: the queue's hash tag), its payload naming
+# it after the released value's digest (``<digest> <id>``; an id is ``<inbox>.<n>``). The turn
+# key then holds that id for ``turn_ms``: the first attempt of a new lock() call does not take
+# the free key from the woken waiter in the meantime (a dead waiter costs new callers that
+# long). With nobody queued the notice goes to the key's channel, for every waiter. A waiter's
+# clean-up after a failed attempt queues it again (``id``, ``rank``, the queue's TTL ``ttl``)
+# after the pop, and with ``wake`` '0' publishes only when nobody else is queued. pcall (here,
+# in ACQUIRE and LEAVE): a queue or turn key that the ACL or its type refuses is none.
+_NOTICE = """
+local function notice(key, queue, turn, mode, payload, wake, turn_ms, id, rank, ttl)
+  if mode == '' then return end
+  local channel = key
+  if queue then
+    if wake == '1' then
+      local popped = redis.pcall('ZPOPMIN', queue)
+      if #popped > 0 then
+        redis.pcall('SET', turn, popped[1], 'PX', turn_ms)
+        local inbox = string.match(popped[1], '^[^.]*')
+        channel = key .. ':wake:' .. inbox .. string.sub(queue, #key + 6)
+        payload = payload .. ' ' .. popped[1]
+      end
+    else
+      local waiting = redis.pcall('ZCARD', queue)
+      if type(waiting) == 'number' and waiting > 0 then mode = '' end
+    end
+    if id then
+      redis.pcall('ZADD', queue, 'NX', rank, id)
+      redis.pcall('PEXPIRE', queue, ttl)
+    end
+  end
+  if mode == 'p' then
+    redis.pcall('PUBLISH', channel, payload)
+  elseif mode == 's' then
+    redis.pcall('SPUBLISH', channel, payload)
+  end
+end
+"""
+
 RELEASE = Script(
-    """-- compare-and-delete, then a release notice
--- KEYS[1]: the lock key; ARGV[1]: our value
+    """-- compare-and-delete, then a release notice that wakes the oldest queued waiter
+-- KEYS[1]: the lock key; KEYS[2..3] (optional): its waiter queue and turn; ARGV[1]: our value
 -- ARGV[2]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[3]: the notice's payload
--- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL
-local v = redis.call('GET', KEYS[1])
+-- ARGV[4..5] (with KEYS[2]): '1' to wake the oldest queued waiter ('0': only when nobody is
+--   queued), the woken one's turn in ms
+-- ARGV[6..8] (optional): a waiter to queue again (id, rank, the queue's TTL in ms)
+-- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL"""
+    + _NOTICE
+    + """local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  if ARGV[2] == 'p' then
-    redis.pcall('PUBLISH', KEYS[1], ARGV[3])
-  elseif ARGV[2] == 's' then
-    redis.pcall('SPUBLISH', KEYS[1], ARGV[3])
-  end
+  notice(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
   return 1
 end
 if not v then return 0 end
@@ -83,18 +148,33 @@ return -2 - redis.call('PTTL', KEYS[1])
 
 DELETE = Script(
     """-- delete whatever the value (forced release by an operator), then a release notice
--- KEYS[1]: the lock key
+-- KEYS[1]: the lock key; KEYS[2..3] (optional): its waiter queue and turn
 -- ARGV[1]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[2]: the notice's payload
--- returns 1: deleted; 0: no such key
-local n = redis.call('DEL', KEYS[1])
-if n == 1 then
-  if ARGV[1] == 'p' then
-    redis.pcall('PUBLISH', KEYS[1], ARGV[2])
-  elseif ARGV[1] == 's' then
-    redis.pcall('SPUBLISH', KEYS[1], ARGV[2])
+-- ARGV[3..4] (with KEYS[2]): '1' to wake the oldest queued waiter, its turn in ms
+-- returns 1: deleted; 0: no such key"""
+    + _NOTICE
+    + """local n = redis.call('DEL', KEYS[1])
+if n == 1 then notice(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) end
+return n
+"""
+)
+
+LEAVE = Script(
+    """-- take a waiter off the key's queue; with ARGV[5] '1' (it gives up), if a release woke it
+-- and the key is free, wake the next one
+-- KEYS[1]: the lock key; KEYS[2..3]: its waiter queue and turn
+-- ARGV[1]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[2]: the notice's payload
+-- ARGV[3]: the waiter's id; ARGV[4]: the next one's turn in ms; ARGV[5]: '1' or '0'
+-- returns 1"""
+    + _NOTICE
+    + """redis.pcall('ZREM', KEYS[2], ARGV[3])
+if redis.pcall('GET', KEYS[3]) == ARGV[3] then
+  redis.pcall('DEL', KEYS[3])
+  if ARGV[5] == '1' and not redis.call('GET', KEYS[1]) then
+    notice(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], '1', ARGV[4])
   end
 end
-return n
+return 1
 """
 )
 

@@ -16,6 +16,7 @@ import redis
 import redis.asyncio.cluster
 
 from redsync_core import AsyncRedsync, ConfigurationError, LockListing, Redsync, _base
+from redsync_core._algorithm.queues import queue_keys
 from redsync_core.testing import RedisServer
 
 DRIVERS = [pytest.param("sync", id="sync"), pytest.param("asyncio", id="asyncio")]
@@ -140,6 +141,24 @@ def test_keys_that_are_not_locks_are_skipped_counted_and_kept(
     for node in nodes:
         assert node.exists("app:a-hash", "app:no-expiry", "app:a-blob") == 3
     assert nodes[0].exists("app:a-list") == 1
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_waiter_queues_are_neither_listed_nor_counted(
+    driver: str, redis_nodes: list[RedisServer]
+) -> None:
+    nodes = clients(redis_nodes)
+    hold(nodes, "app:real", "v")
+    for key in ("app:real", "app:{user:7}:x"):
+        queue, turn = queue_keys(key) or ("", "")
+        for node in nodes:
+            node.zadd(queue, {"0a1b2c3d.7": 1})
+            node.set(turn, "0a1b2c3d.7", px=TTL_MS)
+    for node in nodes:
+        node.zadd("app:board", {"x": 1})  # a sorted set of the application's own: not a lock
+    listing = list_locks(driver, [s.url for s in redis_nodes], prefix="app:")
+    assert [info.name for info in listing] == ["real"]
+    assert listing.skipped == 1
 
 
 @pytest.mark.parametrize("driver", DRIVERS)

@@ -22,6 +22,8 @@ import redis.asyncio.cluster
 from scenarios import ADMIN_PW, LOCKER_PW, NO_CHANNELS, servers_without_channel_rights
 
 from redsync_core import AsyncRedsync, LockTaken, Redsync
+from redsync_core._algorithm.queues import wait_key, wake_channel
+from redsync_core._transport.notices import inbox
 from redsync_core.testing import RedisServer
 
 LONG_DELAY = 5.0
@@ -45,6 +47,12 @@ def channels(server: RedisServer) -> set[str]:
         return {c.decode() if isinstance(c, bytes) else c for c in client.pubsub_channels()}
     finally:
         client.close()
+
+
+def own_channels(keys: list[str]) -> set[str]:
+    """The channels this process subscribes for waiters of ``keys``: each key's own, and its
+    wake channel for this process (where a release wakes a queued waiter of ours)."""
+    return {*keys, *(wake_channel(key, inbox()) or key for key in keys)}
 
 
 def eventually(check: Callable[[], bool], within: float = 5.0) -> bool:
@@ -237,11 +245,11 @@ def test_200_waiters_on_50_keys_share_one_subscriber_per_node(
         threads = [threading.Thread(target=wait_for, args=(k,)) for k in keys * 4]
         for thread in threads:
             thread.start()
-        assert eventually(lambda: all(channels(s) == set(keys) for s in redis_nodes))
+        assert eventually(lambda: all(channels(s) == own_channels(keys) for s in redis_nodes))
         for server in redis_nodes:
             subs = subscribers(server)
             assert len(subs) == 1, subs  # one connection for 200 waiters
-            assert int(subs[0]["sub"]) == 50
+            assert int(subs[0]["sub"]) == 100  # 50 keys, and their wake channels
         readers = {t for t in threading.enumerate() if t.name == "redsync-notices"} - before
         assert len(readers) == 1  # one reader thread for every waiter, none per waiter
         started = time.monotonic()
@@ -278,12 +286,12 @@ async def test_200_async_waiters_share_one_subscriber_per_node(
             tasks = [asyncio.ensure_future(wait_for(k)) for k in keys * 4]
             for _ in range(250):
                 await asyncio.sleep(0.02)
-                if all(channels(s) == set(keys) for s in redis_nodes):
+                if all(channels(s) == own_channels(keys) for s in redis_nodes):
                     break
             for server in redis_nodes:
                 subs = subscribers(server)
                 assert len(subs) == 1, subs
-                assert int(subs[0]["sub"]) == 50
+                assert int(subs[0]["sub"]) == 100  # 50 keys, and their wake channels
             # The 200 waiters, this test, and one reader task per subscriber connection; on
             # Python 3.10 each waiter has one more (its asyncio.wait_for runs the wait as a task).
             per_waiter = 2 if sys.version_info < (3, 11) else 1
@@ -535,6 +543,7 @@ def test_our_own_value_left_by_an_earlier_try_is_released(redis_nodes: list[Redi
 #: The documented least-privilege user with release notices (docs/safety.md, Security).
 WITH_CHANNELS = [r for r in NO_CHANNELS if r != "resetchannels"] + [
     "resetchannels", "&locks:*", "+publish", "+subscribe", "+unsubscribe",
+    "+zadd", "+zrem", "+zpopmin", "+zcard",
 ]  # fmt: skip
 
 
@@ -548,15 +557,25 @@ def test_the_documented_acl_line_lets_waiters_wake(
         admin.close()
     acl_urls = [f"redis://locker:{LOCKER_PW}@127.0.0.1:{s.port}/0" for s in servers]
     caplog.set_level(logging.WARNING, logger="redsync")
+    queued: list[int] = []
     with Redsync(acl_urls, key_prefix="locks:") as rs:
         holder = rs.new_mutex("a")
         holder.lock()
-        timer = threading.Timer(0.5, holder.unlock)
+
+        def release() -> None:
+            for server in servers:  # the waiter is queued: the release wakes it by name
+                admin = server.client()
+                queued.append(admin.zcard(wait_key("locks:a") or ""))
+                admin.close()
+            holder.unlock()
+
+        timer = threading.Timer(0.5, release)
         timer.start()
         started = time.monotonic()
         rs.new_mutex("a", retry_delay=LONG_DELAY, tries=3).lock()
         waited = time.monotonic() - started
         timer.join()
+    assert queued == [1, 1, 1]
     assert waited < WAKE_BOUND
     assert "refused" not in caplog.text
 
