@@ -362,6 +362,7 @@ class AsyncMutex(MutexBase):
             timeout_ms=timeout_ms,
             randrange=self._rng.randrange,
             waiter=waiter,
+            queue=self._queues,
         )
         acquired = None
         try:

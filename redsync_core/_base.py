@@ -480,6 +480,7 @@ class MutexBase:
     """State shared by ``Mutex`` and ``AsyncMutex``: name, value, validity, loss."""
 
     _origin: object = None
+    _queues = True  # a waiting lock() queues itself beside the key (not a multi-mutex's)
     _held_since: float | None = None  # perf_counter() at acquisition, while a listener listens
 
     def __init__(

@@ -119,6 +119,8 @@ class MultiMutex(Mutex):
     where the keys allow it), so two multi-mutexes over overlapping names never deadlock.
     """
 
+    _queues = False  # its attempts are multi-key scripts: its waiters are not queued
+
     def __init__(self, redsync: Redsync, names: Iterable[str], **options: Any) -> None:
         unique = check_names(names)
         super().__init__(redsync, ",".join(unique), **options)

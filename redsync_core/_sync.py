@@ -339,6 +339,7 @@ class Mutex(MutexBase):
             timeout_ms=timeout_ms,
             randrange=self._rng.randrange,
             waiter=waiter,
+            queue=self._queues,
         )
         acquired = None
         try:

@@ -108,6 +108,7 @@ def acquire_token(
     timeout_ms: int | None,
     randrange: Callable[[int, int], int],
     waiter: Waiter | None = None,
+    queue: bool = True,
 ) -> Generator[Effect, Answer, Acquired]:
     """Try to take the lock on a quorum; return when its validity ends, and its token.
 
@@ -132,7 +133,8 @@ def acquire_token(
     ones), a release there wakes the oldest queued waiter across processes, and it leaves the
     queues when it wins or gives up (not on node errors: the queues expire). Within one process
     a notice wakes only the oldest waiter of the key, which passes the turn on when it sleeps
-    again or ends.
+    again or ends. ``queue=False`` keeps the turns but queues nothing (a multi-mutex: its
+    attempts are multi-key scripts, which have no queues).
 
     Raises:
         QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
@@ -146,8 +148,9 @@ def acquire_token(
     give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
     begun_ms = now_ms
     queued = False  # an attempt failed: the waiter may be queued on some node
-    # Fenced attempts (FENCED_ACQUIRE) queue nobody: their waiters are woken as without queues.
-    in_queue = None if opts.fencing else waiter
+    # Fenced attempts (FENCED_ACQUIRE) and those of a multi-mutex (``queue=False``) queue
+    # nobody: their waiters are woken as without queues.
+    in_queue = waiter if queue and not opts.fencing else None
 
     def budget_ms(now_ms: int) -> int | None:
         """The deadline of a fan-out sent at ``now_ms``: the nodes' own, within the timeout."""

@@ -54,6 +54,7 @@ def lock_multi(clock: FakeClock, **opts: Any) -> Generator[Any, Any, flows.Acqui
         timeout_ms=None,
         randrange=lambda lo, hi: lo,
         waiter="token",
+        queue=False,  # as MultiMutex drives it
     )
     return family.over_keys(flow, KEYS)
 
