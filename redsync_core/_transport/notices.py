@@ -460,13 +460,7 @@ class SyncNotices:
             self._reset()
         end = time.monotonic() + timeout_ms / 1000
         with self._lock:
-            waited = self._keys.get(key)
-            if waited is None:
-                waited = self._keys[key] = _Waited(threading.Condition(self._lock))
-                self._changed.add(key)
-                self._start()
-            waited.waiters += 1
-            waited.idle_since = None
+            waited = self._enter(key)
             assert waited.wake is not None
             if waiter is not None and waited.join(waiter, since_ms, nodes):
                 _notify(waited)
@@ -478,11 +472,7 @@ class SyncNotices:
                     waited.wake.wait(left)
                 return True
             finally:
-                waited.waiters -= 1
-                if waiter is not None:
-                    waited.awake(waiter)
-                if waited.waiters == 0:
-                    waited.idle_since = time.monotonic()  # unsubscribed after LINGER_S
+                self._exit(waited, waiter)
 
     def wait_any(
         self,
@@ -514,15 +504,11 @@ class SyncNotices:
                 return True
             finally:
                 for waited in waits:
-                    waited.also.discard(wake)
-                    waited.waiters -= 1
-                    if waiter is not None:
-                        waited.awake(waiter)
-                    if waited.waiters == 0:
-                        waited.idle_since = time.monotonic()  # unsubscribed after LINGER_S
+                    self._exit(waited, waiter, wake)
 
-    def _enter(self, key: str, wake: threading.Condition) -> _Waited:
-        """Count a waiter of ``key`` (subscribing it if new) whose ``wake`` goes with the key's."""
+    def _enter(self, key: str, wake: threading.Condition | None = None) -> _Waited:
+        """Count a waiter of ``key`` (subscribing it if new); a ``wake`` of its own (a waiter
+        of several keys) is notified with the key's. Called with the lock held."""
         waited = self._keys.get(key)
         if waited is None:
             waited = self._keys[key] = _Waited(threading.Condition(self._lock))
@@ -530,8 +516,21 @@ class SyncNotices:
             self._start()
         waited.waiters += 1
         waited.idle_since = None
-        waited.also.add(wake)
+        if wake is not None:
+            waited.also.add(wake)
         return waited
+
+    @staticmethod
+    def _exit(
+        waited: _Waited, waiter: object | None, wake: threading.Condition | None = None
+    ) -> None:
+        """Undo ``_enter`` (the key is unsubscribed after LINGER_S without waiters)."""
+        waited.also.discard(wake)
+        waited.waiters -= 1
+        if waiter is not None:
+            waited.awake(waiter)
+        if waited.waiters == 0:
+            waited.idle_since = time.monotonic()
 
     def named(self, key: str, waiter: object, since_ms: int) -> bool:
         """True when a notice for ``key`` named ``waiter`` at or after ``since_ms``: a release
@@ -830,16 +829,7 @@ class AsyncNotices:
         node trouble."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_ms / 1000
-        waited = self._keys.get(key)
-        if waited is None:
-            waited = self._keys[key] = _Waited(None)
-            waited.event = asyncio.Event()
-            self._closed = False
-            self._want(key)
-        waited.waiters += 1
-        if waited.linger is not None:
-            waited.linger.cancel()
-            waited.linger = None
+        waited = self._enter(key)
         if waiter is not None and waited.join(waiter, since_ms, nodes):
             _wake(waited)
         try:
@@ -852,11 +842,7 @@ class AsyncNotices:
                     await _wait_event(waited.event, left)
             return True
         finally:
-            waited.waiters -= 1
-            if waiter is not None:
-                waited.awake(waiter)
-            if waited.waiters == 0:
-                waited.linger = loop.call_later(LINGER_S, self._unwant, key)
+            self._exit(key, waited, waiter)
 
     async def wait_any(
         self,
@@ -886,15 +872,11 @@ class AsyncNotices:
             return True
         finally:
             for key, waited in zip(keys, waits, strict=True):
-                waited.also.discard(wake)
-                waited.waiters -= 1
-                if waiter is not None:
-                    waited.awake(waiter)
-                if waited.waiters == 0:
-                    waited.linger = loop.call_later(LINGER_S, self._unwant, key)
+                self._exit(key, waited, waiter, wake)
 
-    def _enter(self, key: str, wake: asyncio.Event) -> _Waited:
-        """Count a waiter of ``key`` (subscribing it if new) whose ``wake`` goes with the key's."""
+    def _enter(self, key: str, wake: asyncio.Event | None = None) -> _Waited:
+        """Count a waiter of ``key`` (subscribing it if new); a ``wake`` of its own (a waiter
+        of several keys) is set with the key's event."""
         waited = self._keys.get(key)
         if waited is None:
             waited = self._keys[key] = _Waited(None)
@@ -905,8 +887,20 @@ class AsyncNotices:
         if waited.linger is not None:
             waited.linger.cancel()
             waited.linger = None
-        waited.also.add(wake)
+        if wake is not None:
+            waited.also.add(wake)
         return waited
+
+    def _exit(
+        self, key: str, waited: _Waited, waiter: object | None, wake: asyncio.Event | None = None
+    ) -> None:
+        """Undo ``_enter`` (the key is unsubscribed after LINGER_S without waiters)."""
+        waited.also.discard(wake)
+        waited.waiters -= 1
+        if waiter is not None:
+            waited.awake(waiter)
+        if waited.waiters == 0:
+            waited.linger = asyncio.get_running_loop().call_later(LINGER_S, self._unwant, key)
 
     def named(self, key: str, waiter: object, since_ms: int) -> bool:
         """True when a notice for ``key`` named ``waiter`` at or after ``since_ms``: a release
