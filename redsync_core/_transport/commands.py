@@ -6,7 +6,9 @@ Shared by the sync and asyncio transports so that both speak exactly the same pr
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._algorithm.effects import (
     MISSING,
@@ -51,8 +53,10 @@ __all__ = [
     "decided",
     "decode",
     "drive_split",
+    "new_reader",
     "notice_payload",
     "pack",
+    "packed",
     "spans_slots",
     "split_batch",
 ]
@@ -155,9 +159,54 @@ try:
     import hiredis
 except ImportError:  # the optional C extension: packs about twice as fast when installed
     pack = _pack_python
+    hiredis = None
 else:
     # pack_command came after hiredis 2.0, which the extra still allows: encode in Python there.
     pack = _pack_hiredis if hasattr(hiredis, "pack_command") else _pack_python
+
+
+class _Packed(threading.local):
+    """The last command packed by this thread: a fan-out sends the same bytes to every node."""
+
+    effect: FanOut | Batch | None = None
+    sharded = False
+    script: Script | None = None
+    args: tuple[Arg, ...] = ()
+    data = b""
+
+
+_last = _Packed()
+
+
+def packed(
+    effect: FanOut | Batch, sharded: bool = False
+) -> tuple[Script | None, tuple[Arg, ...], bytes]:
+    """Return ``command(effect, sharded)`` and its bytes (EVALSHA for a script), packed once per
+    fan-out: the nodes of one fan-out are asked the same thing in turn by the same thread."""
+    last = _last
+    if last.effect is not effect or last.sharded is not sharded:
+        script, args = command(effect, sharded)
+        last.data = pack(*args) if script is None else pack("EVALSHA", script.sha, *args)
+        last.script, last.args, last.sharded = script, args, sharded
+        last.effect = effect
+    return last.script, last.args, last.data
+
+
+#: What a reader from ``new_reader`` returns while a reply is incomplete.
+PENDING: Any = object()
+
+
+def new_reader(reply_error: Callable[[str], Exception]) -> Any | None:
+    """Return a hiredis reply reader (error replies made by ``reply_error``), or None when
+    hiredis is missing or too old to tell an incomplete reply apart (``notEnoughData``)."""
+    if hiredis is None:
+        return None
+    try:
+        return hiredis.Reader(
+            protocolError=UnexpectedReply, replyError=reply_error, notEnoughData=PENDING
+        )
+    except TypeError:
+        return None
 
 
 def _text(reply: object) -> str | None:
