@@ -136,6 +136,7 @@ class _Lease:
         "family",
         "handshake",
         "pid",
+        "polled",
         "pool",
         "reader",
         "unanswered",
@@ -148,6 +149,7 @@ class _Lease:
         self.conn = pool.connection_class(**pool.connection_kwargs)
         self.reader: Any = None  # our hiredis reader while the socket is non-blocking
         self.buffer: bytearray | None = None
+        self.polled: Any = None  # a poll object on that socket (POSIX)
         # Through a weak reference: a cycle would keep the socket open after the thread ends.
         lease = weakref.ref(self)
 
@@ -184,6 +186,9 @@ class _Lease:
             if self.buffer is None:
                 self.buffer = bytearray(READ_SIZE)
             conn._sock.settimeout(0)
+            if hasattr(select, "poll"):
+                self.polled = select.poll()
+                self.polled.register(conn._sock, select.POLLIN)
 
     def take(self) -> Any:
         """Return the next reply if it arrived whole, else ``PENDING``; never waits on a plain
@@ -241,6 +246,8 @@ class _Lease:
             return True  # closed: reading says how
         if self.reader is None:
             return bool(self.conn.can_read(timeout=timeout_s))
+        if self.polled is not None:
+            return bool(self.polled.poll(max(0, int(timeout_s * 1000 + 0.999))))
         readable, _, _ = select.select([sock], [], [], max(0.0, timeout_s))
         return bool(readable)
 
@@ -294,10 +301,10 @@ class _Lease:
         """Return True when a connection that owes no reply has something to read (an end)."""
         if self.reader is None:
             return bool(self.conn.can_read(timeout=0))
-        try:
-            return self.take() is not PENDING
-        except (self.family.error, OSError, UnexpectedReply):
-            return True
+        if self.polled is not None:  # cheaper than a recv that fails
+            return bool(self.polled.poll(0))
+        readable, _, _ = select.select([self.conn._sock], [], [], 0)
+        return bool(readable)
 
     @property
     def connected(self) -> bool:
