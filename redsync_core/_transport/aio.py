@@ -110,15 +110,22 @@ class _Connections:
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopConnections] = (
             weakref.WeakKeyDictionary()
         )
+        # The loop asked for last, and its connections (one lookup less per node and call).
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], _LoopConnections] | None = None
+        self.readers: list[Any] = []  # hiredis readers between exchanges (none holds data)
 
     def _here(self) -> _LoopConnections:
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0]() is loop:
+            return last[1]
         here = self._loops.get(loop)
         if here is None:
             # A new loop: a good time to close what loops that ended left behind (an open
             # connection holds its loop, so they would stay until close()).
             self._close_ended_loops()
             here = self._loops[loop] = _LoopConnections(self.family)
+        self._last = (weakref.ref(loop), here)
         return here
 
     def take(self) -> Any:
@@ -226,8 +233,8 @@ async def _exchange(conn: Any, family: Family, script: Script | None, args: tupl
 class _Exchange:
     """A command written on an open connection whose reply is read later (no task needed).
 
-    With hiredis the reply is parsed here from the connection's stream (one reader per
-    exchange), without redis-py's read layers; otherwise redis-py reads it.
+    With hiredis the reply is parsed here from the connection's stream, without redis-py's
+    read layers; otherwise redis-py reads it.
     """
 
     __slots__ = ("args", "conn", "connections", "effect", "reader", "script")
@@ -245,7 +252,8 @@ class _Exchange:
         self.effect = effect
         self.script = script
         self.args = args
-        self.reader = new_reader(conn._parser.parse_error)
+        readers = connections.readers
+        self.reader = readers.pop() if readers else new_reader(conn._parser.parse_error)
 
     async def finish(self) -> NodeReply | tuple[NodeReply, ...]:
         """Read the reply (re-sending with EVAL after NOSCRIPT) and give the connection back."""
@@ -260,13 +268,17 @@ class _Exchange:
                 raw = await self._read()
         except BaseException:
             # Also on cancellation (the deadline): a reply may still be on its way.
+            self.reader = None  # it may hold part of a reply: never reused
             await asyncio.shield(conn.disconnect(nowait=True))
             raise
-        if self.reader is not None and self.reader.gets() is not PENDING:
+        reader = self.reader
+        if reader is not None and reader.gets() is not PENDING:
             # More than one reply: the stream is out of step (never seen from a Redis).
             await conn.disconnect(nowait=True)
         else:
             self.connections.give(conn)
+            if reader is not None:
+                self.connections.readers.append(reader)
         return decode(self.effect, raw)
 
     async def _read(self) -> Any:
