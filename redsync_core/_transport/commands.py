@@ -157,10 +157,11 @@ def _pack_hiredis(*args: Arg) -> bytes:
 
 try:
     import hiredis
-except ImportError:  # the optional C extension: packs about twice as fast when installed
+except ImportError:  # the optional C extension: packs and parses faster when installed
     pack = _pack_python
-    hiredis = None
+    _Reader: Any = None
 else:
+    _Reader = hiredis.Reader
     # pack_command came after hiredis 2.0, which the extra still allows: encode in Python there.
     pack = _pack_hiredis if hasattr(hiredis, "pack_command") else _pack_python
 
@@ -199,12 +200,10 @@ PENDING: Any = object()
 def new_reader(reply_error: Callable[[str], Exception]) -> Any | None:
     """Return a hiredis reply reader (error replies made by ``reply_error``), or None when
     hiredis is missing or too old to tell an incomplete reply apart (``notEnoughData``)."""
-    if hiredis is None:
+    if _Reader is None:
         return None
     try:
-        return hiredis.Reader(
-            protocolError=UnexpectedReply, replyError=reply_error, notEnoughData=PENDING
-        )
+        return _Reader(protocolError=UnexpectedReply, replyError=reply_error, notEnoughData=PENDING)
     except TypeError:
         return None
 

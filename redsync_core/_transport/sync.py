@@ -222,8 +222,13 @@ class _Lease:
                 del reply  # the traceback would hold this frame, and so the connection
         return reply
 
-    def write(self, data: bytes) -> None:
-        """Send ``data`` (within the socket timeout when it cannot go out at once)."""
+    def write(self, data: bytes, budget_s: float | None = None) -> None:
+        """Send ``data``; what cannot go out at once is waited for within the socket timeout
+        and ``budget_s``.
+
+        Raises:
+            OSError: the send failed or timed out (``TimeoutError``).
+        """
         if self.reader is None:
             self.conn.send_packed_command([data], check_health=False)
             return
@@ -232,10 +237,13 @@ class _Lease:
             sent = sock.send(data)
         except BlockingIOError:
             sent = 0
-        if sent < len(data):  # the node reads slower than we write: wait as redis-py would
-            sock.settimeout(self.conn.socket_timeout)
+        if sent < len(data):  # a large command, or a node that reads slower than we write
+            timeout = self.conn.socket_timeout
+            if budget_s is not None:
+                timeout = budget_s if timeout is None else min(timeout, budget_s)
+            sock.settimeout(timeout)
             try:
-                sock.sendall(data[sent:])
+                sock.sendall(memoryview(data)[sent:])
             finally:
                 sock.settimeout(0)
 
@@ -320,7 +328,7 @@ class _Lease:
         try:
             if conn._sock is None:
                 self._connect_within(budget_s)
-            self.write(data)
+            self.write(data, budget_s)
         except BaseException:
             conn.disconnect()
             self.handshake = self.unanswered = 0
