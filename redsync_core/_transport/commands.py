@@ -161,7 +161,7 @@ except ImportError:  # the optional C extension: packs and parses faster when in
     pack = _pack_python
     _Reader: Any = None
 else:
-    _Reader = hiredis.Reader
+    _Reader = getattr(hiredis, "Reader", None)
     # pack_command came after hiredis 2.0, which the extra still allows: encode in Python there.
     pack = _pack_hiredis if hasattr(hiredis, "pack_command") else _pack_python
 
