@@ -63,6 +63,17 @@ def _forked() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
+
+class _ReadBuffer(threading.local):
+    """One receive buffer per thread: a thread reads one socket at a time, and hiredis copies
+    what it is fed."""
+
+    def __init__(self) -> None:
+        self.data = bytearray(READ_SIZE)
+
+
+_read_buffer = _ReadBuffer()
+
 Done = NodeReply | tuple[NodeReply, ...]
 """A finished node call: one reply, or one per item of a batch."""
 
@@ -148,7 +159,7 @@ class _Lease:
         self.family: Family = family_of(pool)
         self.conn = pool.connection_class(**pool.connection_kwargs)
         self.reader: Any = None  # our hiredis reader while the socket is non-blocking
-        self.buffer: bytearray | None = None
+        self.buffer = _read_buffer.data  # the calling thread's: a lease stays in its thread
         self.polled: Any = None  # a poll object on that socket (POSIX)
         # Through a weak reference: a cycle would keep the socket open after the thread ends.
         lease = weakref.ref(self)
@@ -183,8 +194,6 @@ class _Lease:
         if type(conn._sock) is socket.socket:  # not TLS: its records need the ssl module
             self.reader = new_reader(conn._parser.parse_error)
         if self.reader is not None:
-            if self.buffer is None:
-                self.buffer = bytearray(READ_SIZE)
             conn._sock.settimeout(0)
             if hasattr(select, "poll"):
                 self.polled = select.poll()
