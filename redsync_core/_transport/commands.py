@@ -227,6 +227,17 @@ def decode_script_code(reply: object) -> NodeReply:
     return NodeReply(TAKEN.status, decode_foreign_ttl(reply))
 
 
+#: The operations whose reply is a lock script's integer code (the others are decoded below).
+_CODED = frozenset(Op) - {
+    Op.ACQUIRE_ANY,
+    Op.GET,
+    Op.INSPECT,
+    Op.DELETE,
+    Op.SCAN,
+    Op.FENCED_ACQUIRE,
+}
+
+
 def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply, ...]:
     """Turn one node's raw reply to ``command(effect)`` into a ``NodeReply`` (one per item of a
     batch).
@@ -239,6 +250,8 @@ def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply
             raise UnexpectedReply(f"unexpected reply {reply!r:.40} to a batch extension")
         return tuple(decode_script_code(code) for code in reply)
     op = effect.op
+    if op in _CODED:
+        return decode_script_code(reply)
     if op is Op.ACQUIRE_ANY:
         return _decode_acquire_any(effect, reply)
     if op is Op.GET:

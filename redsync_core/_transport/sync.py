@@ -294,6 +294,9 @@ class _Lease:
         conn = self.conn
         if conn._sock is None:
             return True
+        polled = self.polled
+        if polled is not None and not (self.handshake or self.unanswered or polled.poll(0)):
+            return True  # the usual case: nothing due, nothing to read
         try:
             if not self.read_setup():
                 return False
@@ -424,7 +427,7 @@ class _Leases:
 class _Call:
     """One command in flight on the calling thread's connection to one node."""
 
-    __slots__ = ("args", "effect", "lease", "node", "script", "sent_source")
+    __slots__ = ("args", "effect", "fd", "lease", "node", "script", "sent_source")
 
     def __init__(
         self,
@@ -440,10 +443,11 @@ class _Call:
         self.script = script
         self.args = args
         self.sent_source = False
+        sock = lease.conn._sock
+        self.fd = -1 if sock is None else int(sock.fileno())
 
     def fileno(self) -> int:
-        sock = self.lease.conn._sock
-        return -1 if sock is None else int(sock.fileno())
+        return self.fd
 
     def buffered(self) -> bool:
         """Return True when TLS already decrypted data that ``poll`` cannot see."""
