@@ -30,6 +30,7 @@ from .commands import (
     decided,
     decode,
     new_reader,
+    next_reply,
     pack,
     packed,
     spans_slots,
@@ -286,19 +287,14 @@ class _Exchange:
         reader = self.reader
         if reader is None:
             return await self.conn.read_response()
-        reply = reader.gets()
+        reply = next_reply(reader)
         while reply is PENDING:
             stream = self.conn._reader
             data = None if stream is None else await stream.read(READ_SIZE)
             if not data:
                 raise self.connections.family.connection_error("Connection closed by server.")
             reader.feed(data)
-            reply = reader.gets()
-        if isinstance(reply, Exception):
-            try:
-                raise reply
-            finally:
-                del reply  # the traceback would hold this frame, and so the connection
+            reply = next_reply(reader)
         return reply
 
     async def arrived(self) -> bool:

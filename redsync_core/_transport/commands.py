@@ -54,6 +54,7 @@ __all__ = [
     "decode",
     "drive_split",
     "new_reader",
+    "next_reply",
     "notice_payload",
     "pack",
     "packed",
@@ -206,6 +207,24 @@ def new_reader(reply_error: Callable[[str], Exception]) -> Any | None:
         return _Reader(protocolError=UnexpectedReply, replyError=reply_error, notEnoughData=PENDING)
     except TypeError:
         return None
+
+
+def next_reply(reader: Any) -> Any:
+    """Return the next whole reply fed to ``reader`` (``PENDING`` while there is none).
+
+    Raises:
+        ResponseError: (the client library's) the reply is an error; raised from here, so no
+            caller's frame holds it (its traceback would hold that frame: a cycle that keeps
+            a connection open until the garbage collector runs).
+        UnexpectedReply: the bytes are not RESP.
+    """
+    reply = reader.gets()
+    if isinstance(reply, Exception):
+        try:
+            raise reply
+        finally:
+            del reply
+    return reply
 
 
 def _text(reply: object) -> str | None:

@@ -37,6 +37,7 @@ from .commands import (
     decode,
     drive_split,
     new_reader,
+    next_reply,
     pack,
     packed,
     spans_slots,
@@ -211,25 +212,26 @@ class _Lease:
         if reader is None:
             if not self.conn.can_read(timeout=0):
                 return PENDING
-            return _read(self.conn)
-        reply = reader.gets()
-        if reply is PENDING:
-            try:
-                size = self.conn._sock.recv_into(self.buffer)
-            except BlockingIOError:
-                return PENDING
-            if not size:
-                raise self.family.connection_error("Connection closed by server.")
-            reader.feed(self.buffer, 0, size)
-            reply = reader.gets()
-            if reply is PENDING:
-                return PENDING
-        if isinstance(reply, Exception):
-            try:
-                raise reply
-            finally:
-                del reply  # the traceback would hold this frame, and so the connection
-        return reply
+            # redis-py 5.0 with hiredis hands back, instead of raising, an error reply of the
+            # connection kind (NOAUTH's AuthenticationError...) that can_read() had buffered.
+            reply = self.conn.read_response()
+            if isinstance(reply, Exception):
+                try:
+                    raise reply
+                finally:
+                    del reply  # the traceback would hold this frame, and so the connection
+            return reply
+        reply = next_reply(reader)
+        if reply is not PENDING:
+            return reply
+        try:
+            size = self.conn._sock.recv_into(self.buffer)
+        except BlockingIOError:
+            return PENDING
+        if not size:
+            raise self.family.connection_error("Connection closed by server.")
+        reader.feed(self.buffer, 0, size)
+        return next_reply(reader)
 
     def write(self, data: bytes, budget_s: float | None = None) -> None:
         """Send ``data``; what cannot go out at once is waited for within the socket timeout
@@ -484,21 +486,6 @@ class _Call:
     def fail(self) -> None:
         """Close the connection after an error while reading (its state is unknown)."""
         self.lease.drop()
-
-
-def _read(conn: Any) -> Any:
-    """Read one reply from ``conn``, raising the server's error replies.
-
-    redis-py 5.0 with hiredis hands back, instead of raising, an error reply of the connection
-    kind (NOAUTH's AuthenticationError...) that ``can_read()`` had already buffered.
-    """
-    reply = conn.read_response()
-    if isinstance(reply, Exception):
-        try:
-            raise reply
-        finally:
-            del reply  # the traceback would hold this frame, and so the connection
-    return reply
 
 
 def _credentials(conn: Any) -> tuple[str, ...]:
