@@ -22,10 +22,23 @@ from .._algorithm.family import combine_split
 from .._exceptions import NodeError
 from .addresses import redact
 from .clients import Family, family_of
-from .commands import Reply, Single, command, decided, decode, pack, spans_slots, split_batch
+from .commands import (
+    PENDING,
+    Reply,
+    Single,
+    command,
+    decided,
+    decode,
+    new_reader,
+    next_reply,
+    pack,
+    packed,
+    spans_slots,
+    split_batch,
+)
 from .memory import MemoryStore
 from .scripts import Script
-from .sync import batches, node_error, server_version
+from .sync import READ_SIZE, batches, node_error, server_version
 
 __all__ = ["AsyncMemoryNode", "AsyncNode", "AsyncRedisNode", "extend_many", "fan_out"]
 
@@ -98,15 +111,22 @@ class _Connections:
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopConnections] = (
             weakref.WeakKeyDictionary()
         )
+        # The loop asked for last, and its connections (one lookup less per node and call).
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], _LoopConnections] | None = None
+        self.readers: list[Any] = []  # hiredis readers between exchanges (none holds data)
 
     def _here(self) -> _LoopConnections:
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0]() is loop:
+            return last[1]
         here = self._loops.get(loop)
         if here is None:
             # A new loop: a good time to close what loops that ended left behind (an open
             # connection holds its loop, so they would stay until close()).
             self._close_ended_loops()
             here = self._loops[loop] = _LoopConnections(self.family)
+        self._last = (weakref.ref(loop), here)
         return here
 
     def take(self) -> Any:
@@ -212,9 +232,13 @@ async def _exchange(conn: Any, family: Family, script: Script | None, args: tupl
 
 
 class _Exchange:
-    """A command written on an open connection whose reply is read later (no task needed)."""
+    """A command written on an open connection whose reply is read later (no task needed).
 
-    __slots__ = ("args", "conn", "connections", "effect", "script")
+    With hiredis the reply is parsed here from the connection's stream, without redis-py's
+    read layers; otherwise redis-py reads it.
+    """
+
+    __slots__ = ("args", "conn", "connections", "effect", "reader", "script")
 
     def __init__(
         self,
@@ -229,27 +253,56 @@ class _Exchange:
         self.effect = effect
         self.script = script
         self.args = args
+        readers = connections.readers
+        self.reader = readers.pop() if readers else new_reader(conn._parser.parse_error)
 
     async def finish(self) -> NodeReply | tuple[NodeReply, ...]:
         """Read the reply (re-sending with EVAL after NOSCRIPT) and give the connection back."""
         conn = self.conn
         try:
             try:
-                raw = await conn.read_response()
+                raw = await self._read()
             except self.connections.family.no_script_error:
                 assert self.script is not None  # only scripts answer NOSCRIPT
                 packed = pack("EVAL", self.script.source, *self.args)
                 await conn.send_packed_command([packed], check_health=False)
-                raw = await conn.read_response()
+                raw = await self._read()
         except BaseException:
             # Also on cancellation (the deadline): a reply may still be on its way.
+            self.reader = None  # it may hold part of a reply: never reused
             await asyncio.shield(conn.disconnect(nowait=True))
             raise
-        self.connections.give(conn)
+        reader = self.reader
+        if reader is not None and reader.gets() is not PENDING:
+            # More than one reply: the stream is out of step (never seen from a Redis).
+            await conn.disconnect(nowait=True)
+        else:
+            self.connections.give(conn)
+            if reader is not None:
+                self.connections.readers.append(reader)
         return decode(self.effect, raw)
+
+    async def _read(self) -> Any:
+        """Read one reply, raising the server's error replies."""
+        reader = self.reader
+        if reader is None:
+            return await self.conn.read_response()
+        reply = next_reply(reader)
+        while reply is PENDING:
+            stream = self.conn._reader
+            data = None if stream is None else await stream.read(READ_SIZE)
+            if not data:
+                raise self.connections.family.connection_error("Connection closed by server.")
+            reader.feed(data)
+            reply = next_reply(reader)
+        return reply
 
     async def arrived(self) -> bool:
         """Return True when the reply is already buffered (reading it will not wait)."""
+        if self.reader is not None:
+            stream = self.conn._reader
+            # As redis-py itself looks: bytes in the stream's buffer, or its end.
+            return stream is None or bool(stream._buffer) or stream.at_eof()
         # redis-py 8 renamed can_read_destructive() to can_read() (the old name warns).
         can_read = getattr(self.conn, "can_read", None) or self.conn.can_read_destructive
         try:
@@ -308,10 +361,12 @@ class AsyncRedisNode:
         conn = self._connections.take_connected()
         if conn is None:
             return None
-        script, args = command(effect)
-        packed = pack(*args) if script is None else pack("EVALSHA", script.sha, *args)
+        script, args, data = packed(effect)
         try:
-            await conn.send_packed_command([packed], check_health=False)
+            writer = conn._writer
+            writer.write(data)
+            if writer.transport.get_write_buffer_size():  # the node reads slower than we write
+                await writer.drain()
         except Exception as exc:
             await conn.disconnect(nowait=True)
             raise node_error(self, exc) from exc

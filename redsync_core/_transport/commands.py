@@ -6,7 +6,9 @@ Shared by the sync and asyncio transports so that both speak exactly the same pr
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._algorithm.effects import (
     MISSING,
@@ -53,8 +55,11 @@ __all__ = [
     "decided",
     "decode",
     "drive_split",
+    "new_reader",
+    "next_reply",
     "notice_payload",
     "pack",
+    "packed",
     "spans_slots",
     "split_batch",
 ]
@@ -195,11 +200,73 @@ def _pack_hiredis(*args: Arg) -> bytes:
 
 try:
     import hiredis
-except ImportError:  # the optional C extension: packs about twice as fast when installed
+except ImportError:  # the optional C extension: packs and parses faster when installed
     pack = _pack_python
+    _Reader: Any = None
 else:
+    _Reader = getattr(hiredis, "Reader", None)
     # pack_command came after hiredis 2.0, which the extra still allows: encode in Python there.
     pack = _pack_hiredis if hasattr(hiredis, "pack_command") else _pack_python
+
+
+class _Packed(threading.local):
+    """The last command packed by this thread: a fan-out sends the same bytes to every node."""
+
+    effect: FanOut | Batch | None = None
+    sharded = False
+    script: Script | None = None
+    args: tuple[Arg, ...] = ()
+    data = b""
+
+
+_last = _Packed()
+
+
+def packed(
+    effect: FanOut | Batch, sharded: bool = False
+) -> tuple[Script | None, tuple[Arg, ...], bytes]:
+    """Return ``command(effect, sharded)`` and its bytes (EVALSHA for a script), packed once per
+    fan-out: the nodes of one fan-out are asked the same thing in turn by the same thread."""
+    last = _last
+    if last.effect is not effect or last.sharded is not sharded:
+        script, args = command(effect, sharded)
+        last.data = pack(*args) if script is None else pack("EVALSHA", script.sha, *args)
+        last.script, last.args, last.sharded = script, args, sharded
+        last.effect = effect
+    return last.script, last.args, last.data
+
+
+#: What a reader from ``new_reader`` returns while a reply is incomplete.
+PENDING: Any = object()
+
+
+def new_reader(reply_error: Callable[[str], Exception]) -> Any | None:
+    """Return a hiredis reply reader (error replies made by ``reply_error``), or None when
+    hiredis is missing or too old to tell an incomplete reply apart (``notEnoughData``)."""
+    if _Reader is None:
+        return None
+    try:
+        return _Reader(protocolError=UnexpectedReply, replyError=reply_error, notEnoughData=PENDING)
+    except TypeError:
+        return None
+
+
+def next_reply(reader: Any) -> Any:
+    """Return the next whole reply fed to ``reader`` (``PENDING`` while there is none).
+
+    Raises:
+        ResponseError: (the client library's) the reply is an error; raised from here, so no
+            caller's frame holds it (its traceback would hold that frame: a cycle that keeps
+            a connection open until the garbage collector runs).
+        UnexpectedReply: the bytes are not RESP.
+    """
+    reply = reader.gets()
+    if isinstance(reply, Exception):
+        try:
+            raise reply
+        finally:
+            del reply
+    return reply
 
 
 def _text(reply: object) -> str | None:
@@ -221,6 +288,17 @@ def decode_script_code(reply: object) -> NodeReply:
     return NodeReply(TAKEN.status, decode_foreign_ttl(reply))
 
 
+#: The operations whose reply is a lock script's integer code (the others are decoded below).
+_CODED = frozenset(Op) - {
+    Op.ACQUIRE_ANY,
+    Op.GET,
+    Op.INSPECT,
+    Op.DELETE,
+    Op.SCAN,
+    Op.FENCED_ACQUIRE,
+}
+
+
 def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply, ...]:
     """Turn one node's raw reply to ``command(effect)`` into a ``NodeReply`` (one per item of a
     batch).
@@ -233,6 +311,8 @@ def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply
             raise UnexpectedReply(f"unexpected reply {reply!r:.40} to a batch extension")
         return tuple(decode_script_code(code) for code in reply)
     op = effect.op
+    if op in _CODED:
+        return decode_script_code(reply)
     if op is Op.ACQUIRE_ANY:
         return _decode_acquire_any(effect, reply)
     if op is Op.GET:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import socket
 import threading
 import time
 import weakref
@@ -27,6 +28,7 @@ from .._exceptions import NodeError
 from .addresses import redact
 from .clients import Family, family_of
 from .commands import (
+    PENDING,
     Reply,
     Single,
     UnexpectedReply,
@@ -34,7 +36,10 @@ from .commands import (
     decided,
     decode,
     drive_split,
+    new_reader,
+    next_reply,
     pack,
+    packed,
     spans_slots,
     split_batch,
 )
@@ -45,6 +50,30 @@ __all__ = ["ClusterNode", "MemoryNode", "RedisNode", "SyncNode", "extend_many", 
 
 #: A connection with more late replies than this is closed instead of waited for.
 MAX_UNANSWERED = 64
+#: Bytes read from a socket at a time (as redis-py reads).
+READ_SIZE = 65536
+
+_pid = os.getpid()  # os.getpid() is a system call: leases compare with this copy
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
+class _ReadBuffer(threading.local):
+    """One receive buffer per thread: a thread reads one socket at a time, and hiredis copies
+    what it is fed."""
+
+    def __init__(self) -> None:
+        self.data = bytearray(READ_SIZE)
+
+
+_read_buffer = _ReadBuffer()
 
 Done = NodeReply | tuple[NodeReply, ...]
 """A finished node call: one reply, or one per item of a batch."""
@@ -105,14 +134,34 @@ class _Lease:
     SELECT) is pipelined in front of the first command and its replies are checked before
     that command's reply, so a paused node costs the fan-out's deadline, never a blocked
     handshake. Replies we stopped waiting for are read and dropped before the next command.
+
+    On a plain socket (TCP or Unix, not TLS) with hiredis installed, the socket is ours alone
+    and non-blocking: a command is one ``send`` and a reply is read with hiredis as its bytes
+    arrive, without redis-py's read and write layers (each of which waits for the socket
+    first). Otherwise (TLS, no hiredis) redis-py's connection reads and writes.
     """
 
-    __slots__ = ("__weakref__", "conn", "family", "handshake", "pid", "unanswered")
+    __slots__ = (
+        "__weakref__",
+        "buffer",
+        "conn",
+        "family",
+        "handshake",
+        "pid",
+        "polled",
+        "pool",
+        "reader",
+        "unanswered",
+    )
 
     def __init__(self, pool: Any) -> None:
-        self.pid = os.getpid()
+        self.pid = _pid
+        self.pool = pool
         self.family: Family = family_of(pool)
         self.conn = pool.connection_class(**pool.connection_kwargs)
+        self.reader: Any = None  # our hiredis reader while the socket is non-blocking
+        self.buffer = _read_buffer.data  # the calling thread's: a lease stays in its thread
+        self.polled: Any = None  # a poll object on that socket (POSIX)
         # Through a weak reference: a cycle would keep the socket open after the thread ends.
         lease = weakref.ref(self)
 
@@ -142,6 +191,84 @@ class _Lease:
             conn.send_packed_command([pack(*command) for command in setup], check_health=False)
         self.handshake = len(setup)
         self.unanswered = 0
+        self.reader = None
+        if type(conn._sock) is socket.socket:  # not TLS: its records need the ssl module
+            self.reader = new_reader(conn._parser.parse_error)
+        if self.reader is not None:
+            conn._sock.settimeout(0)
+            if hasattr(select, "poll"):
+                self.polled = select.poll()
+                self.polled.register(conn._sock, select.POLLIN)
+
+    def take(self) -> Any:
+        """Return the next reply if it arrived whole, else ``PENDING``; never waits on a plain
+        socket (through redis-py, the rest of a reply that began to arrive is waited for).
+
+        Raises:
+            ResponseError: (the client library's) the reply is an error.
+            ConnectionError: (the client library's) the server closed the connection.
+        """
+        reader = self.reader
+        if reader is None:
+            if not self.conn.can_read(timeout=0):
+                return PENDING
+            # redis-py 5.0 with hiredis hands back, instead of raising, an error reply of the
+            # connection kind (NOAUTH's AuthenticationError...) that can_read() had buffered.
+            reply = self.conn.read_response()
+            if isinstance(reply, Exception):
+                try:
+                    raise reply
+                finally:
+                    del reply  # the traceback would hold this frame, and so the connection
+            return reply
+        reply = next_reply(reader)
+        if reply is not PENDING:
+            return reply
+        try:
+            size = self.conn._sock.recv_into(self.buffer)
+        except BlockingIOError:
+            return PENDING
+        if not size:
+            raise self.family.connection_error("Connection closed by server.")
+        reader.feed(self.buffer, 0, size)
+        return next_reply(reader)
+
+    def write(self, data: bytes, budget_s: float | None = None) -> None:
+        """Send ``data``; what cannot go out at once is waited for within the socket timeout
+        and ``budget_s``.
+
+        Raises:
+            OSError: the send failed or timed out (``TimeoutError``).
+        """
+        if self.reader is None:
+            self.conn.send_packed_command([data], check_health=False)
+            return
+        sock = self.conn._sock
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):  # a large command, or a node that reads slower than we write
+            timeout = self.conn.socket_timeout
+            if budget_s is not None:
+                timeout = budget_s if timeout is None else min(timeout, budget_s)
+            sock.settimeout(timeout)
+            try:
+                sock.sendall(memoryview(data)[sent:])
+            finally:
+                sock.settimeout(0)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` for data from the node; return True when some came."""
+        sock = self.conn._sock
+        if sock is None:
+            return True  # closed: reading says how
+        if self.reader is None:
+            return bool(self.conn.can_read(timeout=timeout_s))
+        if self.polled is not None:
+            return bool(self.polled.poll(max(0, int(timeout_s * 1000 + 0.999))))
+        readable, _, _ = select.select([sock], [], [], max(0.0, timeout_s))
+        return bool(readable)
 
     def read_setup(self) -> bool:
         """Read the setup replies that arrived; return True once none is due.
@@ -149,12 +276,10 @@ class _Lease:
         Raises:
             ConnectionError: (the client library's) the node refused the setup (AUTH, SELECT...).
         """
-        conn = self.conn
         while self.handshake:
-            if not conn.can_read(timeout=0):
-                return False
             try:
-                _read(conn)
+                if self.take() is PENDING:
+                    return False
             except self.family.response_error as exc:
                 raise self.family.connection_error(f"connection setup failed: {exc}") from exc
             self.handshake -= 1
@@ -171,14 +296,20 @@ class _Lease:
         conn = self.conn
         if conn._sock is None:
             return True
+        polled = self.polled
+        if polled is not None and not (self.handshake or self.unanswered or polled.poll(0)):
+            return True  # the usual case: nothing due, nothing to read
         try:
             if not self.read_setup():
                 return False
-            while self.unanswered and conn.can_read(timeout=0):
-                with contextlib.suppress(self.family.response_error):
-                    _read(conn)
+            while self.unanswered:
+                try:
+                    if self.take() is PENDING:
+                        break
+                except self.family.response_error:
+                    pass
                 self.unanswered -= 1
-            if not self.unanswered and conn.can_read(timeout=0):
+            if not self.unanswered and self._idle_has_news():
                 conn.disconnect()  # an idle connection has nothing to say: it was closed
         except (self.family.error, OSError):
             conn.disconnect()
@@ -188,12 +319,21 @@ class _Lease:
             self.unanswered = 0
         return self.unanswered == 0 and self.handshake == 0
 
+    def _idle_has_news(self) -> bool:
+        """Return True when a connection that owes no reply has something to read (an end)."""
+        if self.reader is None:
+            return bool(self.conn.can_read(timeout=0))
+        if self.polled is not None:  # cheaper than a recv that fails
+            return bool(self.polled.poll(0))
+        readable, _, _ = select.select([self.conn._sock], [], [], 0)
+        return bool(readable)
+
     @property
     def connected(self) -> bool:
         return self.conn._sock is not None
 
-    def send(self, packed: bytes, budget_s: float | None) -> None:
-        """Send one command, connecting first (within ``budget_s``) when needed."""
+    def send(self, data: bytes, budget_s: float | None) -> None:
+        """Send one packed command, connecting first (within ``budget_s``) when needed."""
         conn = self.conn
         if not self.ready():
             raise redis.exceptions.TimeoutError(
@@ -201,19 +341,43 @@ class _Lease:
             )
         try:
             if conn._sock is None:
-                _connect_within(conn, budget_s)
-            conn.send_packed_command([packed], check_health=False)
+                self._connect_within(budget_s)
+            self.write(data, budget_s)
         except BaseException:
             conn.disconnect()
             self.handshake = self.unanswered = 0
             raise
+
+    def _connect_within(self, budget_s: float | None) -> None:
+        """Open the socket in at most ``budget_s`` seconds (the setup is pipelined, not
+        awaited)."""
+        conn = self.conn
+        if budget_s is None:
+            conn.connect()
+            return
+        connect_timeout = conn.socket_connect_timeout
+        conn.socket_connect_timeout = (
+            budget_s if connect_timeout is None else min(connect_timeout, budget_s)
+        )
+        try:
+            conn.connect()
+        finally:
+            conn.socket_connect_timeout = connect_timeout
+        if conn._sock is not None:
+            conn._sock.settimeout(conn.socket_timeout if self.reader is None else 0)
+
+    def drop(self) -> None:
+        """Close the connection after an error (its state is unknown); the next command
+        connects again."""
+        self.conn.disconnect()
+        self.handshake = self.unanswered = 0
 
     def close(self) -> None:
         """Close the connection (from any thread: a call in flight on it fails as a node error).
 
         The next command connects again.
         """
-        if self.pid == os.getpid():  # never close a socket a forked child inherited
+        if self.pid == _pid:  # never close a socket a forked child inherited
             with contextlib.suppress(Exception):
                 self.conn.disconnect()
         self.handshake = self.unanswered = 0
@@ -224,6 +388,7 @@ class _Lease:
 
 class _ThreadLeases(threading.local):
     def __init__(self) -> None:
+        self.last: _Lease | None = None  # the lease asked for last (a node has one pool)
         self.by_pool: weakref.WeakKeyDictionary[Any, _Lease] = weakref.WeakKeyDictionary()
 
 
@@ -241,12 +406,16 @@ class _Leases:
 
     def lease(self, pool: Any) -> _Lease:
         """Return the calling thread's lease on ``pool``, made on first use."""
-        by_pool = self._local.by_pool
-        lease = by_pool.get(pool)
-        if lease is None or lease.pid != os.getpid():
-            lease = by_pool[pool] = _Lease(pool)
+        local = self._local
+        lease = local.last
+        if lease is not None and lease.pool is pool and lease.pid == _pid:
+            return lease
+        lease = local.by_pool.get(pool)
+        if lease is None or lease.pid != _pid:
+            lease = local.by_pool[pool] = _Lease(pool)
             with self._all_lock:
                 self._all.add(lease)
+        local.last = lease
         return lease
 
     def close(self) -> None:
@@ -260,7 +429,7 @@ class _Leases:
 class _Call:
     """One command in flight on the calling thread's connection to one node."""
 
-    __slots__ = ("args", "conn", "effect", "lease", "node", "script", "sent_source")
+    __slots__ = ("args", "effect", "fd", "lease", "node", "script", "sent_source")
 
     def __init__(
         self,
@@ -272,35 +441,41 @@ class _Call:
     ) -> None:
         self.node = node
         self.lease = lease
-        self.conn = lease.conn
         self.effect = effect
         self.script = script
         self.args = args
         self.sent_source = False
+        sock = lease.conn._sock
+        self.fd = -1 if sock is None else int(sock.fileno())
 
     def fileno(self) -> int:
-        sock = self.conn._sock
-        return -1 if sock is None else int(sock.fileno())
+        return self.fd
 
     def buffered(self) -> bool:
         """Return True when TLS already decrypted data that ``poll`` cannot see."""
-        pending = getattr(self.conn._sock, "pending", None)
+        if self.lease.reader is not None:
+            return False  # a plain socket: poll sees everything
+        pending = getattr(self.lease.conn._sock, "pending", None)
         return bool(pending and pending())
 
     def finish(self) -> _Call | Done:
         """Read the reply; re-send with EVAL (and stay in flight) when the server says NOSCRIPT.
 
-        Stays in flight while only the connection's setup replies have arrived.
+        Stays in flight while the reply (or only the connection's setup replies) has not
+        arrived whole.
         """
-        if self.lease.handshake and not (self.lease.read_setup() and self.conn.can_read(timeout=0)):
+        lease = self.lease
+        if lease.handshake and not lease.read_setup():
             return self
         try:
-            raw = _read(self.conn)
-        except self.lease.family.no_script_error:
+            raw = lease.take()
+        except lease.family.no_script_error:
             if self.script is None or self.sent_source:
                 raise
             self.sent_source = True
-            self.conn.send_packed_command([pack("EVAL", self.script.source, *self.args)])
+            lease.write(pack("EVAL", self.script.source, *self.args))
+            return self
+        if raw is PENDING:
             return self
         return decode(self.effect, raw)
 
@@ -310,37 +485,7 @@ class _Call:
 
     def fail(self) -> None:
         """Close the connection after an error while reading (its state is unknown)."""
-        self.conn.disconnect()
-        self.lease.unanswered = 0
-
-
-def _read(conn: Any) -> Any:
-    """Read one reply from ``conn``, raising the server's error replies.
-
-    redis-py 5.0 with hiredis hands back, instead of raising, an error reply of the connection
-    kind (NOAUTH's AuthenticationError...) that ``can_read()`` had already buffered.
-    """
-    reply = conn.read_response()
-    if isinstance(reply, Exception):
-        raise reply
-    return reply
-
-
-def _connect_within(conn: Any, budget_s: float | None) -> None:
-    """Open the socket in at most ``budget_s`` seconds (the setup is pipelined, not awaited)."""
-    if budget_s is None:
-        conn.connect()
-        return
-    connect_timeout = conn.socket_connect_timeout
-    conn.socket_connect_timeout = (
-        budget_s if connect_timeout is None else min(connect_timeout, budget_s)
-    )
-    try:
-        conn.connect()
-    finally:
-        conn.socket_connect_timeout = connect_timeout
-    if conn._sock is not None:
-        conn._sock.settimeout(conn.socket_timeout)
+        self.lease.drop()
 
 
 def _credentials(conn: Any) -> tuple[str, ...]:
@@ -361,9 +506,8 @@ def _send(
     budget_s: float | None,
     sharded: bool = False,
 ) -> _Call:
-    script, args = command(effect, sharded)
-    packed = pack(*args) if script is None else pack("EVALSHA", script.sha, *args)
-    lease.send(packed, budget_s)
+    script, args, data = packed(effect, sharded)
+    lease.send(data, budget_s)
     return _Call(node, lease, effect, script, args)
 
 
@@ -390,17 +534,18 @@ class RedisNode:
         deadline = time.monotonic() + timeout_s
         try:
             lease.send(pack("INFO", "server"), timeout_s)
-            while not (lease.read_setup() and lease.conn.can_read(timeout=0)):
+            while True:
+                info = lease.take() if lease.read_setup() else PENDING
+                if info is not PENDING:
+                    return server_version(info)
                 left = deadline - time.monotonic()
-                if left <= 0 or not lease.conn.can_read(timeout=left):
+                if left <= 0 or not lease.wait(left):
                     lease.unanswered += 1
                     raise node_error(self, f"no reply within {timeout_s:g} s")
-            return server_version(_read(lease.conn))
         except NodeError:
             raise
         except Exception as exc:
-            lease.conn.disconnect()
-            lease.handshake = lease.unanswered = 0
+            lease.drop()
             raise node_error(self, exc) from exc
 
     def close(self) -> None:

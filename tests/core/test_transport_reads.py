@@ -1,0 +1,237 @@
+"""The transport's two ways of reading a node: hiredis on a plain socket, redis-py otherwise.
+
+On a TCP or unix socket with hiredis installed, our own connections are non-blocking and their
+replies are parsed with hiredis as they arrive; behind TLS (or without a hiredis that can tell
+an incomplete reply apart) redis-py's connection reads and writes. Every test here runs both
+ways (``reads``), sync and asyncio, against real servers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from redsync_core import AsyncRedsync, Redsync
+from redsync_core._transport import aio as aio_transport
+from redsync_core._transport import commands
+from redsync_core._transport import sync as sync_transport
+from redsync_core.testing import RedisServer, free_port
+from redsync_core.testing.plugin import RedisServerFactory
+
+#: Larger than one read (64 KiB) and than what a loopback socket takes in one send (a few MiB).
+BIG = 16 * 1024 * 1024
+
+
+@pytest.fixture(params=["hiredis", "redis-py"])
+def reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which reader the connections use: ours (hiredis) or redis-py's."""
+    if request.param == "hiredis" and commands.new_reader(ValueError) is None:
+        pytest.skip("hiredis (with notEnoughData) is not installed")
+    if request.param == "redis-py":
+        monkeypatch.setattr(sync_transport, "new_reader", lambda reply_error: None)
+        monkeypatch.setattr(aio_transport, "new_reader", lambda reply_error: None)
+    return str(request.param)
+
+
+def hiredis_leases(rs: Redsync) -> list[bool]:
+    """For each node, whether the calling thread's connection reads with hiredis."""
+    leases = [node._leases._local.last for node in rs._nodes]  # type: ignore[attr-defined]
+    return [lease is not None and lease.reader is not None for lease in leases]
+
+
+def round_trip(rs: Redsync, name: str, value: str | None = None) -> None:
+    mutex = rs.new_mutex(name, value=value, tries=1)
+    assert mutex.try_lock()
+    assert rs.inspect(name).holder == mutex.value
+    assert mutex.extend()
+    assert mutex.unlock()
+    assert rs.inspect(name).holder is None
+
+
+async def round_trip_async(ars: AsyncRedsync, name: str, value: str | None = None) -> None:
+    mutex = ars.new_mutex(name, value=value, tries=1)
+    assert await mutex.try_lock()
+    assert (await ars.inspect(name)).holder == mutex.value
+    assert await mutex.extend()
+    assert await mutex.unlock()
+    assert (await ars.inspect(name)).holder is None
+
+
+def with_setup(server: RedisServer, options: str) -> str:
+    """The server's URL on database 3 with connection options (password, RESP3, a name...)."""
+    return server.url.replace("/0", "/3") + options
+
+
+@pytest.mark.parametrize("protocol", ["2", "3"])
+def test_every_setup_command_is_pipelined_either_way(
+    redis_servers: RedisServerFactory, reads: str, protocol: str
+) -> None:
+    servers = redis_servers(3, password="s3cret")
+    urls = [with_setup(s, f"?protocol={protocol}&client_name=reads") for s in servers]
+    with Redsync(urls) as rs:
+        round_trip(rs, "setup")  # AUTH, HELLO 3, CLIENT SETNAME and SELECT go before it
+        assert hiredis_leases(rs) == [reads == "hiredis"] * 3
+        version = servers[0].client().info("server")["redis_version"]
+        assert [node.version for node in rs.ping().nodes] == [version] * 3
+    assert servers[0].client(db=3).dbsize() == 0  # it was database 3, and it is clean again
+
+
+@pytest.mark.parametrize("protocol", ["2", "3"])
+async def test_every_setup_command_reaches_the_server_asyncio(
+    redis_servers: RedisServerFactory, reads: str, protocol: str
+) -> None:
+    servers = redis_servers(3, password="s3cret")
+    urls = [with_setup(s, f"?protocol={protocol}&client_name=reads") for s in servers]
+    async with AsyncRedsync(urls) as ars:
+        await round_trip_async(ars, "setup")
+        await round_trip_async(ars, "setup")  # the idle connections now: written directly
+
+
+def test_a_unix_socket_is_read_like_tcp(redis_servers: RedisServerFactory, reads: str) -> None:
+    servers = redis_servers(3, unix_socket=True)
+    with Redsync([s.url for s in servers]) as rs:
+        round_trip(rs, "unix")
+        assert hiredis_leases(rs) == [reads == "hiredis"] * 3
+
+
+def test_a_command_and_a_reply_larger_than_one_read(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    # The acquire goes out in several sends, the inspect's reply comes in several reads.
+    with Redsync([s.url for s in redis_nodes], expiry=60.0) as rs:
+        round_trip(rs, "big", value="v" * BIG)
+        round_trip(rs, "small-after-big")  # the connections are still in step
+
+
+async def test_a_command_and_a_reply_larger_than_one_read_asyncio(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    async with AsyncRedsync([s.url for s in redis_nodes], expiry=60.0) as ars:
+        await round_trip_async(ars, "warm")  # open connections: the big one goes directly
+        await round_trip_async(ars, "big", value="v" * BIG)
+        await round_trip_async(ars, "small-after-big")
+
+
+def test_a_script_flushed_meanwhile_is_sent_again_either_way(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    with Redsync([s.url for s in redis_nodes]) as rs:
+        round_trip(rs, "before-flush")
+        for server in redis_nodes:
+            server.client().script_flush()
+        round_trip(rs, "after-flush")  # NOSCRIPT, then EVAL on the same connection
+
+
+async def test_a_script_flushed_meanwhile_is_sent_again_asyncio(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    async with AsyncRedsync([s.url for s in redis_nodes]) as ars:
+        await round_trip_async(ars, "before-flush")
+        for server in redis_nodes:
+            server.client().script_flush()
+        await round_trip_async(ars, "after-flush")
+
+
+def test_a_restarted_node_is_reconnected_either_way(
+    redis_servers: RedisServerFactory, reads: str
+) -> None:
+    (server,) = redis_servers(1)
+    with Redsync([server.url], tries=1) as rs:
+        round_trip(rs, "before-restart")
+        server.restart()  # the idle connection is now closed by the server
+        round_trip(rs, "after-restart")  # one node, one try: a stale connection would fail it
+
+
+def test_a_paused_node_misses_its_vote_then_votes_again_either_way(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    with Redsync([s.url for s in redis_nodes], expiry=10.0, tries=1) as rs:  # 0.5 s deadline
+        round_trip(rs, "warm")
+        redis_nodes[0].pause()
+        try:
+            mutex = rs.new_mutex("paused", tries=1)
+            assert mutex.try_lock()  # two of three answer; the first node's reply is late
+            assert [node.error is not None for node in rs.inspect("paused").nodes] == [
+                True,
+                False,
+                False,
+            ]
+        finally:
+            redis_nodes[0].resume()
+        assert mutex.unlock()
+        # Once it runs again, its late replies arrive and are dropped: then it votes again.
+        for _ in range(200):
+            if rs.inspect("after-pause").nodes[0].error is None:
+                break
+            time.sleep(0.01)
+        round_trip(rs, "after-pause")
+        assert [node.error for node in rs.inspect("after-pause").nodes] == [None] * 3
+
+
+# --- TLS: redis-py reads (the ssl module decrypts) ---------------------------------------------
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return {"cert": str(cert), "key": str(key)}
+
+
+@pytest.fixture
+def tls_urls(redis_servers: RedisServerFactory, tls_files: dict[str, str]) -> list[str]:
+    """Three servers that also listen with TLS; their ``rediss://`` URLs."""
+    ports = [free_port() for _ in range(3)]
+    try:
+        servers = [
+            redis_servers(
+                1,
+                extra_args=[
+                    "--tls-port",
+                    str(port),
+                    "--tls-cert-file",
+                    tls_files["cert"],
+                    "--tls-key-file",
+                    tls_files["key"],
+                    "--tls-ca-cert-file",
+                    tls_files["cert"],
+                    "--tls-auth-clients",
+                    "no",
+                ],
+            )[0]
+            for port in ports
+        ]
+    except Exception as exc:  # a server built without TLS refuses the options
+        pytest.skip(f"redis-server without TLS: {exc}")
+    assert len(servers) == 3
+    ca = tls_files["cert"]
+    return [f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}" for port in ports]
+
+
+def test_tls_connections_are_read_by_redis_py(tls_urls: list[str]) -> None:
+    with Redsync(tls_urls) as rs:
+        round_trip(rs, "tls")
+        round_trip(rs, "tls-again")
+        assert hiredis_leases(rs) == [False] * 3
+
+
+async def test_tls_connections_are_read_by_redis_py_asyncio(tls_urls: list[str]) -> None:
+    async with AsyncRedsync(tls_urls) as ars:
+        await round_trip_async(ars, "tls")
+        await round_trip_async(ars, "tls-again")
