@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from .._exceptions import (
     LockNotAcquired,
@@ -28,10 +29,12 @@ __all__ = [
     "Target",
     "acquire",
     "acquire_token",
+    "budget_ms",
     "check",
     "extend",
     "release",
     "retry_after_ms",
+    "retry_schedule",
     "take_over",
     "wake_at_ms",
 ]
@@ -59,6 +62,15 @@ class Extended:
     until_ms: int | None
     gone: bool = False
 
+
+R = TypeVar("R")
+
+#: One attempt of an acquire flow, made at ``now_ms`` (``early``: on a wake-up, not a try):
+#: its tally, what it won (None: it lost) and the time after it. See ``retry_schedule``.
+Attempt = Callable[[int, bool], Generator[Effect, Answer, tuple[Tally, R | None, int]]]
+
+#: Builds the error an acquire flow raises from its last tally and the number of tries made.
+GiveUp = Callable[[Tally, int], LockNotAcquired]
 
 #: A waiter woken early within this many ms of calling lock() waits YOUNG_DEFER_MS before
 #: trying, so that the waiters woken by the same notice who waited longer go first.
@@ -116,17 +128,9 @@ def acquire_token(
     counters (one more fan-out, see ``fencing``); the attempt succeeds only if a quorum took
     the token within the validity, which runs from the start of the attempt.
 
-    Makes up to ``tries`` attempts (None: unlimited), waiting the retry delay between them, and
-    never runs past ``timeout_ms`` from ``now_ms``. After every failed attempt the key is
-    released on every node that may hold our value, so no partial acquisition is left behind.
-
-    With ``wake_on_release`` a delay ends early when a release notice for the key arrives or
-    when the failed attempt's replies say a quorum of the holder's keys has expired; the flow
-    then tries at once (a waiter that called lock() less than ``YOUNG_MS`` ago first gives
-    older waiters a ``YOUNG_DEFER_MS`` head start, unless the notice named it: then it is the
-    oldest queued waiter). Such an early attempt does not count as a try: if another waiter
-    wins it, the flow waits out the rest of the same delay. The schedule (``tries`` delays, the
-    longest wait) is the same with and without it.
+    The attempts follow ``retry_schedule`` (``tries``, ``timeout_ms``, ``wake_on_release``).
+    After every failed attempt the key is released on every node that may hold our value, so
+    no partial acquisition is left behind.
 
     ``waiter`` (this call, given back by the driver when the call ends) goes with every attempt
     and wakeable sleep: its attempts queue it on the nodes that find the key held (not fenced
@@ -146,36 +150,29 @@ def acquire_token(
     ttl_ms = opts.expiry_ms
     node_deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
     give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
-    begun_ms = now_ms
     queued = False  # an attempt failed: the waiter may be queued on some node
     # Fenced attempts (FENCED_ACQUIRE) and those of a multi-mutex (``queue=False``) queue
     # nobody: their waiters are woken as without queues.
     in_queue = waiter if queue and not opts.fencing else None
 
-    def budget_ms(now_ms: int) -> int | None:
-        """The deadline of a fan-out sent at ``now_ms``: the nodes' own, within the timeout."""
-        if give_up_ms is None:
-            return node_deadline_ms
-        left_ms = max(1, give_up_ms - now_ms)
-        return left_ms if node_deadline_ms is None else min(node_deadline_ms, left_ms)
-
-    def attempt_effect(now_ms: int, early: bool = False) -> FanOut:
-        return FanOut(
+    def attempt(
+        now_ms: int, early: bool
+    ) -> Generator[Effect, Answer, tuple[Tally, Acquired | None, int]]:
+        """Make one attempt; return the tally it is judged on, the acquisition (or None) and
+        the time after it (after the release of a lost attempt)."""
+        nonlocal queued
+        effect = FanOut(
             Op.FENCED_ACQUIRE if opts.fencing else Op.ACQUIRE,
             target.key,
             target.value,
             ttl_ms=ttl_ms,
-            deadline_ms=budget_ms(now_ms),
+            deadline_ms=budget_ms(now_ms, give_up_ms, node_deadline_ms),
             stop_at=need if opts.fail_fast else None,
             early=early,
             waiter=in_queue,
             queued=queued,
         )
-
-    def won(
-        tally: Tally, effect: FanOut
-    ) -> Generator[Effect, Answer, tuple[Tally, Acquired | None]]:
-        """Judge an attempt; return the tally it is judged on and the acquisition, if any."""
+        tally = _send((yield effect))
         valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
         token = None
         if opts.fencing and tally.ok >= need and valid_ms > 0:
@@ -184,7 +181,8 @@ def acquire_token(
                 effect,
                 op=Op.FENCE,
                 ttl_ms=0,
-                deadline_ms=budget_ms(tally.finished_ms),  # what is left of the timeout
+                # What is left of the timeout.
+                deadline_ms=budget_ms(tally.finished_ms, give_up_ms, node_deadline_ms),
                 early=False,
                 token=token,
             )
@@ -193,34 +191,91 @@ def acquire_token(
             tally = Tally(fenced.replies, tally.started_ms, fenced.finished_ms)
             valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
         if tally.ok >= need and valid_ms > 0:
-            return tally, Acquired(tally.finished_ms + valid_ms, token)
-        return tally, None
-
-    attempt = 0
-    while True:
-        attempt += 1
-        effect = attempt_effect(now_ms)
-        tally, done = yield from won(_send((yield effect)), effect)
-        if done is not None:
             yield from _leave(target, in_queue, node_deadline_ms, tally.taken)
-            return done
+            return tally, Acquired(tally.finished_ms + valid_ms, token), tally.finished_ms
         queued = in_queue is not None
-        now_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
-        if len(tally.errors) > target.nodes - need:
-            raise _unreachable(target, tally, need, attempt)
-        if tries is not None and attempt >= tries:
-            valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
-            yield from _leave(target, in_queue, node_deadline_ms)
-            raise _gave_up(target, tally, need, attempt, ttl_ms, valid_ms)
-        delay_ms = retry_delay_ms(
+        after_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
+        return tally, None, after_ms
+
+    return (
+        yield from retry_schedule(
+            opts,
             attempt,
-            fixed_s=opts.retry_delay,
-            func=opts.retry_delay_func,
+            nodes=target.nodes,
+            now_ms=now_ms,
+            tries=tries,
+            give_up_ms=give_up_ms,
             randrange=randrange,
+            key=target.key,
+            waiter=waiter,
+            unreachable=lambda tally, made: _unreachable(target, tally, need, made),
+            gave_up=lambda tally, made: _gave_up(target, tally, need, made, opts),
+            timed_out=lambda tally, made: _timed_out(target, tally, need, made, timeout_ms or 0),
+            leave=lambda: _leave(target, in_queue, node_deadline_ms),
+        )
+    )
+
+
+def retry_schedule(
+    opts: MutexOptions,
+    attempt: Attempt[R],
+    *,
+    nodes: int,
+    now_ms: int,
+    tries: int | None,
+    give_up_ms: int | None,
+    randrange: Callable[[int, int], int],
+    key: str,
+    waiter: object | None,
+    keys: tuple[str, ...] = (),
+    unreachable: GiveUp,
+    gave_up: GiveUp,
+    timed_out: GiveUp,
+    leave: Callable[[], Generator[Effect, Answer, None]] | None = None,
+) -> Generator[Effect, Answer, R]:
+    """Make ``attempt``s until one wins; return what it won.
+
+    The retry policy of every acquire flow (a mutex's, a semaphore's). ``attempt(now_ms,
+    early)`` makes one attempt and returns its tally, what it won (None: it lost, and released
+    what it may hold) and the time after it. Makes up to ``tries`` attempts (None: unlimited),
+    waiting the retry delay between them, and never runs past ``give_up_ms``. ``leave`` (if
+    given) runs before the flow gives up on tries or time; ``unreachable``, ``gave_up`` and
+    ``timed_out`` build the error to raise from the last tally and the number of tries.
+
+    With ``wake_on_release`` a delay ends early when a release notice for ``key`` (or any of
+    ``keys``) arrives or when the failed attempt's replies say a quorum of the holder's keys has
+    expired; the flow then tries at once (a waiter that called lock() less than ``YOUNG_MS`` ago
+    first gives older waiters a ``YOUNG_DEFER_MS`` head start, unless the notice named it: then
+    it is the oldest queued waiter). Such an early attempt does not count as a try: if another
+    waiter wins it, the flow waits out the rest of the same delay. The schedule (``tries``
+    delays, the longest wait) is the same with and without it. ``waiter`` goes with every
+    wakeable sleep.
+
+    Raises:
+        LockNotAcquired: what ``unreachable`` (node errors left fewer than a quorum able to
+            answer), ``timed_out`` (``give_up_ms`` came before the tries ran out) or ``gave_up``
+            (the tries ran out) built.
+    """
+    need = quorum(nodes)
+    begun_ms = now_ms
+    leaving = leave or _stay
+    made = 0
+    while True:
+        made += 1
+        tally, won, now_ms = yield from attempt(now_ms, False)
+        if won is not None:
+            return won
+        if len(tally.errors) > nodes - need:
+            raise unreachable(tally, made)
+        if tries is not None and made >= tries:
+            yield from leaving()
+            raise gave_up(tally, made)
+        delay_ms = retry_delay_ms(
+            made, fixed_s=opts.retry_delay, func=opts.retry_delay_func, randrange=randrange
         )
         if give_up_ms is not None and now_ms + delay_ms >= give_up_ms:
-            yield from _leave(target, in_queue, node_deadline_ms)
-            raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
+            yield from leaving()
+            raise timed_out(tally, made)
         resume_ms = now_ms + delay_ms
         if not opts.wake_on_release or delay_ms <= 0:
             yield Sleep(delay_ms)
@@ -228,29 +283,39 @@ def acquire_token(
             continue
         # Wait out this delay, trying early whenever the lock may have become free.
         while True:
-            wake_ms = wake_at_ms(tally, target.nodes, resume_ms)
+            wake_ms = wake_at_ms(tally, nodes, resume_ms)
             held = frozenset(tally.taken) or None  # news: a notice from one of these
-            woke = yield Sleep(max(0, wake_ms - now_ms), target.key, tally.started_ms, held, waiter)
+            woke = yield Sleep(max(0, wake_ms - now_ms), key, tally.started_ms, held, waiter, keys)
             now_ms = woke.now_ms if isinstance(woke, Woke) else max(now_ms, wake_ms)
             if now_ms >= resume_ms:
                 break
             young = now_ms - begun_ms < YOUNG_MS and now_ms + YOUNG_DEFER_MS < resume_ms
-            defer_ms = YOUNG_DEFER_MS if young else 0
-            if defer_ms and isinstance(woke, Woke) and not woke.named:
+            if young and isinstance(woke, Woke) and not woke.named:
                 # Older waiters first: a waiter that just arrived lets those woken by the
                 # same notice who waited longer try before it (no queue, only a head start).
-                woke = yield Sleep(defer_ms)
-                now_ms = woke.now_ms if isinstance(woke, Woke) else now_ms + defer_ms
-            effect = attempt_effect(now_ms, early=True)
-            tally, done = yield from won(_send((yield effect)), effect)
-            if done is not None:
-                yield from _leave(target, in_queue, node_deadline_ms, tally.taken)
-                return done
+                woke = yield Sleep(YOUNG_DEFER_MS)
+                now_ms = woke.now_ms if isinstance(woke, Woke) else now_ms + YOUNG_DEFER_MS
+            tally, won, now_ms = yield from attempt(now_ms, True)
+            if won is not None:
+                return won
             # Lost to another waiter (or nodes failed): the scheduled attempt decides.
-            now_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
             if give_up_ms is not None and now_ms >= give_up_ms:
-                yield from _leave(target, in_queue, node_deadline_ms)
-                raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
+                yield from leaving()
+                raise timed_out(tally, made)
+
+
+def budget_ms(now_ms: int, give_up_ms: int | None, node_deadline_ms: int | None) -> int | None:
+    """Return the deadline of a fan-out sent at ``now_ms``: the nodes' own, within the timeout
+    (``give_up_ms``; at least 1 ms)."""
+    if give_up_ms is None:
+        return node_deadline_ms
+    left_ms = max(1, give_up_ms - now_ms)
+    return left_ms if node_deadline_ms is None else min(node_deadline_ms, left_ms)
+
+
+def _stay() -> Generator[Effect, Answer, None]:
+    """Nothing to do before giving up (a flow that leaves no queue)."""
+    yield from ()
 
 
 def _clean_up(
@@ -502,12 +567,7 @@ def _unreachable(target: Target, tally: Tally, need: int, attempt: int) -> Quoru
 
 
 def _gave_up(
-    target: Target,
-    tally: Tally,
-    need: int,
-    attempt: int,
-    ttl_ms: int,
-    valid_ms: int,
+    target: Target, tally: Tally, need: int, attempt: int, opts: MutexOptions
 ) -> LockNotAcquired:
     attempts = f"after {attempt} attempt{'s' if attempt != 1 else ''}"
     taken = tally.taken  # once: try_lock() builds this on every contended try
@@ -523,6 +583,8 @@ def _gave_up(
         return LockTaken(target.name, message, attempt, retry_after, taken)
     retry_after = _retry_after_s(tally, target.nodes)
     if tally.ok >= need:
+        ttl_ms = opts.expiry_ms
+        valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
         message = (
             f"Could not lock {target.name!r} {attempts}: a quorum agreed but the fan-out took "
             f"{tally.elapsed_ms} ms of the {ttl_ms} ms expiry, leaving no validity "
