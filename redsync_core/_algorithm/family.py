@@ -24,7 +24,7 @@ from typing import TypeVar
 from .._exceptions import LockNotAcquired, LockTaken, LockTimeout, QuorumUnreachable
 from .._options import MutexOptions
 from .effects import Answer, Effect, FanOut, NodeReply, Op, Sleep, Status, Tally
-from .flows import Target, _clean_up, _send, budget_ms, retry_after_ms, retry_schedule
+from .flows import Retries, Target, _clean_up, _send, retry_after_ms, retry_schedule
 from .timing import fanout_deadline_ms, quorum, validity_ms
 
 __all__ = [
@@ -163,7 +163,7 @@ def acquire_permit(
     ttl_ms = opts.expiry_ms
     keys = permit_keys(target.key, limit)
     node_deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
-    give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
+    retries = Retries(opts, now_ms, tries, timeout_ms, randrange)
 
     def attempt(
         now_ms: int, early: bool
@@ -179,7 +179,7 @@ def acquire_permit(
                     ordered[0],
                     target.value,
                     ttl_ms=ttl_ms,
-                    deadline_ms=budget_ms(now_ms, give_up_ms, node_deadline_ms),
+                    deadline_ms=retries.budget_ms(now_ms, node_deadline_ms),
                     keys=ordered,
                     early=early,
                 )
@@ -204,16 +204,10 @@ def acquire_permit(
 
     return (
         yield from retry_schedule(
-            opts,
+            retries,
+            target.nodes,
             attempt,
-            nodes=target.nodes,
-            now_ms=now_ms,
-            tries=tries,
-            give_up_ms=give_up_ms,
-            randrange=randrange,
-            key=keys[0],
-            waiter=waiter,
-            keys=keys,
+            lambda ms, since_ms, held: Sleep(ms, keys[0], since_ms, held, waiter, keys),
             unreachable=lambda tally, made: _unreachable(target, tally, need, made),
             gave_up=lambda tally, made: _gave_up(target, limit, tally, need, made, opts),
             timed_out=lambda tally, made: _timed_out(target, limit, tally, made, timeout_ms or 0),

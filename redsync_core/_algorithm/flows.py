@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from .._exceptions import (
     LockNotAcquired,
@@ -26,10 +26,10 @@ from .timing import fanout_deadline_ms, quorum, retry_delay_ms, validity_ms
 __all__ = [
     "Acquired",
     "Extended",
+    "Retries",
     "Target",
     "acquire",
     "acquire_token",
-    "budget_ms",
     "check",
     "extend",
     "release",
@@ -63,6 +63,32 @@ class Extended:
     gone: bool = False
 
 
+class Retries(NamedTuple):
+    """The retry policy of one acquire call: ``opts``' delays and wake-ups, up to ``tries``
+    attempts (None: unlimited), never past ``timeout_ms`` (None: no limit) after ``begun_ms``;
+    ``randrange`` draws the delays' jitter. (A tuple: one is made on every lock() call.)"""
+
+    opts: MutexOptions
+    begun_ms: int
+    tries: int | None
+    timeout_ms: int | None
+    randrange: Callable[[int, int], int]
+
+    @property
+    def give_up_ms(self) -> int | None:
+        """When the call gives up (monotonic ms), or None without a timeout."""
+        return None if self.timeout_ms is None else self.begun_ms + self.timeout_ms
+
+    def budget_ms(self, now_ms: int, node_deadline_ms: int | None) -> int | None:
+        """Return the deadline of a fan-out sent at ``now_ms``: the nodes' own
+        (``node_deadline_ms``), within what is left of the timeout (at least 1 ms)."""
+        give_up_ms = self.give_up_ms
+        if give_up_ms is None:
+            return node_deadline_ms
+        left_ms = max(1, give_up_ms - now_ms)
+        return left_ms if node_deadline_ms is None else min(node_deadline_ms, left_ms)
+
+
 R = TypeVar("R")
 
 #: One attempt of an acquire flow, made at ``now_ms`` (``early``: on a wake-up, not a try):
@@ -71,6 +97,9 @@ Attempt = Callable[[int, bool], Generator[Effect, Answer, tuple[Tally, R | None,
 
 #: Builds the error an acquire flow raises from its last tally and the number of tries made.
 GiveUp = Callable[[Tally, int], LockNotAcquired]
+
+#: Builds a wakeable sleep of ``ms`` that wakes on notices since ``since_ms`` from ``nodes``.
+Wait = Callable[[int, int, frozenset[int] | None], Sleep]
 
 #: A waiter woken early within this many ms of calling lock() waits YOUNG_DEFER_MS before
 #: trying, so that the waiters woken by the same notice who waited longer go first.
@@ -149,7 +178,7 @@ def acquire_token(
     need = quorum(target.nodes)
     ttl_ms = opts.expiry_ms
     node_deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
-    give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
+    retries = Retries(opts, now_ms, tries, timeout_ms, randrange)
     queued = False  # an attempt failed: the waiter may be queued on some node
     # Fenced attempts (FENCED_ACQUIRE) and those of a multi-mutex (``queue=False``) queue
     # nobody: their waiters are woken as without queues.
@@ -166,7 +195,7 @@ def acquire_token(
             target.key,
             target.value,
             ttl_ms=ttl_ms,
-            deadline_ms=budget_ms(now_ms, give_up_ms, node_deadline_ms),
+            deadline_ms=retries.budget_ms(now_ms, node_deadline_ms),
             stop_at=need if opts.fail_fast else None,
             early=early,
             waiter=in_queue,
@@ -181,8 +210,7 @@ def acquire_token(
                 effect,
                 op=Op.FENCE,
                 ttl_ms=0,
-                # What is left of the timeout.
-                deadline_ms=budget_ms(tally.finished_ms, give_up_ms, node_deadline_ms),
+                deadline_ms=retries.budget_ms(tally.finished_ms, node_deadline_ms),
                 early=False,
                 token=token,
             )
@@ -199,15 +227,10 @@ def acquire_token(
 
     return (
         yield from retry_schedule(
-            opts,
+            retries,
+            target.nodes,
             attempt,
-            nodes=target.nodes,
-            now_ms=now_ms,
-            tries=tries,
-            give_up_ms=give_up_ms,
-            randrange=randrange,
-            key=target.key,
-            waiter=waiter,
+            lambda ms, since_ms, held: Sleep(ms, target.key, since_ms, held, waiter),
             unreachable=lambda tally, made: _unreachable(target, tally, need, made),
             gave_up=lambda tally, made: _gave_up(target, tally, need, made, opts),
             timed_out=lambda tally, made: _timed_out(target, tally, need, made, timeout_ms or 0),
@@ -217,48 +240,44 @@ def acquire_token(
 
 
 def retry_schedule(
-    opts: MutexOptions,
-    attempt: Attempt[R],
-    *,
+    retries: Retries,
     nodes: int,
-    now_ms: int,
-    tries: int | None,
-    give_up_ms: int | None,
-    randrange: Callable[[int, int], int],
-    key: str,
-    waiter: object | None,
-    keys: tuple[str, ...] = (),
+    attempt: Attempt[R],
+    wait: Wait,
+    *,
     unreachable: GiveUp,
     gave_up: GiveUp,
     timed_out: GiveUp,
     leave: Callable[[], Generator[Effect, Answer, None]] | None = None,
 ) -> Generator[Effect, Answer, R]:
-    """Make ``attempt``s until one wins; return what it won.
+    """Make ``attempt``s on ``nodes`` nodes until one wins; return what it won.
 
-    The retry policy of every acquire flow (a mutex's, a semaphore's). ``attempt(now_ms,
+    The retry schedule of every acquire flow (a mutex's, a semaphore's). ``attempt(now_ms,
     early)`` makes one attempt and returns its tally, what it won (None: it lost, and released
-    what it may hold) and the time after it. Makes up to ``tries`` attempts (None: unlimited),
-    waiting the retry delay between them, and never runs past ``give_up_ms``. ``leave`` (if
-    given) runs before the flow gives up on tries or time; ``unreachable``, ``gave_up`` and
-    ``timed_out`` build the error to raise from the last tally and the number of tries.
+    what it may hold) and the time after it. Makes up to ``retries.tries`` attempts (None:
+    unlimited), waiting the retry delay between them, and never runs past ``retries.timeout_ms``
+    from ``retries.begun_ms``. ``leave`` (if given) runs before the flow gives up on tries or
+    time; ``unreachable``, ``gave_up`` and ``timed_out`` build the error to raise from the last
+    tally and the number of tries made.
 
-    With ``wake_on_release`` a delay ends early when a release notice for ``key`` (or any of
-    ``keys``) arrives or when the failed attempt's replies say a quorum of the holder's keys has
-    expired; the flow then tries at once (a waiter that called lock() less than ``YOUNG_MS`` ago
-    first gives older waiters a ``YOUNG_DEFER_MS`` head start, unless the notice named it: then
-    it is the oldest queued waiter). Such an early attempt does not count as a try: if another
-    waiter wins it, the flow waits out the rest of the same delay. The schedule (``tries``
-    delays, the longest wait) is the same with and without it. ``waiter`` goes with every
-    wakeable sleep.
+    With ``wake_on_release`` a delay ends early when a release notice for the flow's key (or
+    any of its keys) arrives or when the failed attempt's replies say a quorum of the holder's
+    keys has expired; the flow then tries at once (a waiter that called lock() less than
+    ``YOUNG_MS`` ago first gives older waiters a ``YOUNG_DEFER_MS`` head start, unless the
+    notice named it: then it is the oldest queued waiter). Such an early attempt does not count
+    as a try: if another waiter wins it, the flow waits out the rest of the same delay. The
+    schedule (``tries`` delays, the longest wait) is the same with and without it. ``wait``
+    builds these wakeable sleeps (with the flow's key or keys and its waiter).
 
     Raises:
-        LockNotAcquired: what ``unreachable`` (node errors left fewer than a quorum able to
-            answer), ``timed_out`` (``give_up_ms`` came before the tries ran out) or ``gave_up``
-            (the tries ran out) built.
+        LockNotAcquired: what ``unreachable`` (node errors left fewer than a quorum of nodes
+            able to answer), ``timed_out`` (the timeout ran out before the tries did) or
+            ``gave_up`` (the tries ran out) built.
     """
+    opts, tries, give_up_ms = retries.opts, retries.tries, retries.give_up_ms
     need = quorum(nodes)
-    begun_ms = now_ms
     leaving = leave or _stay
+    now_ms = retries.begun_ms
     made = 0
     while True:
         made += 1
@@ -271,7 +290,7 @@ def retry_schedule(
             yield from leaving()
             raise gave_up(tally, made)
         delay_ms = retry_delay_ms(
-            made, fixed_s=opts.retry_delay, func=opts.retry_delay_func, randrange=randrange
+            made, fixed_s=opts.retry_delay, func=opts.retry_delay_func, randrange=retries.randrange
         )
         if give_up_ms is not None and now_ms + delay_ms >= give_up_ms:
             yield from leaving()
@@ -285,11 +304,11 @@ def retry_schedule(
         while True:
             wake_ms = wake_at_ms(tally, nodes, resume_ms)
             held = frozenset(tally.taken) or None  # news: a notice from one of these
-            woke = yield Sleep(max(0, wake_ms - now_ms), key, tally.started_ms, held, waiter, keys)
+            woke = yield wait(max(0, wake_ms - now_ms), tally.started_ms, held)
             now_ms = woke.now_ms if isinstance(woke, Woke) else max(now_ms, wake_ms)
             if now_ms >= resume_ms:
                 break
-            young = now_ms - begun_ms < YOUNG_MS and now_ms + YOUNG_DEFER_MS < resume_ms
+            young = now_ms - retries.begun_ms < YOUNG_MS and now_ms + YOUNG_DEFER_MS < resume_ms
             if young and isinstance(woke, Woke) and not woke.named:
                 # Older waiters first: a waiter that just arrived lets those woken by the
                 # same notice who waited longer try before it (no queue, only a head start).
@@ -302,15 +321,6 @@ def retry_schedule(
             if give_up_ms is not None and now_ms >= give_up_ms:
                 yield from leaving()
                 raise timed_out(tally, made)
-
-
-def budget_ms(now_ms: int, give_up_ms: int | None, node_deadline_ms: int | None) -> int | None:
-    """Return the deadline of a fan-out sent at ``now_ms``: the nodes' own, within the timeout
-    (``give_up_ms``; at least 1 ms)."""
-    if give_up_ms is None:
-        return node_deadline_ms
-    left_ms = max(1, give_up_ms - now_ms)
-    return left_ms if node_deadline_ms is None else min(node_deadline_ms, left_ms)
 
 
 def _stay() -> Generator[Effect, Answer, None]:
