@@ -19,12 +19,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from .._exceptions import LockNotAcquired, LockTaken, LockTimeout, QuorumUnreachable
 from .._options import MutexOptions
 from .effects import Answer, Effect, FanOut, NodeReply, Op, Sleep, Status, Tally
-from .flows import Retries, Target, _clean_up, _send, retry_after_ms, retry_schedule
+from .flows import Retries, Target, _clean_up, _retry_after_s, _send, retry_schedule
 from .timing import fanout_deadline_ms, quorum, validity_ms
 
 __all__ = [
@@ -208,9 +209,9 @@ def acquire_permit(
             target.nodes,
             attempt,
             lambda ms, since_ms, held: Sleep(ms, keys[0], since_ms, held, waiter, keys),
-            unreachable=lambda tally, made: _unreachable(target, tally, need, made),
-            gave_up=lambda tally, made: _gave_up(target, limit, tally, need, made, opts),
-            timed_out=lambda tally, made: _timed_out(target, limit, tally, made, timeout_ms or 0),
+            unreachable=partial(_unreachable, target, need),
+            gave_up=partial(_gave_up, target, limit, need, opts),
+            timed_out=partial(_timed_out, target, limit, timeout_ms or 0),
         )
     )
 
@@ -268,7 +269,7 @@ def _permits(limit: int) -> str:
     return f"{limit} permit{'s' if limit != 1 else ''}"
 
 
-def _unreachable(target: Target, tally: Tally, need: int, attempt: int) -> QuorumUnreachable:
+def _unreachable(target: Target, need: int, tally: Tally, attempt: int) -> QuorumUnreachable:
     errors = tally.errors
     message = (
         f"Could not acquire semaphore {target.name!r}: {len(errors)} of {target.nodes} nodes "
@@ -279,13 +280,8 @@ def _unreachable(target: Target, tally: Tally, need: int, attempt: int) -> Quoru
     return QuorumUnreachable(target.name, message, attempt, None, errors)
 
 
-def _retry_after_s(tally: Tally, nodes: int) -> float | None:
-    ms = retry_after_ms(tally, nodes)
-    return None if ms is None else ms / 1000
-
-
 def _gave_up(
-    target: Target, limit: int, tally: Tally, need: int, attempt: int, opts: MutexOptions
+    target: Target, limit: int, need: int, opts: MutexOptions, tally: Tally, attempt: int
 ) -> LockNotAcquired:
     attempts = f"after {attempt} attempt{'s' if attempt != 1 else ''}"
     retry_after = _retry_after_s(tally, target.nodes)
@@ -316,7 +312,7 @@ def _gave_up(
 
 
 def _timed_out(
-    target: Target, limit: int, tally: Tally, attempt: int, timeout_ms: int
+    target: Target, limit: int, timeout_ms: int, tally: Tally, attempt: int
 ) -> LockTimeout:
     message = (
         f"Could not acquire semaphore {target.name!r} within timeout={timeout_ms / 1000:.3g} s: "

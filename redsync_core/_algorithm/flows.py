@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import NamedTuple, TypeVar
 
 from .._exceptions import (
@@ -91,15 +92,8 @@ class Retries(NamedTuple):
 
 R = TypeVar("R")
 
-#: One attempt of an acquire flow, made at ``now_ms`` (``early``: on a wake-up, not a try):
-#: its tally, what it won (None: it lost) and the time after it. See ``retry_schedule``.
-Attempt = Callable[[int, bool], Generator[Effect, Answer, tuple[Tally, R | None, int]]]
-
 #: Builds the error an acquire flow raises from its last tally and the number of tries made.
 GiveUp = Callable[[Tally, int], LockNotAcquired]
-
-#: Builds a wakeable sleep of ``ms`` that wakes on notices since ``since_ms`` from ``nodes``.
-Wait = Callable[[int, int, frozenset[int] | None], Sleep]
 
 #: A waiter woken early within this many ms of calling lock() waits YOUNG_DEFER_MS before
 #: trying, so that the waiters woken by the same notice who waited longer go first.
@@ -225,40 +219,42 @@ def acquire_token(
         after_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
         return tally, None, after_ms
 
-    return (
-        yield from retry_schedule(
-            retries,
-            target.nodes,
-            attempt,
-            lambda ms, since_ms, held: Sleep(ms, target.key, since_ms, held, waiter),
-            unreachable=lambda tally, made: _unreachable(target, tally, need, made),
-            gave_up=lambda tally, made: _gave_up(target, tally, need, made, opts),
-            timed_out=lambda tally, made: _timed_out(target, tally, need, made, timeout_ms or 0),
-            leave=lambda: _leave(target, in_queue, node_deadline_ms),
+    try:
+        return (
+            yield from retry_schedule(
+                retries,
+                target.nodes,
+                attempt,
+                lambda ms, since_ms, held: Sleep(ms, target.key, since_ms, held, waiter),
+                unreachable=partial(_unreachable, target, need),
+                gave_up=partial(_gave_up, target, need, opts),
+                timed_out=partial(_timed_out, target, need, timeout_ms or 0),
+            )
         )
-    )
+    except QuorumUnreachable:
+        raise  # node errors: the queues expire
+    except LockNotAcquired:
+        yield from _leave(target, in_queue, node_deadline_ms)  # gave up on tries or time
+        raise
 
 
 def retry_schedule(
     retries: Retries,
     nodes: int,
-    attempt: Attempt[R],
-    wait: Wait,
+    attempt: Callable[[int, bool], Generator[Effect, Answer, tuple[Tally, R | None, int]]],
+    wait: Callable[[int, int, frozenset[int] | None], Sleep],
     *,
     unreachable: GiveUp,
     gave_up: GiveUp,
     timed_out: GiveUp,
-    leave: Callable[[], Generator[Effect, Answer, None]] | None = None,
 ) -> Generator[Effect, Answer, R]:
     """Make ``attempt``s on ``nodes`` nodes until one wins; return what it won.
 
     The retry schedule of every acquire flow (a mutex's, a semaphore's). ``attempt(now_ms,
-    early)`` makes one attempt and returns its tally, what it won (None: it lost, and released
-    what it may hold) and the time after it. Makes up to ``retries.tries`` attempts (None:
-    unlimited), waiting the retry delay between them, and never runs past ``retries.timeout_ms``
-    from ``retries.begun_ms``. ``leave`` (if given) runs before the flow gives up on tries or
-    time; ``unreachable``, ``gave_up`` and ``timed_out`` build the error to raise from the last
-    tally and the number of tries made.
+    early)`` makes one attempt (``early``: on a wake-up) and returns its tally, what it won
+    (None: it lost, and released what it may hold) and the time after it. Makes up to
+    ``retries.tries`` attempts (None: unlimited), waiting the retry delay between them, and
+    never runs past ``retries.timeout_ms`` from ``retries.begun_ms``.
 
     With ``wake_on_release`` a delay ends early when a release notice for the flow's key (or
     any of its keys) arrives or when the failed attempt's replies say a quorum of the holder's
@@ -266,17 +262,16 @@ def retry_schedule(
     ``YOUNG_MS`` ago first gives older waiters a ``YOUNG_DEFER_MS`` head start, unless the
     notice named it: then it is the oldest queued waiter). Such an early attempt does not count
     as a try: if another waiter wins it, the flow waits out the rest of the same delay. The
-    schedule (``tries`` delays, the longest wait) is the same with and without it. ``wait``
-    builds these wakeable sleeps (with the flow's key or keys and its waiter).
+    schedule (``tries`` delays, the longest wait) is the same with and without it. ``wait(ms,
+    since_ms, nodes)`` builds these wakeable sleeps (with the flow's key or keys and waiter).
 
     Raises:
-        LockNotAcquired: what ``unreachable`` (node errors left fewer than a quorum of nodes
+        LockNotAcquired: the error that ``unreachable`` (node errors left fewer than a quorum
             able to answer), ``timed_out`` (the timeout ran out before the tries did) or
-            ``gave_up`` (the tries ran out) built.
+            ``gave_up`` (the tries ran out) built from the last tally and the tries made.
     """
     opts, tries, give_up_ms = retries.opts, retries.tries, retries.give_up_ms
     need = quorum(nodes)
-    leaving = leave or _stay
     now_ms = retries.begun_ms
     made = 0
     while True:
@@ -287,13 +282,11 @@ def retry_schedule(
         if len(tally.errors) > nodes - need:
             raise unreachable(tally, made)
         if tries is not None and made >= tries:
-            yield from leaving()
             raise gave_up(tally, made)
         delay_ms = retry_delay_ms(
             made, fixed_s=opts.retry_delay, func=opts.retry_delay_func, randrange=retries.randrange
         )
         if give_up_ms is not None and now_ms + delay_ms >= give_up_ms:
-            yield from leaving()
             raise timed_out(tally, made)
         resume_ms = now_ms + delay_ms
         if not opts.wake_on_release or delay_ms <= 0:
@@ -319,13 +312,7 @@ def retry_schedule(
                 return won
             # Lost to another waiter (or nodes failed): the scheduled attempt decides.
             if give_up_ms is not None and now_ms >= give_up_ms:
-                yield from leaving()
                 raise timed_out(tally, made)
-
-
-def _stay() -> Generator[Effect, Answer, None]:
-    """Nothing to do before giving up (a flow that leaves no queue)."""
-    yield from ()
 
 
 def _clean_up(
@@ -565,7 +552,7 @@ def _describe_errors(errors: tuple[NodeError, ...]) -> str:
     return "; ".join(str(e) for e in errors)
 
 
-def _unreachable(target: Target, tally: Tally, need: int, attempt: int) -> QuorumUnreachable:
+def _unreachable(target: Target, need: int, tally: Tally, attempt: int) -> QuorumUnreachable:
     errors = tally.errors
     message = (
         f"Could not lock {target.name!r}: {len(errors)} of {target.nodes} nodes failed "
@@ -577,7 +564,7 @@ def _unreachable(target: Target, tally: Tally, need: int, attempt: int) -> Quoru
 
 
 def _gave_up(
-    target: Target, tally: Tally, need: int, attempt: int, opts: MutexOptions
+    target: Target, need: int, opts: MutexOptions, tally: Tally, attempt: int
 ) -> LockNotAcquired:
     attempts = f"after {attempt} attempt{'s' if attempt != 1 else ''}"
     taken = tally.taken  # once: try_lock() builds this on every contended try
@@ -611,11 +598,7 @@ def _gave_up(
 
 
 def _timed_out(
-    target: Target,
-    tally: Tally,
-    need: int,
-    attempt: int,
-    timeout_ms: int,
+    target: Target, need: int, timeout_ms: int, tally: Tally, attempt: int
 ) -> LockTimeout:
     message = (
         f"Could not lock {target.name!r} within timeout={_seconds(timeout_ms)}: {attempt} "
