@@ -19,21 +19,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from .._exceptions import LockNotAcquired, LockTaken, LockTimeout, QuorumUnreachable
 from .._options import MutexOptions
-from .effects import Answer, Effect, FanOut, NodeReply, Op, Sleep, Status, Tally, Woke
-from .flows import (
-    YOUNG_DEFER_MS,
-    YOUNG_MS,
-    Target,
-    _clean_up,
-    _send,
-    retry_after_ms,
-    wake_at_ms,
-)
-from .timing import fanout_deadline_ms, quorum, retry_delay_ms, validity_ms
+from .effects import Answer, Effect, FanOut, NodeReply, Op, Sleep, Status, Tally
+from .flows import Retries, Target, _clean_up, _retry_after_s, _send, retry_schedule
+from .timing import fanout_deadline_ms, quorum, validity_ms
 
 __all__ = [
     "Permit",
@@ -152,12 +145,13 @@ def acquire_permit(
     of nodes gave the **same** permit within the validity; the other nodes' permits are then
     released. A failed attempt releases our value on every permit of every node that may hold
     it (not on those that answered that every permit holds another value), so no partial
-    acquisition is left behind, and the retry policy is the mutex's (``tries``, ``timeout``).
+    acquisition is left behind, and the retry policy is the mutex's: ``flows.retry_schedule``
+    (``tries``, ``timeout``, ``wake_on_release``).
 
-    With ``wake_on_release`` a delay ends early, as in ``flows.acquire_token``, when a release
-    notice for any permit arrives or when the replies say a quorum of nodes frees a permit; such
-    an early attempt is no try, and when it loses the flow waits out the rest of the same delay.
-    ``waiter`` is given with every wakeable sleep (the turns of this process, per permit).
+    With ``wake_on_release`` a delay ends early when a release notice for any permit arrives or
+    when the replies say a quorum of nodes frees a permit; such an early attempt is no try, and
+    when it loses the flow waits out the rest of the same delay. ``waiter`` is given with every
+    wakeable sleep (the turns of this process, per permit).
 
     Raises:
         QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
@@ -170,18 +164,13 @@ def acquire_permit(
     ttl_ms = opts.expiry_ms
     keys = permit_keys(target.key, limit)
     node_deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
-    give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
-    begun_ms = now_ms
+    retries = Retries(opts, now_ms, tries, timeout_ms, randrange)
 
     def attempt(
-        now_ms: int, early: bool = False
+        now_ms: int, early: bool
     ) -> Generator[Effect, Answer, tuple[Tally, Permit | None, int]]:
         """Make one attempt; return its tally, the permit won (or None) and the time after it
         (after the release of a lost attempt: none is sent when every node was full)."""
-        deadline_ms = node_deadline_ms
-        if give_up_ms is not None:
-            left_ms = max(1, give_up_ms - now_ms)
-            deadline_ms = left_ms if deadline_ms is None else min(deadline_ms, left_ms)
         order = permit_order(limit, randrange(0, limit))
         ordered = tuple(keys[slot] for slot in order)
         tally = _send(
@@ -191,7 +180,7 @@ def acquire_permit(
                     ordered[0],
                     target.value,
                     ttl_ms=ttl_ms,
-                    deadline_ms=deadline_ms,
+                    deadline_ms=retries.budget_ms(now_ms, node_deadline_ms),
                     keys=ordered,
                     early=early,
                 )
@@ -214,46 +203,17 @@ def acquire_permit(
         after_ms = yield from _over_keys(_clean_up(target, tally, node_deadline_ms), keys)
         return tally, None, after_ms
 
-    tries_made = 0
-    while True:
-        tries_made += 1
-        tally, permit, now_ms = yield from attempt(now_ms)
-        if permit is not None:
-            return permit
-        if len(tally.errors) > target.nodes - need:
-            raise _unreachable(target, tally, need, tries_made)
-        if tries is not None and tries_made >= tries:
-            valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
-            raise _gave_up(target, limit, tally, need, tries_made, valid_ms)
-        delay_ms = retry_delay_ms(
-            tries_made, fixed_s=opts.retry_delay, func=opts.retry_delay_func, randrange=randrange
+    return (
+        yield from retry_schedule(
+            retries,
+            target.nodes,
+            attempt,
+            lambda ms, since_ms, held: Sleep(ms, keys[0], since_ms, held, waiter, keys),
+            unreachable=partial(_unreachable, target, need),
+            gave_up=partial(_gave_up, target, limit, need, opts),
+            timed_out=partial(_timed_out, target, limit, timeout_ms or 0),
         )
-        if give_up_ms is not None and now_ms + delay_ms >= give_up_ms:
-            raise _timed_out(target, limit, tally, tries_made, timeout_ms or 0)
-        resume_ms = now_ms + delay_ms
-        if not opts.wake_on_release or delay_ms <= 0:
-            yield Sleep(delay_ms)
-            now_ms = resume_ms
-            continue
-        # Wait out this delay, trying early whenever a permit may have become free.
-        while True:
-            wake_ms = wake_at_ms(tally, target.nodes, resume_ms)
-            held = frozenset(tally.taken) or None
-            woke = yield Sleep(
-                max(0, wake_ms - now_ms), keys[0], tally.started_ms, held, waiter, keys
-            )
-            now_ms = woke.now_ms if isinstance(woke, Woke) else max(now_ms, wake_ms)
-            if now_ms >= resume_ms:
-                break
-            young = now_ms - begun_ms < YOUNG_MS and now_ms + YOUNG_DEFER_MS < resume_ms
-            if young and isinstance(woke, Woke):  # older waiters first (see flows.YOUNG_MS)
-                woke = yield Sleep(YOUNG_DEFER_MS)
-                now_ms = woke.now_ms if isinstance(woke, Woke) else now_ms + YOUNG_DEFER_MS
-            tally, permit, now_ms = yield from attempt(now_ms, early=True)
-            if permit is not None:
-                return permit
-            if give_up_ms is not None and now_ms >= give_up_ms:
-                raise _timed_out(target, limit, tally, tries_made, timeout_ms or 0)
+    )
 
 
 # --- several keys on one node of a Redis Cluster ---------------------------------------------
@@ -309,7 +269,7 @@ def _permits(limit: int) -> str:
     return f"{limit} permit{'s' if limit != 1 else ''}"
 
 
-def _unreachable(target: Target, tally: Tally, need: int, attempt: int) -> QuorumUnreachable:
+def _unreachable(target: Target, need: int, tally: Tally, attempt: int) -> QuorumUnreachable:
     errors = tally.errors
     message = (
         f"Could not acquire semaphore {target.name!r}: {len(errors)} of {target.nodes} nodes "
@@ -320,13 +280,8 @@ def _unreachable(target: Target, tally: Tally, need: int, attempt: int) -> Quoru
     return QuorumUnreachable(target.name, message, attempt, None, errors)
 
 
-def _retry_after_s(tally: Tally, nodes: int) -> float | None:
-    ms = retry_after_ms(tally, nodes)
-    return None if ms is None else ms / 1000
-
-
 def _gave_up(
-    target: Target, limit: int, tally: Tally, need: int, attempt: int, valid_ms: int
+    target: Target, limit: int, need: int, opts: MutexOptions, tally: Tally, attempt: int
 ) -> LockNotAcquired:
     attempts = f"after {attempt} attempt{'s' if attempt != 1 else ''}"
     retry_after = _retry_after_s(tally, target.nodes)
@@ -340,6 +295,7 @@ def _gave_up(
         return LockTaken(target.name, message, attempt, retry_after, tally.taken)
     position, count = winning_slot(tally)
     if position is not None and count >= need:
+        valid_ms = validity_ms(opts.expiry_ms, tally.elapsed_ms, opts.drift_factor)
         message = (
             f"Could not acquire semaphore {target.name!r} {attempts}: a quorum gave a permit "
             f"but the fan-out took {tally.elapsed_ms} ms, leaving no validity ({valid_ms} ms). "
@@ -356,7 +312,7 @@ def _gave_up(
 
 
 def _timed_out(
-    target: Target, limit: int, tally: Tally, attempt: int, timeout_ms: int
+    target: Target, limit: int, timeout_ms: int, tally: Tally, attempt: int
 ) -> LockTimeout:
     message = (
         f"Could not acquire semaphore {target.name!r} within timeout={timeout_ms / 1000:.3g} s: "

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
+from functools import partial
+from typing import NamedTuple, TypeVar
 
 from .._exceptions import (
     LockNotAcquired,
@@ -25,6 +27,7 @@ from .timing import fanout_deadline_ms, quorum, retry_delay_ms, validity_ms
 __all__ = [
     "Acquired",
     "Extended",
+    "Retries",
     "Target",
     "acquire",
     "acquire_token",
@@ -32,6 +35,7 @@ __all__ = [
     "extend",
     "release",
     "retry_after_ms",
+    "retry_schedule",
     "take_over",
     "wake_at_ms",
 ]
@@ -59,6 +63,37 @@ class Extended:
     until_ms: int | None
     gone: bool = False
 
+
+class Retries(NamedTuple):
+    """The retry policy of one acquire call: ``opts``' delays and wake-ups, up to ``tries``
+    attempts (None: unlimited), never past ``timeout_ms`` (None: no limit) after ``begun_ms``;
+    ``randrange`` draws the delays' jitter. (A tuple: one is made on every lock() call.)"""
+
+    opts: MutexOptions
+    begun_ms: int
+    tries: int | None
+    timeout_ms: int | None
+    randrange: Callable[[int, int], int]
+
+    @property
+    def give_up_ms(self) -> int | None:
+        """When the call gives up (monotonic ms), or None without a timeout."""
+        return None if self.timeout_ms is None else self.begun_ms + self.timeout_ms
+
+    def budget_ms(self, now_ms: int, node_deadline_ms: int | None) -> int | None:
+        """Return the deadline of a fan-out sent at ``now_ms``: the nodes' own
+        (``node_deadline_ms``), within what is left of the timeout (at least 1 ms)."""
+        give_up_ms = self.give_up_ms
+        if give_up_ms is None:
+            return node_deadline_ms
+        left_ms = max(1, give_up_ms - now_ms)
+        return left_ms if node_deadline_ms is None else min(node_deadline_ms, left_ms)
+
+
+R = TypeVar("R")
+
+#: Builds the error an acquire flow raises from its last tally and the number of tries made.
+GiveUp = Callable[[Tally, int], LockNotAcquired]
 
 #: A waiter woken early within this many ms of calling lock() waits YOUNG_DEFER_MS before
 #: trying, so that the waiters woken by the same notice who waited longer go first.
@@ -116,17 +151,9 @@ def acquire_token(
     counters (one more fan-out, see ``fencing``); the attempt succeeds only if a quorum took
     the token within the validity, which runs from the start of the attempt.
 
-    Makes up to ``tries`` attempts (None: unlimited), waiting the retry delay between them, and
-    never runs past ``timeout_ms`` from ``now_ms``. After every failed attempt the key is
-    released on every node that may hold our value, so no partial acquisition is left behind.
-
-    With ``wake_on_release`` a delay ends early when a release notice for the key arrives or
-    when the failed attempt's replies say a quorum of the holder's keys has expired; the flow
-    then tries at once (a waiter that called lock() less than ``YOUNG_MS`` ago first gives
-    older waiters a ``YOUNG_DEFER_MS`` head start, unless the notice named it: then it is the
-    oldest queued waiter). Such an early attempt does not count as a try: if another waiter
-    wins it, the flow waits out the rest of the same delay. The schedule (``tries`` delays, the
-    longest wait) is the same with and without it.
+    The attempts follow ``retry_schedule`` (``tries``, ``timeout_ms``, ``wake_on_release``).
+    After every failed attempt the key is released on every node that may hold our value, so
+    no partial acquisition is left behind.
 
     ``waiter`` (this call, given back by the driver when the call ends) goes with every attempt
     and wakeable sleep: its attempts queue it on the nodes that find the key held (not fenced
@@ -145,37 +172,30 @@ def acquire_token(
     need = quorum(target.nodes)
     ttl_ms = opts.expiry_ms
     node_deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
-    give_up_ms = None if timeout_ms is None else now_ms + timeout_ms
-    begun_ms = now_ms
+    retries = Retries(opts, now_ms, tries, timeout_ms, randrange)
     queued = False  # an attempt failed: the waiter may be queued on some node
     # Fenced attempts (FENCED_ACQUIRE) and those of a multi-mutex (``queue=False``) queue
     # nobody: their waiters are woken as without queues.
     in_queue = waiter if queue and not opts.fencing else None
 
-    def budget_ms(now_ms: int) -> int | None:
-        """The deadline of a fan-out sent at ``now_ms``: the nodes' own, within the timeout."""
-        if give_up_ms is None:
-            return node_deadline_ms
-        left_ms = max(1, give_up_ms - now_ms)
-        return left_ms if node_deadline_ms is None else min(node_deadline_ms, left_ms)
-
-    def attempt_effect(now_ms: int, early: bool = False) -> FanOut:
-        return FanOut(
+    def attempt(
+        now_ms: int, early: bool
+    ) -> Generator[Effect, Answer, tuple[Tally, Acquired | None, int]]:
+        """Make one attempt; return the tally it is judged on, the acquisition (or None) and
+        the time after it (after the release of a lost attempt)."""
+        nonlocal queued
+        effect = FanOut(
             Op.FENCED_ACQUIRE if opts.fencing else Op.ACQUIRE,
             target.key,
             target.value,
             ttl_ms=ttl_ms,
-            deadline_ms=budget_ms(now_ms),
+            deadline_ms=retries.budget_ms(now_ms, node_deadline_ms),
             stop_at=need if opts.fail_fast else None,
             early=early,
             waiter=in_queue,
             queued=queued,
         )
-
-    def won(
-        tally: Tally, effect: FanOut
-    ) -> Generator[Effect, Answer, tuple[Tally, Acquired | None]]:
-        """Judge an attempt; return the tally it is judged on and the acquisition, if any."""
+        tally = _send((yield effect))
         valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
         token = None
         if opts.fencing and tally.ok >= need and valid_ms > 0:
@@ -184,7 +204,7 @@ def acquire_token(
                 effect,
                 op=Op.FENCE,
                 ttl_ms=0,
-                deadline_ms=budget_ms(tally.finished_ms),  # what is left of the timeout
+                deadline_ms=retries.budget_ms(tally.finished_ms, node_deadline_ms),
                 early=False,
                 token=token,
             )
@@ -193,34 +213,81 @@ def acquire_token(
             tally = Tally(fenced.replies, tally.started_ms, fenced.finished_ms)
             valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
         if tally.ok >= need and valid_ms > 0:
-            return tally, Acquired(tally.finished_ms + valid_ms, token)
-        return tally, None
-
-    attempt = 0
-    while True:
-        attempt += 1
-        effect = attempt_effect(now_ms)
-        tally, done = yield from won(_send((yield effect)), effect)
-        if done is not None:
             yield from _leave(target, in_queue, node_deadline_ms, tally.taken)
-            return done
+            return tally, Acquired(tally.finished_ms + valid_ms, token), tally.finished_ms
         queued = in_queue is not None
-        now_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
-        if len(tally.errors) > target.nodes - need:
-            raise _unreachable(target, tally, need, attempt)
-        if tries is not None and attempt >= tries:
-            valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
-            yield from _leave(target, in_queue, node_deadline_ms)
-            raise _gave_up(target, tally, need, attempt, ttl_ms, valid_ms)
+        after_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
+        return tally, None, after_ms
+
+    try:
+        return (
+            yield from retry_schedule(
+                retries,
+                target.nodes,
+                attempt,
+                lambda ms, since_ms, held: Sleep(ms, target.key, since_ms, held, waiter),
+                unreachable=partial(_unreachable, target, need),
+                gave_up=partial(_gave_up, target, need, opts),
+                timed_out=partial(_timed_out, target, need, timeout_ms or 0),
+            )
+        )
+    except QuorumUnreachable:
+        raise  # node errors: the queues expire
+    except LockNotAcquired:
+        yield from _leave(target, in_queue, node_deadline_ms)  # gave up on tries or time
+        raise
+
+
+def retry_schedule(
+    retries: Retries,
+    nodes: int,
+    attempt: Callable[[int, bool], Generator[Effect, Answer, tuple[Tally, R | None, int]]],
+    wait: Callable[[int, int, frozenset[int] | None], Sleep],
+    *,
+    unreachable: GiveUp,
+    gave_up: GiveUp,
+    timed_out: GiveUp,
+) -> Generator[Effect, Answer, R]:
+    """Make ``attempt``s on ``nodes`` nodes until one wins; return what it won.
+
+    The retry schedule of every acquire flow (a mutex's, a semaphore's). ``attempt(now_ms,
+    early)`` makes one attempt (``early``: on a wake-up) and returns its tally, what it won
+    (None: it lost, and released what it may hold) and the time after it. Makes up to
+    ``retries.tries`` attempts (None: unlimited), waiting the retry delay between them, and
+    never runs past ``retries.timeout_ms`` from ``retries.begun_ms``.
+
+    With ``wake_on_release`` a delay ends early when a release notice for the flow's key (or
+    any of its keys) arrives or when the failed attempt's replies say a quorum of the holder's
+    keys has expired; the flow then tries at once (a waiter that called lock() less than
+    ``YOUNG_MS`` ago first gives older waiters a ``YOUNG_DEFER_MS`` head start, unless the
+    notice named it: then it is the oldest queued waiter). Such an early attempt does not count
+    as a try: if another waiter wins it, the flow waits out the rest of the same delay. The
+    schedule (``tries`` delays, the longest wait) is the same with and without it. ``wait(ms,
+    since_ms, nodes)`` builds these wakeable sleeps (with the flow's key or keys and waiter).
+
+    Raises:
+        LockNotAcquired: the error that ``unreachable`` (node errors left fewer than a quorum
+            able to answer), ``timed_out`` (the timeout ran out before the tries did) or
+            ``gave_up`` (the tries ran out) built from the last tally and the tries made.
+    """
+    opts, tries, give_up_ms = retries.opts, retries.tries, retries.give_up_ms
+    need = quorum(nodes)
+    now_ms = retries.begun_ms
+    made = 0
+    while True:
+        made += 1
+        tally, won, now_ms = yield from attempt(now_ms, False)
+        if won is not None:
+            return won
+        if len(tally.errors) > nodes - need:
+            raise unreachable(tally, made)
+        if tries is not None and made >= tries:
+            raise gave_up(tally, made)
         delay_ms = retry_delay_ms(
-            attempt,
-            fixed_s=opts.retry_delay,
-            func=opts.retry_delay_func,
-            randrange=randrange,
+            made, fixed_s=opts.retry_delay, func=opts.retry_delay_func, randrange=retries.randrange
         )
         if give_up_ms is not None and now_ms + delay_ms >= give_up_ms:
-            yield from _leave(target, in_queue, node_deadline_ms)
-            raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
+            raise timed_out(tally, made)
         resume_ms = now_ms + delay_ms
         if not opts.wake_on_release or delay_ms <= 0:
             yield Sleep(delay_ms)
@@ -228,29 +295,24 @@ def acquire_token(
             continue
         # Wait out this delay, trying early whenever the lock may have become free.
         while True:
-            wake_ms = wake_at_ms(tally, target.nodes, resume_ms)
+            wake_ms = wake_at_ms(tally, nodes, resume_ms)
             held = frozenset(tally.taken) or None  # news: a notice from one of these
-            woke = yield Sleep(max(0, wake_ms - now_ms), target.key, tally.started_ms, held, waiter)
+            woke = yield wait(max(0, wake_ms - now_ms), tally.started_ms, held)
             now_ms = woke.now_ms if isinstance(woke, Woke) else max(now_ms, wake_ms)
             if now_ms >= resume_ms:
                 break
-            young = now_ms - begun_ms < YOUNG_MS and now_ms + YOUNG_DEFER_MS < resume_ms
-            defer_ms = YOUNG_DEFER_MS if young else 0
-            if defer_ms and isinstance(woke, Woke) and not woke.named:
+            young = now_ms - retries.begun_ms < YOUNG_MS and now_ms + YOUNG_DEFER_MS < resume_ms
+            if young and isinstance(woke, Woke) and not woke.named:
                 # Older waiters first: a waiter that just arrived lets those woken by the
                 # same notice who waited longer try before it (no queue, only a head start).
-                woke = yield Sleep(defer_ms)
-                now_ms = woke.now_ms if isinstance(woke, Woke) else now_ms + defer_ms
-            effect = attempt_effect(now_ms, early=True)
-            tally, done = yield from won(_send((yield effect)), effect)
-            if done is not None:
-                yield from _leave(target, in_queue, node_deadline_ms, tally.taken)
-                return done
+                woke = yield Sleep(YOUNG_DEFER_MS)
+                now_ms = woke.now_ms if isinstance(woke, Woke) else now_ms + YOUNG_DEFER_MS
+            tally, won, now_ms = yield from attempt(now_ms, True)
+            if won is not None:
+                return won
             # Lost to another waiter (or nodes failed): the scheduled attempt decides.
-            now_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
             if give_up_ms is not None and now_ms >= give_up_ms:
-                yield from _leave(target, in_queue, node_deadline_ms)
-                raise _timed_out(target, tally, need, attempt, timeout_ms or 0)
+                raise timed_out(tally, made)
 
 
 def _clean_up(
@@ -490,7 +552,7 @@ def _describe_errors(errors: tuple[NodeError, ...]) -> str:
     return "; ".join(str(e) for e in errors)
 
 
-def _unreachable(target: Target, tally: Tally, need: int, attempt: int) -> QuorumUnreachable:
+def _unreachable(target: Target, need: int, tally: Tally, attempt: int) -> QuorumUnreachable:
     errors = tally.errors
     message = (
         f"Could not lock {target.name!r}: {len(errors)} of {target.nodes} nodes failed "
@@ -502,12 +564,7 @@ def _unreachable(target: Target, tally: Tally, need: int, attempt: int) -> Quoru
 
 
 def _gave_up(
-    target: Target,
-    tally: Tally,
-    need: int,
-    attempt: int,
-    ttl_ms: int,
-    valid_ms: int,
+    target: Target, need: int, opts: MutexOptions, tally: Tally, attempt: int
 ) -> LockNotAcquired:
     attempts = f"after {attempt} attempt{'s' if attempt != 1 else ''}"
     taken = tally.taken  # once: try_lock() builds this on every contended try
@@ -523,6 +580,8 @@ def _gave_up(
         return LockTaken(target.name, message, attempt, retry_after, taken)
     retry_after = _retry_after_s(tally, target.nodes)
     if tally.ok >= need:
+        ttl_ms = opts.expiry_ms
+        valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
         message = (
             f"Could not lock {target.name!r} {attempts}: a quorum agreed but the fan-out took "
             f"{tally.elapsed_ms} ms of the {ttl_ms} ms expiry, leaving no validity "
@@ -539,11 +598,7 @@ def _gave_up(
 
 
 def _timed_out(
-    target: Target,
-    tally: Tally,
-    need: int,
-    attempt: int,
-    timeout_ms: int,
+    target: Target, need: int, timeout_ms: int, tally: Tally, attempt: int
 ) -> LockTimeout:
     message = (
         f"Could not lock {target.name!r} within timeout={_seconds(timeout_ms)}: {attempt} "
