@@ -11,9 +11,19 @@ from typing import Any
 
 import pytest
 
-from redsync_core import LockTaken, LockTimeout, MutexOptions
+from redsync_core import LockTaken, LockTimeout, MutexOptions, NodeError, QuorumUnreachable
 from redsync_core._algorithm import flows
-from redsync_core._algorithm.effects import OK, FanOut, NodeReply, Op, Sleep, Status, Tally, Woke
+from redsync_core._algorithm.effects import (
+    OK,
+    FanOut,
+    NodeReply,
+    Op,
+    Sleep,
+    Status,
+    Tally,
+    Waiter,
+    Woke,
+)
 from redsync_core.testing import FakeClock
 
 HELD_60S = NodeReply(Status.TAKEN, 60_000)
@@ -26,8 +36,15 @@ class Driver:
     """Answers every attempt with ``replies`` in turn (then the last one), releases with OK,
     and each Sleep with a wake-up after ``notices[k]`` ms (k-th sleep) or at its end."""
 
-    def __init__(self, clock: FakeClock, replies: list[tuple[Any, ...]], notices: list[int]):
+    def __init__(
+        self,
+        clock: FakeClock,
+        replies: list[tuple[Any, ...]],
+        notices: list[int],
+        named: bool = False,
+    ):
         self.clock = clock
+        self.named = named  # the notices name the waiter (a release popped it off the queue)
         self.replies = replies
         self.notices = list(notices)
         self.effects: list[Any] = []
@@ -45,7 +62,7 @@ class Driver:
                 notice = self.notices.pop(0) if self.notices else None
                 waited = effect.ms if notice is None else min(effect.ms, notice)
                 self.clock.advance(waited / 1000)
-                reply = Woke(self.clock())
+                reply = Woke(self.clock(), self.named and notice is not None)
                 continue
             started = self.clock()
             self.clock.advance(0.001)
@@ -67,6 +84,7 @@ class Driver:
 def acquire(clock: FakeClock, **opts: Any) -> Generator[Any, Any, int]:
     tries = opts.pop("tries", 3)
     timeout_ms = opts.pop("timeout_ms", None)
+    waiter = opts.pop("waiter", None)
     return flows.acquire(
         MutexOptions(**opts),
         flows.Target("job", "job", "v1", 3),
@@ -74,6 +92,7 @@ def acquire(clock: FakeClock, **opts: Any) -> Generator[Any, Any, int]:
         tries=tries,
         timeout_ms=timeout_ms,
         randrange=lambda lo, hi: lo,
+        waiter=waiter,
     )
 
 
@@ -162,3 +181,25 @@ def test_a_waiter_that_just_arrived_lets_older_waiters_try_first() -> None:
     driver = Driver(old, [(HELD_60S,) * 3, (OK, OK, OK)], notices=[flows.YOUNG_MS + 5])
     driver.run(acquire(old, retry_delay=5.0))
     assert driver.ops() == ["acquire", "sleep 5000", "acquire"]  # an older waiter tries at once
+
+
+def test_a_waiter_named_by_the_notice_tries_at_once_however_young() -> None:
+    clock = FakeClock()
+    driver = Driver(clock, [(HELD_60S,) * 3, (OK, OK, OK)], notices=[2], named=True)
+    driver.run(acquire(clock, retry_delay=5.0, waiter=Waiter("w.1", 0)))
+    # The release popped it off the queue: no older waiter was woken, so no head start.
+    assert driver.ops() == ["acquire", "sleep 5000", "acquire"]
+
+
+def test_a_queued_waiter_leaves_the_queues_when_it_gives_up_not_when_nodes_fail() -> None:
+    waiter = Waiter("w.1", 0)
+    clock = FakeClock()
+    driver = Driver(clock, [(HELD_60S,) * 3], notices=[])
+    with pytest.raises(LockTaken):
+        driver.run(acquire(clock, retry_delay=0.01, tries=2, waiter=waiter))
+    assert [e.op for e in driver.effects if isinstance(e, FanOut)][-1] is Op.LEAVE
+    failed = NodeError(1, "redis://x", "no reply")
+    driver = Driver(clock, [(HELD_60S, failed, failed)], notices=[])
+    with pytest.raises(QuorumUnreachable):
+        driver.run(acquire(clock, retry_delay=0.01, tries=2, waiter=waiter))
+    assert Op.LEAVE not in [e.op for e in driver.effects if isinstance(e, FanOut)]  # queues expire
