@@ -163,6 +163,7 @@ def test_celery_workers_of_a_killed_test_process_die_with_it(tmp_path: Path) -> 
         [sys.executable, "-c", CELERY_OWNER_SCRIPT, str(pids_file), str(celery_tests)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # the killed owner's worker log lands here
     )
     try:
         pids = [int(pid) for pid in wait_for_file(pids_file, owner).split()]
