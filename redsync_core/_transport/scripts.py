@@ -351,17 +351,14 @@ RELEASE_ALL = Script(
 -- KEYS: the lock keys; ARGV[1]: our value
 -- ARGV[2]: notices by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[3]: the notices' payload
 -- returns 1: every key held our value; 0: some key was missing; <0: some key holds another
---   value, -2 - its PTTL
-local missing, foreign = false, nil
+--   value, -2 - its PTTL"""
+    + _NOTICE
+    + """local missing, foreign = false, nil
 for _, key in ipairs(KEYS) do
   local v = redis.call('GET', key)
   if v == ARGV[1] then
     redis.call('DEL', key)
-    if ARGV[2] == 'p' then
-      redis.pcall('PUBLISH', key, ARGV[3])
-    elseif ARGV[2] == 's' then
-      redis.pcall('SPUBLISH', key, ARGV[3])
-    end
+    notice(key, nil, nil, ARGV[2], ARGV[3])
   elseif not v then
     missing = true
   else
