@@ -101,6 +101,15 @@ def _wait_until_held(until: Any, timeout: float) -> bool:
     return True
 
 
+def _holder_state(holder: Any, reports: Any) -> str:
+    """What a holder that never published a validity did: its report, or that it still runs."""
+    try:
+        return f"its report: {reports.get(timeout=1)}"
+    except queue.Empty:
+        alive = holder.is_alive()
+        return "still running, no report" if alive else f"exit code {holder.exitcode}, no report"
+
+
 def _contender(urls: list[str], until: Any, shared_at: Any, stop: Any) -> None:
     """Try the lock every 20 ms once the holder has it; record when it was first obtained."""
     rs = Redsync(urls, expiry=EXPIRY)
@@ -134,7 +143,9 @@ def test_frozen_holder_loses_the_lock_and_nobody_takes_it_before_its_validity_en
     contender.start()
     paused = False
     try:
-        assert _wait_until_held(until, 20), "the holder never acquired the lock"
+        assert _wait_until_held(until, 20), (
+            f"the holder never acquired the lock ({_holder_state(holder, reports)})"
+        )
         held_from = now()
         time.sleep(3 * EXPIRY)  # auto-extension must keep it through three expiries
         assert contender_at.value == 0.0, "the contender got the lock while the holder extended it"
