@@ -203,7 +203,12 @@ def test_boundary_values_are_accepted(options: dict[str, Any]) -> None:
         # 1 ms of TTL is less than the 2 ms clock-precision allowance: no validity is left.
         assert m.try_lock() is False
         return
-    assert m.try_lock()
+    if m.options.expiry_ms < 10:
+        # A 3 ms lease keeps under 1 ms of validity once the allowance is taken: a busy machine
+        # can spend that on one fan-out, so the lease needs some of a few tries to be quick enough.
+        assert any(m.try_lock() for _ in range(50))
+    else:
+        assert m.try_lock()
     assert m.unlock()
 
 
