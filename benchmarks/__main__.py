@@ -203,9 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         print("--nodes: each count must be between 1 and 5", file=sys.stderr)
         return 2
     names = args.contenders or list(QUICK_CONTENDERS if args.quick else DEFAULT_CONTENDERS)
-    for required in ("limit",):  # every ratio needs the floor of the same run
-        if required not in names and {"s1", "s2", "s3"} & set(scenarios):
-            names.insert(0, required)
+    if "limit" not in names and {"s1", "s2", "s3"} & set(scenarios):
+        names.insert(0, "limit")  # every ratio needs the floor of the same run
+    if "limit-handoff" not in names and "s3" in scenarios:
+        names.insert(1, "limit-handoff")  # what the S3 hand-off costs without the library
     processes = [int(p) for p in args.processes or [str(p) for p in S3_PROCESSES]]
     seconds = args.seconds or (1.2 if args.quick else 3.0)
     rounds = args.rounds or 3
@@ -244,15 +245,18 @@ def main(argv: list[str] | None = None) -> int:
         results["meta"]["affinities"] = h.affinities()
         specs = h.available(names) if {"s1", "s2", "s3", "profile"} & set(scenarios) else []
         kinds = {s.name: s.kind for s in specs}
+        s12_specs = [s for s in specs if not s.s3_only]
         if "s1" in scenarios:
-            print(f"S1: {len(specs)} contenders, {seconds:g} s per cell", flush=True)
-            results["s1"] = [c.summary() for c in h.run_s1(specs, nodes, seconds, rounds)]
+            print(f"S1: {len(s12_specs)} contenders, {seconds:g} s per cell", flush=True)
+            results["s1"] = [c.summary() for c in h.run_s1(s12_specs, nodes, seconds, rounds)]
         if "s2" in scenarios:
-            print(f"S2: {len(specs)} contenders, {seconds:g} s per cell", flush=True)
-            results["s2"] = [c.summary() for c in h.run_s2(specs, nodes, seconds, rounds)]
+            print(f"S2: {len(s12_specs)} contenders, {seconds:g} s per cell", flush=True)
+            results["s2"] = [c.summary() for c in h.run_s2(s12_specs, nodes, seconds, rounds)]
             results["selftest"] = _selftest(h, nodes[0])
         if "s3" in scenarios:
-            s3_specs = [s for s in specs if s.kind in ("ours", "peer") and not s.single_node]
+            s3_specs = [
+                s for s in specs if (s.s3_only or s.kind in ("ours", "peer")) and not s.single_node
+            ]
             s3_nodes = [n for n in nodes if n > 1] or [3]
             print(
                 f"S3: {len(s3_specs)} contenders, P={processes}, {seconds:g} s per cell",

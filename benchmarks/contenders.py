@@ -17,6 +17,9 @@ from __future__ import annotations
 import base64
 import importlib
 import os
+import random
+import select
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -195,6 +198,93 @@ class LimitSequential(Limit):
     """The same commands as ``limit``, one server after another (send, read, next server)."""
 
     pipelined = False
+
+
+class LimitHandoff(Limit):
+    """S3 only: our waiter-queue hand-off (our ACQUIRE and RELEASE scripts, our key, queue,
+    turn and wake-channel names, our default tries and delays) on raw sockets in one thread.
+
+    A ``lock()`` that finds the key held is queued by the ACQUIRE script; it then blocks in
+    ``select`` on its own subscriber sockets (one per node, subscribed once) until a release
+    names it or the retry delay passes, and tries again. What ``redsync_core`` adds on top of
+    this line is the cost of the library (drivers, flows, notices, threads), not of the protocol.
+    """
+
+    def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
+        super().__init__(urls, key, ttl_s)
+        scripts = importlib.import_module("redsync_core._transport.scripts")
+        queues = importlib.import_module("redsync_core._algorithm.queues")
+        timing = importlib.import_module("redsync_core._algorithm.timing")
+        options = importlib.import_module("redsync_core._options")
+        self.tries = options.DEFAULT_TRIES
+        self.delay_ms = timing.RANDOM_DELAY_RANGE_MS
+        self.queue, self.turn = queues.queue_keys(key)
+        self.acquire_sha = scripts.ACQUIRE.sha
+        self.release_sha = scripts.RELEASE.sha
+        for conn in self.conns:
+            for script in (scripts.ACQUIRE, scripts.RELEASE):
+                reply = conn.call("SCRIPT", "LOAD", script.source)
+                if reply != script.sha.encode():
+                    raise RuntimeError(f"SCRIPT LOAD failed: {reply!r}")
+        self.inbox = os.urandom(6).hex()
+        self.calls = 0
+        self.waiter = ""
+        channel = queues.wake_channel(key, self.inbox)
+        self.subs = [RawConnection(url, SOCKET_TIMEOUT_S) for url in urls]
+        for sub in self.subs:
+            if sub.call("SUBSCRIBE", channel) is None:
+                raise RuntimeError(f"SUBSCRIBE {channel} failed")
+        self.rng = random.Random()
+
+    def lock(self) -> bool:
+        self.value = _value()
+        self.calls += 1
+        self.waiter = f"{self.inbox}.{self.calls}"
+        rank = time.time_ns() // 1_000_000
+        for attempt in range(self.tries):
+            first = "0" if attempt == 0 else "1"
+            payload = encode(
+                "EVALSHA", self.acquire_sha, 3, self.key, self.queue, self.turn, self.value,
+                self.ttl_ms, self.waiter, rank, first,
+            )  # fmt: skip
+            replies = self._fan_out(payload)
+            if sum(1 for reply in replies if reply == 1) >= self.quorum:
+                return True
+            held = [conn for conn, reply in zip(self.conns, replies, strict=True) if reply == 1]
+            for conn in held:  # give back what we took, staying queued (as ours does)
+                conn.send(self._release(wake="0", requeue=(rank, self.ttl_ms)))
+            for conn in held:
+                conn.read()
+            if attempt + 1 < self.tries:
+                self._wait(self.rng.randrange(*self.delay_ms) / 1000)
+        return False
+
+    def unlock(self) -> None:
+        self._fan_out(self._release(wake="1"))
+
+    def _release(self, wake: str, requeue: tuple[int, int] | None = None) -> bytes:
+        queued = () if requeue is None else (self.waiter, *requeue)
+        return encode(
+            "EVALSHA", self.release_sha, 3, self.key, self.queue, self.turn, self.value, "p",
+            "0123456789ab", wake, 20, *queued,
+        )  # fmt: skip
+
+    def _wait(self, delay_s: float) -> None:
+        """Block until a notice names this waiter or ``delay_s`` passes."""
+        end = time.monotonic() + delay_s
+        by_sock = {sub.sock: sub for sub in self.subs}
+        while (left := end - time.monotonic()) > 0:
+            readable, _, _ = select.select(list(by_sock), [], [], left)
+            for sock in readable:
+                message = by_sock[sock].read()  # ["message", channel, "<digest> <waiter>"]
+                payload = message[-1] if isinstance(message, list) else None
+                if isinstance(payload, bytes) and payload.endswith(b" " + self.waiter.encode()):
+                    return
+
+    def close(self) -> None:
+        super().close()
+        for sub in self.subs:
+            sub.close()
 
 
 class NoLock(SyncContender):
@@ -604,6 +694,7 @@ class Spec:
     kind: str  # "ours", "limit", "peer" or "selftest"
     env: str | None = None  # peer virtualenv under .venvs/, None: the benchmark's interpreter
     single_node: bool = False  # not a Redlock: measured at N=1 only
+    s3_only: bool = False  # a floor of S3's hand-off: not measured in S1 and S2
     what: str = ""
 
 
@@ -612,6 +703,13 @@ CONTENDERS: dict[str, Spec] = {
     for spec in (
         Spec("limit", Limit, "limit", what="raw sockets, all N written before any reply is read"),
         Spec("limit-sequential", LimitSequential, "limit", what="raw sockets, one node at a time"),
+        Spec(
+            "limit-handoff",
+            LimitHandoff,
+            "limit",
+            s3_only=True,
+            what="S3: our queue hand-off protocol on raw sockets, one thread",
+        ),
         Spec("redsync_core", Ours, "ours", what="Redsync / Mutex (sync)"),
         Spec("redsync_core-async", OursAsync, "ours", what="AsyncRedsync / AsyncMutex"),
         Spec("redsync_core-hooked", OursHooked, "ours", what="Redsync / Mutex, a no-op listener"),

@@ -378,7 +378,10 @@ def markdown(results: dict[str, Any]) -> str:
             "that gives up is called again and its wait goes on. `busy` = fraction of the "
             "time the lock is held; `ideal` = the busy fraction of a perfect hand-off: hold p50 "
             "÷ (hold p50 + the `limit` line's acquire+release round trips at that N, measured in "
-            "this run). `wait` is from the first `lock()` call to success; `gave up` counts "
+            "this run). `limit-handoff` runs our own hand-off protocol (our scripts, waiter "
+            "queue and wake channels, default tries and delays) on raw sockets in one thread "
+            "per process: the busy fraction this protocol reaches without the library's cost. "
+            "`wait` is from the first `lock()` call to success; `gave up` counts "
             "`lock()` calls that returned without the lock (defaults of redlock-py, redlock-ng "
             "and aioredlock give up after 3 tries).",
             "",
