@@ -36,39 +36,60 @@ RELEASE_SCRIPT = """-- compare-and-delete, then a release notice that wakes the 
 -- ARGV[2]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[3]: the notice's payload
 -- ARGV[4..5] (with KEYS[2]): '1' to wake the oldest queued waiter ('0': only when nobody is
 --   queued), the woken one's turn in ms
--- ARGV[6..8] (optional): a waiter to queue again (id, rank, the queue's TTL in ms)
+-- ARGV[6..9] (optional): 'queue' and a waiter to queue again after the pop (its member, rank,
+--   the queue's TTL in ms), or 'leave' and the member of the holder's lock() call, taken off
+--   the queue first (it may still be queued where the key was not handed over to it)
 -- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL
-local function notice(key, queue, turn, mode, payload, wake, turn_ms, id, rank, ttl)
+local function publish(mode, channel, payload)
+  if mode == 'p' then return redis.pcall('PUBLISH', channel, payload) end
+  if mode == 's' then return redis.pcall('SPUBLISH', channel, payload) end
+  return 0
+end
+local function notice(key, queue, turn, mode, payload, wake, turn_ms, member, rank, ttl)
   if mode == '' then return end
   local channel = key
+  local woken = payload
   if queue then
     if wake == '1' then
-      local popped = redis.pcall('ZPOPMIN', queue)
-      if #popped > 0 then
-        redis.pcall('SET', turn, popped[1], 'PX', turn_ms)
+      for _ = 1, 3 do
+        local popped = redis.pcall('ZPOPMIN', queue)
+        if type(popped) ~= 'table' or #popped == 0 then break end
+        local id, ms, value = string.match(popped[1], '^(%S+) (%d+) (.*)$')
         local inbox = string.match(popped[1], '^[^.]*')
         channel = key .. ':wake:' .. inbox .. string.sub(queue, #key + 6)
-        payload = payload .. ' ' .. popped[1]
+        if not id then
+          redis.pcall('SET', turn, popped[1], 'PX', turn_ms)
+          woken = payload .. ' ' .. popped[1]
+          break
+        end
+        redis.call('SET', key, value, 'PX', ms)
+        local proof = '+' .. string.sub(redis.sha1hex(value), 1, 12)
+        local heard = publish(mode, channel, payload .. ' ' .. id .. ' ' .. proof)
+        if type(heard) == 'number' and heard > 0 then
+          mode = ''  -- handed over: no other notice
+          break
+        end
+        redis.call('DEL', key)
+        channel = key
       end
     else
       local waiting = redis.pcall('ZCARD', queue)
       if type(waiting) == 'number' and waiting > 0 then mode = '' end
     end
-    if id then
-      redis.pcall('ZADD', queue, 'NX', rank, id)
+    if member then
+      redis.pcall('ZADD', queue, 'NX', rank, member)
       redis.pcall('PEXPIRE', queue, ttl)
     end
   end
-  if mode == 'p' then
-    redis.pcall('PUBLISH', channel, payload)
-  elseif mode == 's' then
-    redis.pcall('SPUBLISH', channel, payload)
-  end
+  publish(mode, channel, woken)
 end
+if ARGV[6] == 'leave' then redis.pcall('ZREM', KEYS[2], ARGV[7]) end
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  notice(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+  local again = ARGV[6] == 'queue'
+  notice(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], again and ARGV[7],
+    ARGV[8], ARGV[9])
   return 1
 end
 if not v then return 0 end
@@ -201,13 +222,14 @@ class LimitSequential(Limit):
 
 
 class LimitHandoff(Limit):
-    """S3 only: our waiter-queue hand-off (our ACQUIRE and RELEASE scripts, our key, queue,
+    """S3 only: our waiter-queue hand-over (our ACQUIRE and RELEASE scripts, our key, queue,
     turn and wake-channel names, our default tries and delays) on raw sockets in one thread.
 
     A ``lock()`` that finds the key held is queued by the ACQUIRE script; it then blocks in
-    ``select`` on its own subscriber sockets (one per node, subscribed once) until a release
-    names it or the retry delay passes, and tries again. What ``redsync_core`` adds on top of
-    this line is the cost of the library (drivers, flows, notices, threads), not of the protocol.
+    ``select`` on its own subscriber sockets (one per node, subscribed once) until a quorum of
+    nodes handed the key over to it (or a notice names it, or the retry delay passes: then it
+    tries again). What ``redsync_core`` adds on top of this line is the cost of the library
+    (drivers, flows, notices, threads), not of the protocol.
     """
 
     def __init__(self, urls: list[str], key: str, ttl_s: float) -> None:
@@ -219,6 +241,8 @@ class LimitHandoff(Limit):
         self.tries = options.DEFAULT_TRIES
         self.delay_ms = timing.RANDOM_DELAY_RANGE_MS
         self.queue, self.turn = queues.queue_keys(key)
+        self.member_of = queues.queue_member
+        self.proof_of = queues.handover_proof
         self.acquire_sha = scripts.ACQUIRE.sha
         self.release_sha = scripts.RELEASE.sha
         for conn in self.conns:
@@ -228,7 +252,7 @@ class LimitHandoff(Limit):
                     raise RuntimeError(f"SCRIPT LOAD failed: {reply!r}")
         self.inbox = os.urandom(6).hex()
         self.calls = 0
-        self.waiter = ""
+        self.waiter = self.member = self.handed = ""
         channel = queues.wake_channel(key, self.inbox)
         self.subs = [RawConnection(url, SOCKET_TIMEOUT_S) for url in urls]
         for sub in self.subs:
@@ -240,46 +264,61 @@ class LimitHandoff(Limit):
         self.value = _value()
         self.calls += 1
         self.waiter = f"{self.inbox}.{self.calls}"
+        self.member = self.member_of(self.waiter, self.ttl_ms, self.value.decode())
+        self.handed = f"{self.waiter} {self.proof_of(self.value.decode())}"
         rank = time.time_ns() // 1_000_000
+        granted: set[int] | None = set()  # None once a clean-up may have voided a hand-over
         for attempt in range(self.tries):
             first = "0" if attempt == 0 else "1"
             payload = encode(
                 "EVALSHA", self.acquire_sha, 3, self.key, self.queue, self.turn, self.value,
-                self.ttl_ms, self.waiter, rank, first,
+                self.ttl_ms, self.member, rank, first,
             )  # fmt: skip
             replies = self._fan_out(payload)
             if sum(1 for reply in replies if reply == 1) >= self.quorum:
                 return True
             held = [conn for conn, reply in zip(self.conns, replies, strict=True) if reply == 1]
             for conn in held:  # give back what we took, staying queued (as ours does)
-                conn.send(self._release(wake="0", requeue=(rank, self.ttl_ms)))
+                conn.send(self._release("0", "queue", self.member, rank, self.ttl_ms))
+                granted = None
             for conn in held:
                 conn.read()
-            if attempt + 1 < self.tries:
-                self._wait(self.rng.randrange(*self.delay_ms) / 1000)
+            if attempt + 1 < self.tries and self._wait(
+                self.rng.randrange(*self.delay_ms) / 1000, granted
+            ):
+                return True
         return False
 
     def unlock(self) -> None:
-        self._fan_out(self._release(wake="1"))
+        self._fan_out(self._release("1", "leave", self.member))
 
-    def _release(self, wake: str, requeue: tuple[int, int] | None = None) -> bytes:
-        queued = () if requeue is None else (self.waiter, *requeue)
+    def _release(self, wake: str, *then: str | int) -> bytes:
         return encode(
             "EVALSHA", self.release_sha, 3, self.key, self.queue, self.turn, self.value, "p",
-            "0123456789ab", wake, 20, *queued,
+            "0123456789ab", wake, 20, *then,
         )  # fmt: skip
 
-    def _wait(self, delay_s: float) -> None:
-        """Block until a notice names this waiter or ``delay_s`` passes."""
+    def _wait(self, delay_s: float, granted: set[int] | None) -> bool:
+        """Block until a quorum handed the key over (True), or a notice names this waiter or
+        ``delay_s`` passes (False)."""
         end = time.monotonic() + delay_s
-        by_sock = {sub.sock: sub for sub in self.subs}
+        by_sock = {sub.sock: i for i, sub in enumerate(self.subs)}
         while (left := end - time.monotonic()) > 0:
             readable, _, _ = select.select(list(by_sock), [], [], left)
             for sock in readable:
-                message = by_sock[sock].read()  # ["message", channel, "<digest> <waiter>"]
+                node = by_sock[sock]
+                message = self.subs[node].read()  # [.., .., "<digest> <id>[ +<proof>]"]
                 payload = message[-1] if isinstance(message, list) else None
-                if isinstance(payload, bytes) and payload.endswith(b" " + self.waiter.encode()):
-                    return
+                if not isinstance(payload, bytes):
+                    continue
+                _, _, named = payload.decode().partition(" ")
+                if named == self.handed and granted is not None:
+                    granted.add(node)
+                    if len(granted) >= self.quorum:
+                        return True
+                elif named == self.waiter:
+                    return False
+        return False
 
     def close(self) -> None:
         super().close()

@@ -268,8 +268,8 @@ class AsyncRedsync(RedsyncBase):
         )
         if not woken:
             return None  # the whole delay passed
-        named = notices.named(effect.key, effect.waiter, effect.since_ms)
-        return Woke(self._clock(), named)
+        named, granted = notices.named(effect.key, effect.waiter, effect.since_ms)
+        return Woke(self._clock(), named, granted)
 
     # twin: async-only
     def _left(self, key: str, waiter: object, won: bool) -> None:
@@ -352,7 +352,7 @@ class AsyncMutex(MutexBase):
     async def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
         # This call as a waiter: its place in the key's queues, and its turns in this process.
-        waiter = new_waiter() if self._options.wake_on_release and tries != 1 else None
+        waiter = new_waiter(value) if self._options.wake_on_release and tries != 1 else None
         target = self._target(value)
         flow = flows.acquire_token(
             self._options,
@@ -376,6 +376,7 @@ class AsyncMutex(MutexBase):
                     self._redsync._left(key, waiter, won=acquired is not None)
         assert acquired is not None  # the flow returned
         self._start_holding(value, acquired.until_ms, acquired.token)
+        self._queued = acquired.queued
 
     def _start_holding(self, value: str, until_ms: int, token: int | None = None) -> None:
         """Record an acquisition; start auto-extension when the options ask for it."""
@@ -389,10 +390,10 @@ class AsyncMutex(MutexBase):
         Returns False when the lock was no longer ours (expired, taken or lost) or nodes failed.
         Never raises for these.
         """
-        lost = self._lost
+        lost, queued = self._lost, self._queued
         if not self._released():
             return False
-        return await self._drive(flows.release(self._options, self._target())) and not lost
+        return await self._drive(flows.release(self._options, self._target(), queued)) and not lost
 
     async def extend(self, expiry: float | None = None) -> bool:
         """Reset the TTL to ``expiry`` seconds (default: the mutex's) on a quorum.

@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _hooks as hooks
-from ._algorithm.effects import FanOut, KeyState, NodeKeys, NodeReply, Op, Tally, glob_escape
+from ._algorithm.effects import (
+    FanOut,
+    KeyState,
+    NodeKeys,
+    NodeReply,
+    Op,
+    Tally,
+    Waiter,
+    glob_escape,
+)
 from ._algorithm.flows import Target
 from ._algorithm.queues import is_waiter_key
 from ._algorithm.timing import quorum
@@ -498,6 +507,8 @@ class MutexBase:
         self._rng = _shared_rng
         self._value: str | None = options.value
         self._token: int | None = None
+        # The lock() call that took the lock, while it may still be queued on some node.
+        self._queued: Waiter | None = None
         self._until_ms: int | None = None
         self._lost = False
         self._owner_pid = 0
@@ -623,6 +634,7 @@ class MutexBase:
         """Forget the held state and stop auto-extension; return False in a forked child,
         which must never release or extend its parent's lock."""
         self._until_ms = None
+        self._queued = None
         self._renewal_generation += 1
         return self._value is not None and self._owner_pid in (0, os.getpid())
 

@@ -256,8 +256,8 @@ class Redsync(RedsyncBase):
         )
         if not woken:
             return None  # the whole delay passed
-        named = self._notices.named(effect.key, effect.waiter, effect.since_ms)
-        return Woke(self._clock(), named)
+        named, granted = self._notices.named(effect.key, effect.waiter, effect.since_ms)
+        return Woke(self._clock(), named, granted)
 
     # twin: sync-only
     def _left(self, key: str, waiter: object, won: bool) -> None:
@@ -329,7 +329,7 @@ class Mutex(MutexBase):
     def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
         value = self._begin_lock()
         # This call as a waiter: its place in the key's queues, and its turns in this process.
-        waiter = new_waiter() if self._options.wake_on_release and tries != 1 else None
+        waiter = new_waiter(value) if self._options.wake_on_release and tries != 1 else None
         target = self._target(value)
         flow = flows.acquire_token(
             self._options,
@@ -353,6 +353,7 @@ class Mutex(MutexBase):
                     self._redsync._left(key, waiter, won=acquired is not None)
         assert acquired is not None  # the flow returned
         self._start_holding(value, acquired.until_ms, acquired.token)
+        self._queued = acquired.queued
 
     def _start_holding(self, value: str, until_ms: int, token: int | None = None) -> None:
         """Record an acquisition; start auto-extension when the options ask for it."""
@@ -366,10 +367,10 @@ class Mutex(MutexBase):
         Returns False when the lock was no longer ours (expired, taken or lost) or nodes failed.
         Never raises for these.
         """
-        lost = self._lost
+        lost, queued = self._lost, self._queued
         if not self._released():
             return False
-        return self._drive(flows.release(self._options, self._target())) and not lost
+        return self._drive(flows.release(self._options, self._target(), queued)) and not lost
 
     def extend(self, expiry: float | None = None) -> bool:
         """Reset the TTL to ``expiry`` seconds (default: the mutex's) on a quorum.

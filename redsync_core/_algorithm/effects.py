@@ -117,11 +117,13 @@ TAKEN = NodeReply(Status.TAKEN)
 
 @dataclass(frozen=True, slots=True)
 class Waiter:
-    """A waiting ``lock()`` call: its id in the key's waiter queue on each node, and its rank
-    there (its wall clock in ms when it began: older waiters first, across processes)."""
+    """A waiting ``lock()`` call: its id in the key's waiter queue on each node, its rank there
+    (its wall clock in ms when it began: older waiters first, across processes), and the proof
+    that a hand-over notice is for its value (``queues.handover_proof``)."""
 
     id: str
     rank: int
+    proof: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,8 @@ class FanOut:
     there wakes the oldest waiter, see ``scripts.RELEASE``) and, with ``queued`` (an earlier
     attempt may have queued it), takes it off the queue where the key is set. A RELEASE wakes
     the oldest queued waiter, or with ``wake`` False (a clean-up that may have lost to a
-    holder) nobody; with ``waiter`` (a clean-up) it queues that waiter again, ``ttl_ms`` long.
+    holder) nobody; with ``waiter`` (a clean-up) it queues that waiter again, ``ttl_ms`` long,
+    and with ``waiter`` and ``queued`` (an unlock) it takes the waiter off the queue first.
     A LEAVE takes ``waiter`` off the queue and, with ``wake``, hands its turn on (see
     ``scripts.LEAVE``).
     """
@@ -195,11 +198,13 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class Woke:
-    """The answer to a ``Sleep`` cut short by a notice: the driver's clock when it ended, and
-    whether the notice named the waiter (a release woke it alone, off the key's queue)."""
+    """The answer to a ``Sleep`` cut short by a notice: the driver's clock when it ended,
+    whether the notice named the waiter (a release woke it alone, off the key's queue), and the
+    nodes that have handed the key over to it (set it to its value) in this ``lock()`` call."""
 
     now_ms: int
     named: bool = False
+    granted: frozenset[int] = frozenset()
 
 
 Effect = FanOut | Sleep

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .effects import NodeReply, Status, Tally
+from .effects import NodeReply, Status, Tally, Waiter
 
 __all__ = ["FENCE_SUFFIX", "Acquired", "fence_key", "next_token", "slot_mate"]
 
@@ -37,11 +37,13 @@ FENCE_SUFFIX = ":fence"
 
 @dataclass(frozen=True, slots=True)
 class Acquired:
-    """Outcome of an acquisition: the monotonic time (ms) its validity ends, and its fencing
-    token (None without fencing)."""
+    """Outcome of an acquisition: the monotonic time (ms) its validity ends, its fencing token
+    (None without fencing), and the lock() call when it may still be queued on some node (a
+    quorum handed the key over to it, not every node): the unlock takes it off there."""
 
     until_ms: int
     token: int | None = None
+    queued: Waiter | None = None
 
 
 def _hash_tag(key: str) -> str | None:

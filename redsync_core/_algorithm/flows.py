@@ -95,6 +95,11 @@ R = TypeVar("R")
 #: Builds the error an acquire flow raises from its last tally and the number of tries made.
 GiveUp = Callable[[Tally, int], LockNotAcquired]
 
+#: A waiter holds a lock handed over to it without an attempt only when it has waited at most
+#: this fraction of the expiry since its first attempt: then at least the rest of the expiry is
+#: left; a later hand-over costs one attempt, which re-arms the TTL of the keys.
+HANDED_OVER_WITHIN = 0.1
+
 #: A waiter woken early within this many ms of calling lock() waits YOUNG_DEFER_MS before
 #: trying, so that the waiters woken by the same notice who waited longer go first.
 YOUNG_MS = 5
@@ -177,13 +182,19 @@ def acquire_token(
     # Fenced attempts (FENCED_ACQUIRE) and those of a multi-mutex (``queue=False``) queue
     # nobody: their waiters are woken as without queues.
     in_queue = waiter if queue and not opts.fencing else None
+    # Hand-over: a node sets the key to our value when a release there pops us off its queue,
+    # never before it queued us, so never before our first attempt began (``first_ms``); a
+    # key handed over lives ``ttl_ms`` from then at least. Only our own clean-up deletes our
+    # value from a node: after one, a hand-over heard may be void, and only attempts count.
+    first_ms: int | None = None
+    trusted = True
 
     def attempt(
         now_ms: int, early: bool
     ) -> Generator[Effect, Answer, tuple[Tally, Acquired | None, int]]:
         """Make one attempt; return the tally it is judged on, the acquisition (or None) and
         the time after it (after the release of a lost attempt)."""
-        nonlocal queued
+        nonlocal queued, first_ms, trusted
         effect = FanOut(
             Op.FENCED_ACQUIRE if opts.fencing else Op.ACQUIRE,
             target.key,
@@ -196,6 +207,8 @@ def acquire_token(
             queued=queued,
         )
         tally = _send((yield effect))
+        if first_ms is None:
+            first_ms = tally.started_ms
         valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
         token = None
         if opts.fencing and tally.ok >= need and valid_ms > 0:
@@ -213,11 +226,26 @@ def acquire_token(
             tally = Tally(fenced.replies, tally.started_ms, fenced.finished_ms)
             valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
         if tally.ok >= need and valid_ms > 0:
-            yield from _leave(target, in_queue, node_deadline_ms, tally.taken)
+            yield from _leave(target, in_queue, node_deadline_ms, ttl_ms, tally.taken)
             return tally, Acquired(tally.finished_ms + valid_ms, token), tally.finished_ms
         queued = in_queue is not None
+        trusted = trusted and not _maybe_ours(tally)
         after_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
         return tally, None, after_ms
+
+    def handed_over(woke: Woke) -> Acquired | None:
+        """Hold the lock without an attempt when a quorum of nodes handed it over to us (and
+        soon enough that most of its TTL is left); None: make an attempt instead."""
+        if not trusted or first_ms is None or len(woke.granted) < need:
+            return None
+        waited_ms = woke.now_ms - first_ms
+        valid_ms = validity_ms(ttl_ms, waited_ms, opts.drift_factor)
+        if waited_ms > ttl_ms * HANDED_OVER_WITHIN or valid_ms <= 0:
+            return None  # an attempt re-arms the keys that hold our value
+        # No LEAVE here: where the key was not handed over (yet) the unlock takes us off the
+        # queue (``release(waiter=)``), without a round trip now.
+        handed = len(woke.granted) < target.nodes
+        return Acquired(woke.now_ms + valid_ms, None, in_queue if handed else None)
 
     try:
         return (
@@ -229,12 +257,13 @@ def acquire_token(
                 unreachable=partial(_unreachable, target, need),
                 gave_up=partial(_gave_up, target, need, opts),
                 timed_out=partial(_timed_out, target, need, timeout_ms or 0),
+                handed_over=handed_over if in_queue is not None else None,
             )
         )
     except QuorumUnreachable:
         raise  # node errors: the queues expire
     except LockNotAcquired:
-        yield from _leave(target, in_queue, node_deadline_ms)  # gave up on tries or time
+        yield from _leave(target, in_queue, node_deadline_ms, ttl_ms)  # gave up on tries or time
         raise
 
 
@@ -247,6 +276,7 @@ def retry_schedule(
     unreachable: GiveUp,
     gave_up: GiveUp,
     timed_out: GiveUp,
+    handed_over: Callable[[Woke], R | None] | None = None,
 ) -> Generator[Effect, Answer, R]:
     """Make ``attempt``s on ``nodes`` nodes until one wins; return what it won.
 
@@ -264,6 +294,8 @@ def retry_schedule(
     as a try: if another waiter wins it, the flow waits out the rest of the same delay. The
     schedule (``tries`` delays, the longest wait) is the same with and without it. ``wait(ms,
     since_ms, nodes)`` builds these wakeable sleeps (with the flow's key or keys and waiter).
+    ``handed_over(woke)``, given a wake-up on which nodes handed the key over, returns what the
+    flow won without an attempt, or None to make one.
 
     Raises:
         LockNotAcquired: the error that ``unreachable`` (node errors left fewer than a quorum
@@ -299,6 +331,10 @@ def retry_schedule(
             held = frozenset(tally.taken) or None  # news: a notice from one of these
             woke = yield wait(max(0, wake_ms - now_ms), tally.started_ms, held)
             now_ms = woke.now_ms if isinstance(woke, Woke) else max(now_ms, wake_ms)
+            if handed_over is not None and isinstance(woke, Woke) and woke.granted:
+                won = handed_over(woke)
+                if won is not None:
+                    return won
             if now_ms >= resume_ms:
                 break
             young = now_ms - retries.begun_ms < YOUNG_MS and now_ms + YOUNG_DEFER_MS < resume_ms
@@ -335,11 +371,7 @@ def _clean_up(
     attempt and the lock is free. Otherwise another holder probably has it and its release will
     wake the next waiter.
     """
-    mine = frozenset(
-        i
-        for i, reply in enumerate(tally.replies)
-        if not (isinstance(reply, NodeReply) and reply.status is Status.TAKEN)
-    )
+    mine = _maybe_ours(tally)
     if not mine:
         return tally.finished_ms
     only = None if len(mine) == target.nodes else mine
@@ -357,16 +389,27 @@ def _clean_up(
     return released.finished_ms
 
 
+def _maybe_ours(tally: Tally) -> frozenset[int]:
+    """The nodes that may hold our value after an attempt: all but those that answered TAKEN
+    (the acquire script re-arms a key that already holds ours and answers OK)."""
+    return frozenset(
+        i
+        for i, reply in enumerate(tally.replies)
+        if not (isinstance(reply, NodeReply) and reply.status is Status.TAKEN)
+    )
+
+
 def _leave(
     target: Target,
     waiter: Waiter | None,
     deadline_ms: int | None,
+    ttl_ms: int,
     won_held: tuple[int, ...] | None = None,
 ) -> Generator[Effect, Answer, None]:
     """Take a waiter off the key's queues: on every node when it gives up (its failed attempts
-    queued it; where a release had just woken it, the next waiter is woken instead), or, when
-    it won on a quorum, on the nodes that its winning attempt found held (it queued itself
-    there). No release then wakes it in vain."""
+    queued it; a key handed over to it since is released; where a release had just woken it,
+    the next waiter is woken instead), or, when it won on a quorum, on the nodes that did not
+    take part in the win (it may be queued there). No release then wakes it in vain."""
     if waiter is None or won_held == ():
         return
     only = None if won_held is None else frozenset(won_held)
@@ -374,6 +417,7 @@ def _leave(
         Op.LEAVE,
         target.key,
         target.value,
+        ttl_ms=ttl_ms,
         deadline_ms=deadline_ms,
         only=only,
         waiter=waiter,
@@ -462,15 +506,23 @@ def take_over(
     return None
 
 
-def release(opts: MutexOptions, target: Target) -> Generator[Effect, Answer, bool]:
-    """Compare-and-delete our value on every node; return True when a quorum deleted it."""
+def release(
+    opts: MutexOptions, target: Target, waiter: Waiter | None = None
+) -> Generator[Effect, Answer, bool]:
+    """Compare-and-delete our value on every node; return True when a quorum deleted it.
+
+    ``waiter``: the lock() call that took the lock, when it may still be queued on some node
+    (a quorum handed the key over to it, not every node): it leaves the queues there too."""
     tally = _send(
         (
             yield FanOut(
                 Op.RELEASE,
                 target.key,
                 target.value,
+                ttl_ms=opts.expiry_ms,
                 deadline_ms=fanout_deadline_ms(opts.expiry_ms, opts.timeout_factor),
+                waiter=waiter,
+                queued=waiter is not None,
             )
         )
     )

@@ -24,7 +24,7 @@ from .._algorithm.effects import (
 )
 from .._algorithm.family import combine_split
 from .._algorithm.fencing import fence_key
-from .._algorithm.queues import queue_keys
+from .._algorithm.queues import queue_keys, queue_member
 from .._exceptions import NodeError
 from .scripts import (
     ACQUIRE,
@@ -114,13 +114,14 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
         if waiter is None or queue is None:
             return ACQUIRE, (1, effect.key, effect.value, effect.ttl_ms)
         queued = "1" if effect.queued else "0"
+        member = queue_member(waiter.id, effect.ttl_ms, effect.value)
         return ACQUIRE, (
             3,
             effect.key,
             *queue,
             effect.value,
             effect.ttl_ms,
-            waiter.id,
+            member,
             waiter.rank,
             queued,
         )
@@ -133,15 +134,17 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
         waiter = effect.waiter
         if waiter is None:
             return RELEASE, (3, effect.key, *queue, effect.value, *notice, *wake)
-        requeue = (waiter.id, waiter.rank, effect.ttl_ms)
-        return RELEASE, (3, effect.key, *queue, effect.value, *notice, *wake, *requeue)
+        member = queue_member(waiter.id, effect.ttl_ms, effect.value)
+        then = ("leave", member) if effect.queued else ("queue", member, waiter.rank, effect.ttl_ms)
+        return RELEASE, (3, effect.key, *queue, effect.value, *notice, *wake, *then)
     if op is Op.LEAVE:
         queue = queue_keys(effect.key)
         if effect.waiter is None or queue is None:
             return None, ("PING",)  # a key without a queue: nothing to take off
         notice = ("s" if sharded else "p", "left")
         hand_on = "1" if effect.wake else "0"
-        return LEAVE, (3, effect.key, *queue, *notice, effect.waiter.id, TURN_MS, hand_on)
+        member = queue_member(effect.waiter.id, effect.ttl_ms, effect.value)
+        return LEAVE, (3, effect.key, *queue, *notice, member, TURN_MS, hand_on)
     if op is Op.EXTEND:
         return EXTEND, (1, effect.key, effect.value, effect.ttl_ms, "1" if effect.set_nx else "0")
     if op is Op.SWAP:

@@ -54,7 +54,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._algorithm.effects import Waiter
-from .._algorithm.queues import WAKE_INFIX, wake_channel
+from .._algorithm.queues import WAKE_INFIX, handover_proof, wake_channel
+from .._algorithm.timing import quorum
 from .._clock import Clock
 from .clients import Family, family_of
 from .commands import pack
@@ -111,11 +112,13 @@ def inbox() -> str:
     return _inbox[1]
 
 
-def new_waiter() -> Waiter:
-    """Return a new waiting ``lock()`` call: an id ``<inbox>.<n>`` (a release that wakes it
-    publishes on its process's wake channel), ranked by the wall clock (ms) now (comparable
-    between processes and hosts, unlike monotonic clocks; skew costs only order)."""
-    return Waiter(f"{inbox()}.{next(_waiter_ids)}", time.time_ns() // 1_000_000)
+def new_waiter(value: str) -> Waiter:
+    """Return a new waiting ``lock()`` call for ``value``: an id ``<inbox>.<n>`` (a release that
+    wakes it publishes on its process's wake channel), ranked by the wall clock (ms) now
+    (comparable between processes and hosts, unlike monotonic clocks; skew costs only order),
+    and the proof that a hand-over is for its value."""
+    rank = time.time_ns() // 1_000_000
+    return Waiter(f"{inbox()}.{next(_waiter_ids)}", rank, handover_proof(value))
 
 
 def _channels(key: str) -> list[str]:
@@ -140,11 +143,13 @@ class _Waited:
         "confirmed_ms",
         "confirmed_ns",
         "event",
+        "granted",
         "heard_ms",
         "heard_ns",
         "idle_since",
         "linger",
         "named",
+        "need",
         "ranks",
         "recent",
         "stale",
@@ -156,7 +161,7 @@ class _Waited:
         "woke_ns",
     )
 
-    def __init__(self, wake: threading.Condition | None) -> None:
+    def __init__(self, wake: threading.Condition | None, need: int) -> None:
         self.waiters = 0
         self.heard_ms: dict[int, int] = {}  # node index -> when its last notice arrived
         self.heard_ns: dict[int, int] = {}  # the same on time.monotonic_ns (for the turns)
@@ -165,6 +170,10 @@ class _Waited:
         # Waiter ids named by notices (popped off a node's queue), with when: news to those
         # waiters only, not to the others of this process.
         self.named: dict[str, tuple[int, int]] = {}
+        # Waiter ids -> the nodes that handed the key over to them (a notice ending in '+'
+        # and a proof), with the proofs: such a waiter is woken once ``need`` (a quorum) did.
+        self.granted: dict[str, dict[int, str]] = {}
+        self.need = need
         self.idle_since: float | None = None  # when the last waiter left (sync)
         self.linger: asyncio.TimerHandle | None = None  # the end of the linger (asyncio)
         self.wake = wake  # sync: a Condition on the registry lock
@@ -194,18 +203,15 @@ class _Waited:
         names: list[str] = []
         if payload is not None and node is not None:
             released, *names = _text(payload).split(" ")
+            if len(names) == 2 and names[1].startswith("+"):
+                return self.handed(names[0], node, names[1], now_ms)
             copied = self.stale.get(released)
             if copied is not None and node not in copied and time.monotonic_ns() < self.stale_ns:
                 copied.add(node)  # once per node: the same value released again is news
                 return False  # a late copy of a release from before the last win
             self.recent.setdefault(released, set()).add(node)
         if names:
-            at = (now_ms, time.monotonic_ns())
-            for name in names:
-                self.named.pop(name, None)
-                self.named[name] = at
-            while len(self.named) > NAMED_KEPT:
-                del self.named[next(iter(self.named))]
+            self._name(names, now_ms)
             return any(getattr(w, "id", None) in names for w in self.ranks)
         if node is None:
             if self.confirmed_ms >= 0:
@@ -216,6 +222,33 @@ class _Waited:
             self.heard_ms[node] = now_ms
             self.heard_ns[node] = time.monotonic_ns()
         return True
+
+    def _name(self, names: list[str], now_ms: int) -> None:
+        at = (now_ms, time.monotonic_ns())
+        for name in names:
+            self.named.pop(name, None)
+            self.named[name] = at
+        while len(self.named) > NAMED_KEPT:
+            del self.named[next(iter(self.named))]
+
+    def handed(self, name: str, node: int, proof: str, now_ms: int) -> bool:
+        """Record that ``node`` handed the key over to the waiter ``name`` (``proof``: of which
+        value); return True to wake (it is waiting here and a quorum of nodes did)."""
+        nodes = self.granted.pop(name, {})
+        self.granted[name] = nodes
+        nodes[node] = proof
+        while len(self.granted) > NAMED_KEPT:
+            del self.granted[next(iter(self.granted))]
+        if len(nodes) < self.need:
+            return False
+        self._name([name], now_ms)
+        return any(getattr(w, "id", None) == name for w in self.ranks)
+
+    def granted_to(self, waiter: object) -> frozenset[int]:
+        """The nodes that handed the key over to ``waiter``'s value in its lock() call."""
+        proof = getattr(waiter, "proof", None)
+        nodes = self.granted.get(getattr(waiter, "id", ""), {})
+        return frozenset(node for node, given in nodes.items() if given == proof)
 
     def news(
         self,
@@ -261,6 +294,7 @@ class _Waited:
         self.ranks.pop(waiter, None)
         self.asleep.pop(waiter, None)
         self.woke_ns.pop(waiter, None)
+        self.granted.pop(getattr(waiter, "id", ""), None)
         if won:
             self.stale, self.recent = self.recent, {}
             self.stale_ns = time.monotonic_ns() + STALE_NS
@@ -419,6 +453,7 @@ class SyncNotices:
 
     def __init__(self, nodes: Sequence[Any], clock: Clock) -> None:
         self._nodes = list(nodes)
+        self._need = quorum(len(self._nodes))
         self._clock = clock
         #: False when no node can carry notices (memory nodes): waiters just sleep.
         self.available = any(getattr(node, "client", None) is not None for node in nodes)
@@ -511,7 +546,7 @@ class SyncNotices:
         of several keys) is notified with the key's. Called with the lock held."""
         waited = self._keys.get(key)
         if waited is None:
-            waited = self._keys[key] = _Waited(threading.Condition(self._lock))
+            waited = self._keys[key] = _Waited(threading.Condition(self._lock), self._need)
             self._changed.add(key)
             self._start()
         waited.waiters += 1
@@ -532,12 +567,15 @@ class SyncNotices:
         if waited.waiters == 0:
             waited.idle_since = time.monotonic()
 
-    def named(self, key: str, waiter: object, since_ms: int) -> bool:
-        """True when a notice for ``key`` named ``waiter`` at or after ``since_ms``: a release
-        woke it off the key's queue (no other waiter was woken by that release)."""
+    def named(self, key: str, waiter: object, since_ms: int) -> tuple[bool, frozenset[int]]:
+        """Whether a notice for ``key`` named ``waiter`` at or after ``since_ms`` (a release
+        woke it off the key's queue: no other waiter was woken by that release), and the nodes
+        that handed the key over to it."""
         with self._lock:
             waited = self._keys.get(key)
-            return waited is not None and waited.named_since(waiter, since_ms)
+            if waited is None:
+                return False, frozenset()
+            return waited.named_since(waiter, since_ms), waited.granted_to(waiter)
 
     def leave(self, key: str, waiter: object, won: bool) -> None:
         """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
@@ -808,6 +846,7 @@ class AsyncNotices:
 
     def __init__(self, nodes: Sequence[Any], clock: Clock) -> None:
         self._nodes = list(nodes)
+        self._need = quorum(len(self._nodes))
         self._clock = clock
         self.available = any(getattr(node, "client", None) is not None for node in nodes)
         self._keys: dict[str, _Waited] = {}
@@ -879,7 +918,7 @@ class AsyncNotices:
         of several keys) is set with the key's event."""
         waited = self._keys.get(key)
         if waited is None:
-            waited = self._keys[key] = _Waited(None)
+            waited = self._keys[key] = _Waited(None, self._need)
             waited.event = asyncio.Event()
             self._closed = False
             self._want(key)
@@ -902,11 +941,12 @@ class AsyncNotices:
         if waited.waiters == 0:
             waited.linger = asyncio.get_running_loop().call_later(LINGER_S, self._unwant, key)
 
-    def named(self, key: str, waiter: object, since_ms: int) -> bool:
-        """True when a notice for ``key`` named ``waiter`` at or after ``since_ms``: a release
-        woke it off the key's queue (no other waiter was woken by that release)."""
+    def named(self, key: str, waiter: object, since_ms: int) -> tuple[bool, frozenset[int]]:
+        """As ``SyncNotices.named``."""
         waited = self._keys.get(key)
-        return waited is not None and waited.named_since(waiter, since_ms)
+        if waited is None:
+            return False, frozenset()
+        return waited.named_since(waiter, since_ms), waited.granted_to(waiter)
 
     def leave(self, key: str, waiter: object, won: bool) -> None:
         """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe

@@ -12,6 +12,12 @@ Waiter queues: a waiting ``lock()`` call that finds a key held queues itself in 
 beside the key (``_algorithm.queues.wait_key``: same slot, under the key prefix) by its rank, and a
 release pops the oldest waiter and names it in the notice, so that one release wakes one
 waiting process, not all of them. The queue expires with the waiters' TTL; it is a hint too.
+
+Hand-over: a queue member is ``<id> <ttl_ms> <value>`` (``commands.queue_member``). A release
+that pops such a member sets the key to that waiter's value with its TTL and publishes the
+notice on the waiter's wake channel; when nobody received it (PUBLISH counts 0: that process
+is gone or not subscribed here), the key is deleted again and the next waiter is tried. The
+waiter holds the lock once a quorum of nodes handed it over (``_algorithm.flows``).
 """
 
 from __future__ import annotations
@@ -58,11 +64,11 @@ ACQUIRE = Script(
     """-- set-if-free, telling when the other holder's key expires; queues a waiting lock() call
 -- KEYS[1]: the lock key; ARGV[1]: our value; ARGV[2]: TTL in ms
 -- KEYS[2..3], ARGV[3..5] (a waiting lock() call only): the key's waiter queue and turn, the
---   waiter's id, its rank (older first), '1' when an earlier attempt may have queued it (it
---   leaves the queue once set), '0' on its first attempt (then the turn of a woken waiter
---   keeps it from taking a free key)
--- returns 1: set (or it already held our value: TTL re-armed); <0: another value, or the turn
---   of a woken waiter, -2 - PTTL
+--   waiter's queue member (``<id> <ttl_ms> <value>``), its rank (older first), '1' when an
+--   earlier attempt may have queued it (it leaves the queue once set), '0' on its first
+--   attempt (then the turn of a woken waiter keeps it from taking a free key)
+-- returns 1: set (or it already held our value, maybe handed over: TTL re-armed); <0: another
+--   value, or the turn of a woken waiter, -2 - PTTL
 local turn = 0
 if ARGV[5] == '0' then
   turn = redis.pcall('PTTL', KEYS[3])
@@ -75,6 +81,7 @@ end
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if ARGV[5] == '1' then redis.pcall('ZREM', KEYS[2], ARGV[3]) end
   return 1
 end
 if KEYS[2] then
@@ -86,43 +93,64 @@ return -2 - redis.call('PTTL', KEYS[1])
 """
 )
 
-# The release notice (after a delete). With the key's waiter queue and ``wake`` '1', ZPOPMIN
-# takes the oldest waiter off it and the notice goes to that waiter's process only, on its
-# channel ``<key>:wake:<inbox>`` (in the key's slot: the queue's hash tag), its payload naming
-# it after the released value's digest (``<digest> <id>``; an id is ``<inbox>.<n>``). The turn
-# key then holds that id for ``turn_ms``: the first attempt of a new lock() call does not take
-# the free key from the woken waiter in the meantime (a dead waiter costs new callers that
-# long). With nobody queued the notice goes to the key's channel, for every waiter. A waiter's
-# clean-up after a failed attempt queues it again (``id``, ``rank``, the queue's TTL ``ttl``)
-# after the pop, and with ``wake`` '0' publishes only when nobody else is queued. pcall (here,
-# in ACQUIRE and LEAVE): a queue or turn key that the ACL or its type refuses is none.
+# The release notice (after a delete: the key is free). With the key's waiter queue and
+# ``wake`` '1', ZPOPMIN takes the oldest waiter off it and the notice goes to that waiter's
+# process only, on its channel ``<key>:wake:<inbox>`` (in the key's slot: the queue's hash
+# tag), its payload naming it after the released value's digest (``<digest> <id>``; an id is
+# ``<inbox>.<n>``). A member that carries the waiter's TTL and value (``<id> <ttl_ms>
+# <value>``) is handed the key: SET to its value for its TTL, and the payload ends in ' +' and
+# 12 hex digits of the value's SHA1 (``queues.handover_proof``: only that waiter counts it); if
+# no subscriber received that notice, the key is deleted again and the next member is tried
+# (up to 3). A member without them (an id alone) gets the turn key instead, which holds its
+# id for ``turn_ms``: the first attempt of a new lock() call does not take the free key from
+# the woken waiter in the meantime (a dead waiter costs new callers that long). With nobody
+# queued the notice goes to the key's channel, for every waiter. A waiter's clean-up after a
+# failed attempt queues it again (``member``, ``rank``, the queue's TTL ``ttl``) after the
+# pop, and with ``wake`` '0' publishes only when nobody else is queued. pcall (here, in
+# ACQUIRE and LEAVE): a queue or turn key that the ACL or its type refuses is none.
 _NOTICE = """
-local function notice(key, queue, turn, mode, payload, wake, turn_ms, id, rank, ttl)
+local function publish(mode, channel, payload)
+  if mode == 'p' then return redis.pcall('PUBLISH', channel, payload) end
+  if mode == 's' then return redis.pcall('SPUBLISH', channel, payload) end
+  return 0
+end
+local function notice(key, queue, turn, mode, payload, wake, turn_ms, member, rank, ttl)
   if mode == '' then return end
   local channel = key
+  local woken = payload
   if queue then
     if wake == '1' then
-      local popped = redis.pcall('ZPOPMIN', queue)
-      if #popped > 0 then
-        redis.pcall('SET', turn, popped[1], 'PX', turn_ms)
+      for _ = 1, 3 do
+        local popped = redis.pcall('ZPOPMIN', queue)
+        if type(popped) ~= 'table' or #popped == 0 then break end
+        local id, ms, value = string.match(popped[1], '^(%S+) (%d+) (.*)$')
         local inbox = string.match(popped[1], '^[^.]*')
         channel = key .. ':wake:' .. inbox .. string.sub(queue, #key + 6)
-        payload = payload .. ' ' .. popped[1]
+        if not id then
+          redis.pcall('SET', turn, popped[1], 'PX', turn_ms)
+          woken = payload .. ' ' .. popped[1]
+          break
+        end
+        redis.call('SET', key, value, 'PX', ms)
+        local proof = '+' .. string.sub(redis.sha1hex(value), 1, 12)
+        local heard = publish(mode, channel, payload .. ' ' .. id .. ' ' .. proof)
+        if type(heard) == 'number' and heard > 0 then
+          mode = ''  -- handed over: no other notice
+          break
+        end
+        redis.call('DEL', key)
+        channel = key
       end
     else
       local waiting = redis.pcall('ZCARD', queue)
       if type(waiting) == 'number' and waiting > 0 then mode = '' end
     end
-    if id then
-      redis.pcall('ZADD', queue, 'NX', rank, id)
+    if member then
+      redis.pcall('ZADD', queue, 'NX', rank, member)
       redis.pcall('PEXPIRE', queue, ttl)
     end
   end
-  if mode == 'p' then
-    redis.pcall('PUBLISH', channel, payload)
-  elseif mode == 's' then
-    redis.pcall('SPUBLISH', channel, payload)
-  end
+  publish(mode, channel, woken)
 end
 """
 
@@ -132,13 +160,18 @@ RELEASE = Script(
 -- ARGV[2]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[3]: the notice's payload
 -- ARGV[4..5] (with KEYS[2]): '1' to wake the oldest queued waiter ('0': only when nobody is
 --   queued), the woken one's turn in ms
--- ARGV[6..8] (optional): a waiter to queue again (id, rank, the queue's TTL in ms)
+-- ARGV[6..9] (optional): 'queue' and a waiter to queue again after the pop (its member, rank,
+--   the queue's TTL in ms), or 'leave' and the member of the holder's lock() call, taken off
+--   the queue first (it may still be queued where the key was not handed over to it)
 -- returns 1: deleted our value; 0: no such key; <0: another value, -2 - PTTL"""
     + _NOTICE
-    + """local v = redis.call('GET', KEYS[1])
+    + """if ARGV[6] == 'leave' then redis.pcall('ZREM', KEYS[2], ARGV[7]) end
+local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  notice(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+  local again = ARGV[6] == 'queue'
+  notice(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], again and ARGV[7],
+    ARGV[8], ARGV[9])
   return 1
 end
 if not v then return 0 end
@@ -160,20 +193,26 @@ return n
 )
 
 LEAVE = Script(
-    """-- take a waiter off the key's queue; with ARGV[5] '1' (it gives up), if a release woke it
--- and the key is free, wake the next one
+    """-- take a waiter off the key's queue; with ARGV[5] '1' (it gives up): if the key was handed
+-- over to it since its last attempt, release it, and if a release woke it and the key is
+-- free, wake (or hand the key to) the next one
 -- KEYS[1]: the lock key; KEYS[2..3]: its waiter queue and turn
 -- ARGV[1]: notice by 'p' PUBLISH, 's' SPUBLISH or '' none; ARGV[2]: the notice's payload
--- ARGV[3]: the waiter's id; ARGV[4]: the next one's turn in ms; ARGV[5]: '1' or '0'
+-- ARGV[3]: the waiter's queue member; ARGV[4]: the next one's turn in ms; ARGV[5]: '1' or '0'
 -- returns 1"""
     + _NOTICE
     + """redis.pcall('ZREM', KEYS[2], ARGV[3])
-if redis.pcall('GET', KEYS[3]) == ARGV[3] then
-  redis.pcall('DEL', KEYS[3])
-  if ARGV[5] == '1' and not redis.call('GET', KEYS[1]) then
-    notice(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], '1', ARGV[4])
-  end
+local id, _, value = string.match(ARGV[3], '^(%S+) (%d+) (.*)$')
+local hand_on = false
+if ARGV[5] == '1' and value and redis.call('GET', KEYS[1]) == value then
+  redis.call('DEL', KEYS[1])
+  hand_on = true
 end
+if redis.pcall('GET', KEYS[3]) == (id or ARGV[3]) then
+  redis.pcall('DEL', KEYS[3])
+  hand_on = hand_on or (ARGV[5] == '1' and not redis.call('GET', KEYS[1]))
+end
+if hand_on then notice(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], '1', ARGV[4]) end
 return 1
 """
 )
