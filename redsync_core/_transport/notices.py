@@ -161,7 +161,7 @@ class _Waited:
         "woke_ns",
     )
 
-    def __init__(self, wake: threading.Condition | None, need: int) -> None:
+    def __init__(self, wake: threading.Condition | None, need: int = 1) -> None:
         self.waiters = 0
         self.heard_ms: dict[int, int] = {}  # node index -> when its last notice arrived
         self.heard_ns: dict[int, int] = {}  # the same on time.monotonic_ns (for the turns)
