@@ -58,8 +58,8 @@ from .._algorithm.queues import WAKE_INFIX, handover_proof, wake_channel
 from .._algorithm.timing import quorum
 from .._clock import Clock
 from .clients import Family, family_of
-from .commands import pack
-from .sync import RedisNode, _credentials
+from .commands import PENDING, new_reader, next_reply, pack
+from .sync import READ_SIZE, RedisNode, _credentials
 
 __all__ = ["AsyncNotices", "SyncNotices", "new_waiter"]
 
@@ -1014,9 +1014,15 @@ class AsyncNotices:
         for key in list(self._keys):
             if not sub.sharded or _carries(self._nodes, sub.pool, key):
                 sub.send(True, key)
+        # With hiredis, messages are parsed here from the connection's stream: one read for
+        # the burst of notices that one release sends, without redis-py's read layers.
+        reader = new_reader(conn._parser.parse_error)
         while True:
             try:
-                message = await conn.read_response()
+                if reader is None:
+                    message = await conn.read_response()
+                else:
+                    message = await _next_message(conn, reader, sub.family)
             except sub.family.response_error as exc:
                 if self._refused(sub, exc):
                     return
@@ -1066,6 +1072,24 @@ class AsyncNotices:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._subs.clear()
+
+
+async def _next_message(conn: Any, reader: Any, family: Family) -> Any:
+    """Return the next message (or reply) on a subscriber connection, parsed by ``reader``.
+
+    Raises:
+        ResponseError: (the client library's) the server answered with an error.
+        ConnectionError: (the client library's) the server closed the connection.
+    """
+    message = next_reply(reader)
+    while message is PENDING:
+        stream = conn._reader
+        data = None if stream is None else await stream.read(READ_SIZE)
+        if not data:
+            raise family.connection_error("Connection closed by server.")
+        reader.feed(data)
+        message = next_reply(reader)
+    return message
 
 
 def _wake(waited: _Waited) -> None:
