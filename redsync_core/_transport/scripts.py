@@ -13,7 +13,7 @@ beside the key (``_algorithm.queues.wait_key``: same slot, under the key prefix)
 release pops the oldest waiter and names it in the notice, so that one release wakes one
 waiting process, not all of them. The queue expires with the waiters' TTL; it is a hint too.
 
-Hand-over: a queue member is ``<id> <ttl_ms> <value>`` (``commands.queue_member``). A release
+Hand-over: a queue member is ``<id> <ttl_ms> <value>`` (``queues.queue_member``). A release
 that pops such a member sets the key to that waiter's value with its TTL and publishes the
 notice on the waiter's wake channel; when nobody received it (PUBLISH counts 0: that process
 is gone or not subscribed here), the key is deleted again and the next waiter is tried. The
