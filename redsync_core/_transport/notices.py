@@ -7,11 +7,15 @@ sleeps between two attempts asks ``wait(key, since_ms, timeout_ms)`` to end earl
 for ``key`` arrives.
 
 - One subscriber connection per Redis server (per event loop for asyncio), subscribed only to
-  keys that have waiters in this process; no thread or task per waiter. Sync: one reader thread
-  per ``Redsync`` polls every subscriber socket and wakes the waiters through a Condition per
-  key; it is started by the first waiter, ends after a while without waiters, and is not
-  inherited by a forked child (the child starts its own). Asyncio: one reader task per
-  subscriber connection on the loop; waiters wait on an Event per key.
+  keys that have waiters in this process; no thread or task per waiter. Sync: while a thread
+  waits, it polls every subscriber socket itself (one waiting thread at a time; it wakes the
+  others through a Condition per key), so that a notice wakes the thread that acts on it with
+  no hop through another thread. One reader thread per ``Redsync`` opens the connections and
+  polls when no thread waits (or when the connections are read through redis-py: TLS, no
+  hiredis, which waits for the rest of a reply that began to arrive); it is started by the
+  first waiter, ends after a while without waiters, and is not inherited by a forked child
+  (the child starts its own). Asyncio: one reader task per subscriber connection on the loop;
+  waiters wait on an Event per key.
 - Notices are hints. A waiter always wakes at its timeout whatever happens here: a refused
   SUBSCRIBE (ACL NOPERM, logged once at WARNING), a node that is down, paused or drops the
   connection, a lost message. Nothing here raises into ``lock()``.
@@ -46,11 +50,12 @@ import logging
 import os
 import secrets
 import select
+import socket
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._algorithm.effects import Waiter
@@ -87,6 +92,8 @@ _SUBSCRIBE = {False: "SUBSCRIBE", True: "SSUBSCRIBE"}
 _UNSUBSCRIBE = {False: "UNSUBSCRIBE", True: "SUNSUBSCRIBE"}
 _MESSAGE = (b"message", b"smessage", "message", "smessage")
 _CONFIRM = (b"subscribe", b"ssubscribe", "subscribe", "ssubscribe")
+#: ``SyncNotices._poller`` while the reader thread uses the subscriber sockets.
+_READER = object()
 
 
 def _text(data: object) -> str:
@@ -385,7 +392,13 @@ def _refusal(address: str, exc: BaseException) -> None:
 
 
 class _Sub:
-    """A sync subscriber connection to one server (read and written by the reader thread only)."""
+    """A sync subscriber connection to one server (its socket is used by one thread at a time:
+    the one that polls, see ``SyncNotices``).
+
+    On a plain socket (TCP or Unix, not TLS) with hiredis installed, the socket is
+    non-blocking and read as the sync transport reads: everything that arrived in one
+    ``recv``, parsed by a hiredis reader of our own. Otherwise redis-py's connection reads.
+    """
 
     def __init__(self, pool: Any, sharded: bool, node: int, address: str) -> None:
         self.pool = pool
@@ -394,6 +407,7 @@ class _Sub:
         self.sharded = sharded
         self.address = address
         self.conn: Any = None
+        self.reader: Any = None  # our hiredis reader while the socket is non-blocking
         self.channels: set[str] = set()  # subscribed (or asked for) on this connection
         self.pending: collections.deque[tuple[bool, str | None]] = collections.deque()
         self.refused = False
@@ -419,7 +433,12 @@ class _Sub:
         setattr(conn, self.family.connect_hook, self._setup)  # redis-py or valkey-py hook
         self.pending.clear()
         self.channels.clear()
+        self.reader = None
         conn.connect()
+        if type(conn._sock) is socket.socket:  # not TLS: its records need the ssl module
+            self.reader = new_reader(conn._parser.parse_error)
+            if self.reader is not None:
+                conn._sock.settimeout(0)
         self.conn = conn
 
     def _setup(self, conn: Any) -> None:
@@ -430,17 +449,64 @@ class _Sub:
             self.pending.append((False, None))
 
     def send(self, subscribe: bool, key: str) -> None:
+        """Write (UN)SUBSCRIBE for ``key``'s channels; never waits on a plain socket.
+
+        Raises:
+            RedisError (or valkey-py's ValkeyError), OSError: the connection failed, or (plain
+                socket) the server does not read what we write: drop the connection.
+        """
         command = (_SUBSCRIBE if subscribe else _UNSUBSCRIBE)[self.sharded]
         channels = _channels(key)  # one command each: one reply each, for ``pending``
-        self.conn.send_packed_command([pack(command, c) for c in channels], check_health=False)
+        data = b"".join(pack(command, c) for c in channels)
+        if self.reader is None:
+            self.conn.send_packed_command([data], check_health=False)
+        elif self.conn._sock.send(data) < len(data):  # a full buffer raises BlockingIOError
+            raise BlockingIOError("the server does not read its subscriber connection")
         self.pending.extend((subscribe, key) for _ in channels)
         if subscribe:
             self.channels.add(key)
         else:
             self.channels.discard(key)
 
+    def replies(self, buffer: bytearray) -> list[Any]:
+        """Return the replies that arrived (error replies as exception objects, in order).
+
+        Raises:
+            ConnectionError (the client library's), OSError: the connection failed or closed.
+        """
+        conn, reader = self.conn, self.reader
+        replies: list[Any] = []
+        if reader is None:
+            while True:
+                try:
+                    replies.append(conn.read_response())
+                except self.family.response_error as exc:
+                    replies.append(exc)
+                if not conn.can_read(timeout=0):
+                    return replies
+        while True:
+            try:
+                size = conn._sock.recv_into(buffer)
+            except BlockingIOError:
+                break
+            if not size:
+                raise self.family.connection_error("Connection closed by server.")
+            reader.feed(buffer, 0, size)
+            if size < len(buffer):
+                break
+        while True:
+            try:
+                reply = next_reply(reader)
+            except self.family.response_error as exc:
+                replies.append(exc)
+                continue
+            if reply is PENDING:
+                return replies
+            replies.append(reply)
+
     def drop(self) -> None:
         conn, self.conn = self.conn, None
+        self.reader = None
         self.channels.clear()
         self.pending.clear()
         if conn is not None:
@@ -449,7 +515,8 @@ class _Sub:
 
 
 class SyncNotices:
-    """Release notices for the waiters of one ``Redsync`` (one reader thread, started lazily)."""
+    """Release notices for the waiters of one ``Redsync`` (read by a waiting thread, or by one
+    reader thread started lazily)."""
 
     def __init__(self, nodes: Sequence[Any], clock: Clock) -> None:
         self._nodes = list(nodes)
@@ -478,6 +545,14 @@ class SyncNotices:
         self._stopping = False
         self._pipe: tuple[int, int] | None = None
         self._warned = False
+        self._buffer: bytearray | None = None  # for the subscriber sockets' reads
+        # Who uses the subscriber sockets now: the reader thread (``_READER``), a waiting
+        # thread (its ident), or nobody. A waiting thread takes them when it can, so that a
+        # notice wakes the thread that acts on it, with no hop through the reader thread.
+        self._poller: object = None
+        self._hopefuls: set[threading.Condition] = set()  # waiters that asked the reader
+        self._yield = False  # the reader thread was asked to hand the sockets over
+        self._handed = threading.Condition(self._lock)  # the reader waits for them here
 
     def wait(
         self,
@@ -498,14 +573,9 @@ class SyncNotices:
             waited = self._enter(key)
             assert waited.wake is not None
             if waiter is not None and waited.join(waiter, since_ms, nodes):
-                _notify(waited)
+                self._notify(waited)
             try:
-                while not waited.woken(waiter, since_ms, nodes):
-                    left = end - time.monotonic()
-                    if left <= 0:
-                        return False
-                    waited.wake.wait(left)
-                return True
+                return self._sleep(waited.wake, lambda: waited.woken(waiter, since_ms, nodes), end)
             finally:
                 self._exit(waited, waiter)
 
@@ -529,17 +599,111 @@ class SyncNotices:
             waits = [self._enter(key, wake) for key in keys]
             for waited in waits:
                 if waiter is not None and waited.join(waiter, since_ms, nodes):
-                    _notify(waited)
+                    self._notify(waited)
             try:
-                while not any(waited.woken(waiter, since_ms, nodes) for waited in waits):
-                    left = end - time.monotonic()
-                    if left <= 0:
-                        return False
-                    wake.wait(left)
-                return True
+                return self._sleep(
+                    wake, lambda: any(w.woken(waiter, since_ms, nodes) for w in waits), end
+                )
             finally:
                 for waited in waits:
                     self._exit(waited, waiter, wake)
+
+    def _sleep(self, wake: threading.Condition, woken: Callable[[], bool], end: float) -> bool:
+        """Wait (with the lock held) until ``woken()`` or the monotonic time ``end``; return
+        ``woken()``.
+
+        One waiting thread polls the subscriber sockets itself, so that a notice wakes the
+        thread that acts on it without a hop through the reader thread: it asks the reader
+        thread for them (handed over between two rounds), and hands them back when done or
+        when a connection is to be opened (which only the reader thread does: it may take
+        ``CONNECT_TIMEOUT_S``). The other waiting threads sleep on ``wake``, notified by the
+        thread that polls."""
+        me = threading.get_ident()
+        lead = True  # False after a bug in this thread's round: sleep as the others do
+        try:
+            while not woken():
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                opening = self._opening()
+                if self._poller == me and opening:
+                    self._poller = None
+                elif lead and self._poller is None and self._pipe is not None and not opening:
+                    if self._direct():
+                        self._poller = me
+                    else:
+                        lead = False
+                if self._poller == me:
+                    self._lock.release()
+                    try:
+                        lead = self._lead(left, woken)
+                    finally:
+                        self._lock.acquire()
+                    if not lead:
+                        self._poller = None
+                    continue
+                if not lead or self._poller not in (None, _READER):
+                    wake.wait(left)  # another waiting thread polls, and notifies
+                    continue
+                if not self._yield:  # the reader thread hands the sockets over after a round
+                    self._yield = True
+                    self._poke()
+                    self._handed.notify()
+                self._hopefuls.add(wake)
+                try:
+                    wake.wait(left)
+                finally:
+                    self._hopefuls.discard(wake)
+            return True
+        finally:
+            if self._poller == me:
+                self._poller = None
+            if self._poller is None:
+                self._handed.notify()  # the reader thread takes the sockets back
+                if self._stopping and self._thread is None and self._pipe is not None:
+                    for fd in self._pipe:  # closed meanwhile: close() left the pipe to us
+                        os.close(fd)
+                    self._pipe = None
+
+    def _direct(self) -> bool:
+        """True when every open subscriber connection is read without waiting (a plain socket
+        read with hiredis): only then may a waiting thread read them (redis-py waits for the
+        rest of a reply that began to arrive)."""
+        return all(s.reader is not None for s in self._subs.values() if s.conn is not None)
+
+    def _opening(self) -> bool:
+        """True when the reader thread is to open a subscriber connection now."""
+        now = time.monotonic()
+        due = any(
+            s.conn is None and not s.refused and now >= s.retry_at for s in self._subs.values()
+        )
+        return due and self._thread is not None and self._thread.is_alive()
+
+    def _lead(self, timeout_s: float, woken: Callable[[], bool]) -> bool:
+        """Do one round of a waiting thread that polls (at most ``timeout_s`` seconds): what the
+        reader thread does, but never opening a connection, and stopping as soon as
+        ``woken()`` (the rest is read by the reader thread meanwhile). Return False after a
+        bug (the thread then sleeps on its Condition, as the others)."""
+        try:
+            now = time.monotonic()
+            changed, wanted = self._changes(now)
+            for key in changed:
+                self._reconcile(key, key in wanted)
+            retry = [s.retry_at for s in self._subs.values() if s.conn is None and not s.refused]
+            if retry:  # back to the reader thread when a connection is to be opened
+                timeout_s = min(timeout_s, max(0.0, min(retry) - now))
+            self._poll(wanted, timeout_s, woken)
+        except Exception:  # a waiter must outlive any bug here: it still wakes at its time
+            logger.exception("Release notices failed in a waiting thread")
+            return False
+        return True
+
+    def _notify(self, waited: _Waited) -> None:
+        """Wake the threads waiting for the key, and the one that polls if another does."""
+        _notify(waited)
+        poller = self._poller
+        if poller is not None and poller is not _READER and poller != threading.get_ident():
+            self._poke()
 
     def _enter(self, key: str, wake: threading.Condition | None = None) -> _Waited:
         """Count a waiter of ``key`` (subscribing it if new); a ``wake`` of its own (a waiter
@@ -585,7 +749,7 @@ class SyncNotices:
         with self._lock:
             waited = self._keys.get(key)
             if waited is not None and waited.leave(waiter, won):
-                _notify(waited)
+                self._notify(waited)
 
     def _start(self) -> None:
         """Start the reader thread if needed, and tell it that the wanted keys changed."""
@@ -615,13 +779,15 @@ class SyncNotices:
             self._stopping = True
             thread = self._thread
             self._poke()
+            self._handed.notify_all()
         if thread is not None and thread is not threading.current_thread():
             thread.join(CONNECT_TIMEOUT_S * 3)
         with self._lock:
             for sub in self._subs.values():
                 sub.drop()
             self._subs.clear()
-            if self._pipe is not None and (thread is None or not thread.is_alive()):
+            polled = self._poller is not None  # a waiting thread still polls the pipe
+            if self._pipe is not None and (thread is None or not thread.is_alive()) and not polled:
                 for fd in self._pipe:
                     os.close(fd)
                 self._pipe = None
@@ -635,15 +801,23 @@ class SyncNotices:
         with self._lock:
             if self._stopping:
                 return None
-            changed, self._changed = self._changed, set()
-            if now >= self._sweep_at:  # drop the keys that lingered long enough
-                self._sweep_at = now + LINGER_S / 4
-                for key, waited in list(self._keys.items()):
-                    idle = waited.idle_since
-                    if not waited.waiters and idle is not None and now - idle >= LINGER_S:
-                        del self._keys[key]
-                        changed.add(key)
-            wanted = set(self._keys)
+            if self._poller is not None or (self._hopefuls and not self._opening()):
+                self._handed.wait(LINGER_S / 4)  # a waiting thread polls, or is about to
+                return now
+            self._poller = _READER
+        try:
+            return self._round(now, idle_since)
+        finally:
+            with self._lock:
+                if self._poller is _READER:
+                    self._poller = None
+                if self._yield:  # hand the sockets over to a waiting thread
+                    self._yield = False
+                    for wake in self._hopefuls:
+                        wake.notify_all()
+
+    def _round(self, now: float, idle_since: float) -> float | None:
+        changed, wanted = self._changes(now)
         if wanted:
             idle_since = now
         elif now - idle_since > IDLE_S:
@@ -659,8 +833,24 @@ class SyncNotices:
         for sub in list(self._subs.values()):
             if sub.conn is None and not sub.refused and now >= sub.retry_at:
                 self._open(sub, wanted)
-        self._poll(wanted)
+        retry = [s.retry_at for s in self._subs.values() if s.conn is None and not s.refused]
+        timeout_s = IDLE_S if not retry else max(0.0, min(retry) - time.monotonic())
+        self._poll(wanted, timeout_s)
         return idle_since
+
+    def _changes(self, now: float) -> tuple[set[str], set[str]]:
+        """Return the keys to (un)subscribe and the wanted keys; drop the keys that lingered
+        long enough."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            if now >= self._sweep_at:
+                self._sweep_at = now + LINGER_S / 4
+                for key, waited in list(self._keys.items()):
+                    idle = waited.idle_since
+                    if not waited.waiters and idle is not None and now - idle >= LINGER_S:
+                        del self._keys[key]
+                        changed.add(key)
+            return changed, set(self._keys)
 
     def _sub_for(self, node: Any, key: str) -> _Sub | None:
         endpoint = _endpoint(node, key)
@@ -703,54 +893,68 @@ class SyncNotices:
         sub.drop()
         sub.retry_at = time.monotonic() + RETRY_S
 
-    def _poll(self, wanted: set[str]) -> None:
-        assert self._pipe is not None
+    def _poll(
+        self, wanted: set[str], timeout_s: float, woken: Callable[[], bool] | None = None
+    ) -> None:
+        """Wait at most ``timeout_s`` for the subscriber sockets or a poke; read what came
+        (a waiting thread: until ``woken()``)."""
+        pipe = self._pipe
+        if pipe is None:
+            return
         by_fd: dict[int, _Sub] = {}
-        for sub in self._subs.values():
+        for sub in list(self._subs.values()):
             fd = sub.fileno()
             if fd >= 0:
                 by_fd[fd] = sub
-        retry = [s.retry_at for s in self._subs.values() if s.conn is None and not s.refused]
-        timeout_s = IDLE_S if not retry else max(0.0, min(retry) - time.monotonic())
         if wanted:
             timeout_s = min(timeout_s, LINGER_S / 4)  # look for lingering keys to drop
-        ready = _readable([self._pipe[0], *by_fd], timeout_s)
+        ready = _readable([pipe[0], *by_fd], timeout_s)
         for fd in ready:
-            if fd == self._pipe[0]:
+            if fd == pipe[0]:
                 with contextlib.suppress(BlockingIOError):
                     os.read(fd, 4096)
             elif fd in by_fd:
                 self._read(by_fd[fd])
+                if woken is not None:
+                    with self._lock:
+                        if woken():
+                            return
 
     def _read(self, sub: _Sub) -> None:
-        conn = sub.conn
+        """Read what ``sub``'s server sent; take the lock once for all its notices."""
+        if self._buffer is None:
+            self._buffer = bytearray(READ_SIZE)
+        events: list[tuple[str, int | None, object]] = []
         try:
-            while True:
-                try:
-                    message = conn.read_response()
-                except sub.family.response_error as exc:
-                    self._refused(sub, exc)
+            for reply in sub.replies(self._buffer):
+                if isinstance(reply, Exception):
+                    self._refused(sub, reply)
+                    if sub.conn is None:
+                        break
                 else:
-                    self._handle(sub, message)
-                if sub.conn is None or not conn.can_read(timeout=0):
-                    return
+                    self._handle(sub, reply, events)
         except _failures(sub.family) as exc:
             logger.debug("Release notices from %s interrupted: %s", sub.address, exc)
             self._broken(sub)
+        finally:
+            if events:
+                self._hear(events)
 
-    def _handle(self, sub: _Sub, message: object) -> None:
+    def _handle(
+        self, sub: _Sub, message: object, events: list[tuple[str, int | None, object]]
+    ) -> None:
         if not isinstance(message, list) or len(message) < 3:
             if sub.pending:
                 sub.pending.popleft()  # the AUTH reply
             return
         kind = message[0]
         if kind in _MESSAGE:
-            self._heard(_text(message[1]), sub.node, message[2])
+            events.append((_text(message[1]), sub.node, message[2]))
             return
         if sub.pending:
             sub.pending.popleft()
         if kind in _CONFIRM:
-            self._heard(_text(message[1]), None)
+            events.append((_text(message[1]), None, None))
 
     def _refused(self, sub: _Sub, exc: Exception) -> None:
         subscribe, key = sub.pending.popleft() if sub.pending else (False, None)
@@ -767,11 +971,20 @@ class SyncNotices:
             _refusal(sub.address, exc)
 
     def _heard(self, channel: str, node: int | None, payload: object = None) -> None:
+        self._hear([(channel, node, payload)])
+
+    def _hear(self, events: Sequence[tuple[str, int | None, object]]) -> None:
+        """Record notices (``node`` None: a subscription confirmed) and wake whom they concern."""
+        woken: dict[int, _Waited] = {}
         with self._lock:
-            waited = self._keys.get(_lock_key(channel))
-            if waited is not None and waited.heard(self._clock(), node, payload):
-                waited.pass_turn()
-                _notify(waited)
+            now_ms = self._clock()
+            for channel, node, payload in events:
+                waited = self._keys.get(_lock_key(channel))
+                if waited is not None and waited.heard(now_ms, node, payload):
+                    waited.pass_turn()
+                    woken[id(waited)] = waited
+            for waited in woken.values():
+                self._notify(waited)
 
 
 def _notify(waited: _Waited) -> None:
