@@ -255,7 +255,7 @@ def test_a_holder_handed_over_by_a_quorum_leaves_the_other_queues_when_it_unlock
 
         def wait_sync() -> None:
             with Redsync(urls) as rs:
-                waiter = rs.new_mutex(KEY, retry_delay=30.0, tries=2)
+                waiter = rs.new_mutex(KEY, retry_delay=30.0, tries=2, expiry=60.0)
                 waiter.lock()
                 took.append(waiter.held)
                 assert clients[2].zcard(queue) == 1  # still queued where it was not handed over
@@ -263,7 +263,7 @@ def test_a_holder_handed_over_by_a_quorum_leaves_the_other_queues_when_it_unlock
 
         async def wait_async() -> None:
             async with AsyncRedsync(urls) as rs:
-                waiter = rs.new_mutex(KEY, retry_delay=30.0, tries=2)
+                waiter = rs.new_mutex(KEY, retry_delay=30.0, tries=2, expiry=60.0)
                 await waiter.lock()
                 took.append(waiter.held)
                 assert clients[2].zcard(queue) == 1

@@ -27,6 +27,9 @@ from redsync_core.testing import RedisServer
 DRIVERS = [pytest.param("sync", id="sync"), pytest.param("asyncio", id="asyncio")]
 #: A waiter's retry delay where only notices may wake it in time (a timer would show).
 LONG_DELAY = 30.0
+#: An expiry long enough that a hand-over within a test is early in it (a waiter handed the key
+#: later than flows.HANDED_OVER_WITHIN of its expiry makes an attempt first).
+LONG_EXPIRY = 60.0
 KEY = "wake:queue"
 
 
@@ -86,7 +89,7 @@ def _wait_in_child(driver: str, node_urls: list[str], index: int, order: Any) ->
     """A waiting process: lock (a long retry delay), report, hold a little, unlock."""
     if driver == "sync":
         with Redsync(node_urls) as rs:
-            mutex = rs.new_mutex(KEY, retry_delay=LONG_DELAY, tries=3)
+            mutex = rs.new_mutex(KEY, retry_delay=LONG_DELAY, tries=3, expiry=LONG_EXPIRY)
             mutex.lock()
             order.put(index)
             time.sleep(0.05)
@@ -95,7 +98,7 @@ def _wait_in_child(driver: str, node_urls: list[str], index: int, order: Any) ->
 
     async def run() -> None:
         async with AsyncRedsync(node_urls) as rs:
-            mutex = rs.new_mutex(KEY, retry_delay=LONG_DELAY, tries=3)
+            mutex = rs.new_mutex(KEY, retry_delay=LONG_DELAY, tries=3, expiry=LONG_EXPIRY)
             await mutex.lock()
             order.put(index)
             await asyncio.sleep(0.05)
