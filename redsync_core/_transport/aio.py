@@ -5,6 +5,13 @@ A node with an idle open connection gets its command written directly and its re
 turn, with no task; only a node that must connect first (or a cluster client, or a fail-fast
 fan-out) gets a task of its own. A read still pending at the deadline drops its connection, so
 a late reply is never read as the answer to a later command.
+
+redis-py opens and sets up every connection (AUTH, HELLO, SELECT, its connect hooks). Then, on
+a plain socket (TCP or Unix, not TLS) with hiredis installed, our own protocol (``_Wire``) takes
+the connection's transport over: each reply is parsed with hiredis in the event loop's read
+callback, and a fan-out sleeps once, until every node's reply is in or the deadline passed.
+Behind TLS (or without a hiredis that can tell an incomplete reply apart) the replies are read
+from redis-py's stream, one node after the other.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from .commands import (
     PENDING,
     Reply,
     Single,
+    UnexpectedReply,
     command,
     decided,
     decode,
@@ -49,7 +57,7 @@ class AsyncNode(Protocol):
     index: int
     address: str
 
-    async def start(self, effect: FanOut | Batch) -> _Exchange | None:
+    async def start(self, effect: FanOut | Batch) -> _Sent | _Exchange | None:
         """Write ``effect``'s command without waiting if the node can; None: use ``run``."""
 
     async def run(self, effect: FanOut | Batch) -> NodeReply | tuple[NodeReply, ...]:
@@ -68,13 +76,16 @@ class AsyncNode(Protocol):
 class _LoopConnections:
     """The connections one pool made on one event loop: all of them, and the idle ones."""
 
-    __slots__ = ("family", "idle", "made", "shutdown")
+    __slots__ = ("buffer", "family", "idle", "made", "shutdown")
 
     def __init__(self, family: Family) -> None:
         self.family = family
         self.idle: list[Any] = []
         self.made: weakref.WeakSet[Any] = weakref.WeakSet()
         self.shutdown: AsyncGenerator[None, None] | None = None
+        # The receive buffer of this loop's wires: a loop runs one callback at a time, and
+        # hiredis copies what it is fed.
+        self.buffer = bytearray(READ_SIZE)
 
     async def close_at_shutdown(self) -> None:
         """Close the idle connections when the loop shuts down, while it still runs.
@@ -115,7 +126,8 @@ class _Connections:
         self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], _LoopConnections] | None = None
         self.readers: list[Any] = []  # hiredis readers between exchanges (none holds data)
 
-    def _here(self) -> _LoopConnections:
+    def here(self) -> _LoopConnections:
+        """Return the running loop's connections."""
         loop = asyncio.get_running_loop()
         last = self._last
         if last is not None and last[0]() is loop:
@@ -130,7 +142,7 @@ class _Connections:
         return here
 
     def take(self) -> Any:
-        here = self._here()
+        here = self.here()
         if here.idle:
             return here.idle.pop()
         # No socket timeout: the fan-out's deadline bounds every wait, and redis-py would wrap
@@ -140,24 +152,52 @@ class _Connections:
         here.made.add(conn)
         return conn
 
-    def take_connected(self) -> Any | None:
-        """Return an idle connection that is already open, or None."""
-        free = self._here().idle
-        return free.pop() if free and free[-1].is_connected else None
-
     def give(self, conn: Any) -> None:
-        self._here().idle.append(conn)
+        self.here().idle.append(conn)
+
+    def wire(self, conn: Any, here: _LoopConnections) -> _Wire | None:
+        """Return our protocol on ``conn``, an open connection of ``here``, putting it in place
+        of redis-py's stream first if it can be; None when redis-py's stream stays (TLS, no
+        hiredis, or bytes that came unasked: the stream's reader finds them out of step)."""
+        transport = conn._writer.transport
+        protocol = transport.get_protocol()
+        if type(protocol) is _Wire:
+            return protocol
+        if transport.get_extra_info("sslcontext") is not None:
+            return None  # TLS: the ssl module decrypts, redis-py's stream reads
+        stream = conn._reader
+        if stream._buffer or stream.at_eof():
+            return None
+        reader = new_reader(conn._parser.parse_error)
+        if reader is None:
+            return None
+        wire = _Wire(transport, protocol, reader, here.buffer, self.family)
+        transport.set_protocol(wire)
+        return wire
 
     async def call(self, script: Script | None, args: tuple[Any, ...]) -> Any:
         """Run one command on an idle connection (a new one when none is idle)."""
-        here = self._here()
+        here = self.here()
         if here.shutdown is None:  # the first call on this loop
             await here.close_at_shutdown()
         conn = self.take()
+        wire = None
         try:
-            raw = await _exchange(conn, self.family, script, args)
+            if conn.is_connected:
+                protocol = conn._writer.transport.get_protocol()
+                if type(protocol) is _Wire:
+                    wire = protocol
+                if not _usable(conn, wire):  # redis-py connects again below
+                    wire = None
+                    await conn.disconnect(nowait=True)
+            if wire is None:
+                raw = await _exchange(conn, self.family, script, args)
+            else:
+                raw = await wire.round_trip(script, args)
         except BaseException:
             # Also on cancellation: a reply may still be on its way.
+            if wire is not None:
+                wire.abort()
             await asyncio.shield(conn.disconnect(nowait=True))
             raise
         self.give(conn)
@@ -199,6 +239,16 @@ class _Connections:
                     _close_elsewhere(conn, loop)
 
 
+def _usable(conn: Any, wire: _Wire | None) -> bool:
+    """Return False when an idle open connection is lost (the server closed it: a restart)
+    or has bytes nobody asked for; it is then closed and connected again before its next
+    command instead of failing that command."""
+    if wire is not None:
+        return wire.ready()
+    stream = conn._reader
+    return not (stream._buffer or stream.at_eof())
+
+
 def _close_elsewhere(conn: Any, loop: asyncio.AbstractEventLoop) -> None:
     """Close ``conn``, a connection of ``loop``, from outside that loop and without waiting.
 
@@ -229,6 +279,229 @@ async def _exchange(conn: Any, family: Family, script: Script | None, args: tupl
     except family.no_script_error:
         await conn.send_packed_command([pack("EVAL", script.source, *args)], check_health=False)
         return await conn.read_response()
+
+
+class _Gather:
+    """Wakes the fan-out waiting on some wires once every one of them has its reply, or was
+    lost, or the deadline passed: one wake-up per fan-out, not one per node."""
+
+    __slots__ = ("due", "expired", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.due = 0  # wires whose reply is still due
+        self.expired = False
+
+    def arrived(self) -> None:
+        self.due -= 1
+        if not self.due and not self.future.done():
+            self.future.set_result(None)
+
+    def expire(self) -> None:
+        self.expired = True
+        if not self.future.done():
+            self.future.set_result(None)
+
+
+class _Wire(asyncio.BufferedProtocol):
+    """Our protocol on the transport of a connection that redis-py opened and set up.
+
+    The event loop reads the socket into the loop's buffer and hands the bytes to hiredis here;
+    the first whole reply is kept until taken, and the ``_Gather`` waiting for it is told: no
+    stream buffer, no read coroutine, no task woken per node. redis-py's stream protocol is
+    still told when the connection is lost, so the connection's ``disconnect()`` works as
+    before. The connection stays redis-py's: a lost wire is closed and connected again by
+    ``_Connections.call`` through redis-py.
+    """
+
+    __slots__ = ("buffer", "family", "gather", "lost", "reader", "reply", "stream", "transport")
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        stream: asyncio.BaseProtocol,
+        reader: Any,
+        buffer: bytearray,
+        family: Family,
+    ) -> None:
+        self.transport = transport
+        self.stream = stream  # redis-py's protocol, told when the connection is lost
+        self.reader = reader
+        self.buffer = buffer
+        self.family = family
+        self.reply: Any = PENDING  # the first whole reply not taken yet
+        self.gather: _Gather | None = None  # who waits for that reply
+        self.lost: BaseException | None = None  # why the connection is gone
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.reader.feed(self.buffer, 0, nbytes)
+        if self.reply is not PENDING:
+            return  # the one reply due is in; anything more is out of step (see in_step())
+        try:
+            self.reply = self.reader.gets()  # an error reply comes as its exception
+        except UnexpectedReply as exc:  # not RESP: nothing more can be read from this stream
+            self.abort(exc)
+            return
+        if self.reply is not PENDING:
+            self._wake()
+
+    def eof_received(self) -> bool:
+        self._lose(self.family.connection_error("Connection closed by server."))
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lose(exc or self.family.connection_error("Connection closed."))
+        self.stream.connection_lost(exc)
+
+    def _lose(self, exc: BaseException) -> None:
+        if self.lost is None:
+            self.lost = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        gather = self.gather
+        if gather is not None:
+            self.gather = None
+            gather.arrived()
+
+    def ready(self) -> bool:
+        """Return True when a command can be sent: connected, and nothing arrived unasked."""
+        return self.lost is None and self.reply is PENDING
+
+    def wait_in(self, gather: _Gather) -> None:
+        """Have ``gather`` wait for this wire's reply, unless it arrived (or the wire is lost)."""
+        if self.reply is PENDING and self.lost is None:
+            self.gather = gather
+            gather.due += 1
+
+    def take(self) -> Any:
+        """Return the reply and forget it; ``PENDING`` while it has not arrived whole.
+
+        Raises:
+            ResponseError: (the client library's) the reply is an error.
+            ConnectionError: (the client library's, or OSError) the connection was lost first.
+            UnexpectedReply: the bytes were not RESP.
+        """
+        reply = self.reply
+        if reply is PENDING:
+            if self.lost is not None:
+                raise self.family.connection_error(str(self.lost) or "Connection lost.")
+            return PENDING
+        self.reply = PENDING
+        if isinstance(reply, Exception):
+            try:
+                raise reply
+            finally:
+                del reply  # see next_reply: no frame of ours in the error's traceback
+        return reply
+
+    def in_step(self) -> bool:
+        """Return True when nothing arrived after the reply just taken (the connection can
+        carry the next command)."""
+        try:
+            return self.lost is None and self.reader.gets() is PENDING
+        except UnexpectedReply:
+            return False
+
+    def send(self, data: bytes) -> None:
+        """Write ``data``; what the socket does not take at once goes out as it can (the reply
+        cannot come before it, and the fan-out's deadline bounds the wait)."""
+        self.transport.write(data)
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Drop the connection at once (unsent bytes too); the next command connects again."""
+        self._lose(exc or self.family.connection_error("Connection dropped."))
+        self.transport.abort()
+
+    async def round_trip(self, script: Script | None, args: tuple[Any, ...]) -> Any:
+        """Send one command and wait for its reply (EVALSHA, then EVAL on NOSCRIPT)."""
+        if script is None:
+            self.send(pack(*args))
+            return await self._next()
+        self.send(pack("EVALSHA", script.sha, *args))
+        try:
+            return await self._next()
+        except self.family.no_script_error:
+            self.send(pack("EVAL", script.source, *args))
+            return await self._next()
+
+    async def _next(self) -> Any:
+        reply = self.take()
+        while reply is PENDING:
+            gather = _Gather(asyncio.get_running_loop())
+            self.wait_in(gather)
+            try:
+                await gather.future
+            finally:
+                self.gather = None
+            reply = self.take()
+        if not self.in_step():
+            self.abort()  # more than one reply (never seen from a Redis)
+        return reply
+
+
+class _Sent:
+    """A command written on a wire whose reply is taken once the fan-out wakes up."""
+
+    __slots__ = ("args", "conn", "effect", "family", "idle", "script", "sent_source", "wire")
+
+    def __init__(
+        self,
+        conn: Any,
+        wire: _Wire,
+        idle: list[Any],
+        family: Family,
+        effect: FanOut | Batch,
+        script: Script | None,
+        args: tuple[Any, ...],
+    ) -> None:
+        self.conn = conn
+        self.wire = wire
+        self.idle = idle  # where the connection goes back to
+        self.family = family
+        self.effect = effect
+        self.script = script
+        self.args = args
+        self.sent_source = False
+
+    def result(self) -> NodeReply | tuple[NodeReply, ...] | None:
+        """Return the decoded reply and give the connection back; None while the reply is
+        still due (also after NOSCRIPT: the command went again with EVAL).
+
+        Raises:
+            ResponseError, ConnectionError: (the client library's) see ``_Wire.take``.
+            UnexpectedReply: the reply is not one this command returns.
+        """
+        wire = self.wire
+        try:
+            raw = wire.take()
+        except self.family.no_script_error:
+            if self.script is None or self.sent_source:
+                self.drop()
+                raise
+            self.sent_source = True
+            wire.send(pack("EVAL", self.script.source, *self.args))
+            return None
+        except BaseException:
+            self.drop()
+            raise
+        if raw is PENDING:
+            return None
+        if not wire.in_step():
+            wire.abort()  # more than one reply (never seen from a Redis)
+        # Given back even when lost: the next command closes it and connects again.
+        self.idle.append(self.conn)
+        return decode(self.effect, raw)
+
+    def drop(self) -> None:
+        """Give up on the reply: drop the connection (a late reply must never be read as the
+        answer to a later command); it is closed and connected again on its next use."""
+        self.wire.gather = None
+        self.wire.abort()
+        self.idle.append(self.conn)
 
 
 class _Exchange:
@@ -350,18 +623,28 @@ class AsyncRedisNode:
         except Exception as exc:
             raise node_error(self, exc) from exc
 
-    async def start(self, effect: FanOut | Batch) -> _Exchange | None:
+    async def start(self, effect: FanOut | Batch) -> _Sent | _Exchange | None:
         """Write ``effect``'s command now if an open connection is idle; None otherwise.
 
         Raises:
             NodeError: the write failed.
         """
-        if self._connections is None:
+        connections = self._connections
+        if connections is None:
             return None
-        conn = self._connections.take_connected()
-        if conn is None:
+        here = connections.here()
+        idle = here.idle
+        if not idle or not idle[-1].is_connected:
+            return None  # a task connects first
+        conn = idle.pop()
+        wire = connections.wire(conn, here)
+        if not _usable(conn, wire):  # lost while idle (a restart): a task connects again
+            idle.append(conn)
             return None
         script, args, data = packed(effect)
+        if wire is not None:
+            wire.send(data)
+            return _Sent(conn, wire, idle, self.family, effect, script, args)
         try:
             writer = conn._writer
             writer.write(data)
@@ -370,7 +653,7 @@ class AsyncRedisNode:
         except Exception as exc:
             await conn.disconnect(nowait=True)
             raise node_error(self, exc) from exc
-        return _Exchange(conn, self._connections, effect, script, args)
+        return _Exchange(conn, connections, effect, script, args)
 
     async def _through_client(self, script: Script | None, args: tuple[Any, ...]) -> Any:
         if script is None:
@@ -412,7 +695,7 @@ class AsyncMemoryNode:
         self.address = redact(f"memory://{store.name}")
         self.store = store
 
-    async def start(self, effect: FanOut | Batch) -> _Exchange | None:
+    async def start(self, effect: FanOut | Batch) -> _Sent | _Exchange | None:
         return None  # run() answers at once
 
     async def run(self, effect: FanOut | Batch) -> NodeReply | tuple[NodeReply, ...]:
@@ -458,6 +741,7 @@ async def fan_out(
     # Nodes with an idle open connection get the command written at once and their replies
     # read in turn (no task for them); the others (connecting, cluster, memory://, fail fast)
     # get a task each.
+    sent: dict[int, _Sent] = {}
     direct: dict[int, _Exchange] = {}
     tasks: dict[asyncio.Task[NodeReply | tuple[NodeReply, ...]], int] = {}
     for i in order if order is not None else range(len(nodes)):
@@ -470,13 +754,17 @@ async def fan_out(
             continue
         if exchange is None:
             tasks[asyncio.ensure_future(nodes[i].run(effect))] = i
+        elif isinstance(exchange, _Sent):
+            sent[i] = exchange
         else:
             direct[i] = exchange
-    if direct:
-        left = None if deadline is None else max(0.0, deadline - loop.time())
-        await _read_in_turn(nodes, direct, replies, left, effect.deadline_ms)
     pending: set[asyncio.Task[NodeReply | tuple[NodeReply, ...]]] = set(tasks)
     try:
+        if sent:
+            await _gather(nodes, sent, replies, deadline, effect.deadline_ms)
+        if direct:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            await _read_in_turn(nodes, direct, replies, left, effect.deadline_ms)
         while pending:
             left = None if deadline is None else max(0.0, deadline - loop.time())
             done, pending = await asyncio.wait(
@@ -523,6 +811,53 @@ async def extend_many(
 
 def _late(node: AsyncNode, deadline_ms: int | None) -> NodeError:
     return node_error(node, f"no reply within the {deadline_ms} ms deadline")
+
+
+async def _gather(
+    nodes: Sequence[AsyncNode],
+    sent: dict[int, _Sent],
+    replies: list[Reply],
+    deadline: float | None,
+    deadline_ms: int | None,
+) -> None:
+    """Collect the replies of commands written on wires, by ``deadline`` (loop time).
+
+    The fan-out sleeps until every reply is in (or its wire was lost) or the deadline passed,
+    then takes them all; a NOSCRIPT sends that node's command again and sleeps once more.
+    """
+    loop = asyncio.get_running_loop()
+    due = sent
+    while due:
+        gather = _Gather(loop)
+        for call in due.values():
+            call.wire.wait_in(gather)
+        if gather.due:
+            timer = None if deadline is None else loop.call_at(deadline, gather.expire)
+            try:
+                await gather.future
+            except BaseException:
+                for call in due.values():  # cancelled: the replies may still be on their way
+                    call.drop()
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        still: dict[int, _Sent] = {}
+        for i, call in due.items():
+            call.wire.gather = None
+            try:
+                result = call.result()
+            except Exception as exc:  # noqa: BLE001 - a node may answer anything: see sync._FAILURES
+                replies[i] = node_error(nodes[i], exc)
+                continue
+            if result is not None:
+                replies[i] = result
+            elif gather.expired:
+                call.drop()
+                replies[i] = _late(nodes[i], deadline_ms)
+            else:
+                still[i] = call
+        due = still
 
 
 async def _read_in_turn(

@@ -159,7 +159,7 @@ class _AsyncPage:
         self.index = node.index
         self.address = node.address
 
-    async def start(self, effect: FanOut | Batch) -> aio._Exchange | None:
+    async def start(self, effect: FanOut | Batch) -> aio._Sent | aio._Exchange | None:
         return await self.node.start(self.page)
 
     async def run(self, effect: FanOut | Batch) -> NodeReply | tuple[NodeReply, ...]:

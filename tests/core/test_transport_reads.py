@@ -1,13 +1,15 @@
 """The transport's two ways of reading a node: hiredis on a plain socket, redis-py otherwise.
 
 On a TCP or unix socket with hiredis installed, our own connections are non-blocking and their
-replies are parsed with hiredis as they arrive; behind TLS (or without a hiredis that can tell
-an incomplete reply apart) redis-py's connection reads and writes. Every test here runs both
-ways (``reads``), sync and asyncio, against real servers.
+replies are parsed with hiredis as they arrive (asyncio: our protocol takes the transport of a
+connection redis-py opened and set up); behind TLS (or without a hiredis that can tell an
+incomplete reply apart) redis-py's connection reads and writes. Every test here runs both ways
+(``reads``), sync and asyncio, against real servers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
@@ -41,6 +43,17 @@ def hiredis_leases(rs: Redsync) -> list[bool]:
     """For each node, whether the calling thread's connection reads with hiredis."""
     leases = [node._leases._local.last for node in rs._nodes]  # type: ignore[attr-defined]
     return [lease is not None and lease.reader is not None for lease in leases]
+
+
+def wired(ars: AsyncRedsync) -> list[bool]:
+    """For each node, whether the running loop's idle connections are read by our protocol."""
+    found = []
+    for node in ars._nodes:  # type: ignore[attr-defined]
+        idle = node._connections.here().idle
+        protocols = [type(conn._writer.transport.get_protocol()) for conn in idle]
+        assert protocols, "no idle connection"
+        found.append(all(protocol is aio_transport._Wire for protocol in protocols))
+    return found
 
 
 def round_trip(rs: Redsync, name: str, value: str | None = None) -> None:
@@ -89,6 +102,11 @@ async def test_every_setup_command_reaches_the_server_asyncio(
     async with AsyncRedsync(urls) as ars:
         await round_trip_async(ars, "setup")
         await round_trip_async(ars, "setup")  # the idle connections now: written directly
+        assert wired(ars) == [reads == "hiredis"] * 3
+        version = servers[0].client().info("server")["redis_version"]
+        assert [node.version for node in (await ars.ping()).nodes] == [version] * 3
+        await round_trip_async(ars, "after-ping")
+    assert servers[0].client(db=3).dbsize() == 0
 
 
 def test_a_unix_socket_is_read_like_tcp(redis_servers: RedisServerFactory, reads: str) -> None:
@@ -96,6 +114,16 @@ def test_a_unix_socket_is_read_like_tcp(redis_servers: RedisServerFactory, reads
     with Redsync([s.url for s in servers]) as rs:
         round_trip(rs, "unix")
         assert hiredis_leases(rs) == [reads == "hiredis"] * 3
+
+
+async def test_a_unix_socket_is_read_like_tcp_asyncio(
+    redis_servers: RedisServerFactory, reads: str
+) -> None:
+    servers = redis_servers(3, unix_socket=True)
+    async with AsyncRedsync([s.url for s in servers]) as ars:
+        await round_trip_async(ars, "unix")
+        await round_trip_async(ars, "unix")
+        assert wired(ars) == [reads == "hiredis"] * 3
 
 
 def test_a_command_and_a_reply_larger_than_one_read(
@@ -146,6 +174,50 @@ def test_a_restarted_node_is_reconnected_either_way(
         round_trip(rs, "after-restart")  # one node, one try: a stale connection would fail it
 
 
+async def test_a_restarted_node_is_reconnected_asyncio(
+    redis_servers: RedisServerFactory, reads: str
+) -> None:
+    (server,) = redis_servers(1)
+    async with AsyncRedsync([server.url], tries=1) as ars:
+        await round_trip_async(ars, "before-restart")
+        await round_trip_async(ars, "before-restart")  # the idle connection is written directly
+        server.restart()  # the idle connection is now closed by the server
+        await asyncio.sleep(0.1)  # the loop runs meanwhile, as it would in a program: it sees
+        await round_trip_async(ars, "after-restart")  # the close, so one node, one try passes
+
+
+def test_an_error_reply_is_that_nodes_error_either_way(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    redis_nodes[0].client().rpush("wrong-type", "x")  # the lock script's GET fails there
+    with Redsync([s.url for s in redis_nodes], tries=1) as rs:
+        round_trip(rs, "warm")
+        mutex = rs.new_mutex("wrong-type", tries=1)
+        assert mutex.try_lock()  # two of three
+        errors = [node.error for node in rs.inspect("wrong-type").nodes]
+        assert "WRONGTYPE" in (errors[0] or "")
+        assert errors[1:] == [None, None]
+        assert mutex.unlock()
+        round_trip(rs, "after-error")  # every node answers the next command
+        assert [node.error for node in rs.inspect("after-error").nodes] == [None] * 3
+
+
+async def test_an_error_reply_is_that_nodes_error_asyncio(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    redis_nodes[0].client().rpush("wrong-type", "x")
+    async with AsyncRedsync([s.url for s in redis_nodes], tries=1) as ars:
+        await round_trip_async(ars, "warm")
+        mutex = ars.new_mutex("wrong-type", tries=1)
+        assert await mutex.try_lock()
+        errors = [node.error for node in (await ars.inspect("wrong-type")).nodes]
+        assert "WRONGTYPE" in (errors[0] or "")
+        assert errors[1:] == [None, None]
+        assert await mutex.unlock()
+        await round_trip_async(ars, "after-error")
+        assert [node.error for node in (await ars.inspect("after-error")).nodes] == [None] * 3
+
+
 def test_a_paused_node_misses_its_vote_then_votes_again_either_way(
     redis_nodes: list[RedisServer], reads: str
 ) -> None:
@@ -170,6 +242,49 @@ def test_a_paused_node_misses_its_vote_then_votes_again_either_way(
             time.sleep(0.01)
         round_trip(rs, "after-pause")
         assert [node.error for node in rs.inspect("after-pause").nodes] == [None] * 3
+
+
+async def test_a_paused_node_misses_its_vote_then_votes_again_asyncio(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    async with AsyncRedsync([s.url for s in redis_nodes], expiry=10.0, tries=1) as ars:
+        await round_trip_async(ars, "warm")
+        redis_nodes[0].pause()
+        try:
+            mutex = ars.new_mutex("paused", tries=1)
+            assert await mutex.try_lock()  # two of three answer; the first node's reply is late
+            errors = [node.error for node in (await ars.inspect("paused")).nodes]
+            assert [error is not None for error in errors] == [True, False, False]
+        finally:
+            redis_nodes[0].resume()
+        assert await mutex.unlock()
+        # The late replies never answer a later command: the connection went at the deadline.
+        await round_trip_async(ars, "after-pause")
+        assert [node.error for node in (await ars.inspect("after-pause")).nodes] == [None] * 3
+
+
+async def test_a_cancelled_fan_out_leaves_no_reply_behind_asyncio(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    async with AsyncRedsync([s.url for s in redis_nodes], expiry=60.0, tries=1) as ars:
+        await round_trip_async(ars, "warm")
+        redis_nodes[0].pause()
+        try:
+            mutex = ars.new_mutex("cancelled", value="cancelled-value", tries=1)
+            attempt = asyncio.ensure_future(mutex.try_lock())  # a 3 s deadline
+            await asyncio.sleep(0.2)  # the other two answered; node 0's reply is due
+            assert not attempt.done()
+            attempt.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await attempt
+        finally:
+            redis_nodes[0].resume()
+        # Node 0 now runs the cancelled acquisition; its reply must not answer the inspect.
+        nodes = (await ars.inspect("cancelled")).nodes
+        assert [(node.holder, node.error) for node in nodes] == [("cancelled-value", None)] * 3
+        for server in redis_nodes:
+            server.client().delete("cancelled")
+        await round_trip_async(ars, "after-cancel")
 
 
 # --- TLS: redis-py reads (the ssl module decrypts) ---------------------------------------------
@@ -235,3 +350,4 @@ async def test_tls_connections_are_read_by_redis_py_asyncio(tls_urls: list[str])
     async with AsyncRedsync(tls_urls) as ars:
         await round_trip_async(ars, "tls")
         await round_trip_async(ars, "tls-again")
+        assert wired(ars) == [False] * 3
