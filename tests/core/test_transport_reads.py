@@ -263,6 +263,36 @@ async def test_a_paused_node_misses_its_vote_then_votes_again_asyncio(
         assert [node.error for node in (await ars.inspect("after-pause")).nodes] == [None] * 3
 
 
+@pytest.mark.parametrize("first", ["longer", "shorter"])
+async def test_each_fan_out_ends_at_its_own_deadline_asyncio(
+    redis_nodes: list[RedisServer], reads: str, first: str
+) -> None:
+    deadline_s = {"longer": 3.0, "shorter": 0.2}  # 5 % of the expiry
+    async with AsyncRedsync([s.url for s in redis_nodes], tries=1) as ars:
+        # Two connections to each node, both idle and open: each fan-out writes directly.
+        await asyncio.gather(round_trip_async(ars, "warm-1"), round_trip_async(ars, "warm-2"))
+        redis_nodes[0].pause()
+        try:
+            attempts = {
+                name: asyncio.ensure_future(
+                    ars.new_mutex(name, expiry=deadline_s[name] * 20, tries=1).try_lock()
+                )
+                for name in (first, "shorter" if first == "longer" else "longer")
+            }
+            # The loop's timers run in order: this one between the two deadlines, so the
+            # shorter fan-out must end before it (not at a later deadline or timer).
+            between = asyncio.ensure_future(asyncio.sleep(1.5))
+            done, _ = await asyncio.wait(
+                [*attempts.values(), between], return_when=asyncio.FIRST_COMPLETED
+            )
+            assert done == {attempts["shorter"]}
+            assert await asyncio.wait_for(attempts["longer"], 30)  # nor the longer one forgotten
+            assert attempts["shorter"].result()  # two of three, node 0 late in both
+            await between
+        finally:
+            redis_nodes[0].resume()
+
+
 async def test_a_cancelled_fan_out_leaves_no_reply_behind_asyncio(
     redis_nodes: list[RedisServer], reads: str
 ) -> None:
