@@ -317,6 +317,30 @@ async def test_a_cancelled_fan_out_leaves_no_reply_behind_asyncio(
         await round_trip_async(ars, "after-cancel")
 
 
+async def test_a_cancelled_fan_out_leaves_no_task_behind_asyncio(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    redis_nodes[0].pause()  # never connected: node 0 gets a task, stuck in its handshake
+    try:
+        async with AsyncRedsync([s.url for s in redis_nodes], expiry=60.0, tries=1) as ars:
+            warm = ars.new_mutex("warm", tries=1)
+            assert await warm.try_lock()  # nodes 1 and 2 now have idle open connections
+            assert await warm.unlock()
+            redis_nodes[1].pause()  # its reply is read directly, and is due
+            try:
+                attempt = asyncio.ensure_future(ars.new_mutex("cancelled", tries=1).try_lock())
+                await asyncio.sleep(0.2)
+                attempt.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await attempt
+                await asyncio.sleep(0.05)  # a cancelled task ends at the loop's next turn
+                assert asyncio.all_tasks() == {asyncio.current_task()}
+            finally:
+                redis_nodes[1].resume()
+    finally:
+        redis_nodes[0].resume()
+
+
 # --- TLS: redis-py reads (the ssl module decrypts) ---------------------------------------------
 
 
