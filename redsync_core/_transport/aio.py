@@ -160,7 +160,7 @@ class _Connections:
     def wire(self, conn: Any, here: _LoopConnections) -> _Wire | None:
         """Return our protocol on ``conn``, an open connection of ``here``, putting it in place
         of redis-py's stream first if it can be; None when redis-py's stream stays (TLS, no
-        hiredis, or bytes that came unasked: the stream's reader finds them out of step)."""
+        hiredis, or a stream that is not idle: ``_usable`` then has it connected again)."""
         transport = conn._writer.transport
         protocol = transport.get_protocol()
         if type(protocol) is _Wire:
@@ -784,9 +784,9 @@ async def fan_out(
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     stop_at = effect.stop_at
-    # Nodes with an idle open connection get the command written at once and their replies
-    # read in turn (no task for them); the others (connecting, cluster, memory://, fail fast)
-    # get a task each.
+    # Nodes with an idle open connection get the command written at once and no task: on our
+    # protocol their replies are gathered with one wake-up, through redis-py's stream they are
+    # read in turn. The others (connecting, cluster, memory://, fail fast) get a task each.
     sent: dict[int, _Sent] = {}
     direct: dict[int, _Exchange] = {}
     tasks: dict[asyncio.Task[NodeReply | tuple[NodeReply, ...]], int] = {}
