@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+from polling import evalsha_calls, eventually, settled
 
 from redsync_core import AsyncRedsync, MutexOptions, Redsync
 from redsync_core._algorithm import flows
@@ -214,26 +214,6 @@ def test_an_unlock_takes_the_holder_off_a_queue_where_the_key_is_not_its(
 
 
 # --- lock() on real nodes ---------------------------------------------------------------------
-
-
-def eventually(check: Callable[[], bool], within: float = 10.0) -> bool:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
-
-
-def evalsha_calls(client: redis.Redis) -> int:
-    return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
-
-
-def settled(clients: list[redis.Redis], quiet: float = 0.3) -> bool:
-    """True once the nodes ran no script for ``quiet`` seconds (the waiters sleep)."""
-    before = [evalsha_calls(c) for c in clients]
-    time.sleep(quiet)
-    return [evalsha_calls(c) for c in clients] == before
 
 
 DRIVERS = [pytest.param("sync", id="sync"), pytest.param("asyncio", id="asyncio")]

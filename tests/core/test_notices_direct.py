@@ -13,10 +13,11 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
+from polling import eventually
 
 from redsync_core import Redsync
 from redsync_core._transport import notices as notices_module
@@ -25,15 +26,6 @@ from redsync_core.testing import RedisServer
 
 LONG_MS = 5_000  # no waiter here wakes at its timeout while a test runs, unless it says so
 SHORT_MS = 300  # a wait that must end at its timeout: nothing it may hear comes
-
-
-def eventually(check: Callable[[], bool], within: float = 5.0) -> bool:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.01)
-    return check()
 
 
 def publish(servers: Sequence[RedisServer], channel: str, payload: str) -> None:

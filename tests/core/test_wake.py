@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio.cluster
+from polling import eventually
 from scenarios import ADMIN_PW, LOCKER_PW, NO_CHANNELS, servers_without_channel_rights
 
 from redsync_core import AsyncRedsync, LockTaken, Redsync
@@ -53,15 +54,6 @@ def own_channels(keys: list[str]) -> set[str]:
     """The channels this process subscribes for waiters of ``keys``: each key's own, and its
     wake channel for this process (where a release wakes a queued waiter of ours)."""
     return {*keys, *(wake_channel(key, inbox()) or key for key in keys)}
-
-
-def eventually(check: Callable[[], bool], within: float = 5.0) -> bool:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
 
 
 def held_elsewhere(server_urls: list[str], name: str, release_after: float) -> threading.Thread:

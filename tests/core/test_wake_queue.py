@@ -12,11 +12,12 @@ import asyncio
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+from polling import evalsha_calls, eventually, settled
 
 from redsync_core import AsyncRedsync, LockTaken, LockTimeout, Redsync
 from redsync_core._algorithm.queues import queue_keys, wait_key, wake_channel
@@ -49,15 +50,6 @@ def turn_of(key: str) -> str:
     return keys[1]
 
 
-def eventually(check: Callable[[], bool], within: float = 10.0) -> bool:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
-
-
 @pytest.fixture
 def clients(redis_nodes: list[RedisServer]) -> Iterator[list[redis.Redis]]:
     """A plain client per node, to look at (and shape) the queues by hand."""
@@ -71,18 +63,6 @@ def queue_a_dead_waiter(clients: list[redis.Redis]) -> None:
     """Queue a waiter older than any, whose process is gone, on every node."""
     for client in clients:
         client.zadd(queue_of(KEY), {"deadbeef.0": 1})
-
-
-def evalsha_calls(client: redis.Redis) -> int:
-    stats = client.info("commandstats").get("cmdstat_evalsha", {})
-    return int(stats.get("calls", 0))
-
-
-def settled(clients: list[redis.Redis], quiet: float = 0.3) -> bool:
-    """True once the nodes ran no script for ``quiet`` seconds (the waiters sleep)."""
-    before = [evalsha_calls(c) for c in clients]
-    time.sleep(quiet)
-    return [evalsha_calls(c) for c in clients] == before
 
 
 def _wait_in_child(driver: str, node_urls: list[str], index: int, order: Any) -> None:
