@@ -73,8 +73,15 @@ def test_concurrent_fenced_writers_never_go_back(
             psycopg.connect(DSN, autocommit=True) as conn,
         ):
             for i in range(6):
+                # A short lease, so that the slow writer's pause outlives it; the fan-outs get
+                # half of it (the default 5 %, 7.5 ms, is a node error on a loaded box).
                 m = rs.new_mutex(
-                    "invoice:1", fencing=True, expiry=0.15, tries=None, retry_delay=0.005
+                    "invoice:1",
+                    fencing=True,
+                    expiry=0.15,
+                    timeout_factor=0.5,
+                    tries=None,
+                    retry_delay=0.005,
                 )
                 m.lock()
                 assert m.token is not None
