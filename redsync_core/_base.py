@@ -5,7 +5,7 @@ Nothing here does I/O or waits; ``_sync.py`` and ``_async.py`` add the driving.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import datetime as dt
 import functools
 import hashlib
@@ -63,7 +63,7 @@ def fingerprint(value: str) -> str:
 
 def default_value() -> str:
     """Return a fresh lock value: 16 bytes from ``secrets``, base64 (24 characters)."""
-    return base64.b64encode(secrets.token_bytes(16)).decode()
+    return binascii.b2a_base64(secrets.token_bytes(16), newline=False).decode()  # b64encode
 
 
 @dataclass(frozen=True)

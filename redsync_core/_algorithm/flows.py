@@ -226,10 +226,12 @@ def acquire_token(
             tally = Tally(fenced.replies, tally.started_ms, fenced.finished_ms)
             valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
         if tally.ok >= need and valid_ms > 0:
-            yield from _leave(target, in_queue, node_deadline_ms, ttl_ms, tally.taken)
+            if in_queue is not None:
+                yield from _leave(target, in_queue, node_deadline_ms, ttl_ms, tally.taken)
             return tally, Acquired(tally.finished_ms + valid_ms, token), tally.finished_ms
         queued = in_queue is not None
-        trusted = trusted and not _maybe_ours(tally)
+        if in_queue is not None:  # only a queued waiter is handed the lock over
+            trusted = trusted and not _maybe_ours(tally)
         after_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
         return tally, None, after_ms
 
@@ -263,7 +265,8 @@ def acquire_token(
     except QuorumUnreachable:
         raise  # node errors: the queues expire
     except LockNotAcquired:
-        yield from _leave(target, in_queue, node_deadline_ms, ttl_ms)  # gave up on tries or time
+        if in_queue is not None:  # gave up on tries or time
+            yield from _leave(target, in_queue, node_deadline_ms, ttl_ms)
         raise
 
 
@@ -389,14 +392,18 @@ def _clean_up(
     return released.finished_ms
 
 
+_NONE: frozenset[int] = frozenset()
+
+
 def _maybe_ours(tally: Tally) -> frozenset[int]:
     """The nodes that may hold our value after an attempt: all but those that answered TAKEN
     (the acquire script re-arms a key that already holds ours and answers OK)."""
-    return frozenset(
+    mine = [
         i
         for i, reply in enumerate(tally.replies)
         if not (isinstance(reply, NodeReply) and reply.status is Status.TAKEN)
-    )
+    ]
+    return frozenset(mine) if mine else _NONE  # a list first: cheaper than a generator
 
 
 def _leave(
@@ -578,14 +585,16 @@ def _retry_after_s(tally: Tally, nodes: int) -> float | None:
     return None if ms is None else ms / 1000
 
 
-def _ok_and_retry_after_s(tally: Tally, nodes: int) -> tuple[int, float | None]:
-    """Return the OK count and ``_retry_after_s`` in one pass over the replies (try_lock()
-    builds its LockTaken on every contended try)."""
+def _counted(tally: Tally, nodes: int) -> tuple[tuple[int, ...], int, float | None]:
+    """Return ``tally.taken``, ``tally.ok`` and ``_retry_after_s`` in one pass over the
+    replies (try_lock() builds its LockTaken on every contended try)."""
+    taken: list[int] = []
     ok = free = 0
     ttls: list[int] = []
-    for reply in tally.replies:
+    for i, reply in enumerate(tally.replies):
         if isinstance(reply, NodeReply):
             if reply.status is Status.TAKEN:
+                taken.append(i)
                 if reply.ttl_ms is not None:
                     ttls.append(reply.ttl_ms)
             else:
@@ -593,11 +602,11 @@ def _ok_and_retry_after_s(tally: Tally, nodes: int) -> tuple[int, float | None]:
                 ok += reply.status is Status.OK
     missing = quorum(nodes) - free
     if missing <= 0:
-        return ok, 0.0
+        return tuple(taken), ok, 0.0
     if len(ttls) < missing:
-        return ok, None
+        return tuple(taken), ok, None
     ttls.sort()
-    return ok, ttls[missing - 1] / 1000
+    return tuple(taken), ok, ttls[missing - 1] / 1000
 
 
 def _describe_errors(errors: tuple[NodeError, ...]) -> str:
@@ -619,9 +628,8 @@ def _gave_up(
     target: Target, need: int, opts: MutexOptions, tally: Tally, attempt: int
 ) -> LockNotAcquired:
     attempts = f"after {attempt} attempt{'s' if attempt != 1 else ''}"
-    taken = tally.taken  # once: try_lock() builds this on every contended try
+    taken, ok, retry_after = _counted(tally, target.nodes)
     if len(taken) >= need:
-        ok, retry_after = _ok_and_retry_after_s(tally, target.nodes)
         when = "" if retry_after is None else f" (free in about {retry_after:.3g} s)"
         message = (
             f"Could not lock {target.name!r}: {ok} of {target.nodes} nodes agreed, {need} "
@@ -630,8 +638,7 @@ def _gave_up(
             "Wait longer (tries=, timeout=) or skip the work with try_lock()."
         )
         return LockTaken(target.name, message, attempt, retry_after, taken)
-    retry_after = _retry_after_s(tally, target.nodes)
-    if tally.ok >= need:
+    if ok >= need:
         ttl_ms = opts.expiry_ms
         valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
         message = (

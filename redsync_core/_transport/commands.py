@@ -213,16 +213,21 @@ else:
 
 
 class _Packed(threading.local):
-    """The last command packed by this thread: a fan-out sends the same bytes to every node."""
+    """The last command packed by this thread: a fan-out sends the same bytes to every node.
 
-    effect: FanOut | Batch | None = None
-    sharded = False
-    script: Script | None = None
-    args: tuple[Arg, ...] = ()
-    data = b""
+    ``last``: (effect, sharded, script, args, bytes), read in one thread-local lookup.
+    """
+
+    last: tuple[FanOut | Batch | None, bool, Script | None, tuple[Arg, ...], bytes] = (
+        None,
+        False,
+        None,
+        (),
+        b"",
+    )
 
 
-_last = _Packed()
+_packed = _Packed()
 
 
 def packed(
@@ -230,13 +235,12 @@ def packed(
 ) -> tuple[Script | None, tuple[Arg, ...], bytes]:
     """Return ``command(effect, sharded)`` and its bytes (EVALSHA for a script), packed once per
     fan-out: the nodes of one fan-out are asked the same thing in turn by the same thread."""
-    last = _last
-    if last.effect is not effect or last.sharded is not sharded:
+    last = _packed.last
+    if last[0] is not effect or last[1] is not sharded:
         script, args = command(effect, sharded)
-        last.data = pack(*args) if script is None else pack("EVALSHA", script.sha, *args)
-        last.script, last.args, last.sharded = script, args, sharded
-        last.effect = effect
-    return last.script, last.args, last.data
+        data = pack(*args) if script is None else pack("EVALSHA", script.sha, *args)
+        last = _packed.last = (effect, sharded, script, args, data)
+    return last[2], last[3], last[4]
 
 
 #: What a reader from ``new_reader`` returns while a reply is incomplete.
@@ -288,7 +292,18 @@ def decode_script_code(reply: object) -> NodeReply:
         return OK
     if reply == 0:
         return MISSING
-    return NodeReply(TAKEN.status, decode_foreign_ttl(reply))
+    taken = _taken_replies.get(reply)
+    if taken is None:
+        if len(_taken_replies) >= 16:
+            _taken_replies.clear()
+        taken = _taken_replies[reply] = NodeReply(TAKEN.status, decode_foreign_ttl(reply))
+    return taken
+
+
+# The "taken" replies decoded lately, by code. The nodes of one fan-out answer the holder's
+# PTTL to within a millisecond or two, and replies are immutable: they share a few objects
+# instead of building one each.
+_taken_replies: dict[int, NodeReply] = {}
 
 
 #: The operations whose reply is a lock script's integer code (the others are decoded below).

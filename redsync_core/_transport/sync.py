@@ -37,7 +37,6 @@ from .commands import (
     decode,
     drive_split,
     new_reader,
-    next_reply,
     pack,
     packed,
     spans_slots,
@@ -54,6 +53,7 @@ MAX_UNANSWERED = 64
 READ_SIZE = 65536
 
 _pid = os.getpid()  # os.getpid() is a system call: leases compare with this copy
+_POLL = hasattr(select, "poll")  # POSIX; select() elsewhere
 
 
 def _forked() -> None:
@@ -192,6 +192,7 @@ class _Lease:
         self.handshake = len(setup)
         self.unanswered = 0
         self.reader = None
+        self.polled = None
         if type(conn._sock) is socket.socket:  # not TLS: its records need the ssl module
             self.reader = new_reader(conn._parser.parse_error)
         if self.reader is not None:
@@ -221,17 +222,22 @@ class _Lease:
                 finally:
                     del reply  # the traceback would hold this frame, and so the connection
             return reply
-        reply = next_reply(reader)
-        if reply is not PENDING:
-            return reply
-        try:
-            size = self.conn._sock.recv_into(self.buffer)
-        except BlockingIOError:
-            return PENDING
-        if not size:
-            raise self.family.connection_error("Connection closed by server.")
-        reader.feed(self.buffer, 0, size)
-        return next_reply(reader)
+        reply = reader.gets()
+        if reply is PENDING:
+            try:
+                size = self.conn._sock.recv_into(self.buffer)
+            except BlockingIOError:
+                return PENDING
+            if not size:
+                raise self.family.connection_error("Connection closed by server.")
+            reader.feed(self.buffer, 0, size)
+            reply = reader.gets()
+        if isinstance(reply, Exception):  # as next_reply: this frame must not keep it
+            try:
+                raise reply
+            finally:
+                del reply
+        return reply
 
     def write(self, data: bytes, budget_s: float | None = None) -> None:
         """Send ``data``; what cannot go out at once is waited for within the socket timeout
@@ -248,15 +254,20 @@ class _Lease:
             sent = sock.send(data)
         except BlockingIOError:
             sent = 0
-        if sent < len(data):  # a large command, or a node that reads slower than we write
-            timeout = self.conn.socket_timeout
-            if budget_s is not None:
-                timeout = budget_s if timeout is None else min(timeout, budget_s)
-            sock.settimeout(timeout)
-            try:
-                sock.sendall(memoryview(data)[sent:])
-            finally:
-                sock.settimeout(0)
+        if sent < len(data):
+            self._write_rest(sock, data, sent, budget_s)
+
+    def _write_rest(self, sock: Any, data: bytes, sent: int, budget_s: float | None) -> None:
+        """Send what one ``send`` left of ``data`` (a large command, or a node that reads
+        slower than we write), waiting within the socket timeout and ``budget_s``."""
+        timeout = self.conn.socket_timeout
+        if budget_s is not None:
+            timeout = budget_s if timeout is None else min(timeout, budget_s)
+        sock.settimeout(timeout)
+        try:
+            sock.sendall(memoryview(data)[sent:])
+        finally:
+            sock.settimeout(0)
 
     def wait(self, timeout_s: float) -> bool:
         """Wait at most ``timeout_s`` for data from the node; return True when some came."""
@@ -335,6 +346,27 @@ class _Lease:
     def send(self, data: bytes, budget_s: float | None) -> None:
         """Send one packed command, connecting first (within ``budget_s``) when needed."""
         conn = self.conn
+        sock = conn._sock
+        polled = self.polled
+        if (
+            sock is not None
+            and polled is not None
+            and not (self.handshake or self.unanswered or polled.poll(0))
+        ):
+            # What ready() and write() do in the usual case, without their calls: a plain
+            # socket that owes no reply and has nothing to read takes the command at once.
+            try:
+                try:
+                    sent = sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                if sent < len(data):
+                    self._write_rest(sock, data, sent, budget_s)
+            except BaseException:
+                conn.disconnect()
+                self.handshake = self.unanswered = 0
+                raise
+            return
         if not self.ready():
             raise redis.exceptions.TimeoutError(
                 "no reply yet to an earlier command (the node is paused or overloaded)"
@@ -523,11 +555,13 @@ class RedisNode:
         self._leases = _Leases()
 
     def connected(self, effect: FanOut | Batch) -> bool:
-        return self._leases.lease(self.client.connection_pool).connected
+        return self._leases.lease(self.client.connection_pool).conn._sock is not None
 
     def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
         lease = self._leases.lease(self.client.connection_pool)
-        return _send(self, lease, effect, budget_s)
+        script, args, data = packed(effect)
+        lease.send(data, budget_s)
+        return _Call(self, lease, effect, script, args)
 
     def ping(self, timeout_s: float) -> str:
         lease = self._leases.lease(self.client.connection_pool)
@@ -720,11 +754,15 @@ def fan_out(
     budget_s = None if effect.deadline_ms is None else effect.deadline_ms / 1000
     deadline = None if budget_s is None else time.monotonic() + budget_s
     inflight: dict[int, Any] = {}
-    indexes = list(order if order is not None else range(len(nodes)))
-    if effect.only is not None:
-        indexes = [i for i in indexes if i in effect.only]
+    only = effect.only
     # Nodes with an open connection first: opening one may take a little of the budget.
-    indexes.sort(key=lambda i: not nodes[i].connected(effect))
+    indexes: list[int] = []
+    connecting: list[int] = []
+    for i in range(len(nodes)) if order is None else order:
+        if only is None or i in only:
+            (indexes if nodes[i].connected(effect) else connecting).append(i)
+    if connecting:
+        indexes += connecting
     for i in indexes:
         node = nodes[i]
         left = None if deadline is None else max(0.001, deadline - time.monotonic())
@@ -804,13 +842,18 @@ def _wait(inflight: dict[int, Any], timeout_s: float | None) -> list[int]:
     ready = [i for i, call in inflight.items() if call.buffered()]
     if ready:
         return ready
-    by_fd = {call.fileno(): i for i, call in inflight.items()}
-    if hasattr(select, "poll"):
+    if _POLL:
         poller = select.poll()
-        for fd in by_fd:
+        fds = {}
+        for i, call in inflight.items():
+            fd = fds[i] = call.fileno()
             poller.register(fd, select.POLLIN)
         events = poller.poll(None if timeout_s is None else max(0, int(timeout_s * 1000 + 0.999)))
-        return [by_fd[fd] for fd, _ in events]
+        if len(events) == len(fds):
+            return list(fds)  # every call has something to read
+        readable = {fd for fd, _ in events}
+        return [i for i, fd in fds.items() if fd in readable]
+    by_fd = {call.fileno(): i for i, call in inflight.items()}
     timeout = None if timeout_s is None else max(0.0, timeout_s)
-    readable, _, _ = select.select(list(by_fd), [], [], timeout)
-    return [by_fd[fd] for fd in readable]
+    readable_fds, _, _ = select.select(list(by_fd), [], [], timeout)
+    return [by_fd[fd] for fd in readable_fds]
