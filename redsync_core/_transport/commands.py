@@ -215,15 +215,13 @@ else:
 class _Packed(threading.local):
     """The last command packed by this thread: a fan-out sends the same bytes to every node.
 
-    ``last``: (effect, sharded, script, args, bytes), read in one thread-local lookup.
+    ``last``: (effect, sharded, (script, args, bytes)), read in one thread-local lookup.
     """
 
-    last: tuple[FanOut | Batch | None, bool, Script | None, tuple[Arg, ...], bytes] = (
+    last: tuple[FanOut | Batch | None, bool, tuple[Script | None, tuple[Arg, ...], bytes]] = (
         None,
         False,
-        None,
-        (),
-        b"",
+        (None, (), b""),
     )
 
 
@@ -239,8 +237,8 @@ def packed(
     if last[0] is not effect or last[1] is not sharded:
         script, args = command(effect, sharded)
         data = pack(*args) if script is None else pack("EVALSHA", script.sha, *args)
-        last = _packed.last = (effect, sharded, script, args, data)
-    return last[2], last[3], last[4]
+        last = _packed.last = (effect, sharded, (script, args, data))
+    return last[2]
 
 
 #: What a reader from ``new_reader`` returns while a reply is incomplete.
@@ -286,7 +284,10 @@ def _text(reply: object) -> str | None:
 
 def decode_script_code(reply: object) -> NodeReply:
     """Decode a script's integer reply: 1 ours, 0 missing, negative another holder's TTL."""
-    if not isinstance(reply, int) or isinstance(reply, bool) or reply > 1:
+    # A plain int (what the reader returns) is checked without isinstance calls.
+    if (
+        type(reply) is not int and (not isinstance(reply, int) or isinstance(reply, bool))
+    ) or reply > 1:
         raise UnexpectedReply(f"unexpected reply {reply!r:.40} to a lock script")
     if reply == 1:
         return OK

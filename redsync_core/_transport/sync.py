@@ -461,24 +461,22 @@ class _Leases:
 class _Call:
     """One command in flight on the calling thread's connection to one node."""
 
-    __slots__ = ("args", "effect", "fd", "lease", "node", "script", "sent_source")
+    __slots__ = ("args", "effect", "fd", "lease", "script", "sent_source")
 
     def __init__(
         self,
-        node: SyncNode,
         lease: _Lease,
         effect: FanOut | Batch,
         script: Script | None,
         args: tuple[Any, ...],
     ) -> None:
-        self.node = node
         self.lease = lease
         self.effect = effect
         self.script = script
         self.args = args
         self.sent_source = False
         sock = lease.conn._sock
-        self.fd = -1 if sock is None else int(sock.fileno())
+        self.fd: int = -1 if sock is None else sock.fileno()
 
     def fileno(self) -> int:
         return self.fd
@@ -532,7 +530,6 @@ def _credentials(conn: Any) -> tuple[str, ...]:
 
 
 def _send(
-    node: SyncNode,
     lease: _Lease,
     effect: FanOut | Batch,
     budget_s: float | None,
@@ -540,7 +537,7 @@ def _send(
 ) -> _Call:
     script, args, data = packed(effect, sharded)
     lease.send(data, budget_s)
-    return _Call(node, lease, effect, script, args)
+    return _Call(lease, effect, script, args)
 
 
 class RedisNode:
@@ -561,7 +558,7 @@ class RedisNode:
         lease = self._leases.lease(self.client.connection_pool)
         script, args, data = packed(effect)
         lease.send(data, budget_s)
-        return _Call(self, lease, effect, script, args)
+        return _Call(lease, effect, script, args)
 
     def ping(self, timeout_s: float) -> str:
         lease = self._leases.lease(self.client.connection_pool)
@@ -613,7 +610,7 @@ class ClusterNode:
         if connection is None:
             return self._through_client(effect)
         lease = self._leases.lease(connection.connection_pool)
-        call = _send(self, lease, effect, budget_s, sharded=True)
+        call = _send(lease, effect, budget_s, sharded=True)
         return _ClusterCall(self, call)
 
     def _through_client(self, effect: FanOut) -> NodeReply:

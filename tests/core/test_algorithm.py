@@ -148,6 +148,92 @@ def test_a_quorum_held_by_another_value_is_lock_taken_with_retry_after() -> None
     assert "2 nodes hold it for another holder" in str(error)
 
 
+def taken(ttl_ms: int | None) -> NodeReply:
+    return NodeReply(Status.TAKEN, ttl_ms)
+
+
+# One failed attempt of 'invoice:42' on 5 nodes: its replies, then the error raised, word for
+# word (try_lock() builds this error on every contended try, from one pass over the replies).
+GIVE_UP_CASES = [
+    pytest.param(
+        (taken(4200), OK, taken(2500), taken(None), None),
+        5,
+        LockTaken,
+        "Could not lock 'invoice:42': 1 of 5 nodes agreed, 3 needed, after 1 attempt; 3 nodes "
+        "hold it for another holder (free in about 4.2 s). Wait longer (tries=, timeout=) or skip "
+        "the work with try_lock().",
+        4.2,
+        (0, 2, 3),
+        id="taken-on-a-quorum",
+    ),
+    pytest.param(
+        (taken(4200), taken(4100), taken(4300), taken(4200), taken(4250)),
+        5,
+        LockTaken,
+        "Could not lock 'invoice:42': 0 of 5 nodes agreed, 3 needed, after 1 attempt; 5 nodes "
+        "hold it for another holder (free in about 4.2 s). Wait longer (tries=, timeout=) or skip "
+        "the work with try_lock().",
+        4.2,
+        (0, 1, 2, 3, 4),
+        id="taken-everywhere",
+    ),
+    pytest.param(
+        (taken(4200), OK, OK, NodeError(3, "redis://h:3", "timeout"), MISSING),
+        5,
+        LockNotAcquired,
+        "Could not lock 'invoice:42': 2 of 5 nodes agreed, 3 needed after 1 attempt (1 held by "
+        "another holder, 1 failed (node 3 (redis://h:3): timeout)). Another holder may have it "
+        "on some nodes; retry later or wait longer (tries=).",
+        0.0,
+        None,
+        id="split-vote",
+    ),
+    pytest.param(
+        (OK, OK, OK, taken(900), MISSING),
+        1000,
+        LockNotAcquired,
+        "Could not lock 'invoice:42' after 1 attempt: a quorum agreed but the fan-out took 1000 "
+        "ms of the 1000 ms expiry, leaving no validity (-12 ms). Raise expiry= or check the "
+        "latency to the Redis nodes.",
+        0.0,
+        None,
+        id="no-validity-left",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("replies", "fanout_ms", "kind", "message", "retry_after", "nodes"), GIVE_UP_CASES
+)
+def test_a_failed_try_raises_the_same_error_word_for_word(
+    replies: tuple[Any, ...],
+    fanout_ms: int,
+    kind: type[LockNotAcquired],
+    message: str,
+    retry_after: float,
+    nodes: tuple[int, ...] | None,
+) -> None:
+    clock = FakeClock()
+    flow = flows.acquire(
+        MutexOptions(expiry=1.0),
+        flows.Target("invoice:42", "invoice:42", "v1", 5),
+        now_ms=clock(),
+        tries=1,
+        timeout_ms=None,
+        randrange=lambda lo, hi: lo,
+    )
+    with pytest.raises(LockNotAcquired) as caught:
+        Driver(clock, fanout_ms=fanout_ms).run(flow, [replies])
+    error = caught.value
+    assert type(error) is kind
+    assert str(error) == message
+    assert (error.name, error.attempts, error.retry_after) == ("invoice:42", 1, retry_after)
+    if nodes is not None:
+        assert isinstance(error, LockTaken)
+        assert error.nodes == nodes
+        assert error.args == ("invoice:42", message, 1, retry_after, nodes)
+
+
 def test_errors_that_make_a_quorum_impossible_stop_retrying() -> None:
     clock = FakeClock()
     driver = Driver(clock)

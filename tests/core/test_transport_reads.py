@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from redsync_core import AsyncRedsync, Redsync
+from redsync_core._algorithm.effects import NodeReply, Status
 from redsync_core._transport import aio as aio_transport
 from redsync_core._transport import commands
 from redsync_core._transport import sync as sync_transport
@@ -405,3 +406,19 @@ async def test_tls_connections_are_read_by_redis_py_asyncio(tls_urls: list[str])
         await round_trip_async(ars, "tls")
         await round_trip_async(ars, "tls-again")
         assert wired(ars) == [False] * 3
+
+
+def test_lock_script_codes_decode_alike_however_often_they_repeat() -> None:
+    # "Taken" replies are shared between nodes and fan-outs that answer the same code.
+    codes = [-4202, -4201, -4202, -1, *(-2 - ttl for ttl in range(40)), -4202, -1]
+    for code in codes * 2:
+        reply = commands.decode_script_code(code)
+        assert reply == NodeReply(Status.TAKEN, None if code == -1 else -2 - code), code
+    assert commands.decode_script_code(1) == NodeReply(Status.OK)
+    assert commands.decode_script_code(0) == NodeReply(Status.MISSING)
+
+
+@pytest.mark.parametrize("reply", [True, False, 2, -2.0, "1", b"-5", None, [1]])
+def test_a_lock_script_reply_that_is_no_code_is_unexpected(reply: object) -> None:
+    with pytest.raises(commands.UnexpectedReply):
+        commands.decode_script_code(reply)
