@@ -82,13 +82,12 @@ class _SyncPage:
         self.index = node.index
         self.address = node.address
 
-    def connected(self, effect: FanOut | Batch) -> bool:
-        return self.node.connected(self.page)
-
-    def begin(self, effect: FanOut | Batch, budget_s: float | None) -> sync.InFlight | sync.Done:
+    def begin(
+        self, effect: FanOut | Batch, budget_s: float | None, connect: bool = True
+    ) -> sync.InFlight | sync.Done | None:
         if isinstance(self.node, sync.ClusterNode):
             return _cluster_page(self.node.client, self.page)
-        return self.node.begin(self.page, budget_s)
+        return self.node.begin(self.page, budget_s, connect)
 
     def ping(self, timeout_s: float) -> str:
         return self.node.ping(timeout_s)

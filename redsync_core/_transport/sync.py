@@ -99,11 +99,13 @@ class SyncNode(Protocol):
     index: int
     address: str
 
-    def connected(self, effect: FanOut | Batch) -> bool:
-        """Return True when sending ``effect`` needs no new connection."""
+    def begin(
+        self, effect: FanOut | Batch, budget_s: float | None, connect: bool = True
+    ) -> InFlight | Done | None:
+        """Send ``effect``'s command; return the call in flight, or the reply when immediate.
 
-    def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
-        """Send ``effect``'s command; return the call in flight, or the reply when immediate."""
+        With ``connect`` False, send nothing and return None when a new connection is needed.
+        """
 
     def ping(self, timeout_s: float) -> str:
         """Return the server version; raise NodeError when the node does not answer in time."""
@@ -551,11 +553,12 @@ class RedisNode:
         self._owned = owned
         self._leases = _Leases()
 
-    def connected(self, effect: FanOut | Batch) -> bool:
-        return self._leases.lease(self.client.connection_pool).conn._sock is not None
-
-    def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
+    def begin(
+        self, effect: FanOut | Batch, budget_s: float | None, connect: bool = True
+    ) -> InFlight | Done | None:
         lease = self._leases.lease(self.client.connection_pool)
+        if not connect and lease.conn._sock is None:
+            return None
         script, args, data = packed(effect)
         lease.send(data, budget_s)
         return _Call(lease, effect, script, args)
@@ -596,10 +599,10 @@ class ClusterNode:
         self.family = family_of(client)
         self._leases = _Leases()  # to each master, for commands that need no redirection
 
-    def connected(self, effect: FanOut | Batch) -> bool:
-        return True  # the cluster client keeps its own connections
-
-    def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
+    def begin(
+        self, effect: FanOut | Batch, budget_s: float | None, connect: bool = True
+    ) -> InFlight | Done | None:
+        # ``connect`` is not needed: the cluster client keeps its own connections.
         if isinstance(effect, Batch):
             # Keys of a batch live in different slots: one command each, through the client.
             return tuple(self._through_client(item) for item in effect.effects)
@@ -680,10 +683,9 @@ class MemoryNode:
         self.address = redact(f"memory://{store.name}")
         self.store = store
 
-    def connected(self, effect: FanOut | Batch) -> bool:
-        return True
-
-    def begin(self, effect: FanOut | Batch, budget_s: float | None) -> InFlight | Done:
+    def begin(
+        self, effect: FanOut | Batch, budget_s: float | None, connect: bool = True
+    ) -> InFlight | Done | None:
         if isinstance(effect, Batch):
             return tuple(self.store.apply(item) for item in effect.effects)
         return self.store.apply(effect)
@@ -752,26 +754,29 @@ def fan_out(
     deadline = None if budget_s is None else time.monotonic() + budget_s
     inflight: dict[int, Any] = {}
     only = effect.only
-    # Nodes with an open connection first: opening one may take a little of the budget.
-    indexes: list[int] = []
+    indexes: Sequence[int] = range(len(nodes)) if order is None else order
+    if only is not None:
+        indexes = [i for i in indexes if i in only]
+    # Nodes with an open connection first, then the others: opening one may take a little of
+    # the budget.
     connecting: list[int] = []
-    for i in range(len(nodes)) if order is None else order:
-        if only is None or i in only:
-            (indexes if nodes[i].connected(effect) else connecting).append(i)
-    if connecting:
-        indexes += connecting
-    for i in indexes:
-        node = nodes[i]
-        left = None if deadline is None else max(0.001, deadline - time.monotonic())
-        try:
-            started = node.begin(effect, left)
-        except Exception as exc:  # noqa: BLE001 - see _FAILURES
-            replies[i] = node_error(node, exc)
-            continue
-        if isinstance(started, (NodeReply, tuple)):
-            replies[i] = started
-        else:
-            inflight[i] = started
+    for connect in (False, True):
+        for i in tuple(connecting) if connect else indexes:
+            node = nodes[i]
+            left = None if deadline is None else max(0.001, deadline - time.monotonic())
+            try:
+                started = node.begin(effect, left, connect)
+            except Exception as exc:  # noqa: BLE001 - see _FAILURES
+                replies[i] = node_error(node, exc)
+                continue
+            if started is None:
+                connecting.append(i)
+            elif isinstance(started, (NodeReply, tuple)):
+                replies[i] = started
+            else:
+                inflight[i] = started
+        if not connecting:
+            break
     stop_at = effect.stop_at
     while inflight:
         if stop_at is not None and decided(replies, stop_at):

@@ -14,11 +14,12 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from redsync_core import AsyncRedsync, Redsync
-from redsync_core._algorithm.effects import NodeReply, Status
+from redsync_core._algorithm.effects import Batch, FanOut, NodeReply, Op, Status
 from redsync_core._transport import aio as aio_transport
 from redsync_core._transport import commands
 from redsync_core._transport import sync as sync_transport
@@ -422,3 +423,53 @@ def test_lock_script_codes_decode_alike_however_often_they_repeat() -> None:
 def test_a_lock_script_reply_that_is_no_code_is_unexpected(reply: object) -> None:
     with pytest.raises(commands.UnexpectedReply):
         commands.decode_script_code(reply)
+
+
+class _Recorded:
+    """A sync node that answers at once, recording each begin; without a connection yet, it
+    defers when asked not to connect (as a RedisNode does)."""
+
+    def __init__(self, index: int, calls: list[tuple[int, bool]], connected: bool) -> None:
+        self.index = index
+        self.address = f"memory://n{index}"
+        self.calls = calls
+        self.connected = connected
+
+    def begin(self, effect: FanOut | Batch, budget_s: float | None, connect: bool = True) -> Any:
+        self.calls.append((self.index, connect))
+        if not self.connected and not connect:
+            return None
+        self.connected = True
+        return NodeReply(Status.OK)
+
+    def ping(self, timeout_s: float) -> str:
+        return "memory"
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("order", "only", "begun"),
+    [
+        (None, None, [(0, False), (1, False), (2, False), (3, False), (0, True), (2, True)]),
+        (
+            (3, 2, 1, 0),
+            None,
+            [(3, False), (2, False), (1, False), (0, False), (2, True), (0, True)],
+        ),
+        (None, frozenset({0, 1}), [(0, False), (1, False), (0, True)]),
+    ],
+    ids=["node-order", "shuffled", "only-some"],
+)
+def test_nodes_with_an_open_connection_are_sent_to_first(
+    order: tuple[int, ...] | None, only: frozenset[int] | None, begun: list[tuple[int, bool]]
+) -> None:
+    calls: list[tuple[int, bool]] = []
+    nodes = [_Recorded(i, calls, connected=i in (1, 3)) for i in range(4)]
+    effect = FanOut(Op.GET, "k", "v", deadline_ms=1000, only=only)
+    replies = sync_transport.fan_out(nodes, effect, order)
+    assert calls == begun
+    assert replies == tuple(
+        NodeReply(Status.OK) if only is None or i in only else None for i in range(4)
+    )
