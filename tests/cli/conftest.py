@@ -28,7 +28,9 @@ def child_script(tmp_path: Path) -> Callable[..., list[str]]:
     """Build a command (python -c) that marks its start and waits for a `finish` file.
 
     ``exit_code``: its exit status; ``trap``: signals it handles by exiting with 10 + signum;
-    ``where``: the directory of its `started` (holding its pid) and `finish` files.
+    ``where``: the directory of its `started` (holding its pid) and `finish` files. It also ends
+    when its parent (the `redsync run` under test) is gone: a failed test that killed the
+    wrapper leaves no command behind.
     """
 
     def build(exit_code: int = 0, trap: Sequence[int] = (), where: Path = tmp_path) -> list[str]:
@@ -39,7 +41,8 @@ for s in {[int(s) for s in trap]!r}:
 with open({str(where / "pid")!r}, "w") as f:
     f.write(str(os.getpid()))
 os.rename({str(where / "pid")!r}, {str(where / "started")!r})
-while not os.path.exists({str(where / "finish")!r}):
+parent = os.getppid()
+while not os.path.exists({str(where / "finish")!r}) and os.getppid() == parent:
     time.sleep(0.02)
 sys.exit({exit_code})
 """
