@@ -550,6 +550,25 @@ class _Sent:
         self.here.idle.append(self.conn)
 
 
+async def read_reply(conn: Any, reader: Any, family: Family) -> Any:
+    """Return the next reply (or pub/sub message) on redis-py's asyncio connection ``conn``,
+    parsed by our hiredis ``reader`` from the connection's stream.
+
+    Raises:
+        ResponseError: (the client library's) the server answered with an error.
+        ConnectionError: (the client library's) the server closed the connection.
+    """
+    reply = next_reply(reader)
+    while reply is PENDING:
+        stream = conn._reader
+        data = None if stream is None else await stream.read(READ_SIZE)
+        if not data:
+            raise family.connection_error("Connection closed by server.")
+        reader.feed(data)
+        reply = next_reply(reader)
+    return reply
+
+
 class _Exchange:
     """A command written on an open connection whose reply is read later (no task needed).
 
@@ -603,18 +622,9 @@ class _Exchange:
 
     async def _read(self) -> Any:
         """Read one reply, raising the server's error replies."""
-        reader = self.reader
-        if reader is None:
+        if self.reader is None:
             return await self.conn.read_response()
-        reply = next_reply(reader)
-        while reply is PENDING:
-            stream = self.conn._reader
-            data = None if stream is None else await stream.read(READ_SIZE)
-            if not data:
-                raise self.connections.family.connection_error("Connection closed by server.")
-            reader.feed(data)
-            reply = next_reply(reader)
-        return reply
+        return await read_reply(self.conn, self.reader, self.connections.family)
 
     async def arrived(self) -> bool:
         """Return True when the reply is already buffered (reading it will not wait)."""

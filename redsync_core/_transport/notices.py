@@ -62,6 +62,7 @@ from .._algorithm.effects import Waiter
 from .._algorithm.queues import WAKE_INFIX, handover_proof, wake_channel
 from .._algorithm.timing import quorum
 from .._clock import Clock
+from .aio import read_reply
 from .clients import Family, family_of
 from .commands import PENDING, new_reader, next_reply, pack
 from .sync import READ_SIZE, RedisNode, _credentials
@@ -1235,7 +1236,7 @@ class AsyncNotices:
                 if reader is None:
                     message = await conn.read_response()
                 else:
-                    message = await _next_message(conn, reader, sub.family)
+                    message = await read_reply(conn, reader, sub.family)
             except sub.family.response_error as exc:
                 if self._refused(sub, exc):
                     return
@@ -1285,24 +1286,6 @@ class AsyncNotices:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._subs.clear()
-
-
-async def _next_message(conn: Any, reader: Any, family: Family) -> Any:
-    """Return the next message (or reply) on a subscriber connection, parsed by ``reader``.
-
-    Raises:
-        ResponseError: (the client library's) the server answered with an error.
-        ConnectionError: (the client library's) the server closed the connection.
-    """
-    message = next_reply(reader)
-    while message is PENDING:
-        stream = conn._reader
-        data = None if stream is None else await stream.read(READ_SIZE)
-        if not data:
-            raise family.connection_error("Connection closed by server.")
-        reader.feed(data)
-        message = next_reply(reader)
-    return message
 
 
 def _wake(waited: _Waited) -> None:
