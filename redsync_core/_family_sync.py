@@ -81,6 +81,8 @@ class Semaphore(Mutex):
         value = self._begin_lock()
         # A token of this call for the turns among the waiters of each permit (notices).
         waiter = object() if self._options.wake_on_release and tries != 1 else None
+        if waiter is not None:  # twin: sync-only
+            self._redsync._settle()
         flow = family.acquire_permit(
             self._options,
             Target(self._name, self._base_key, value, self._node_count),

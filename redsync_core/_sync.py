@@ -260,6 +260,11 @@ class Redsync(RedsyncBase):
         return Woke(self._clock(), named, granted)
 
     # twin: sync-only
+    def _settle(self) -> None:
+        """A lock() call is about to try: the notices that came before it are no news to it."""
+        self._notices.settle()
+
+    # twin: sync-only
     def _left(self, key: str, waiter: object, won: bool) -> None:
         """A lock() call for ``key`` ended: the next waiter of the key may have the turn."""
         self._notices.leave(key, waiter, won)
@@ -330,6 +335,8 @@ class Mutex(MutexBase):
         value = self._begin_lock()
         # This call as a waiter: its place in the key's queues, and its turns in this process.
         waiter = new_waiter(value) if self._options.wake_on_release and tries != 1 else None
+        if waiter is not None:  # twin: sync-only
+            self._redsync._settle()
         target = self._target(value)
         flow = flows.acquire_token(
             self._options,

@@ -10,9 +10,11 @@ for ``key`` arrives.
   keys that have waiters in this process; no thread or task per waiter. Sync: while a thread
   waits, it polls every subscriber socket itself (one waiting thread at a time; it wakes the
   others through a Condition per key), so that a notice wakes the thread that acts on it with
-  no hop through another thread. One reader thread per ``Redsync`` opens the connections and
-  polls when no thread waits (or when the connections are read through redis-py: TLS, no
-  hiredis, which waits for the rest of a reply that began to arrive); it is started by the
+  no hop through another thread; what came while nobody polled is read by the next lock()
+  call before it tries (``settle``). One reader thread per ``Redsync`` opens the connections
+  and polls when no thread has waited for a while (``HANDBACK_S``), or when the connections
+  are read through redis-py (TLS, no hiredis: it waits for the rest of a reply that began to
+  arrive); it is started by the
   first waiter, ends after a while without waiters, and is not inherited by a forked child
   (the child starts its own). Asyncio: one reader task per subscriber connection on the loop;
   waiters wait on an Event per key.
@@ -81,6 +83,10 @@ IDLE_S = 10.0
 #: the same name again and again (the common case under contention) then neither unsubscribes
 #: and resubscribes every time nor misses the notices in between.
 LINGER_S = 0.5
+#: After the last waiting thread stopped polling, the reader thread leaves the subscriber
+#: sockets alone this many seconds (what arrives meanwhile is read by the next waiting
+#: thread, or then by the reader).
+HANDBACK_S = LINGER_S / 4
 #: After a win in this process, copies (from other nodes) of a release heard before it are
 #: ignored for this long (ns): they come late from a slow node or a busy reader, and would
 #: wake a waiter for a lock that is taken again. Later ones only cost that waiter a try.
@@ -547,11 +553,15 @@ class SyncNotices:
         self._pipe: tuple[int, int] | None = None
         self._warned = False
         self._buffer: bytearray | None = None  # for the subscriber sockets' reads
+        # The poll object of the sockets last polled (and their fds): one thread polls at once.
+        self._polling: tuple[tuple[int, ...], Any] | None = None
         # Who uses the subscriber sockets now: the reader thread (``_READER``), a waiting
         # thread (its ident), or nobody. A waiting thread takes them when it can, so that a
         # notice wakes the thread that acts on it, with no hop through the reader thread.
         self._poller: object = None
         self._hopefuls: set[threading.Condition] = set()  # waiters that asked the reader
+        self._sleeping = 0  # threads in ``_sleep``
+        self._left_at = -HANDBACK_S  # when the last waiting thread that polled stopped
         self._yield = False  # the reader thread was asked to hand the sockets over
         self._handed = threading.Condition(self._lock)  # the reader waits for them here
 
@@ -618,9 +628,12 @@ class SyncNotices:
         thread for them (handed over between two rounds), and hands them back when done or
         when a connection is to be opened (which only the reader thread does: it may take
         ``CONNECT_TIMEOUT_S``). The other waiting threads sleep on ``wake``, notified by the
-        thread that polls."""
+        thread that polls. The last waiting thread to stop leaves the sockets to the next one
+        for a while (``HANDBACK_S``) rather than waking the reader thread: a process that locks
+        again and again then polls in the thread that waits each time, with no thread switch."""
         me = threading.get_ident()
         lead = True  # False after a bug in this thread's round: sleep as the others do
+        self._sleeping += 1
         try:
             while not woken():
                 left = end - time.monotonic()
@@ -644,6 +657,8 @@ class SyncNotices:
                         self._poller = None
                     continue
                 if not lead or self._poller not in (None, _READER):
+                    if self._poller is None:
+                        self._handed.notify()  # nobody polls: the reader thread does
                     wake.wait(left)  # another waiting thread polls, and notifies
                     continue
                 if not self._yield:  # the reader thread hands the sockets over after a round
@@ -657,14 +672,36 @@ class SyncNotices:
                     self._hopefuls.discard(wake)
             return True
         finally:
+            self._sleeping -= 1
             if self._poller == me:
                 self._poller = None
-            if self._poller is None:
-                self._handed.notify()  # the reader thread takes the sockets back
+                self._left_at = time.monotonic()
+            if self._poller is None and (self._sleeping or self._stopping):
+                self._handed.notify()  # the reader thread polls for the others
                 if self._stopping and self._thread is None and self._pipe is not None:
                     for fd in self._pipe:  # closed meanwhile: close() left the pipe to us
                         os.close(fd)
                     self._pipe = None
+
+    def settle(self) -> None:
+        """Read the notices that arrived while nobody polled (see ``HANDBACK_S``), before a
+        ``lock()`` call's first attempt: they came before it, so they are no news to it (read
+        only when it sleeps, they would look new and wake it for nothing)."""
+        if os.getpid() != self._pid or self._pipe is None:
+            return
+        with self._lock:
+            if self._poller is not None or self._sleeping or not self._direct():
+                return  # the reader thread or a waiting thread reads them as they come
+            self._poller = me = threading.get_ident()
+        try:
+            self._poll(set(), 0.0)
+        except Exception:  # never into lock(): the reader thread reads them later
+            logger.exception("Release notices failed in a thread about to wait")
+        finally:
+            with self._lock:
+                if self._poller == me:
+                    self._poller = None
+                    self._left_at = time.monotonic()
 
     def _direct(self) -> bool:
         """True when every open subscriber connection is read without waiting (a plain socket
@@ -805,6 +842,10 @@ class SyncNotices:
             if self._poller is not None or (self._hopefuls and not self._opening()):
                 self._handed.wait(LINGER_S / 4)  # a waiting thread polls, or is about to
                 return now
+            left = self._left_at + HANDBACK_S - now
+            if left > 0 and not self._sleeping and not self._changed:
+                self._handed.wait(left)  # the next waiting thread is likely to come soon
+                return now
             self._poller = _READER
         try:
             return self._round(now, idle_since)
@@ -897,8 +938,12 @@ class SyncNotices:
     def _poll(
         self, wanted: set[str], timeout_s: float, woken: Callable[[], bool] | None = None
     ) -> None:
-        """Wait at most ``timeout_s`` for the subscriber sockets or a poke; read what came
-        (a waiting thread: until ``woken()``)."""
+        """Wait at most ``timeout_s`` for the subscriber sockets or a poke; read what came.
+
+        The reader thread returns after one wait. A waiting thread goes on reading notices
+        until ``woken()``, a poke (something changed: the keys, a turn) or a connection lost,
+        with one poll object for the whole round: a quorum of hand-over notices, which come
+        one node at a time, costs one poll and one read each."""
         pipe = self._pipe
         if pipe is None:
             return
@@ -907,19 +952,44 @@ class SyncNotices:
             fd = sub.fileno()
             if fd >= 0:
                 by_fd[fd] = sub
+        poller = self._polled(pipe[0], by_fd)
         if wanted:
             timeout_s = min(timeout_s, LINGER_S / 4)  # look for lingering keys to drop
-        ready = _readable([pipe[0], *by_fd], timeout_s)
-        for fd in ready:
-            if fd == pipe[0]:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(fd, 4096)
-            elif fd in by_fd:
-                self._read(by_fd[fd])
-                if woken is not None:
-                    with self._lock:
-                        if woken():
-                            return
+        end = time.monotonic() + timeout_s
+        while True:
+            ready = poller(max(0.0, end - time.monotonic()))
+            if not ready:
+                return
+            again = woken is not None
+            for fd in ready:
+                if fd == pipe[0]:
+                    again = False
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(fd, 4096)
+                elif fd in by_fd:
+                    sub = by_fd[fd]
+                    self._read(sub)
+                    again = again and sub.fileno() == fd
+                    if woken is not None:
+                        with self._lock:
+                            if woken():
+                                return
+            if not again:
+                return
+
+    def _polled(self, pipe: int, by_fd: dict[int, _Sub]) -> Callable[[float], list[int]]:
+        """Return a function that waits for ``pipe`` and the sockets of ``by_fd``: a poll
+        object kept while the sockets stay the same (select where there is no poll)."""
+        fds = (pipe, *by_fd)
+        if not hasattr(select, "poll"):  # pragma: no cover - Windows
+            return lambda timeout_s: list(select.select(fds, [], [], timeout_s)[0])
+        if self._polling is None or self._polling[0] != fds:
+            poller = select.poll()
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            self._polling = (fds, poller)
+        poll = self._polling[1].poll
+        return lambda timeout_s: [fd for fd, _ in poll(int(timeout_s * 1000 + 0.999))]
 
     def _read(self, sub: _Sub) -> None:
         """Read what ``sub``'s server sent; take the lock once for all its notices."""
@@ -1009,16 +1079,6 @@ def _read_notices(ref: weakref.ref[SyncNotices]) -> None:
             logger.exception("Release notices reader failed; waiters fall back to their delay")
             time.sleep(RETRY_S)
         del notices
-
-
-def _readable(fds: list[int], timeout_s: float) -> list[int]:
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        for fd in fds:
-            poller.register(fd, select.POLLIN)
-        return [fd for fd, _ in poller.poll(int(timeout_s * 1000 + 0.999))]
-    readable, _, _ = select.select(fds, [], [], timeout_s)  # pragma: no cover - Windows
-    return list(readable)
 
 
 # --- asyncio --------------------------------------------------------------------------------

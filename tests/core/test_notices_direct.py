@@ -234,3 +234,54 @@ def _peek(sock: socket.socket) -> bytes:
         return bytes(sock.recv(65536, socket.MSG_PEEK))
     except BlockingIOError:
         return b""
+
+
+@direct_reads
+def test_the_next_lock_call_reads_what_came_while_nobody_polled(
+    rs: Redsync,
+    redis_nodes: list[RedisServer],
+    readers: list[tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last waiting thread to stop leaves the sockets for the next one (no thread switch
+    to the reader thread and back); a lock() call reads what came meanwhile before it tries,
+    so that it is no news to its wait."""
+    monkeypatch.setattr(notices_module, "HANDBACK_S", 5.0)
+    sleeper = Sleeper(rs, "direct:handback", "sleeper").start()
+    sleeper.sleep()
+    assert eventually(sleeper.polls)
+    publish(redis_nodes[:1], "direct:handback", "first")
+    sleeper.thread.join(LONG_MS / 1000)
+    assert sleeper.results == [True]
+    readers.clear()
+    publish(redis_nodes, "direct:handback", "second")  # nobody waits
+    time.sleep(0.3)
+    assert readers == []  # left for the next waiting thread
+    rs._settle()  # what a lock() call does before its first attempt
+    assert readers == [("MainThread", "direct:handback")] * len(redis_nodes)
+    since = rs._clock() + 1
+    while rs._clock() < since:
+        time.sleep(0.001)
+    assert not rs._notices.wait("direct:handback", since, SHORT_MS, None, new_waiter("a-value"))
+
+
+@direct_reads
+def test_a_waiting_thread_that_stops_polling_leaves_the_others_served(
+    rs: Redsync, redis_nodes: list[RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader thread takes the sockets over at once for those still waiting."""
+    monkeypatch.setattr(notices_module, "HANDBACK_S", 5.0)
+    monkeypatch.setattr(notices_module, "LINGER_S", 40.0)  # no round of its own meanwhile
+    first = Sleeper(rs, "direct:leaves", "first").start()
+    first.sleep()
+    assert eventually(first.polls)
+    second = Sleeper(rs, "direct:stays", "second").start()
+    second.sleep()
+    publish(redis_nodes[:1], "direct:leaves", "a-release")
+    first.thread.join(LONG_MS / 1000)
+    assert first.results == [True]
+    started = time.monotonic()
+    publish(redis_nodes[:1], "direct:stays", "another")
+    second.thread.join(LONG_MS / 1000)
+    assert second.results == [True]
+    assert time.monotonic() - started < 2.0  # read at once, not at its 5 s timeout
