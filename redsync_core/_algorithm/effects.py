@@ -120,11 +120,14 @@ MISSING = NodeReply(Status.MISSING)
 TAKEN = NodeReply(Status.TAKEN)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Waiter:
     """A waiting ``lock()`` call: its id in the key's waiter queue on each node, its rank there
     (its wall clock in ms when it began: older waiters first, across processes), and the proof
-    that a hand-over notice is for its value (``queues.handover_proof``)."""
+    that a hand-over notice is for its value (``queues.handover_proof``).
+
+    Each call is its own waiter: equal and hashed by identity (the turns key dicts on it, once
+    per notice)."""
 
     id: str
     rank: int

@@ -113,17 +113,26 @@ def _text(data: object) -> str:
 _arrivals = itertools.count()
 
 
-#: This process's inbox (pid, token): queued waiters are woken on channels named after it.
-_inbox = (-1, "")
+#: This process's inbox token: queued waiters are woken on channels named after it.
+_inbox = ""
 _waiter_ids = itertools.count()
 
 
 def inbox() -> str:
     """Return this process's inbox token (a new one in a forked child)."""
     global _inbox  # one per process, renewed after a fork
-    if _inbox[0] != os.getpid():
-        _inbox = (os.getpid(), secrets.token_hex(4))
-    return _inbox[1]
+    if not _inbox:
+        _inbox = secrets.token_hex(4)
+    return _inbox
+
+
+def _forked() -> None:
+    global _inbox
+    _inbox = ""
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def new_waiter(value: str) -> Waiter:

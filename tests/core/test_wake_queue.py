@@ -261,3 +261,29 @@ def test_a_woken_waiter_that_gives_up_wakes_the_next_one(clients: list[redis.Red
     assert message["data"] == b"left 0000000b.1"
     assert client.get(turn) == b"0000000b.1"
     assert client.zcard(queue) == 0
+
+
+def _child_inbox(out: Any) -> None:
+    from redsync_core._transport.notices import inbox
+
+    out.send(inbox())
+    out.close()
+
+
+def test_a_forked_child_has_an_inbox_of_its_own() -> None:
+    """Wake channels are named after the process's inbox: a forked child that kept its
+    parent's would take the notices meant for the parent's waiters (and the reverse)."""
+    from redsync_core._transport.notices import inbox
+
+    parent = inbox()
+    receive, send = multiprocessing.get_context("fork").Pipe(duplex=False)
+    child = multiprocessing.get_context("fork").Process(target=_child_inbox, args=(send,))
+    child.start()
+    try:
+        assert receive.poll(10)
+        theirs = receive.recv()
+    finally:
+        child.join(10)
+    assert theirs
+    assert theirs != parent
+    assert inbox() == parent  # the parent keeps its own
