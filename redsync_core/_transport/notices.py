@@ -699,8 +699,8 @@ class SyncNotices:
         if os.getpid() != self._pid or self._pipe is None:
             return
         with self._lock:
-            if self._poller is not None or self._sleeping or not self._direct():
-                return  # the reader thread or a waiting thread reads them as they come
+            if self._poller is not None or self._sleeping or not self._keys or not self._direct():
+                return  # nothing subscribed, or read as it comes (reader or waiting thread)
             self._poller = me = threading.get_ident()
         try:
             self._poll(set(), 0.0)
