@@ -1115,6 +1115,88 @@ class _AsyncSub:
             self.channels.discard(key)
 
 
+class _Listener(asyncio.BufferedProtocol):
+    """Our protocol on the transport of a subscriber connection that redis-py opened and set
+    up (a plain socket, hiredis installed): every message is parsed in the event loop's read
+    callback and handled there, so a notice (a quorum of hand-over notices) wakes its waiter
+    with no reader task woken in between. redis-py's stream protocol is still told when the
+    connection is lost, so the connection's ``disconnect()`` works as before."""
+
+    __slots__ = ("buffer", "done", "family", "handle", "reader", "stream", "transport")
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        stream: asyncio.BaseProtocol,
+        reader: Any,
+        buffer: bytearray,
+        family: Family,
+        handle: Callable[[object], bool],
+    ) -> None:
+        self.transport = transport
+        self.stream = stream
+        self.reader = reader
+        self.buffer = buffer  # the notices' receive buffer (hiredis copies what it is fed)
+        self.family = family
+        self.handle = handle  # takes a message (an error reply as its exception); True: stop
+        # The reader task waits here: None when it is to stop, the failure when the
+        # connection is lost.
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        reader = self.reader
+        reader.feed(self.buffer, 0, nbytes)
+        try:
+            message = reader.gets()
+            while message is not PENDING:
+                if self.handle(message):
+                    self._end(None)
+                    return
+                message = reader.gets()
+        except Exception as exc:  # noqa: BLE001 - not RESP, or a bug: the task starts over
+            self._end(exc)
+            self.transport.abort()
+
+    def eof_received(self) -> bool:
+        self._end(self.family.connection_error("Connection closed by server."))
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(exc or self.family.connection_error("Connection closed."))
+        self.stream.connection_lost(exc)
+
+    def _end(self, exc: BaseException | None) -> None:
+        done = self.done
+        if not done.done():  # also cancelled with the task (close())
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
+
+
+def _listen(
+    conn: Any, buffer: bytearray, family: Family, handle: Callable[[object], bool]
+) -> _Listener | None:
+    """Put a ``_Listener`` in place of redis-py's stream on the open connection ``conn``; None
+    when the stream stays (TLS, no hiredis, or bytes already buffered)."""
+    writer = getattr(conn, "_writer", None)
+    stream = getattr(conn, "_reader", None)
+    if writer is None or stream is None or stream._buffer or stream.at_eof():
+        return None
+    transport = writer.transport
+    if transport.get_extra_info("sslcontext") is not None:
+        return None  # TLS: the ssl module decrypts, redis-py's stream reads
+    reader = new_reader(conn._parser.parse_error)
+    if reader is None:
+        return None
+    listener = _Listener(transport, transport.get_protocol(), reader, buffer, family, handle)
+    transport.set_protocol(listener)
+    return listener
+
+
 class AsyncNotices:
     """Release notices for the waiters of one ``AsyncRedsync`` on one event loop."""
 
@@ -1127,6 +1209,7 @@ class AsyncNotices:
         self._subs: dict[int, _AsyncSub] = {}
         self._warned = False
         self._closed = False
+        self._buffer: bytearray | None = None  # the subscriber connections' receive buffer
 
     async def wait(
         self,
@@ -1284,10 +1367,16 @@ class AsyncNotices:
         }
         conn = sub.conn = sub.pool.connection_class(**kwargs)
         await conn.connect()
+        if self._buffer is None:
+            self._buffer = bytearray(READ_SIZE)
+        listener = _listen(conn, self._buffer, sub.family, lambda message: self._got(sub, message))
         sub.ready = True
         for key in list(self._keys):
             if not sub.sharded or _carries(self._nodes, sub.pool, key):
                 sub.send(True, key)
+        if listener is not None:
+            await listener.done  # messages are handled as they arrive (see ``_Listener``)
+            return
         # With hiredis, messages are parsed here from the connection's stream: one read for
         # the burst of notices that one release sends, without redis-py's read layers.
         reader = new_reader(conn._parser.parse_error)
@@ -1302,6 +1391,14 @@ class AsyncNotices:
                     return
                 continue
             self._handle(sub, message)
+
+    def _got(self, sub: _AsyncSub, message: object) -> bool:
+        """Handle a message that a ``_Listener`` read (an error reply comes as its exception);
+        return True when the connection is of no more use (refused)."""
+        if isinstance(message, Exception):
+            return isinstance(message, sub.family.response_error) and self._refused(sub, message)
+        self._handle(sub, message)
+        return False
 
     def _handle(self, sub: _AsyncSub, message: object) -> None:
         if not isinstance(message, list) or len(message) < 3:
