@@ -53,7 +53,6 @@ import os
 import secrets
 import select
 import socket
-import sys
 import threading
 import time
 import weakref
@@ -156,12 +155,10 @@ class _Waited:
         "asleep",
         "confirmed_ms",
         "confirmed_ns",
-        "event",
         "granted",
         "heard_ms",
         "heard_ns",
         "idle_since",
-        "linger",
         "named",
         "need",
         "ranks",
@@ -188,12 +185,12 @@ class _Waited:
         # and a proof), with the proofs: such a waiter is woken once ``need`` (a quorum) did.
         self.granted: dict[str, dict[int, str]] = {}
         self.need = need
-        self.idle_since: float | None = None  # when the last waiter left (sync)
-        self.linger: asyncio.TimerHandle | None = None  # the end of the linger (asyncio)
+        # When the last waiter left (time.monotonic() in sync, the loop's time in asyncio).
+        self.idle_since: float | None = None
         self.wake = wake  # sync: a Condition on the registry lock
-        self.event: asyncio.Event | None = None  # asyncio: set (and replaced) on each notice
-        # The wake-ups of waiters on several keys (``wait_any``) that include this one, woken
-        # with it: a Condition on the registry lock (sync) or an Event (asyncio) each.
+        # Sync: the wake-ups of waiters on several keys (``wait_any``) that include this one,
+        # notified with ``wake`` (a Condition on the registry lock each). Asyncio: the future of
+        # every waiting task of this key, set by a notice that concerns the key.
         self.also: set[Any] = set()
         # The turns of lock() calls (waiter tokens); times on time.monotonic_ns, finer than
         # the flows' ms: two notices of one release often arrive within the same ms.
@@ -1210,6 +1207,9 @@ class AsyncNotices:
         self._warned = False
         self._closed = False
         self._buffer: bytearray | None = None  # the subscriber connections' receive buffer
+        # One timer unsubscribes the keys that have had no waiter for LINGER_S (a timer per
+        # key that lost its last waiter would be set and cancelled on every lock() call).
+        self._sweep: asyncio.TimerHandle | None = None
 
     async def wait(
         self,
@@ -1229,16 +1229,9 @@ class AsyncNotices:
         if waiter is not None and waited.join(waiter, since_ms, nodes):
             _wake(waited)
         try:
-            while not waited.woken(waiter, since_ms, nodes):
-                left = end - loop.time()
-                if left <= 0:
-                    return False
-                assert waited.event is not None
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await _wait_event(waited.event, left)
-            return True
+            return await _sleep(loop, (waited,), lambda: waited.woken(waiter, since_ms, nodes), end)
         finally:
-            self._exit(key, waited, waiter)
+            self._exit(waited, waiter, loop)
 
     async def wait_any(
         self,
@@ -1252,51 +1245,56 @@ class AsyncNotices:
         trouble."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_ms / 1000
-        wake = asyncio.Event()
-        waits = [self._enter(key, wake) for key in keys]
+        waits = [self._enter(key) for key in keys]
         for waited in waits:
             if waiter is not None and waited.join(waiter, since_ms, nodes):
                 _wake(waited)
         try:
-            while not any(waited.woken(waiter, since_ms, nodes) for waited in waits):
-                left = end - loop.time()
-                if left <= 0:
-                    return False
-                wake.clear()  # after the check: nothing can set it in between
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await _wait_event(wake, left)
-            return True
+            return await _sleep(
+                loop, waits, lambda: any(w.woken(waiter, since_ms, nodes) for w in waits), end
+            )
         finally:
-            for key, waited in zip(keys, waits, strict=True):
-                self._exit(key, waited, waiter, wake)
+            for waited in waits:
+                self._exit(waited, waiter, loop)
 
-    def _enter(self, key: str, wake: asyncio.Event | None = None) -> _Waited:
-        """Count a waiter of ``key`` (subscribing it if new); a ``wake`` of its own (a waiter
-        of several keys) is set with the key's event."""
+    def _enter(self, key: str) -> _Waited:
+        """Count a waiter of ``key`` (subscribing it if new)."""
         waited = self._keys.get(key)
         if waited is None:
             waited = self._keys[key] = _Waited(None, self._need)
-            waited.event = asyncio.Event()
             self._closed = False
             self._want(key)
         waited.waiters += 1
-        if waited.linger is not None:
-            waited.linger.cancel()
-            waited.linger = None
-        if wake is not None:
-            waited.also.add(wake)
+        waited.idle_since = None
         return waited
 
     def _exit(
-        self, key: str, waited: _Waited, waiter: object | None, wake: asyncio.Event | None = None
+        self, waited: _Waited, waiter: object | None, loop: asyncio.AbstractEventLoop
     ) -> None:
         """Undo ``_enter`` (the key is unsubscribed after LINGER_S without waiters)."""
-        waited.also.discard(wake)
         waited.waiters -= 1
         if waiter is not None:
             waited.awake(waiter)
         if waited.waiters == 0:
-            waited.linger = asyncio.get_running_loop().call_later(LINGER_S, self._unwant, key)
+            waited.idle_since = loop.time()
+            if self._sweep is None:
+                self._sweep = loop.call_later(LINGER_S, self._swept, loop)
+
+    def _swept(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Unsubscribe the keys without waiters for LINGER_S; look again when the next is due."""
+        self._sweep = None
+        now = loop.time()
+        due = [
+            (waited.idle_since + LINGER_S, key)
+            for key, waited in self._keys.items()
+            if not waited.waiters and waited.idle_since is not None
+        ]
+        for at, key in due:
+            if at <= now:
+                self._unwant(key)
+        later = [at for at, _ in due if at > now]
+        if later:
+            self._sweep = loop.call_at(min(later), self._swept, loop)
 
     def named(self, key: str, waiter: object, since_ms: int) -> tuple[bool, frozenset[int]]:
         """As ``SyncNotices.named``."""
@@ -1432,9 +1430,9 @@ class AsyncNotices:
     async def close(self) -> None:
         """Stop the reader tasks and close the subscriber connections."""
         self._closed = True
-        for waited in self._keys.values():
-            if waited.linger is not None:
-                waited.linger.cancel()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         self._keys.clear()
         tasks = [sub.task for sub in self._subs.values() if sub.task is not None]
         for task in tasks:
@@ -1447,17 +1445,38 @@ class AsyncNotices:
 
 def _wake(waited: _Waited) -> None:
     """Wake every task waiting for the key (each looks whether it may go)."""
-    assert waited.event is not None
-    event, waited.event = waited.event, asyncio.Event()
-    event.set()
     for wake in waited.also:
-        wake.set()
+        if not wake.done():
+            wake.set_result(None)
 
 
-async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
-    """Wait for ``event`` at most ``timeout_s`` seconds (asyncio.TimeoutError after)."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
-    else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
-        await asyncio.wait_for(event.wait(), timeout_s)
+async def _sleep(
+    loop: asyncio.AbstractEventLoop,
+    waits: Sequence[_Waited],
+    woken: Callable[[], bool],
+    end: float,
+) -> bool:
+    """Wait until ``woken()`` (looked at whenever a notice concerns one of ``waits``) or the
+    loop's time ``end``; return ``woken()``.
+
+    A future and a timer, not an Event and ``asyncio.timeout`` (four coroutines more): the
+    read callback that hears a quorum of hand-over notices sets the future itself."""
+    while not woken():
+        if loop.time() >= end:
+            return False
+        wake: asyncio.Future[None] = loop.create_future()
+        for waited in waits:
+            waited.also.add(wake)
+        timer = loop.call_at(end, _expire, wake)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            for waited in waits:
+                waited.also.discard(wake)
+    return True
+
+
+def _expire(wake: asyncio.Future[None]) -> None:
+    if not wake.done():
+        wake.set_result(None)
