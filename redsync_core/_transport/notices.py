@@ -1207,6 +1207,9 @@ class AsyncNotices:
         self._warned = False
         self._closed = False
         self._buffer: bytearray | None = None  # the subscriber connections' receive buffer
+        # The keys' channels as the messages name them (bytes): no decoding, and no look at
+        # this process's inbox, per notice.
+        self._by_channel: dict[object, _Waited] = {}
         # One timer unsubscribes the keys that have had no waiter for LINGER_S (a timer per
         # key that lost its last waiter would be set and cancelled on every lock() call).
         self._sweep: asyncio.TimerHandle | None = None
@@ -1262,6 +1265,8 @@ class AsyncNotices:
         waited = self._keys.get(key)
         if waited is None:
             waited = self._keys[key] = _Waited(None, self._need)
+            for channel in _channels(key):
+                self._by_channel[channel.encode("utf-8", "surrogateescape")] = waited
             self._closed = False
             self._want(key)
         waited.waiters += 1
@@ -1316,6 +1321,8 @@ class AsyncNotices:
         if waited is None or waited.waiters:
             return
         del self._keys[key]
+        for channel in _channels(key):
+            self._by_channel.pop(channel.encode("utf-8", "surrogateescape"), None)
         for sub in self._subs.values():
             if key in sub.channels and sub.ready:
                 sub.send(False, key)
@@ -1403,12 +1410,15 @@ class AsyncNotices:
             return
         kind = message[0]
         if kind in _MESSAGE:
-            self._heard(_text(message[1]), sub.node, message[2])
+            waited = self._by_channel.get(message[1])
+            if waited is None:  # not bytes (a client that decodes), or not ours
+                waited = self._keys.get(_lock_key(_text(message[1])))
+            self._heard(waited, sub.node, message[2])
             return
         if sub.pending:
             sub.pending.popleft()
         if kind in _CONFIRM:
-            self._heard(_text(message[1]), None)
+            self._heard(self._keys.get(_lock_key(_text(message[1]))), None)
 
     def _refused(self, sub: _AsyncSub, exc: Exception) -> bool:
         if sub.pending:
@@ -1421,8 +1431,7 @@ class AsyncNotices:
             _refusal(sub.address, exc)
         return True
 
-    def _heard(self, channel: str, node: int | None, payload: object = None) -> None:
-        waited = self._keys.get(_lock_key(channel))
+    def _heard(self, waited: _Waited | None, node: int | None, payload: object = None) -> None:
         if waited is not None and waited.heard(self._clock(), node, payload):
             waited.pass_turn()
             _wake(waited)
@@ -1434,6 +1443,7 @@ class AsyncNotices:
             self._sweep.cancel()
             self._sweep = None
         self._keys.clear()
+        self._by_channel.clear()
         tasks = [sub.task for sub in self._subs.values() if sub.task is not None]
         for task in tasks:
             task.cancel()
