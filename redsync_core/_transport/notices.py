@@ -16,8 +16,10 @@ for ``key`` arrives.
   are read through redis-py (TLS, no hiredis: it waits for the rest of a reply that began to
   arrive); it is started by the
   first waiter, ends after a while without waiters, and is not inherited by a forked child
-  (the child starts its own). Asyncio: one reader task per subscriber connection on the loop;
-  waiters wait on an Event per key.
+  (the child starts its own). Asyncio: one reader task per subscriber connection on the loop
+  opens it; on a plain socket with hiredis our protocol (``_Listener``) then handles each
+  message in the loop's read callback, and a notice sets the futures of the waiting tasks it
+  concerns there (no reader task woken per notice); otherwise the task reads through redis-py.
 - Notices are hints. A waiter always wakes at its timeout whatever happens here: a refused
   SUBSCRIBE (ACL NOPERM, logged once at WARNING), a node that is down, paused or drops the
   connection, a lost message. Nothing here raises into ``lock()``.
@@ -1413,12 +1415,12 @@ class AsyncNotices:
             waited = self._by_channel.get(message[1])
             if waited is None:  # not bytes (a client that decodes), or not ours
                 waited = self._keys.get(_lock_key(_text(message[1])))
-            self._heard(waited, sub.node, message[2])
+            self._tell(waited, sub.node, message[2])
             return
         if sub.pending:
             sub.pending.popleft()
         if kind in _CONFIRM:
-            self._heard(self._keys.get(_lock_key(_text(message[1]))), None)
+            self._heard(_text(message[1]), None)
 
     def _refused(self, sub: _AsyncSub, exc: Exception) -> bool:
         if sub.pending:
@@ -1431,7 +1433,11 @@ class AsyncNotices:
             _refusal(sub.address, exc)
         return True
 
-    def _heard(self, waited: _Waited | None, node: int | None, payload: object = None) -> None:
+    def _heard(self, channel: str, node: int | None, payload: object = None) -> None:
+        self._tell(self._keys.get(_lock_key(channel)), node, payload)
+
+    def _tell(self, waited: _Waited | None, node: int | None, payload: object = None) -> None:
+        """Record a notice (``node`` None: a subscription confirmed) and wake whom it concerns."""
         if waited is not None and waited.heard(self._clock(), node, payload):
             waited.pass_turn()
             _wake(waited)
