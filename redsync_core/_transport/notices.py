@@ -16,8 +16,10 @@ for ``key`` arrives.
   are read through redis-py (TLS, no hiredis: it waits for the rest of a reply that began to
   arrive); it is started by the
   first waiter, ends after a while without waiters, and is not inherited by a forked child
-  (the child starts its own). Asyncio: one reader task per subscriber connection on the loop;
-  waiters wait on an Event per key.
+  (the child starts its own). Asyncio: one reader task per subscriber connection on the loop
+  opens it; on a plain socket with hiredis our protocol (``_Listener``) then handles each
+  message in the loop's read callback, and a notice sets the futures of the waiting tasks it
+  concerns there (no reader task woken per notice); otherwise the task reads through redis-py.
 - Notices are hints. A waiter always wakes at its timeout whatever happens here: a refused
   SUBSCRIBE (ACL NOPERM, logged once at WARNING), a node that is down, paused or drops the
   connection, a lost message. Nothing here raises into ``lock()``.
@@ -53,7 +55,6 @@ import os
 import secrets
 import select
 import socket
-import sys
 import threading
 import time
 import weakref
@@ -165,12 +166,10 @@ class _Waited:
         "asleep",
         "confirmed_ms",
         "confirmed_ns",
-        "event",
         "granted",
         "heard_ms",
         "heard_ns",
         "idle_since",
-        "linger",
         "named",
         "need",
         "ranks",
@@ -197,12 +196,12 @@ class _Waited:
         # and a proof), with the proofs: such a waiter is woken once ``need`` (a quorum) did.
         self.granted: dict[str, dict[int, str]] = {}
         self.need = need
-        self.idle_since: float | None = None  # when the last waiter left (sync)
-        self.linger: asyncio.TimerHandle | None = None  # the end of the linger (asyncio)
+        # When the last waiter left (time.monotonic() in sync, the loop's time in asyncio).
+        self.idle_since: float | None = None
         self.wake = wake  # sync: a Condition on the registry lock
-        self.event: asyncio.Event | None = None  # asyncio: set (and replaced) on each notice
-        # The wake-ups of waiters on several keys (``wait_any``) that include this one, woken
-        # with it: a Condition on the registry lock (sync) or an Event (asyncio) each.
+        # Sync: the wake-ups of waiters on several keys (``wait_any``) that include this one,
+        # notified with ``wake`` (a Condition on the registry lock each). Asyncio: the future of
+        # every waiting task of this key, set by a notice that concerns the key.
         self.also: set[Any] = set()
         # The turns of lock() calls (waiter tokens); times on time.monotonic_ns, finer than
         # the flows' ms: two notices of one release often arrive within the same ms.
@@ -1124,6 +1123,88 @@ class _AsyncSub:
             self.channels.discard(key)
 
 
+class _Listener(asyncio.BufferedProtocol):
+    """Our protocol on the transport of a subscriber connection that redis-py opened and set
+    up (a plain socket, hiredis installed): every message is parsed in the event loop's read
+    callback and handled there, so a notice (a quorum of hand-over notices) wakes its waiter
+    with no reader task woken in between. redis-py's stream protocol is still told when the
+    connection is lost, so the connection's ``disconnect()`` works as before."""
+
+    __slots__ = ("buffer", "done", "family", "handle", "reader", "stream", "transport")
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        stream: asyncio.BaseProtocol,
+        reader: Any,
+        buffer: bytearray,
+        family: Family,
+        handle: Callable[[object], bool],
+    ) -> None:
+        self.transport = transport
+        self.stream = stream
+        self.reader = reader
+        self.buffer = buffer  # the notices' receive buffer (hiredis copies what it is fed)
+        self.family = family
+        self.handle = handle  # takes a message (an error reply as its exception); True: stop
+        # The reader task waits here: None when it is to stop, the failure when the
+        # connection is lost.
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        reader = self.reader
+        reader.feed(self.buffer, 0, nbytes)
+        try:
+            message = reader.gets()
+            while message is not PENDING:
+                if self.handle(message):
+                    self._end(None)
+                    return
+                message = reader.gets()
+        except Exception as exc:  # noqa: BLE001 - not RESP, or a bug: the task starts over
+            self._end(exc)
+            self.transport.abort()
+
+    def eof_received(self) -> bool:
+        self._end(self.family.connection_error("Connection closed by server."))
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(exc or self.family.connection_error("Connection closed."))
+        self.stream.connection_lost(exc)
+
+    def _end(self, exc: BaseException | None) -> None:
+        done = self.done
+        if not done.done():  # also cancelled with the task (close())
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
+
+
+def _listen(
+    conn: Any, buffer: bytearray, family: Family, handle: Callable[[object], bool]
+) -> _Listener | None:
+    """Put a ``_Listener`` in place of redis-py's stream on the open connection ``conn``; None
+    when the stream stays (TLS, no hiredis, or bytes already buffered)."""
+    writer = getattr(conn, "_writer", None)
+    stream = getattr(conn, "_reader", None)
+    if writer is None or stream is None or stream._buffer or stream.at_eof():
+        return None
+    transport = writer.transport
+    if transport.get_extra_info("sslcontext") is not None:
+        return None  # TLS: the ssl module decrypts, redis-py's stream reads
+    reader = new_reader(conn._parser.parse_error)
+    if reader is None:
+        return None
+    listener = _Listener(transport, transport.get_protocol(), reader, buffer, family, handle)
+    transport.set_protocol(listener)
+    return listener
+
+
 class AsyncNotices:
     """Release notices for the waiters of one ``AsyncRedsync`` on one event loop."""
 
@@ -1136,6 +1217,13 @@ class AsyncNotices:
         self._subs: dict[int, _AsyncSub] = {}
         self._warned = False
         self._closed = False
+        self._buffer: bytearray | None = None  # the subscriber connections' receive buffer
+        # The keys' channels as the messages name them (bytes): no decoding, and no look at
+        # this process's inbox, per notice.
+        self._by_channel: dict[object, _Waited] = {}
+        # One timer unsubscribes the keys that have had no waiter for LINGER_S (a timer per
+        # key that lost its last waiter would be set and cancelled on every lock() call).
+        self._sweep: asyncio.TimerHandle | None = None
 
     async def wait(
         self,
@@ -1155,16 +1243,9 @@ class AsyncNotices:
         if waiter is not None and waited.join(waiter, since_ms, nodes):
             _wake(waited)
         try:
-            while not waited.woken(waiter, since_ms, nodes):
-                left = end - loop.time()
-                if left <= 0:
-                    return False
-                assert waited.event is not None
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await _wait_event(waited.event, left)
-            return True
+            return await _sleep(loop, (waited,), lambda: waited.woken(waiter, since_ms, nodes), end)
         finally:
-            self._exit(key, waited, waiter)
+            self._exit(waited, waiter, loop)
 
     async def wait_any(
         self,
@@ -1178,51 +1259,58 @@ class AsyncNotices:
         trouble."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_ms / 1000
-        wake = asyncio.Event()
-        waits = [self._enter(key, wake) for key in keys]
+        waits = [self._enter(key) for key in keys]
         for waited in waits:
             if waiter is not None and waited.join(waiter, since_ms, nodes):
                 _wake(waited)
         try:
-            while not any(waited.woken(waiter, since_ms, nodes) for waited in waits):
-                left = end - loop.time()
-                if left <= 0:
-                    return False
-                wake.clear()  # after the check: nothing can set it in between
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await _wait_event(wake, left)
-            return True
+            return await _sleep(
+                loop, waits, lambda: any(w.woken(waiter, since_ms, nodes) for w in waits), end
+            )
         finally:
-            for key, waited in zip(keys, waits, strict=True):
-                self._exit(key, waited, waiter, wake)
+            for waited in waits:
+                self._exit(waited, waiter, loop)
 
-    def _enter(self, key: str, wake: asyncio.Event | None = None) -> _Waited:
-        """Count a waiter of ``key`` (subscribing it if new); a ``wake`` of its own (a waiter
-        of several keys) is set with the key's event."""
+    def _enter(self, key: str) -> _Waited:
+        """Count a waiter of ``key`` (subscribing it if new)."""
         waited = self._keys.get(key)
         if waited is None:
             waited = self._keys[key] = _Waited(None, self._need)
-            waited.event = asyncio.Event()
+            for channel in _channels(key):
+                self._by_channel[channel.encode("utf-8", "surrogateescape")] = waited
             self._closed = False
             self._want(key)
         waited.waiters += 1
-        if waited.linger is not None:
-            waited.linger.cancel()
-            waited.linger = None
-        if wake is not None:
-            waited.also.add(wake)
+        waited.idle_since = None
         return waited
 
     def _exit(
-        self, key: str, waited: _Waited, waiter: object | None, wake: asyncio.Event | None = None
+        self, waited: _Waited, waiter: object | None, loop: asyncio.AbstractEventLoop
     ) -> None:
         """Undo ``_enter`` (the key is unsubscribed after LINGER_S without waiters)."""
-        waited.also.discard(wake)
         waited.waiters -= 1
         if waiter is not None:
             waited.awake(waiter)
         if waited.waiters == 0:
-            waited.linger = asyncio.get_running_loop().call_later(LINGER_S, self._unwant, key)
+            waited.idle_since = loop.time()
+            if self._sweep is None:
+                self._sweep = loop.call_later(LINGER_S, self._swept, loop)
+
+    def _swept(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Unsubscribe the keys without waiters for LINGER_S; look again when the next is due."""
+        self._sweep = None
+        now = loop.time()
+        due = [
+            (waited.idle_since + LINGER_S, key)
+            for key, waited in self._keys.items()
+            if not waited.waiters and waited.idle_since is not None
+        ]
+        for at, key in due:
+            if at <= now:
+                self._unwant(key)
+        later = [at for at, _ in due if at > now]
+        if later:
+            self._sweep = loop.call_at(min(later), self._swept, loop)
 
     def named(self, key: str, waiter: object, since_ms: int) -> tuple[bool, frozenset[int]]:
         """As ``SyncNotices.named``."""
@@ -1244,6 +1332,8 @@ class AsyncNotices:
         if waited is None or waited.waiters:
             return
         del self._keys[key]
+        for channel in _channels(key):
+            self._by_channel.pop(channel.encode("utf-8", "surrogateescape"), None)
         for sub in self._subs.values():
             if key in sub.channels and sub.ready:
                 sub.send(False, key)
@@ -1293,10 +1383,16 @@ class AsyncNotices:
         }
         conn = sub.conn = sub.pool.connection_class(**kwargs)
         await conn.connect()
+        if self._buffer is None:
+            self._buffer = bytearray(READ_SIZE)
+        listener = _listen(conn, self._buffer, sub.family, lambda message: self._got(sub, message))
         sub.ready = True
         for key in list(self._keys):
             if not sub.sharded or _carries(self._nodes, sub.pool, key):
                 sub.send(True, key)
+        if listener is not None:
+            await listener.done  # messages are handled as they arrive (see ``_Listener``)
+            return
         # With hiredis, messages are parsed here from the connection's stream: one read for
         # the burst of notices that one release sends, without redis-py's read layers.
         reader = new_reader(conn._parser.parse_error)
@@ -1312,12 +1408,23 @@ class AsyncNotices:
                 continue
             self._handle(sub, message)
 
+    def _got(self, sub: _AsyncSub, message: object) -> bool:
+        """Handle a message that a ``_Listener`` read (an error reply comes as its exception);
+        return True when the connection is of no more use (refused)."""
+        if isinstance(message, Exception):
+            return isinstance(message, sub.family.response_error) and self._refused(sub, message)
+        self._handle(sub, message)
+        return False
+
     def _handle(self, sub: _AsyncSub, message: object) -> None:
         if not isinstance(message, list) or len(message) < 3:
             return
         kind = message[0]
         if kind in _MESSAGE:
-            self._heard(_text(message[1]), sub.node, message[2])
+            waited = self._by_channel.get(message[1])
+            if waited is None:  # not bytes (a client that decodes), or not ours
+                waited = self._keys.get(_lock_key(_text(message[1])))
+            self._tell(waited, sub.node, message[2])
             return
         if sub.pending:
             sub.pending.popleft()
@@ -1336,7 +1443,10 @@ class AsyncNotices:
         return True
 
     def _heard(self, channel: str, node: int | None, payload: object = None) -> None:
-        waited = self._keys.get(_lock_key(channel))
+        self._tell(self._keys.get(_lock_key(channel)), node, payload)
+
+    def _tell(self, waited: _Waited | None, node: int | None, payload: object = None) -> None:
+        """Record a notice (``node`` None: a subscription confirmed) and wake whom it concerns."""
         if waited is not None and waited.heard(self._clock(), node, payload):
             waited.pass_turn()
             _wake(waited)
@@ -1344,10 +1454,11 @@ class AsyncNotices:
     async def close(self) -> None:
         """Stop the reader tasks and close the subscriber connections."""
         self._closed = True
-        for waited in self._keys.values():
-            if waited.linger is not None:
-                waited.linger.cancel()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         self._keys.clear()
+        self._by_channel.clear()
         tasks = [sub.task for sub in self._subs.values() if sub.task is not None]
         for task in tasks:
             task.cancel()
@@ -1359,17 +1470,38 @@ class AsyncNotices:
 
 def _wake(waited: _Waited) -> None:
     """Wake every task waiting for the key (each looks whether it may go)."""
-    assert waited.event is not None
-    event, waited.event = waited.event, asyncio.Event()
-    event.set()
     for wake in waited.also:
-        wake.set()
+        if not wake.done():
+            wake.set_result(None)
 
 
-async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
-    """Wait for ``event`` at most ``timeout_s`` seconds (asyncio.TimeoutError after)."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
-    else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
-        await asyncio.wait_for(event.wait(), timeout_s)
+async def _sleep(
+    loop: asyncio.AbstractEventLoop,
+    waits: Sequence[_Waited],
+    woken: Callable[[], bool],
+    end: float,
+) -> bool:
+    """Wait until ``woken()`` (looked at whenever a notice concerns one of ``waits``) or the
+    loop's time ``end``; return ``woken()``.
+
+    A future and a timer, not an Event and ``asyncio.timeout`` (four coroutines more): the
+    read callback that hears a quorum of hand-over notices sets the future itself."""
+    while not woken():
+        if loop.time() >= end:
+            return False
+        wake: asyncio.Future[None] = loop.create_future()
+        for waited in waits:
+            waited.also.add(wake)
+        timer = loop.call_at(end, _expire, wake)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            for waited in waits:
+                waited.also.discard(wake)
+    return True
+
+
+def _expire(wake: asyncio.Future[None]) -> None:
+    if not wake.done():
+        wake.set_result(None)
