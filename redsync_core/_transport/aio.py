@@ -22,8 +22,8 @@ import math
 import socket
 import sys
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Sequence
-from typing import Any, Protocol, overload
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar, overload
 
 from .._algorithm.effects import Batch, FanOut, NodeReply
 from .._algorithm.family import combine_split
@@ -161,21 +161,15 @@ class _Connections:
         """Return our protocol on ``conn``, an open connection of ``here``, putting it in place
         of redis-py's stream first if it can be; None when redis-py's stream stays (TLS, no
         hiredis, or a stream that is not idle: ``_usable`` then has it connected again)."""
-        transport = conn._writer.transport
-        protocol = transport.get_protocol()
+        protocol = conn._writer.transport.get_protocol()
         if type(protocol) is _Wire:
             return protocol
-        if transport.get_extra_info("sslcontext") is not None:
-            return None  # TLS: the ssl module decrypts, redis-py's stream reads
-        stream = conn._reader
-        if stream._buffer or stream.at_eof():
-            return None
-        reader = new_reader(conn._parser.parse_error)
-        if reader is None:
-            return None
-        wire = _Wire(transport, protocol, reader, here.buffer, self.family)
-        transport.set_protocol(wire)
-        return wire
+        return take_over(
+            conn,
+            lambda transport, stream, reader: _Wire(
+                transport, stream, reader, here.buffer, self.family
+            ),
+        )
 
     async def call(self, script: Script | None, args: tuple[Any, ...]) -> Any:
         """Run one command on an idle connection (a new one when none is idle)."""
@@ -347,6 +341,31 @@ class _Deadlines:
                 nearest = min(nearest, deadline)
         if nearest < math.inf:
             self._arm(nearest, loop)
+
+
+P = TypeVar("P", bound=asyncio.BaseProtocol)
+
+
+def take_over(
+    conn: Any, make: Callable[[asyncio.Transport, asyncio.BaseProtocol, Any], P]
+) -> P | None:
+    """Put ``make(transport, stream, reader)``, a protocol of ours reading with the hiredis
+    ``reader``, in place of redis-py's stream protocol on the open connection ``conn``; None
+    when the stream stays (TLS: the ssl module decrypts; no hiredis that tells an incomplete
+    reply apart; bytes already buffered by the stream, or its end)."""
+    writer = getattr(conn, "_writer", None)
+    stream = getattr(conn, "_reader", None)
+    if writer is None or stream is None or stream._buffer or stream.at_eof():
+        return None
+    transport = writer.transport
+    if transport.get_extra_info("sslcontext") is not None:
+        return None
+    reader = new_reader(conn._parser.parse_error)
+    if reader is None:
+        return None
+    protocol = make(transport, transport.get_protocol(), reader)
+    transport.set_protocol(protocol)
+    return protocol
 
 
 class _Wire(asyncio.BufferedProtocol):

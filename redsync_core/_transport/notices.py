@@ -65,7 +65,7 @@ from .._algorithm.effects import Waiter
 from .._algorithm.queues import WAKE_INFIX, handover_proof, wake_channel
 from .._algorithm.timing import quorum
 from .._clock import Clock
-from .aio import read_reply
+from .aio import read_reply, take_over
 from .clients import Family, family_of
 from .commands import PENDING, new_reader, next_reply, pack
 from .sync import READ_SIZE, RedisNode, _credentials
@@ -1190,19 +1190,12 @@ def _listen(
 ) -> _Listener | None:
     """Put a ``_Listener`` in place of redis-py's stream on the open connection ``conn``; None
     when the stream stays (TLS, no hiredis, or bytes already buffered)."""
-    writer = getattr(conn, "_writer", None)
-    stream = getattr(conn, "_reader", None)
-    if writer is None or stream is None or stream._buffer or stream.at_eof():
-        return None
-    transport = writer.transport
-    if transport.get_extra_info("sslcontext") is not None:
-        return None  # TLS: the ssl module decrypts, redis-py's stream reads
-    reader = new_reader(conn._parser.parse_error)
-    if reader is None:
-        return None
-    listener = _Listener(transport, transport.get_protocol(), reader, buffer, family, handle)
-    transport.set_protocol(listener)
-    return listener
+    return take_over(
+        conn,
+        lambda transport, stream, reader: _Listener(
+            transport, stream, reader, buffer, family, handle
+        ),
+    )
 
 
 class AsyncNotices:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from redsync_core import AsyncRedsync
+from redsync_core._transport import aio as aio_transport
 from redsync_core._transport import commands
 from redsync_core._transport import notices as notices_module
 from redsync_core._transport.notices import AsyncNotices, _Listener
@@ -105,6 +106,7 @@ async def test_without_hiredis_the_reader_task_reads_through_redis_py(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(notices_module, "new_reader", lambda reply_error: None)
+    monkeypatch.setattr(aio_transport, "new_reader", lambda reply_error: None)
     await subscribed(notices, ars, "async:redis-py")
     assert _Listener not in protocols(notices)
     waiting = asyncio.ensure_future(notices.wait("async:redis-py", after(ars), LONG_MS))

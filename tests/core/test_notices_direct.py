@@ -106,6 +106,15 @@ class Sleeper:
         return self.notices._poller == self.thread.ident
 
 
+def woken_once(sleeper: Sleeper, servers: Sequence[RedisServer]) -> None:
+    """Start ``sleeper``, let it poll, wake it with a notice and let its thread end."""
+    sleeper.start().sleep()
+    assert eventually(sleeper.polls)
+    publish(servers[:1], sleeper.key, "first")
+    sleeper.thread.join(LONG_MS / 1000)
+    assert sleeper.results == [True]
+
+
 @direct_reads
 def test_a_waiting_thread_reads_the_notice_that_wakes_it(
     rs: Redsync, redis_nodes: list[RedisServer], readers: list[tuple[str, str]]
@@ -124,14 +133,10 @@ def test_a_waiting_thread_reads_the_notice_that_wakes_it(
 def test_the_reader_thread_reads_again_once_nobody_waits(
     rs: Redsync, redis_nodes: list[RedisServer], readers: list[tuple[str, str]]
 ) -> None:
-    """A notice that came while nobody waited is read at once: it is no news to a later wait
-    (read only then, it would look new and wake that wait for nothing)."""
-    sleeper = Sleeper(rs, "direct:back", "sleeper").start()
-    sleeper.sleep()
-    assert eventually(sleeper.polls)
-    publish(redis_nodes[:1], "direct:back", "first")
-    sleeper.thread.join(LONG_MS / 1000)
-    assert sleeper.results == [True]
+    """A notice that came while nobody waited is read by the reader thread once no thread
+    waited for ``HANDBACK_S``: it is no news to a later wait (read only then, it would look new
+    and wake that wait for nothing)."""
+    woken_once(Sleeper(rs, "direct:back", "sleeper"), redis_nodes)
     readers.clear()
     publish(redis_nodes, "direct:back", "second")  # nobody waits
     assert eventually(lambda: len(readers) == len(redis_nodes))
@@ -247,12 +252,7 @@ def test_the_next_lock_call_reads_what_came_while_nobody_polled(
     to the reader thread and back); a lock() call reads what came meanwhile before it tries,
     so that it is no news to its wait."""
     monkeypatch.setattr(notices_module, "HANDBACK_S", 5.0)
-    sleeper = Sleeper(rs, "direct:handback", "sleeper").start()
-    sleeper.sleep()
-    assert eventually(sleeper.polls)
-    publish(redis_nodes[:1], "direct:handback", "first")
-    sleeper.thread.join(LONG_MS / 1000)
-    assert sleeper.results == [True]
+    woken_once(Sleeper(rs, "direct:handback", "sleeper"), redis_nodes)
     readers.clear()
     publish(redis_nodes, "direct:handback", "second")  # nobody waits
     time.sleep(0.3)

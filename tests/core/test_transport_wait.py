@@ -58,22 +58,20 @@ def _answer_later(pairs: list[tuple[socket.socket, socket.socket]]) -> threading
     return thread
 
 
-def test_each_reply_is_read_as_it_comes(pairs: list[tuple[socket.socket, socket.socket]]) -> None:
-    inflight = {i: _Pending(ours) for i, (ours, _) in enumerate(pairs)}
-    thread = _answer_later(pairs)
-    try:
-        assert sync_transport._wait(inflight, 5.0, last_first=False) == [0]
-    finally:
-        thread.join()
-
-
-def test_last_first_reads_the_replies_once_the_last_node_answered(
-    pairs: list[tuple[socket.socket, socket.socket]],
+@pytest.mark.parametrize(
+    ("last_first", "read"),
+    [
+        pytest.param(False, [0], id="each-as-it-comes"),
+        pytest.param(True, [0, 2], id="once-the-last-node-answered"),
+    ],
+)
+def test_which_replies_one_wait_returns(
+    pairs: list[tuple[socket.socket, socket.socket]], last_first: bool, read: list[int]
 ) -> None:
     inflight = {i: _Pending(ours) for i, (ours, _) in enumerate(pairs)}
     thread = _answer_later(pairs)
     try:
-        assert sync_transport._wait(inflight, 5.0, last_first=True) == [0, 2]
+        assert sync_transport._wait(inflight, 5.0, last_first=last_first) == read
     finally:
         thread.join()
 
