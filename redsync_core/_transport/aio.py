@@ -368,18 +368,13 @@ def take_over(
     return protocol
 
 
-class _Wire(asyncio.BufferedProtocol):
-    """Our protocol on the transport of a connection that redis-py opened and set up.
+class Taken(asyncio.BufferedProtocol):
+    """Our protocol in place of redis-py's stream on a connection that redis-py opened and set
+    up (see ``take_over``): the event loop reads the socket into ``buffer``, which is fed to
+    the hiredis ``reader``. redis-py's stream protocol is still told when the connection is
+    lost, so the connection's ``disconnect()`` works as before."""
 
-    The event loop reads the socket into the loop's buffer and hands the bytes to hiredis here;
-    the first whole reply is kept until taken, and the ``_Gather`` waiting for it is told: no
-    stream buffer, no read coroutine, no task woken per node. redis-py's stream protocol is
-    still told when the connection is lost, so the connection's ``disconnect()`` works as
-    before. The connection stays redis-py's: a lost wire is closed and connected again by
-    ``_Connections.call`` through redis-py.
-    """
-
-    __slots__ = ("buffer", "family", "gather", "lost", "reader", "reply", "stream", "transport")
+    __slots__ = ("buffer", "family", "reader", "stream", "transport")
 
     def __init__(
         self,
@@ -394,12 +389,45 @@ class _Wire(asyncio.BufferedProtocol):
         self.reader = reader
         self.buffer = buffer
         self.family = family
-        self.reply: Any = PENDING  # the first whole reply not taken yet
-        self.gather: _Gather | None = None  # who waits for that reply
-        self.lost: BaseException | None = None  # why the connection is gone
 
     def get_buffer(self, sizehint: int) -> bytearray:
         return self.buffer
+
+    def eof_received(self) -> bool:
+        self._lose(self.family.connection_error("Connection closed by server."))
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lose(exc or self.family.connection_error("Connection closed."))
+        self.stream.connection_lost(exc)
+
+    def _lose(self, exc: BaseException) -> None:
+        """The connection is gone (``exc`` says why)."""
+        raise NotImplementedError
+
+
+class _Wire(Taken):
+    """Our protocol on a fan-out's connection.
+
+    The first whole reply is kept until taken, and the ``_Gather`` waiting for it is told: no
+    stream buffer, no read coroutine, no task woken per node. The connection stays redis-py's:
+    a lost wire is closed and connected again by ``_Connections.call`` through redis-py.
+    """
+
+    __slots__ = ("gather", "lost", "reply")
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        stream: asyncio.BaseProtocol,
+        reader: Any,
+        buffer: bytearray,
+        family: Family,
+    ) -> None:
+        super().__init__(transport, stream, reader, buffer, family)
+        self.reply: Any = PENDING  # the first whole reply not taken yet
+        self.gather: _Gather | None = None  # who waits for that reply
+        self.lost: BaseException | None = None  # why the connection is gone
 
     def buffer_updated(self, nbytes: int) -> None:
         self.reader.feed(self.buffer, 0, nbytes)
@@ -412,14 +440,6 @@ class _Wire(asyncio.BufferedProtocol):
             return
         if self.reply is not PENDING:
             self._wake()
-
-    def eof_received(self) -> bool:
-        self._lose(self.family.connection_error("Connection closed by server."))
-        return False  # the transport closes itself
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lose(exc or self.family.connection_error("Connection closed."))
-        self.stream.connection_lost(exc)
 
     def _lose(self, exc: BaseException) -> None:
         if self.lost is None:

@@ -65,7 +65,7 @@ from .._algorithm.effects import Waiter
 from .._algorithm.queues import WAKE_INFIX, handover_proof, wake_channel
 from .._algorithm.timing import quorum
 from .._clock import Clock
-from .aio import read_reply, take_over
+from .aio import Taken, read_reply, take_over
 from .clients import Family, family_of
 from .commands import PENDING, new_reader, next_reply, pack
 from .sync import READ_SIZE, RedisNode, _credentials
@@ -1123,14 +1123,12 @@ class _AsyncSub:
             self.channels.discard(key)
 
 
-class _Listener(asyncio.BufferedProtocol):
-    """Our protocol on the transport of a subscriber connection that redis-py opened and set
-    up (a plain socket, hiredis installed): every message is parsed in the event loop's read
-    callback and handled there, so a notice (a quorum of hand-over notices) wakes its waiter
-    with no reader task woken in between. redis-py's stream protocol is still told when the
-    connection is lost, so the connection's ``disconnect()`` works as before."""
+class _Listener(Taken):
+    """Our protocol on a subscriber connection (a plain socket, hiredis installed): every
+    message is parsed in the event loop's read callback and handled there, so a notice (a
+    quorum of hand-over notices) wakes its waiter with no reader task woken in between."""
 
-    __slots__ = ("buffer", "done", "family", "handle", "reader", "stream", "transport")
+    __slots__ = ("done", "handle")
 
     def __init__(
         self,
@@ -1141,18 +1139,11 @@ class _Listener(asyncio.BufferedProtocol):
         family: Family,
         handle: Callable[[object], bool],
     ) -> None:
-        self.transport = transport
-        self.stream = stream
-        self.reader = reader
-        self.buffer = buffer  # the notices' receive buffer (hiredis copies what it is fed)
-        self.family = family
+        super().__init__(transport, stream, reader, buffer, family)
         self.handle = handle  # takes a message (an error reply as its exception); True: stop
         # The reader task waits here: None when it is to stop, the failure when the
         # connection is lost.
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def get_buffer(self, sizehint: int) -> bytearray:
-        return self.buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         reader = self.reader
@@ -1168,13 +1159,8 @@ class _Listener(asyncio.BufferedProtocol):
             self._end(exc)
             self.transport.abort()
 
-    def eof_received(self) -> bool:
-        self._end(self.family.connection_error("Connection closed by server."))
-        return False  # the transport closes itself
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._end(exc or self.family.connection_error("Connection closed."))
-        self.stream.connection_lost(exc)
+    def _lose(self, exc: BaseException) -> None:
+        self._end(exc)
 
     def _end(self, exc: BaseException | None) -> None:
         done = self.done
