@@ -251,7 +251,10 @@ class _Lease:
         if self.reader is None:
             self.conn.send_packed_command([data], check_health=False)
             return
-        sock = self.conn._sock
+        self._push(self.conn._sock, data, budget_s)
+
+    def _push(self, sock: Any, data: bytes, budget_s: float | None) -> None:
+        """Send ``data`` on our non-blocking socket: at once, or the rest within the budget."""
         try:
             sent = sock.send(data)
         except BlockingIOError:
@@ -350,33 +353,24 @@ class _Lease:
         conn = self.conn
         sock = conn._sock
         polled = self.polled
-        if (
+        # The usual case, without the calls of ready() and write(): a plain socket that owes
+        # no reply and has nothing to read takes the command at once.
+        direct = (
             sock is not None
             and polled is not None
             and not (self.handshake or self.unanswered or polled.poll(0))
-        ):
-            # What ready() and write() do in the usual case, without their calls: a plain
-            # socket that owes no reply and has nothing to read takes the command at once.
-            try:
-                try:
-                    sent = sock.send(data)
-                except BlockingIOError:
-                    sent = 0
-                if sent < len(data):
-                    self._write_rest(sock, data, sent, budget_s)
-            except BaseException:
-                conn.disconnect()
-                self.handshake = self.unanswered = 0
-                raise
-            return
-        if not self.ready():
+        )
+        if not direct and not self.ready():
             raise redis.exceptions.TimeoutError(
                 "no reply yet to an earlier command (the node is paused or overloaded)"
             )
         try:
-            if conn._sock is None:
-                self._connect_within(budget_s)
-            self.write(data, budget_s)
+            if direct:
+                self._push(sock, data, budget_s)
+            else:
+                if conn._sock is None:
+                    self._connect_within(budget_s)
+                self.write(data, budget_s)
         except BaseException:
             conn.disconnect()
             self.handshake = self.unanswered = 0
