@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .._exceptions import NodeError
 
@@ -134,14 +135,13 @@ class Waiter:
     proof: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class FanOut:
+class FanOut(NamedTuple):
     """Send one command to every node at once and wait at most ``deadline_ms`` for the replies.
 
     With ``stop_at`` set (fail fast), the transport may return as soon as ``stop_at`` nodes
     answered OK or ``stop_at`` nodes answered TAKEN; unanswered nodes are then ``None``.
     With ``only`` set, the command goes to those node indexes only; the others stay ``None``.
-    A SCAN reads ``count`` keys matching the pattern ``key`` from ``cursor`` on.
+    A SCAN reads ``page_size`` keys matching the pattern ``key`` from ``cursor`` on.
     The ``*_ALL`` and ``ACQUIRE_ANY`` operations work on ``keys`` (``key`` is the first of them).
     A FENCE raises the fencing counter to ``token``.
     An ACQUIRE with ``waiter`` queues it on the nodes that find the key held (so that a release
@@ -152,6 +152,9 @@ class FanOut:
     and with ``waiter`` and ``queued`` (an unlock) it takes the waiter off the queue first.
     A LEAVE takes ``waiter`` off the queue and, with ``wake``, hands its turn on (see
     ``scripts.LEAVE``).
+
+    A tuple: every attempt and release makes one (a frozen dataclass took three times as long
+    to build, one ``object.__setattr__`` per field); ``_replace`` derives another.
     """
 
     op: Op
@@ -164,7 +167,7 @@ class FanOut:
     only: frozenset[int] | None = None
     early: bool = False  # an ACQUIRE brought forward by a wake-up: not counted as a try
     cursor: int = 0
-    count: int = 0
+    page_size: int = 0
     keys: tuple[str, ...] = ()
     replaces: str = ""  # SWAP only: the value taken over
     token: int = 0

@@ -98,7 +98,7 @@ def _over_keys(
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         if isinstance(effect, FanOut) and effect.op in _ALL_OF:
-            effect = dataclasses.replace(effect, op=_ALL_OF[effect.op], key=keys[0], keys=keys)
+            effect = effect._replace(op=_ALL_OF[effect.op], key=keys[0], keys=keys)
         elif isinstance(effect, Sleep) and effect.key is not None:
             effect = dataclasses.replace(effect, key=keys[0], keys=keys)  # any key may free it
         reply = yield effect
@@ -233,7 +233,7 @@ def combine_split(
     groups: dict[int, list[str]] = {}
     for key in effect.keys:
         groups.setdefault(slot_of(key), []).append(key)
-    parts = [dataclasses.replace(effect, key=keys[0], keys=tuple(keys)) for keys in groups.values()]
+    parts = [effect._replace(key=keys[0], keys=tuple(keys)) for keys in groups.values()]
     if effect.op is Op.ACQUIRE_ANY:
         ttls: list[int] = []
         for part in parts:
@@ -249,7 +249,7 @@ def combine_split(
             reply = yield part
             if reply.status is not Status.OK:
                 for done in taken:
-                    yield dataclasses.replace(done, op=Op.RELEASE_ALL)
+                    yield done._replace(op=Op.RELEASE_ALL)
                 return reply
             taken.append(part)
         return NodeReply(Status.OK)

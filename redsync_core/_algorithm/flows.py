@@ -8,7 +8,7 @@ forward effects to the transport and replies back; they make no decision of thei
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple, TypeVar
 
@@ -213,8 +213,7 @@ def acquire_token(
         token = None
         if opts.fencing and tally.ok >= need and valid_ms > 0:
             token = next_token(tally)
-            fence = replace(
-                effect,
+            fence = effect._replace(
                 op=Op.FENCE,
                 ttl_ms=0,
                 deadline_ms=retries.budget_ms(tally.finished_ms, node_deadline_ms),

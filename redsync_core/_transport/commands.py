@@ -158,7 +158,7 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | Non
             return DELETE, (1, effect.key, *notice)
         return DELETE, (3, effect.key, *queue, *notice, 1, TURN_MS)
     if op is Op.SCAN:
-        return SCAN_PAGE, (0, effect.cursor, effect.key, effect.count, MAX_LISTED_VALUE)
+        return SCAN_PAGE, (0, effect.cursor, effect.key, effect.page_size, MAX_LISTED_VALUE)
     if op is Op.FENCED_ACQUIRE:
         return FENCED_ACQUIRE, (2, effect.key, fence_key(effect.key), effect.value, effect.ttl_ms)
     if op is Op.FENCE:

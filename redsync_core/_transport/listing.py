@@ -47,7 +47,7 @@ class _Listing:
     def round(self) -> list[tuple[int, FanOut]]:
         """Return (node position, its next page) for every node not done yet."""
         return [
-            (i, FanOut(Op.SCAN, self.match, "", cursor=state.cursor, count=self.count))
+            (i, FanOut(Op.SCAN, self.match, "", cursor=state.cursor, page_size=self.count))
             for i, state in enumerate(self.nodes)
             if state.cursor is not None
         ]
@@ -117,7 +117,7 @@ def _cluster_page(client: Any, page: FanOut) -> NodeReply:
     """Read ``page`` from the master its cursor names, through a sync cluster client."""
     primaries = client.get_primaries()
     index, cursor = divmod(page.cursor, 1 << CLUSTER_SHIFT)
-    args = (0, cursor, page.key, page.count, MAX_LISTED_VALUE)
+    args = (0, cursor, page.key, page.page_size, MAX_LISTED_VALUE)
     master = _nth(primaries, index)
     try:
         raw = client.execute_command("EVALSHA", SCAN_PAGE_CLUSTER.sha, *args, target_nodes=master)
@@ -170,7 +170,7 @@ class _AsyncPage:
             await client.initialize()  # knows no master before its first command otherwise
             primaries = client.get_primaries()
             index, cursor = divmod(self.page.cursor, 1 << CLUSTER_SHIFT)
-            args = (0, cursor, self.page.key, self.page.count, MAX_LISTED_VALUE)
+            args = (0, cursor, self.page.key, self.page.page_size, MAX_LISTED_VALUE)
             master = _nth(primaries, index)
             try:
                 raw = await client.execute_command(

@@ -89,14 +89,14 @@ class MemoryStore:
         return 0 if entry is None else int(entry[0])
 
     def _scan(self, effect: FanOut, now_ms: int) -> ScanPage:
-        """Return ``effect.count`` keys matching the pattern from ``effect.cursor`` on.
+        """Return ``effect.page_size`` keys matching the pattern from ``effect.cursor`` on.
 
         The cursor is a position in the sorted keys: like Redis, a key present for the whole
         scan is listed once; one added or removed meanwhile may or may not be.
         """
         match = glob_regex(effect.key).fullmatch
         keys = sorted(k for k in self._data if match(k) and self._live(k, now_ms))
-        end = effect.cursor + effect.count
+        end = effect.cursor + effect.page_size
         page = []
         for key in keys[effect.cursor : end]:
             value, expires = self._data[key]
