@@ -221,9 +221,9 @@ class Woke:
 Effect = FanOut | Sleep
 
 
-@dataclass(frozen=True, slots=True)
-class Tally:
-    """The replies of one fan-out, in node order, with the driver's clock readings around it."""
+class Tally(NamedTuple):
+    """The replies of one fan-out, in node order, with the driver's clock readings around it.
+    (A tuple, like ``FanOut``: every fan-out makes one.)"""
 
     replies: tuple[NodeReply | NodeError | None, ...]
     started_ms: int

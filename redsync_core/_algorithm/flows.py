@@ -41,11 +41,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """What a flow works on: the mutex name (for messages), its Redis key and value, N nodes.
 
-    ``keys``: every key of a multi-mutex (its fan-outs go through ``family.over_keys``).
+    ``keys``: every key of a multi-mutex (its fan-outs go through ``family.over_keys``). (A
+    tuple, like ``FanOut``: every lock() and unlock() makes one.)
     """
 
     name: str
