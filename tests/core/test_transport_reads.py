@@ -76,6 +76,32 @@ async def round_trip_async(ars: AsyncRedsync, name: str, value: str | None = Non
     assert (await ars.inspect(name)).holder is None
 
 
+def alternate(rs: Redsync, rounds: int = 12) -> None:
+    """Plain acquires (free, then held: two replies each), extensions, inspections and
+    releases in turn on the same connections: every reply must answer its own command."""
+    for i in range(rounds):
+        name = f"alternate:{i % 3}"
+        mutex = rs.new_mutex(name, tries=1)
+        assert mutex.try_lock()
+        assert not rs.new_mutex(name).try_lock()  # SET answers nil, PTTL the TTL
+        assert mutex.extend()
+        assert rs.inspect(name).holder == mutex.value
+        assert mutex.unlock()
+        assert rs.inspect(name).holder is None
+
+
+async def alternate_async(ars: AsyncRedsync, rounds: int = 12) -> None:
+    for i in range(rounds):
+        name = f"alternate:{i % 3}"
+        mutex = ars.new_mutex(name, tries=1)
+        assert await mutex.try_lock()
+        assert not await ars.new_mutex(name).try_lock()
+        assert await mutex.extend()
+        assert (await ars.inspect(name)).holder == mutex.value
+        assert await mutex.unlock()
+        assert (await ars.inspect(name)).holder is None
+
+
 def with_setup(server: RedisServer, options: str) -> str:
     """The server's URL on database 3 with connection options (password, RESP3, a name...)."""
     return server.url.replace("/0", "/3") + options
@@ -144,6 +170,27 @@ async def test_a_command_and_a_reply_larger_than_one_read_asyncio(
         await round_trip_async(ars, "warm")  # open connections: the big one goes directly
         await round_trip_async(ars, "big", value="v" * BIG)
         await round_trip_async(ars, "small-after-big")
+
+
+@pytest.mark.parametrize("protocol", ["2", "3"])
+def test_plain_acquires_keep_the_connections_in_step_either_way(
+    redis_nodes: list[RedisServer], reads: str, protocol: str
+) -> None:
+    with Redsync([s.url + f"?protocol={protocol}" for s in redis_nodes]) as rs:
+        alternate(rs)
+        assert hiredis_leases(rs) == [reads == "hiredis"] * 3
+
+
+@pytest.mark.parametrize("fail_fast", [False, True], ids=["written directly", "a task each"])
+async def test_plain_acquires_keep_the_connections_in_step_asyncio(
+    redis_nodes: list[RedisServer], reads: str, fail_fast: bool
+) -> None:
+    # Written directly: replies taken by our protocol (_Sent) or read from redis-py's stream
+    # (_Exchange); fail fast: a task each, on a connection of ours (round_trip) or redis-py's.
+    async with AsyncRedsync([s.url for s in redis_nodes], fail_fast=fail_fast) as ars:
+        await alternate_async(ars)
+        await round_trip_async(ars, "after")
+        assert wired(ars) == [reads == "hiredis"] * 3
 
 
 def test_a_script_flushed_meanwhile_is_sent_again_either_way(
@@ -401,6 +448,7 @@ def test_tls_connections_are_read_by_redis_py(tls_urls: list[str]) -> None:
     with Redsync(tls_urls) as rs:
         round_trip(rs, "tls")
         round_trip(rs, "tls-again")
+        alternate(rs, rounds=3)  # both replies of each plain acquire
         assert hiredis_leases(rs) == [False] * 3
 
 
@@ -408,6 +456,7 @@ async def test_tls_connections_are_read_by_redis_py_asyncio(tls_urls: list[str])
     async with AsyncRedsync(tls_urls) as ars:
         await round_trip_async(ars, "tls")
         await round_trip_async(ars, "tls-again")
+        await alternate_async(ars, rounds=3)
         assert wired(ars) == [False] * 3
 
 
