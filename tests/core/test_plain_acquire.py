@@ -11,10 +11,12 @@ INFO commandstats tells which ran (a script's own SET and PTTL count there too).
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Generator, Sequence
 from typing import Any
 
 import pytest
+import redis
 from scenarios import FOREIGN, FOREIGN_TTL_MS, hold_foreign, pttls_on, values_on
 
 from redsync_core import AsyncRedsync, LockTaken, MutexOptions, Redsync
@@ -32,12 +34,15 @@ from redsync_core._algorithm.effects import (
 )
 from redsync_core._transport import aio as aio_transport
 from redsync_core._transport import sync as sync_transport
+from redsync_core._transport.clients import REDIS
 from redsync_core._transport.commands import (
+    PENDING,
     Command,
     UnexpectedReply,
     command,
     decode,
     decode_plain_acquire,
+    new_reader,
     pack,
 )
 from redsync_core.testing import RedisServer
@@ -154,6 +159,98 @@ def _drive(flow: Generator[Any, Any, Any], held: tuple[NodeReply, ...]) -> list[
         sent.append(effect)
         reply = Tally(held, now, now + 1)
         now += 1
+
+
+# --- the sync transport's accounting of the replies still due -----------------------------
+
+
+class _Lease:
+    """A connection that hands out scripted replies (``PENDING``: nothing more arrived)."""
+
+    family = REDIS
+    handshake = 0
+
+    def __init__(self, *replies: object) -> None:
+        self.replies = list(replies)
+        self.unanswered = 0
+        self.conn = types.SimpleNamespace(_sock=None)
+
+    def take(self) -> object:
+        reply = self.replies.pop(0) if self.replies else PENDING
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+def _call(lease: _Lease) -> Any:
+    return sync_transport._Call(lease, fresh_acquire(), command(fresh_acquire()))  # type: ignore[arg-type]
+
+
+def test_a_call_reads_both_replies_even_when_they_come_apart() -> None:
+    lease = _Lease(b"OK", PENDING, 7999)
+    call = _call(lease)
+    assert call.finish() is call  # SET's reply alone: still in flight
+    assert call.finish() == OK
+    assert lease.unanswered == 0
+
+
+@pytest.mark.parametrize(
+    ("arrived", "dropped"), [((), 2), ((None,), 1)], ids=["no reply yet", "SET's reply only"]
+)
+def test_a_call_given_up_drops_the_replies_still_due(
+    arrived: tuple[object, ...], dropped: int
+) -> None:
+    lease = _Lease(*arrived, PENDING)
+    call = _call(lease)
+    assert call.finish() is call
+    call.abandon()  # the deadline: what is still due is dropped before the next command
+    assert lease.unanswered == dropped
+
+
+def test_an_error_reply_first_leaves_the_other_reply_to_drop() -> None:
+    lease = _Lease(redis.exceptions.ResponseError("MOVED 1 127.0.0.1:7000"), -2)
+    call = _call(lease)
+    with pytest.raises(redis.exceptions.ResponseError):
+        call.finish()  # a cluster client then asks the right master; PTTL's reply is still due
+    assert lease.unanswered == 1
+
+
+class _Transport:
+    def write(self, data: bytes) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+@pytest.mark.skipif(
+    new_reader(ValueError) is None, reason="hiredis (with notEnoughData) is not installed"
+)
+def test_our_asyncio_protocol_answers_once_every_reply_came() -> None:
+    buffer = bytearray(64)
+    reader = new_reader(redis.exceptions.ResponseError)
+    wire = aio_transport._Wire(_Transport(), None, reader, buffer, REDIS)  # type: ignore[arg-type]
+
+    def arrive(data: bytes) -> None:
+        buffer[: len(data)] = data
+        wire.buffer_updated(len(data))
+
+    wire.send(b"", 2)
+    arrive(b"+OK\r\n:79")
+    assert wire.take() is PENDING  # SET's reply alone
+    arrive(b"99\r\n")
+    assert wire.take() == [b"OK", 7999]
+    assert wire.in_step()
+    wire.send(b"")  # a command with one reply next
+    arrive(b":1\r\n")
+    assert wire.take() == 1
+    wire.send(b"", 2)
+    arrive(b"-MOVED 1 127.0.0.1:7000\r\n")
+    assert wire.take() is PENDING  # an error first: PTTL's reply is still due
+    arrive(b":-2\r\n")
+    with pytest.raises(redis.exceptions.ResponseError):
+        wire.take()
+    assert wire.in_step()
 
 
 # --- against real nodes: which commands ran ---------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from redsync_core import AsyncRedsync, Redsync
 from redsync_core._algorithm.effects import Batch, FanOut, NodeReply, Op, Status
@@ -76,9 +77,24 @@ async def round_trip_async(ars: AsyncRedsync, name: str, value: str | None = Non
     assert (await ars.inspect(name)).holder is None
 
 
-def alternate(rs: Redsync, rounds: int = 12) -> None:
+def connections_made(urls: list[str]) -> list[int]:
+    """How many connections each server accepted so far (this count's own included)."""
+    counts = []
+    for url in urls:
+        client = redis.Redis.from_url(url)
+        try:
+            counts.append(int(client.info("stats")["total_connections_received"]))
+        finally:
+            client.close()
+    return counts
+
+
+def alternate(rs: Redsync, urls: list[str], rounds: int = 12) -> None:
     """Plain acquires (free, then held: two replies each), extensions, inspections and
-    releases in turn on the same connections: every reply must answer its own command."""
+    releases in turn on the same connections: every reply answers its own command, and no
+    connection is dropped for bytes nobody asked for (a reply left unread)."""
+    round_trip(rs, "alternate:warm")  # every connection open
+    before = connections_made(urls)
     for i in range(rounds):
         name = f"alternate:{i % 3}"
         mutex = rs.new_mutex(name, tries=1)
@@ -88,9 +104,14 @@ def alternate(rs: Redsync, rounds: int = 12) -> None:
         assert rs.inspect(name).holder == mutex.value
         assert mutex.unlock()
         assert rs.inspect(name).holder is None
+    assert connections_made(urls) == [n + 1 for n in before]  # the count's own, no other
 
 
-async def alternate_async(ars: AsyncRedsync, rounds: int = 12) -> None:
+async def alternate_async(ars: AsyncRedsync, urls: list[str], rounds: int = 12) -> None:
+    """``alternate`` for asyncio."""
+    await round_trip_async(ars, "alternate:warm")
+    await round_trip_async(ars, "alternate:warm")  # the idle connections now: written directly
+    before = connections_made(urls)
     for i in range(rounds):
         name = f"alternate:{i % 3}"
         mutex = ars.new_mutex(name, tries=1)
@@ -100,6 +121,7 @@ async def alternate_async(ars: AsyncRedsync, rounds: int = 12) -> None:
         assert (await ars.inspect(name)).holder == mutex.value
         assert await mutex.unlock()
         assert (await ars.inspect(name)).holder is None
+    assert connections_made(urls) == [n + 1 for n in before]
 
 
 def with_setup(server: RedisServer, options: str) -> str:
@@ -176,20 +198,43 @@ async def test_a_command_and_a_reply_larger_than_one_read_asyncio(
 def test_plain_acquires_keep_the_connections_in_step_either_way(
     redis_nodes: list[RedisServer], reads: str, protocol: str
 ) -> None:
-    with Redsync([s.url + f"?protocol={protocol}" for s in redis_nodes]) as rs:
-        alternate(rs)
+    urls = [s.url + f"?protocol={protocol}" for s in redis_nodes]
+    with Redsync(urls) as rs:
+        alternate(rs, urls)
         assert hiredis_leases(rs) == [reads == "hiredis"] * 3
 
 
-@pytest.mark.parametrize("fail_fast", [False, True], ids=["written directly", "a task each"])
 async def test_plain_acquires_keep_the_connections_in_step_asyncio(
-    redis_nodes: list[RedisServer], reads: str, fail_fast: bool
+    redis_nodes: list[RedisServer], reads: str
 ) -> None:
-    # Written directly: replies taken by our protocol (_Sent) or read from redis-py's stream
-    # (_Exchange); fail fast: a task each, on a connection of ours (round_trip) or redis-py's.
-    async with AsyncRedsync([s.url for s in redis_nodes], fail_fast=fail_fast) as ars:
-        await alternate_async(ars)
-        await round_trip_async(ars, "after")
+    # Written directly: the replies taken by our protocol (_Sent), or read from redis-py's
+    # stream (_Exchange).
+    urls = [s.url for s in redis_nodes]
+    async with AsyncRedsync(urls) as ars:
+        await alternate_async(ars, urls)
+        assert wired(ars) == [reads == "hiredis"] * 3
+
+
+async def test_a_node_task_reads_both_replies_asyncio(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    # A task's call (connecting, fail fast) on an idle open connection: our protocol's
+    # round_trip, or redis-py's stream.
+    urls = [s.url for s in redis_nodes]
+    async with AsyncRedsync(urls) as ars:
+        await round_trip_async(ars, "warm")
+        await round_trip_async(ars, "warm")  # the idle connections are ours now (hiredis)
+        before = connections_made(urls)
+        acquire = FanOut(Op.ACQUIRE, "task", "ours", ttl_ms=8000, fresh=True)
+        for node in ars._nodes:  # type: ignore[attr-defined]
+            for _ in range(3):
+                assert await node.run(acquire) == NodeReply(Status.OK)
+                theirs = FanOut(Op.ACQUIRE, "task", "theirs", ttl_ms=8000, fresh=True)
+                taken = await node.run(theirs)
+                assert taken.status is Status.TAKEN
+                assert 7000 < taken.ttl_ms <= 8000
+                assert await node.run(FanOut(Op.RELEASE, "task", "ours")) == NodeReply(Status.OK)
+        assert connections_made(urls) == [n + 1 for n in before]
         assert wired(ars) == [reads == "hiredis"] * 3
 
 
@@ -238,7 +283,8 @@ async def test_a_restarted_node_is_reconnected_asyncio(
 def test_an_error_reply_is_that_nodes_error_either_way(
     redis_nodes: list[RedisServer], reads: str
 ) -> None:
-    redis_nodes[0].client().rpush("wrong-type", "x")  # the lock script's GET fails there
+    # The scripts' GET fails there (a plain SET NX finds the key: held by another).
+    redis_nodes[0].client().rpush("wrong-type", "x")
     with Redsync([s.url for s in redis_nodes], tries=1) as rs:
         round_trip(rs, "warm")
         mutex = rs.new_mutex("wrong-type", tries=1)
@@ -448,7 +494,7 @@ def test_tls_connections_are_read_by_redis_py(tls_urls: list[str]) -> None:
     with Redsync(tls_urls) as rs:
         round_trip(rs, "tls")
         round_trip(rs, "tls-again")
-        alternate(rs, rounds=3)  # both replies of each plain acquire
+        alternate(rs, tls_urls, rounds=3)  # both replies of each plain acquire
         assert hiredis_leases(rs) == [False] * 3
 
 
@@ -456,7 +502,7 @@ async def test_tls_connections_are_read_by_redis_py_asyncio(tls_urls: list[str])
     async with AsyncRedsync(tls_urls) as ars:
         await round_trip_async(ars, "tls")
         await round_trip_async(ars, "tls-again")
-        await alternate_async(ars, rounds=3)
+        await alternate_async(ars, tls_urls, rounds=3)
         assert wired(ars) == [False] * 3
 
 
