@@ -45,6 +45,7 @@ from redsync_core._transport.commands import (
     new_reader,
     pack,
 )
+from redsync_core._transport.memory import MemoryStore
 from redsync_core.testing import RedisServer
 
 NAME = "plain:job"
@@ -489,3 +490,21 @@ async def test_lock_without_waiting_queue_sends_plain_first_then_scripts_asyncio
         await waiting.lock()
         assert scripts(redis_nodes) == [1] * 3
         assert await waiting.unlock()
+
+
+def test_memory_nodes_answer_a_fresh_acquire_as_redis_does(redis_nodes: list[RedisServer]) -> None:
+    # memory:// nodes run every ACQUIRE alike: for a fresh value that is what SET NX PX + PTTL say.
+    store = MemoryStore("plain-parity")
+    effect = FanOut(Op.ACQUIRE, NAME, "fresh", ttl_ms=EXPIRY_MS, fresh=True)
+    with Redsync([redis_nodes[0].url]) as rs:
+        (node,) = rs._nodes  # type: ignore[attr-defined]
+        assert store.apply(effect) == sync_transport.fan_out([node], effect)[0] == OK
+        hold_foreign(redis_nodes, "held", [0])
+        store.apply(FanOut(Op.ACQUIRE, "held", FOREIGN, ttl_ms=FOREIGN_TTL_MS))
+        held = dataclasses.replace(effect, key="held")
+        in_memory, in_redis = store.apply(held), sync_transport.fan_out([node], held)[0]
+        assert isinstance(in_redis, NodeReply)
+        assert in_memory.status is in_redis.status is Status.TAKEN
+        assert in_memory.ttl_ms is not None
+        assert in_redis.ttl_ms is not None
+        assert abs(in_memory.ttl_ms - in_redis.ttl_ms) < 1000
