@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 
 from redsync_core import AsyncRedsync, Redsync
 from redsync_core._algorithm.effects import Batch, FanOut, NodeReply, Op, Status
@@ -236,6 +237,31 @@ async def test_a_node_task_reads_both_replies_asyncio(
                 assert await node.run(FanOut(Op.RELEASE, "task", "ours")) == NodeReply(Status.OK)
         assert connections_made(urls) == [n + 1 for n in before]
         assert wired(ars) == [reads == "hiredis"] * 3
+
+
+def test_text_replies_decode_alike_either_way(redis_nodes: list[RedisServer], reads: str) -> None:
+    # Clients that decode replies: redis-py's reads give "OK" where hiredis's give b"OK".
+    urls = [s.url for s in redis_nodes]
+    clients = [redis.Redis.from_url(url, decode_responses=True) for url in urls]
+    try:
+        with Redsync(clients) as rs:
+            alternate(rs, urls)
+    finally:
+        for client in clients:
+            client.close()
+
+
+async def test_text_replies_decode_alike_asyncio(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    urls = [s.url for s in redis_nodes]
+    clients = [redis.asyncio.Redis.from_url(url, decode_responses=True) for url in urls]
+    try:
+        async with AsyncRedsync(clients) as ars:
+            await alternate_async(ars, urls)
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 def test_a_script_flushed_meanwhile_is_sent_again_either_way(
