@@ -363,6 +363,7 @@ class AsyncMutex(MutexBase):
             randrange=self._rng.randrange,
             waiter=waiter,
             queue=self._queues,
+            fresh=self._draws_values,
         )
         acquired = None
         try:

@@ -600,6 +600,13 @@ class MutexBase:
     def _target(self, value: str | None = None) -> Target:
         return Target(self._name, self._key, value or self._value or "", self._node_count)
 
+    @property
+    def _draws_values(self) -> bool:
+        """True when ``_begin_lock`` draws every value at random (neither ``value=`` nor
+        ``gen_value_func``): no node can hold it before its call's first attempt."""
+        options = self._options
+        return options.value is None and options.gen_value_func is None
+
     def _begin_lock(self) -> str:
         """Return the value for a new acquisition; refuse when this mutex already holds."""
         if self.held:

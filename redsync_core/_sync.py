@@ -347,6 +347,7 @@ class Mutex(MutexBase):
             randrange=self._rng.randrange,
             waiter=waiter,
             queue=self._queues,
+            fresh=self._draws_values,
         )
         acquired = None
         try:

@@ -30,7 +30,7 @@ __all__ = [
 class Op(enum.Enum):
     """The command a fan-out sends to every node."""
 
-    ACQUIRE = "acquire"  # set-if-free script (SET NX PX; the holder's PTTL when taken)
+    ACQUIRE = "acquire"  # set-if-free (SET NX PX; the holder's PTTL when taken): script or plain
     RELEASE = "release"  # compare-and-delete script (publishes a release notice)
     EXTEND = "extend"  # compare-and-PEXPIRE script (optionally SET NX when missing)
     GET = "get"  # GET key, compared with value
@@ -152,6 +152,11 @@ class FanOut(NamedTuple):
     and with ``waiter`` and ``queued`` (an unlock) it takes the waiter off the queue first.
     A LEAVE takes ``waiter`` off the queue and, with ``wake``, hands its turn on (see
     ``scripts.LEAVE``).
+    ``fresh`` (ACQUIRE): no node can hold ``value`` yet (drawn for this ``lock()`` call, and
+    this is its first attempt), so no key is ours to re-arm: without a ``waiter`` the attempt
+    goes as plain ``SET NX PX`` and ``PTTL`` instead of the acquire script (see
+    ``_transport.commands``). A value the caller chose (``value=``, ``gen_value_func``) or
+    sent before (a later attempt: a reply may have been lost) is never fresh.
 
     A tuple: every attempt and release makes one (a frozen dataclass took three times as long
     to build, one ``object.__setattr__`` per field); ``_replace`` derives another.
@@ -174,6 +179,7 @@ class FanOut(NamedTuple):
     waiter: Waiter | None = None
     queued: bool = False
     wake: bool = True
+    fresh: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,7 @@ def acquire(
     timeout_ms: int | None,
     randrange: Callable[[int, int], int],
     waiter: Waiter | None = None,
+    fresh: bool = False,
 ) -> Generator[Effect, Answer, int]:
     """Try to take the lock on a quorum; return the monotonic time (ms) its validity ends.
 
@@ -135,6 +136,7 @@ def acquire(
         timeout_ms=timeout_ms,
         randrange=randrange,
         waiter=waiter,
+        fresh=fresh,
     )
     return acquired.until_ms
 
@@ -149,6 +151,7 @@ def acquire_token(
     randrange: Callable[[int, int], int],
     waiter: Waiter | None = None,
     queue: bool = True,
+    fresh: bool = False,
 ) -> Generator[Effect, Answer, Acquired]:
     """Try to take the lock on a quorum; return when its validity ends, and its token.
 
@@ -167,6 +170,10 @@ def acquire_token(
     a notice wakes only the oldest waiter of the key, which passes the turn on when it sleeps
     again or ends. ``queue=False`` keeps the turns but queues nothing (a multi-mutex: its
     attempts are multi-key scripts, which have no queues).
+
+    ``fresh``: the caller drew ``target.value`` for this call (no node can hold it yet). The
+    first attempt then says so (``FanOut.fresh``: without a waiter it needs no script); later
+    ones do not, since a reply lost on the way may have left our value on a node.
 
     Raises:
         QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
@@ -188,13 +195,14 @@ def acquire_token(
     # value from a node: after one, a hand-over heard may be void, and only attempts count.
     first_ms: int | None = None
     trusted = True
+    unsent = fresh  # no attempt went out yet: no node can hold our value
 
     def attempt(
         now_ms: int, early: bool
     ) -> Generator[Effect, Answer, tuple[Tally, Acquired | None, int]]:
         """Make one attempt; return the tally it is judged on, the acquisition (or None) and
         the time after it (after the release of a lost attempt)."""
-        nonlocal queued, first_ms, trusted
+        nonlocal queued, first_ms, trusted, unsent
         effect = FanOut(
             Op.FENCED_ACQUIRE if opts.fencing else Op.ACQUIRE,
             target.key,
@@ -205,7 +213,9 @@ def acquire_token(
             early=early,
             waiter=in_queue,
             queued=queued,
+            fresh=unsent,
         )
+        unsent = False
         tally = _send((yield effect))
         if first_ms is None:
             first_ms = tally.started_ms
@@ -219,6 +229,7 @@ def acquire_token(
                 deadline_ms=retries.budget_ms(tally.finished_ms, node_deadline_ms),
                 early=False,
                 token=token,
+                fresh=False,
             )
             fenced = _send((yield fence))
             # Judged on the FENCE replies (TAKEN: another value there), validity on both.

@@ -32,6 +32,7 @@ from .addresses import redact
 from .clients import Family, family_of
 from .commands import (
     PENDING,
+    Command,
     Reply,
     Single,
     UnexpectedReply,
@@ -46,7 +47,6 @@ from .commands import (
     split_batch,
 )
 from .memory import MemoryStore
-from .scripts import Script
 from .sync import READ_SIZE, batches, node_error, server_version
 
 __all__ = ["AsyncMemoryNode", "AsyncNode", "AsyncRedisNode", "extend_many", "fan_out"]
@@ -171,8 +171,9 @@ class _Connections:
             ),
         )
 
-    async def call(self, script: Script | None, args: tuple[Any, ...]) -> Any:
-        """Run one command on an idle connection (a new one when none is idle)."""
+    async def call(self, sent: Command) -> Any:
+        """Run ``sent`` on an idle connection (a new one when none is idle); return its reply
+        (the list of them when it has several)."""
         here = self.here()
         if here.shutdown is None:  # the first call on this loop
             await here.close_at_shutdown()
@@ -187,9 +188,9 @@ class _Connections:
                     wire = None
                     await conn.disconnect(nowait=True)
             if wire is None:
-                raw = await _exchange(conn, self.family, script, args)
+                raw = await _exchange(conn, self.family, sent)
             else:
-                raw = await wire.round_trip(script, args)
+                raw = await wire.round_trip(sent)
         except BaseException:
             # Also on cancellation: a reply may still be on its way.
             if wire is not None:
@@ -264,16 +265,22 @@ def _close_elsewhere(conn: Any, loop: asyncio.AbstractEventLoop) -> None:
             asyncio.run_coroutine_threadsafe(conn.disconnect(nowait=True), loop)
 
 
-async def _exchange(conn: Any, family: Family, script: Script | None, args: tuple[Any, ...]) -> Any:
-    """Send one command on ``conn`` and read its reply (EVALSHA, then EVAL on NOSCRIPT)."""
+async def _exchange(conn: Any, family: Family, sent: Command) -> Any:
+    """Send ``sent`` on ``conn`` and read its reply, or the list of its replies when it has
+    several (a script by EVALSHA, then EVAL on NOSCRIPT)."""
+    await conn.send_packed_command([sent.encode()], check_health=False)
+    script = sent.script
     if script is None:
-        await conn.send_packed_command([pack(*args)], check_health=False)
-        return await conn.read_response()
-    await conn.send_packed_command([pack("EVALSHA", script.sha, *args)], check_health=False)
+        raw = await conn.read_response()
+        if sent.then:
+            raw = [raw, *[await conn.read_response() for _ in sent.then]]
+        return raw
     try:
         return await conn.read_response()
     except family.no_script_error:
-        await conn.send_packed_command([pack("EVAL", script.source, *args)], check_health=False)
+        await conn.send_packed_command(
+            [pack("EVAL", script.source, *sent.args)], check_health=False
+        )
         return await conn.read_response()
 
 
@@ -410,11 +417,13 @@ class _Wire(Taken):
     """Our protocol on a fan-out's connection.
 
     The first whole reply is kept until taken, and the ``_Gather`` waiting for it is told: no
-    stream buffer, no read coroutine, no task woken per node. The connection stays redis-py's:
-    a lost wire is closed and connected again by ``_Connections.call`` through redis-py.
+    stream buffer, no read coroutine, no task woken per node. A command sent with several
+    replies (``send(data, replies)``) is answered once all of them are in, as their list (or
+    the first error among them). The connection stays redis-py's: a lost wire is closed and
+    connected again by ``_Connections.call`` through redis-py.
     """
 
-    __slots__ = ("gather", "lost", "reply")
+    __slots__ = ("due", "gather", "lost", "parts", "reply")
 
     def __init__(
         self,
@@ -428,18 +437,34 @@ class _Wire(Taken):
         self.reply: Any = PENDING  # the first whole reply not taken yet
         self.gather: _Gather | None = None  # who waits for that reply
         self.lost: BaseException | None = None  # why the connection is gone
+        self.due = 1  # replies the command in flight is answered with
+        self.parts: list[Any] = []  # those of them that came, while more are due
 
     def buffer_updated(self, nbytes: int) -> None:
         self.reader.feed(self.buffer, 0, nbytes)
         if self.reply is not PENDING:
-            return  # the one reply due is in; anything more is out of step (see in_step())
+            return  # the reply due is in; anything more is out of step (see in_step())
         try:
-            self.reply = self.reader.gets()  # an error reply comes as its exception
+            reply = self.reader.gets()  # an error reply comes as its exception
+            while reply is not PENDING and len(self.parts) < self.due - 1:
+                self.parts.append(reply)
+                reply = self.reader.gets()
         except UnexpectedReply as exc:  # not RESP: nothing more can be read from this stream
             self.abort(exc)
             return
-        if self.reply is not PENDING:
+        if reply is not PENDING:
+            if self.parts:
+                reply = self._joined(reply)
+            self.reply = reply
             self._wake()
+
+    def _joined(self, last: Any) -> Any:
+        """Return the replies of a command with several, as a list (or the first error)."""
+        replies, self.parts = [*self.parts, last], []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                return reply
+        return replies
 
     def _lose(self, exc: BaseException) -> None:
         if self.lost is None:
@@ -491,9 +516,11 @@ class _Wire(Taken):
         except UnexpectedReply:
             return False
 
-    def send(self, data: bytes) -> None:
-        """Write ``data``; what the socket does not take at once goes out as it can (the reply
-        cannot come before it, and the fan-out's deadline bounds the wait)."""
+    def send(self, data: bytes, replies: int = 1) -> None:
+        """Write ``data``, a command that is answered with ``replies`` replies; what the socket
+        does not take at once goes out as it can (the reply cannot come before it, and the
+        fan-out's deadline bounds the wait)."""
+        self.due = replies
         self.transport.write(data)
 
     def abort(self, exc: BaseException | None = None) -> None:
@@ -501,16 +528,17 @@ class _Wire(Taken):
         self._lose(exc or self.family.connection_error("Connection dropped."))
         self.transport.abort()
 
-    async def round_trip(self, script: Script | None, args: tuple[Any, ...]) -> Any:
-        """Send one command and wait for its reply (EVALSHA, then EVAL on NOSCRIPT)."""
+    async def round_trip(self, sent: Command) -> Any:
+        """Send ``sent`` and wait for its reply, or the list of its replies when it has several
+        (a script by EVALSHA, then EVAL on NOSCRIPT)."""
+        self.send(sent.encode(), sent.replies)
+        script = sent.script
         if script is None:
-            self.send(pack(*args))
             return await self._next()
-        self.send(pack("EVALSHA", script.sha, *args))
         try:
             return await self._next()
         except self.family.no_script_error:
-            self.send(pack("EVAL", script.source, *args))
+            self.send(pack("EVAL", script.source, *sent.args))
             return await self._next()
 
     async def _next(self) -> Any:
@@ -531,7 +559,7 @@ class _Wire(Taken):
 class _Sent:
     """A command written on a wire whose reply is taken once the fan-out wakes up."""
 
-    __slots__ = ("args", "conn", "effect", "family", "here", "script", "sent_source", "wire")
+    __slots__ = ("command", "conn", "effect", "family", "here", "sent_source", "wire")
 
     def __init__(
         self,
@@ -540,16 +568,14 @@ class _Sent:
         here: _LoopConnections,
         family: Family,
         effect: FanOut | Batch,
-        script: Script | None,
-        args: tuple[Any, ...],
+        command: Command,
     ) -> None:
         self.conn = conn
         self.wire = wire
         self.here = here  # the running loop's connections, where this one goes back to
         self.family = family
         self.effect = effect
-        self.script = script
-        self.args = args
+        self.command = command
         self.sent_source = False
 
     def result(self) -> NodeReply | tuple[NodeReply, ...] | None:
@@ -564,11 +590,12 @@ class _Sent:
         try:
             raw = wire.take()
         except self.family.no_script_error:
-            if self.script is None or self.sent_source:
+            script = self.command.script
+            if script is None or self.sent_source:
                 self.drop()
                 raise
             self.sent_source = True
-            wire.send(pack("EVAL", self.script.source, *self.args))
+            wire.send(pack("EVAL", script.source, *self.command.args))
             return None
         except BaseException:
             self.drop()
@@ -615,35 +642,33 @@ class _Exchange:
     read layers; otherwise redis-py reads it.
     """
 
-    __slots__ = ("args", "conn", "connections", "effect", "reader", "script")
+    __slots__ = ("command", "conn", "connections", "effect", "reader")
 
     def __init__(
-        self,
-        conn: Any,
-        connections: _Connections,
-        effect: FanOut | Batch,
-        script: Script | None,
-        args: tuple[Any, ...],
+        self, conn: Any, connections: _Connections, effect: FanOut | Batch, command: Command
     ) -> None:
         self.conn = conn
         self.connections = connections
         self.effect = effect
-        self.script = script
-        self.args = args
+        self.command = command
         readers = connections.readers
         self.reader = readers.pop() if readers else new_reader(conn._parser.parse_error)
 
     async def finish(self) -> NodeReply | tuple[NodeReply, ...]:
-        """Read the reply (re-sending with EVAL after NOSCRIPT) and give the connection back."""
+        """Read the reply, or every reply when the command has several (re-sending with EVAL
+        after NOSCRIPT), and give the connection back."""
         conn = self.conn
+        sent = self.command
         try:
             try:
                 raw = await self._read()
             except self.connections.family.no_script_error:
-                assert self.script is not None  # only scripts answer NOSCRIPT
-                packed = pack("EVAL", self.script.source, *self.args)
+                assert sent.script is not None  # only scripts answer NOSCRIPT
+                packed = pack("EVAL", sent.script.source, *sent.args)
                 await conn.send_packed_command([packed], check_health=False)
                 raw = await self._read()
+            if sent.then:
+                raw = [raw, *[await self._read() for _ in sent.then]]
         except BaseException:
             # Also on cancellation (the deadline): a reply may still be on its way.
             self.reader = None  # it may hold part of a reply: never reused
@@ -708,12 +733,12 @@ class AsyncRedisNode:
                     part = steps.send(reply)
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
-        script, args = command(effect, sharded=self._connections is None)
+        sent = command(effect, sharded=self._connections is None)
         try:
             if self._connections is None:
-                raw = await self._through_client(script, args)
+                raw = await self._through_client(sent)
             else:
-                raw = await self._connections.call(script, args)
+                raw = await self._connections.call(sent)
             return decode(effect, raw)
         except Exception as exc:
             raise node_error(self, exc) from exc
@@ -736,10 +761,10 @@ class AsyncRedisNode:
         if not _usable(conn, wire):  # lost while idle (a restart): a task connects again
             idle.append(conn)
             return None
-        script, args, data = packed(effect)
+        sent, data = packed(effect)
         if wire is not None:
-            wire.send(data)
-            return _Sent(conn, wire, here, self.family, effect, script, args)
+            wire.send(data, sent.replies)
+            return _Sent(conn, wire, here, self.family, effect, sent)
         try:
             writer = conn._writer
             writer.write(data)
@@ -748,9 +773,15 @@ class AsyncRedisNode:
         except Exception as exc:
             await conn.disconnect(nowait=True)
             raise node_error(self, exc) from exc
-        return _Exchange(conn, connections, effect, script, args)
+        return _Exchange(conn, connections, effect, sent)
 
-    async def _through_client(self, script: Script | None, args: tuple[Any, ...]) -> Any:
+    async def _through_client(self, sent: Command) -> Any:
+        if sent.then:  # several commands: one pipeline, their replies in a list
+            pipe = self.client.pipeline()
+            for each in sent.commands():
+                pipe.execute_command(*each)
+            return await pipe.execute()
+        script, args = sent.script, sent.args
         if script is None:
             return await self.client.execute_command(*args)
         try:
@@ -761,7 +792,8 @@ class AsyncRedisNode:
     async def ping(self) -> str:
         try:
             if self._connections is not None:  # our connection: the client's pool stays unused
-                return server_version(await self._connections.call(None, ("INFO", "server")))
+                info = await self._connections.call(Command(None, ("INFO", "server")))
+                return server_version(info)
             info = await self.client.info("server")
         except Exception as exc:
             raise node_error(self, exc) from exc

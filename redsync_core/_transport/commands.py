@@ -1,6 +1,14 @@
 """The Redis command behind each fan-out, and the decoding of its reply into a ``NodeReply``.
 
 Shared by the sync and asyncio transports so that both speak exactly the same protocol.
+
+Most effects are one command (a Lua script by EVALSHA, or a plain command) with one reply.
+An ACQUIRE with a fresh value and no waiter (``FanOut.fresh``: ``try_lock()``, the first
+attempt of a ``lock()`` that does not queue) is two plain commands written together, ``SET key
+value NX PX ttl`` then ``PTTL key``: one write and one round trip per node, without the
+script's cost on the server. A ``Command`` says how many replies its node sends
+(``Command.replies``); every transport reads that many before the node counts as answered,
+and ``decode`` takes them as one list.
 """
 
 from __future__ import annotations
@@ -8,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._algorithm.effects import (
     MISSING,
@@ -48,6 +56,7 @@ from .scripts import (
 )
 
 __all__ = [
+    "Command",
     "Reply",
     "Single",
     "UnexpectedReply",
@@ -65,6 +74,7 @@ __all__ = [
 ]
 
 Arg = str | int
+Args = tuple[Arg, ...]
 
 #: A listing reads string values up to this many bytes; a longer one is no lock value (lock
 #: values are tens of bytes) and is skipped, so a page's reply stays small.
@@ -93,12 +103,54 @@ def notice_payload(value: str) -> str:
     return hashlib.blake2s(value.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
 
 
-def command(effect: FanOut | Batch, sharded: bool = False) -> tuple[Script | None, tuple[Arg, ...]]:
-    """Return the script (or None) and the arguments that carry out ``effect`` on one node.
+class Command(NamedTuple):
+    """What one node is sent for an effect, in one write: ``script`` (None: ``args`` is a
+    plain command) run with ``args`` (after the script's SHA: ``numkeys, key, argv...``), then
+    the plain commands of ``then``. The node answers each in turn: ``replies`` replies."""
 
-    With a script, the arguments follow the script name: ``numkeys, key, argv...``. Deletes
-    publish a release notice, on a sharded channel when ``sharded`` (Redis Cluster).
+    script: Script | None
+    args: Args
+    then: tuple[Args, ...] = ()
+
+    @property
+    def replies(self) -> int:
+        """How many replies the node sends (one per command)."""
+        return 1 + len(self.then)
+
+    def commands(self) -> list[Args]:
+        """Every command as sent (a script by EVALSHA), in order."""
+        first = self.args if self.script is None else ("EVALSHA", self.script.sha, *self.args)
+        return [first, *self.then]
+
+    def encode(self) -> bytes:
+        """Return every command in RESP, for one write."""
+        if not self.then:  # one command: no list, no join
+            script = self.script
+            return pack(*self.args) if script is None else pack("EVALSHA", script.sha, *self.args)
+        return b"".join(pack(*args) for args in self.commands())
+
+
+def _is_plain(effect: FanOut) -> bool:
+    """Return True for an ACQUIRE sent as SET NX PX and PTTL instead of the script: its value is
+    fresh (no key can hold it: nothing to re-arm) and it has no waiter to queue."""
+    return effect.fresh and effect.waiter is None and effect.op is Op.ACQUIRE
+
+
+def command(effect: FanOut | Batch, sharded: bool = False) -> Command:
+    """Return the command(s) that carry out ``effect`` on one node.
+
+    Deletes publish a release notice, on a sharded channel when ``sharded`` (Redis Cluster).
     """
+    if isinstance(effect, FanOut) and _is_plain(effect):
+        key = effect.key
+        return Command(
+            None, ("SET", key, effect.value, "NX", "PX", effect.ttl_ms), (("PTTL", key),)
+        )
+    return Command(*_one_command(effect, sharded))
+
+
+def _one_command(effect: FanOut | Batch, sharded: bool) -> tuple[Script | None, Args]:
+    """Return the script (or None) and the arguments of the one command for ``effect``."""
     if isinstance(effect, Batch):
         items = effect.effects
         argv: list[Arg] = []
@@ -215,29 +267,26 @@ else:
 class _Packed(threading.local):
     """The last command packed by this thread: a fan-out sends the same bytes to every node.
 
-    ``last``: (effect, sharded, (script, args, bytes)), read in one thread-local lookup.
+    ``last``: (effect, sharded, (command, bytes)), read in one thread-local lookup.
     """
 
-    last: tuple[FanOut | Batch | None, bool, tuple[Script | None, tuple[Arg, ...], bytes]] = (
+    last: tuple[FanOut | Batch | None, bool, tuple[Command, bytes]] = (
         None,
         False,
-        (None, (), b""),
+        (Command(None, ()), b""),
     )
 
 
 _packed = _Packed()
 
 
-def packed(
-    effect: FanOut | Batch, sharded: bool = False
-) -> tuple[Script | None, tuple[Arg, ...], bytes]:
-    """Return ``command(effect, sharded)`` and its bytes (EVALSHA for a script), packed once per
+def packed(effect: FanOut | Batch, sharded: bool = False) -> tuple[Command, bytes]:
+    """Return ``command(effect, sharded)`` and its bytes (``Command.encode``), packed once per
     fan-out: the nodes of one fan-out are asked the same thing in turn by the same thread."""
     last = _packed.last
     if last[0] is not effect or last[1] is not sharded:
-        script, args = command(effect, sharded)
-        data = pack(*args) if script is None else pack("EVALSHA", script.sha, *args)
-        last = _packed.last = (effect, sharded, (script, args, data))
+        sent = command(effect, sharded)
+        last = _packed.last = (effect, sharded, (sent, sent.encode()))
     return last[2]
 
 
@@ -301,6 +350,33 @@ def decode_script_code(reply: object) -> NodeReply:
     return taken
 
 
+def decode_plain_acquire(replies: object) -> NodeReply:
+    """Decode the replies to SET NX PX and PTTL (a plain acquire) as the script's code would be.
+
+    SET answers OK (redis-py's callback: True) when it set the key, nil when the key exists;
+    PTTL then gives the holder's TTL (-1: no expiry; -2: the key went between the two commands,
+    so TAKEN with TTL 0, as the script answers for a key gone: never OK, never MISSING).
+
+    Raises:
+        UnexpectedReply: a reply that SET or PTTL never sends.
+    """
+    if not isinstance(replies, list) or len(replies) != 2:
+        raise UnexpectedReply(f"unexpected reply {replies!r:.40} to SET NX PX and PTTL")
+    done, pttl = replies
+    if (
+        not isinstance(pttl, int)
+        or isinstance(pttl, bool)
+        or pttl < -2
+        or (done is not None and done is not True and done not in _SET_OK)
+    ):
+        raise UnexpectedReply(f"unexpected reply {replies!r:.40} to SET NX PX and PTTL")
+    if done is not None:
+        return OK
+    return decode_script_code(-1 if pttl == -1 else -2 - max(pttl, 0))
+
+
+_SET_OK = (b"OK", "OK")
+
 # The "taken" replies decoded lately, by code. The nodes of one fan-out answer the holder's
 # PTTL to within a millisecond or two, and replies are immutable: they share a few objects
 # instead of building one each.
@@ -330,6 +406,8 @@ def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply
             raise UnexpectedReply(f"unexpected reply {reply!r:.40} to a batch extension")
         return tuple(decode_script_code(code) for code in reply)
     op = effect.op
+    if effect.fresh and _is_plain(effect):  # (one attribute read for the other replies)
+        return decode_plain_acquire(reply)
     if op in _CODED:
         return decode_script_code(reply)
     if op is Op.ACQUIRE_ANY:

@@ -1,5 +1,10 @@
 """The Lua scripts, run by SHA1 (EVALSHA) with a fallback to EVAL when the server says NOSCRIPT.
 
+An attempt whose value no node can hold yet and that queues no waiter (``try_lock()`` with a
+value drawn for the call, see ``commands``) needs neither ACQUIRE's re-arming of our own key nor
+its queueing: it sends ``SET key value NX PX ttl`` and ``PTTL key`` instead, whose replies
+decode to what ACQUIRE would answer. Every other attempt runs ACQUIRE.
+
 Replies other than 1 and 0 encode the other holder's remaining TTL as ``-2 - PTTL``: -1 means a
 foreign key without expiry, -2 - t means a foreign key that expires in t ms.
 
@@ -60,6 +65,8 @@ class Script:
         object.__setattr__(self, "sha", digest)
 
 
+# A fresh value with no waiter goes as SET NX PX and PTTL instead (``commands.command``): keep
+# what this script answers then (1, or -2 - PTTL) equal to what those two replies decode to.
 ACQUIRE = Script(
     """-- set-if-free, telling when the other holder's key expires; queues a waiting lock() call
 -- KEYS[1]: the lock key; ARGV[1]: our value; ARGV[2]: TTL in ms

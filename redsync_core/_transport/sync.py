@@ -29,6 +29,7 @@ from .addresses import redact
 from .clients import Family, family_of
 from .commands import (
     PENDING,
+    Command,
     Reply,
     Single,
     UnexpectedReply,
@@ -43,7 +44,6 @@ from .commands import (
     split_batch,
 )
 from .memory import MemoryStore
-from .scripts import Script
 
 __all__ = ["ClusterNode", "MemoryNode", "RedisNode", "SyncNode", "extend_many", "fan_out"]
 
@@ -455,21 +455,17 @@ class _Leases:
 
 
 class _Call:
-    """One command in flight on the calling thread's connection to one node."""
+    """One command (or the commands of one ``Command``) in flight on the calling thread's
+    connection to one node."""
 
-    __slots__ = ("args", "effect", "fd", "lease", "script", "sent_source")
+    __slots__ = ("command", "due", "effect", "fd", "lease", "read", "sent_source")
 
-    def __init__(
-        self,
-        lease: _Lease,
-        effect: FanOut | Batch,
-        script: Script | None,
-        args: tuple[Any, ...],
-    ) -> None:
+    def __init__(self, lease: _Lease, effect: FanOut | Batch, command: Command) -> None:
         self.lease = lease
         self.effect = effect
-        self.script = script
-        self.args = args
+        self.command = command
+        self.due = command.replies  # replies not read yet
+        self.read: tuple[Any, ...] = ()  # the replies read while more were due
         self.sent_source = False
         sock = lease.conn._sock
         self.fd: int = -1 if sock is None else sock.fileno()
@@ -485,29 +481,42 @@ class _Call:
         return bool(pending and pending())
 
     def finish(self) -> _Call | Done:
-        """Read the reply; re-send with EVAL (and stay in flight) when the server says NOSCRIPT.
+        """Read the reply (every reply, when the command has several); re-send with EVAL (and
+        stay in flight) when the server says NOSCRIPT.
 
-        Stays in flight while the reply (or only the connection's setup replies) has not
-        arrived whole.
+        Stays in flight while a reply (or only the connection's setup replies) has not arrived
+        whole. After an error reply, the replies still due are dropped before the connection's
+        next command.
         """
         lease = self.lease
         if lease.handshake and not lease.read_setup():
             return self
-        try:
-            raw = lease.take()
-        except lease.family.no_script_error:
-            if self.script is None or self.sent_source:
+        while True:
+            try:
+                raw = lease.take()
+            except lease.family.no_script_error:
+                script = self.command.script
+                if script is None or self.sent_source:
+                    raise
+                self.sent_source = True
+                lease.write(pack("EVAL", script.source, *self.command.args))
+                return self
+            except lease.family.response_error:
+                lease.unanswered += self.due - 1
                 raise
-            self.sent_source = True
-            lease.write(pack("EVAL", self.script.source, *self.args))
-            return self
-        if raw is PENDING:
-            return self
+            if raw is PENDING:
+                return self
+            self.due -= 1
+            if not self.due:
+                break
+            self.read += (raw,)  # the next one may be buffered already: read on
+        if self.read:
+            raw = [*self.read, raw]
         return decode(self.effect, raw)
 
     def abandon(self) -> None:
-        """Stop waiting: the late reply is dropped before the connection's next command."""
-        self.lease.unanswered += 1
+        """Stop waiting: the late replies are dropped before the connection's next command."""
+        self.lease.unanswered += self.due
 
     def fail(self) -> None:
         """Close the connection after an error while reading (its state is unknown)."""
@@ -531,9 +540,9 @@ def _send(
     budget_s: float | None,
     sharded: bool = False,
 ) -> _Call:
-    script, args, data = packed(effect, sharded)
+    sent, data = packed(effect, sharded)
     lease.send(data, budget_s)
-    return _Call(lease, effect, script, args)
+    return _Call(lease, effect, sent)
 
 
 class RedisNode:
@@ -553,9 +562,9 @@ class RedisNode:
         lease = self._leases.lease(self.client.connection_pool)
         if not connect and lease.conn._sock is None:
             return None
-        script, args, data = packed(effect)
+        sent, data = packed(effect)
         lease.send(data, budget_s)
-        return _Call(lease, effect, script, args)
+        return _Call(lease, effect, sent)
 
     def ping(self, timeout_s: float) -> str:
         lease = self._leases.lease(self.client.connection_pool)
@@ -612,8 +621,14 @@ class ClusterNode:
 
     def _through_client(self, effect: FanOut) -> NodeReply:
         """Run the command through the cluster client, which follows MOVED/ASK redirections."""
-        script, args = command(effect, sharded=True)
-        if script is None:
+        sent = command(effect, sharded=True)
+        script, args = sent.script, sent.args
+        if sent.then:  # several commands: one pipeline, their replies in a list
+            pipe = self.client.pipeline()
+            for each in sent.commands():
+                pipe.execute_command(*each)
+            raw = pipe.execute()
+        elif script is None:
             raw = self.client.execute_command(*args)
         else:
             try:

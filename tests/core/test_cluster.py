@@ -8,6 +8,7 @@ import pytest
 import redis.asyncio.cluster
 
 from redsync_core import AsyncRedsync, LockTaken, Redsync
+from redsync_core._algorithm.effects import FanOut, NodeReply, Op, Status
 from redsync_core.testing import LocalRedisCluster
 
 NAMES = [f"cluster:{i}" for i in range(12)]
@@ -93,6 +94,72 @@ async def test_async_cluster_client_as_one_node(
             assert cluster_client.exists(*NAMES) == 0
     finally:
         await client.aclose()
+
+
+def scripts_run(cluster: LocalRedisCluster, reset: bool = False) -> int:
+    """How many scripts the masters ran (since the last ``reset``)."""
+    total = 0
+    for server in cluster.servers:
+        client = server.client()
+        try:
+            if reset:
+                client.config_resetstat()
+            stats = client.info("commandstats")
+        finally:
+            client.close()
+        for name in ("evalsha", "eval"):
+            stat = stats.get(f"cmdstat_{name}", {})
+            total += int(stat.get("calls", 0)) - int(stat.get("failed_calls", 0))
+    return total
+
+
+def test_a_try_lock_is_plain_on_each_master_and_through_the_client(
+    redis_cluster: LocalRedisCluster, cluster_client: redis.cluster.RedisCluster
+) -> None:
+    scripts_run(redis_cluster, reset=True)
+    with Redsync([cluster_client]) as rs:
+        for name in NAMES:  # on our connection to the slot's master: SET NX PX, then PTTL
+            mutex = rs.new_mutex(name, expiry=5, tries=1)
+            assert mutex.try_lock()
+            assert not rs.new_mutex(name).try_lock()  # held there: both replies read
+            assert mutex.extend()
+            assert mutex.unlock()
+        assert scripts_run(redis_cluster) == 2 * len(NAMES)  # the extensions and releases
+        # Through the cluster client (after a redirection): both commands in one pipeline.
+        (node,) = rs._nodes  # type: ignore[attr-defined]
+        effect = FanOut(Op.ACQUIRE, NAMES[0], "through", ttl_ms=5000, fresh=True)
+        assert node._through_client(effect) == NodeReply(Status.OK)
+        other = FanOut(Op.ACQUIRE, NAMES[0], "other", ttl_ms=5000, fresh=True)
+        taken = node._through_client(other)
+        assert taken.status is Status.TAKEN
+        assert taken.ttl_ms is not None
+        assert 4000 < taken.ttl_ms <= 5000
+        assert cluster_client.get(NAMES[0]) == b"through"
+        cluster_client.delete(NAMES[0])
+    assert scripts_run(redis_cluster) == 2 * len(NAMES)
+
+
+async def test_a_try_lock_is_plain_through_the_async_cluster_client(
+    redis_cluster: LocalRedisCluster, cluster_client: redis.cluster.RedisCluster
+) -> None:
+    scripts_run(redis_cluster, reset=True)
+    port = redis_cluster.servers[0].port
+    client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port)
+    try:
+        async with AsyncRedsync([client]) as ars:
+            for name in NAMES:
+                mutex = ars.new_mutex(name, expiry=5, tries=1)
+                assert await mutex.try_lock()
+                assert cluster_client.get(name) == mutex.value.encode()  # type: ignore[union-attr]
+                with pytest.raises(LockTaken) as caught:
+                    await ars.new_mutex(name, tries=1).lock()
+                assert caught.value.retry_after is not None
+                assert 4.0 < caught.value.retry_after <= 5.0
+                assert await mutex.extend()
+                assert await mutex.unlock()
+    finally:
+        await client.aclose()
+    assert scripts_run(redis_cluster) == 2 * len(NAMES)
 
 
 def test_a_cluster_next_to_standalone_nodes(

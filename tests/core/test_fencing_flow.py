@@ -96,7 +96,7 @@ def test_malformed_fenced_acquire_replies_are_node_failures(reply: object) -> No
 
 
 def test_fenced_scripts_name_the_counter_key() -> None:
-    _, args = command(FanOut(Op.FENCE, "app:x", "v", token=7))
+    args = command(FanOut(Op.FENCE, "app:x", "v", token=7)).args
     assert args == (2, "app:x", "app:x:fence{app:x}", "v", 7)
 
 

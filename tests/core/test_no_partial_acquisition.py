@@ -7,7 +7,8 @@ nodes must not keep our value (it would block everyone else until its TTL ran ou
 holder's keys must stay untouched (the release is a compare-and-delete), and the release must
 have been sent to every node that said yes (a node that answered "held by another value" cannot
 hold ours and is skipped). When the other holder has fewer than a quorum, the lock is ours on
-exactly the free nodes."""
+exactly the free nodes. A first attempt with a fresh value is a plain SET NX PX (and PTTL); the
+later attempts and the releases are scripts."""
 
 from __future__ import annotations
 
@@ -33,14 +34,14 @@ HOLDERS = st.sets(st.integers(0, 4))  # the nodes where another holder has the k
 
 
 def _prepare(nodes: list[RedisServer], holders: set[int]) -> None:
-    """Empty every node, reset its command counters, and let another holder in on ``holders``."""
+    """Empty every node, let another holder in on ``holders``, and reset the command counters."""
     for i, node in enumerate(nodes):
         client = node.client()
         try:
             client.flushall()
-            client.config_resetstat()
             if i in holders:
                 client.set(NAME, FOREIGN, px=60_000)
+            client.config_resetstat()
         finally:
             client.close()
 
@@ -50,22 +51,24 @@ def _ran(stat: dict[str, Any]) -> int:
     return int(stat.get("calls", 0)) - int(stat.get("failed_calls", 0))
 
 
-def _state(nodes: list[RedisServer]) -> tuple[list[bytes | None], list[int]]:
-    """Return what each node stores under NAME and how many scripts it ran since _prepare."""
-    values, scripts = [], []
+def _state(nodes: list[RedisServer]) -> tuple[list[bytes | None], list[int], list[int]]:
+    """Return what each node stores under NAME, and how many scripts and SETs (plain or run by
+    a script: Redis counts both) it ran since _prepare."""
+    values, scripts, sets = [], [], []
     for node in nodes:
         client = node.client()
         try:
             values.append(client.get(NAME))
             stats = client.info("commandstats")
             scripts.append(sum(_ran(stats.get(f"cmdstat_{c}", {})) for c in ("eval", "evalsha")))
+            sets.append(_ran(stats.get("cmdstat_set", {})))
         finally:
             client.close()
-    return values, scripts
+    return values, scripts, sets
 
 
 def _check(nodes: list[RedisServer], holders: set[int], value: str | None, failed: bool) -> None:
-    values, scripts = _state(nodes)
+    values, scripts, sets = _state(nodes)
     if not failed:
         assert len(holders) < 3
         assert value is not None
@@ -76,9 +79,11 @@ def _check(nodes: list[RedisServer], holders: set[int], value: str | None, faile
     assert values == [FOREIGN if i in holders else None for i in range(5)], (
         "a failed attempt left our value behind"
     )
-    # Every node ran the acquire script; the release went to the nodes that said yes, not to
-    # those held by another value (they answered TAKEN, so they cannot hold ours).
-    expected = [1 if i in holders else 2 for i in range(5)]
+    # Every node was asked (one SET NX PX, and no acquire script: a plain one); the release
+    # script went to the nodes that said yes, not to those held by another value (they
+    # answered TAKEN: they cannot hold ours).
+    assert sets == [1] * 5, f"plain acquisitions per node: {sets}"
+    expected = [0 if i in holders else 1 for i in range(5)]
     assert scripts == expected, f"scripts run per node: {scripts}"
 
 
@@ -135,7 +140,8 @@ def test_every_failed_attempt_is_released_before_the_next(
 ) -> None:
     """With retries, each failed attempt is cleaned up before the next: one release script per
     attempt on the nodes that said yes, none on those held by another value (they cannot hold
-    ours); every node runs the acquire script once per attempt."""
+    ours); every node is asked once per attempt: a plain SET NX PX first (a fresh value), then
+    the acquire script (a lost reply may have left our value there: the script re-arms it)."""
     _prepare(redis_nodes5, {2, 3, 4})
     urls = [n.url for n in redis_nodes5]
     # Without wake-ups every attempt is a scheduled try (a wake-up may add an early attempt).
@@ -143,6 +149,7 @@ def test_every_failed_attempt_is_released_before_the_next(
     with Redsync(urls, **options) as rs, pytest.raises(LockTaken) as caught:
         rs.new_mutex(NAME).lock()
     assert caught.value.attempts == tries
-    values, scripts = _state(redis_nodes5)
+    values, scripts, sets = _state(redis_nodes5)
     assert values == [None, None, FOREIGN, FOREIGN, FOREIGN]
-    assert scripts == [2 * tries] * 2 + [tries] * 3
+    assert sets == [tries] * 5  # one per attempt: plain, then in the script
+    assert scripts == [2 * tries - 1] * 2 + [tries - 1] * 3

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+import redis.asyncio
 
 from redsync_core import AsyncRedsync, Redsync
 from redsync_core._algorithm.effects import Batch, FanOut, NodeReply, Op, Status
@@ -74,6 +76,53 @@ async def round_trip_async(ars: AsyncRedsync, name: str, value: str | None = Non
     assert await mutex.extend()
     assert await mutex.unlock()
     assert (await ars.inspect(name)).holder is None
+
+
+def connections_made(urls: list[str]) -> list[int]:
+    """How many connections each server accepted so far (this count's own included)."""
+    counts = []
+    for url in urls:
+        client = redis.Redis.from_url(url)
+        try:
+            counts.append(int(client.info("stats")["total_connections_received"]))
+        finally:
+            client.close()
+    return counts
+
+
+def alternate(rs: Redsync, urls: list[str], rounds: int = 12) -> None:
+    """Plain acquires (free, then held: two replies each), extensions, inspections and
+    releases in turn on the same connections: every reply answers its own command, and no
+    connection is dropped for bytes nobody asked for (a reply left unread)."""
+    round_trip(rs, "alternate:warm")  # every connection open
+    before = connections_made(urls)
+    for i in range(rounds):
+        name = f"alternate:{i % 3}"
+        mutex = rs.new_mutex(name, tries=1)
+        assert mutex.try_lock()
+        assert not rs.new_mutex(name).try_lock()  # SET answers nil, PTTL the TTL
+        assert mutex.extend()
+        assert rs.inspect(name).holder == mutex.value
+        assert mutex.unlock()
+        assert rs.inspect(name).holder is None
+    assert connections_made(urls) == [n + 1 for n in before]  # the count's own, no other
+
+
+async def alternate_async(ars: AsyncRedsync, urls: list[str], rounds: int = 12) -> None:
+    """``alternate`` for asyncio."""
+    await round_trip_async(ars, "alternate:warm")
+    await round_trip_async(ars, "alternate:warm")  # the idle connections now: written directly
+    before = connections_made(urls)
+    for i in range(rounds):
+        name = f"alternate:{i % 3}"
+        mutex = ars.new_mutex(name, tries=1)
+        assert await mutex.try_lock()
+        assert not await ars.new_mutex(name).try_lock()
+        assert await mutex.extend()
+        assert (await ars.inspect(name)).holder == mutex.value
+        assert await mutex.unlock()
+        assert (await ars.inspect(name)).holder is None
+    assert connections_made(urls) == [n + 1 for n in before]
 
 
 def with_setup(server: RedisServer, options: str) -> str:
@@ -146,6 +195,75 @@ async def test_a_command_and_a_reply_larger_than_one_read_asyncio(
         await round_trip_async(ars, "small-after-big")
 
 
+@pytest.mark.parametrize("protocol", ["2", "3"])
+def test_plain_acquires_keep_the_connections_in_step_either_way(
+    redis_nodes: list[RedisServer], reads: str, protocol: str
+) -> None:
+    urls = [s.url + f"?protocol={protocol}" for s in redis_nodes]
+    with Redsync(urls) as rs:
+        alternate(rs, urls)
+        assert hiredis_leases(rs) == [reads == "hiredis"] * 3
+
+
+async def test_plain_acquires_keep_the_connections_in_step_asyncio(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    # Written directly: the replies taken by our protocol (_Sent), or read from redis-py's
+    # stream (_Exchange).
+    urls = [s.url for s in redis_nodes]
+    async with AsyncRedsync(urls) as ars:
+        await alternate_async(ars, urls)
+        assert wired(ars) == [reads == "hiredis"] * 3
+
+
+async def test_a_node_task_reads_both_replies_asyncio(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    # A task's call (connecting, fail fast) on an idle open connection: our protocol's
+    # round_trip, or redis-py's stream.
+    urls = [s.url for s in redis_nodes]
+    async with AsyncRedsync(urls) as ars:
+        await round_trip_async(ars, "warm")
+        await round_trip_async(ars, "warm")  # the idle connections are ours now (hiredis)
+        before = connections_made(urls)
+        acquire = FanOut(Op.ACQUIRE, "task", "ours", ttl_ms=8000, fresh=True)
+        for node in ars._nodes:  # type: ignore[attr-defined]
+            for _ in range(3):
+                assert await node.run(acquire) == NodeReply(Status.OK)
+                theirs = FanOut(Op.ACQUIRE, "task", "theirs", ttl_ms=8000, fresh=True)
+                taken = await node.run(theirs)
+                assert taken.status is Status.TAKEN
+                assert 7000 < taken.ttl_ms <= 8000
+                assert await node.run(FanOut(Op.RELEASE, "task", "ours")) == NodeReply(Status.OK)
+        assert connections_made(urls) == [n + 1 for n in before]
+        assert wired(ars) == [reads == "hiredis"] * 3
+
+
+def test_text_replies_decode_alike_either_way(redis_nodes: list[RedisServer], reads: str) -> None:
+    # Clients that decode replies: redis-py's reads give "OK" where hiredis's give b"OK".
+    urls = [s.url for s in redis_nodes]
+    clients = [redis.Redis.from_url(url, decode_responses=True) for url in urls]
+    try:
+        with Redsync(clients) as rs:
+            alternate(rs, urls)
+    finally:
+        for client in clients:
+            client.close()
+
+
+async def test_text_replies_decode_alike_asyncio(
+    redis_nodes: list[RedisServer], reads: str
+) -> None:
+    urls = [s.url for s in redis_nodes]
+    clients = [redis.asyncio.Redis.from_url(url, decode_responses=True) for url in urls]
+    try:
+        async with AsyncRedsync(clients) as ars:
+            await alternate_async(ars, urls)
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
 def test_a_script_flushed_meanwhile_is_sent_again_either_way(
     redis_nodes: list[RedisServer], reads: str
 ) -> None:
@@ -191,7 +309,8 @@ async def test_a_restarted_node_is_reconnected_asyncio(
 def test_an_error_reply_is_that_nodes_error_either_way(
     redis_nodes: list[RedisServer], reads: str
 ) -> None:
-    redis_nodes[0].client().rpush("wrong-type", "x")  # the lock script's GET fails there
+    # The scripts' GET fails there (a plain SET NX finds the key: held by another).
+    redis_nodes[0].client().rpush("wrong-type", "x")
     with Redsync([s.url for s in redis_nodes], tries=1) as rs:
         round_trip(rs, "warm")
         mutex = rs.new_mutex("wrong-type", tries=1)
@@ -299,7 +418,9 @@ async def test_a_cancelled_fan_out_leaves_no_reply_behind_asyncio(
     redis_nodes: list[RedisServer], reads: str
 ) -> None:
     async with AsyncRedsync([s.url for s in redis_nodes], expiry=60.0, tries=1) as ars:
-        await round_trip_async(ars, "warm")
+        # A fixed value, as below: the acquire script is cached then (a NOSCRIPT would make
+        # nodes 1 and 2 wait for node 0 before they run the attempt again with EVAL).
+        await round_trip_async(ars, "warm", value="warm-value")
         redis_nodes[0].pause()
         try:
             mutex = ars.new_mutex("cancelled", value="cancelled-value", tries=1)
@@ -399,6 +520,7 @@ def test_tls_connections_are_read_by_redis_py(tls_urls: list[str]) -> None:
     with Redsync(tls_urls) as rs:
         round_trip(rs, "tls")
         round_trip(rs, "tls-again")
+        alternate(rs, tls_urls, rounds=3)  # both replies of each plain acquire
         assert hiredis_leases(rs) == [False] * 3
 
 
@@ -406,6 +528,7 @@ async def test_tls_connections_are_read_by_redis_py_asyncio(tls_urls: list[str])
     async with AsyncRedsync(tls_urls) as ars:
         await round_trip_async(ars, "tls")
         await round_trip_async(ars, "tls-again")
+        await alternate_async(ars, tls_urls, rounds=3)
         assert wired(ars) == [False] * 3
 
 
