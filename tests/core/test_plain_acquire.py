@@ -10,7 +10,6 @@ INFO commandstats tells which ran (a script's own SET and PTTL count there too).
 
 from __future__ import annotations
 
-import dataclasses
 import types
 from collections.abc import Generator, Sequence
 from typing import Any
@@ -57,9 +56,7 @@ EXPIRY_MS = 8000
 
 def fresh_acquire(**fields: Any) -> FanOut:
     """An ACQUIRE of a fresh value (``fields`` changed)."""
-    return dataclasses.replace(
-        FanOut(Op.ACQUIRE, NAME, "v", ttl_ms=EXPIRY_MS, fresh=True), **fields
-    )
+    return FanOut(Op.ACQUIRE, NAME, "v", ttl_ms=EXPIRY_MS, fresh=True)._replace(**fields)
 
 
 def test_a_fresh_acquire_is_set_nx_px_then_pttl_in_one_write() -> None:
@@ -501,7 +498,7 @@ def test_memory_nodes_answer_a_fresh_acquire_as_redis_does(redis_nodes: list[Red
         assert store.apply(effect) == sync_transport.fan_out([node], effect)[0] == OK
         hold_foreign(redis_nodes, "held", [0])
         store.apply(FanOut(Op.ACQUIRE, "held", FOREIGN, ttl_ms=FOREIGN_TTL_MS))
-        held = dataclasses.replace(effect, key="held")
+        held = effect._replace(key="held")
         in_memory, in_redis = store.apply(held), sync_transport.fan_out([node], held)[0]
         assert isinstance(in_redis, NodeReply)
         assert in_memory.status is in_redis.status is Status.TAKEN
