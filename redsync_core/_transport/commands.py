@@ -360,19 +360,15 @@ def decode_plain_acquire(replies: object) -> NodeReply:
     Raises:
         UnexpectedReply: a reply that SET or PTTL never sends.
     """
-    if not isinstance(replies, list) or len(replies) != 2:
-        raise UnexpectedReply(f"unexpected reply {replies!r:.40} to SET NX PX and PTTL")
-    done, pttl = replies
-    if (
-        not isinstance(pttl, int)
-        or isinstance(pttl, bool)
-        or pttl < -2
-        or (done is not None and done is not True and done not in _SET_OK)
-    ):
-        raise UnexpectedReply(f"unexpected reply {replies!r:.40} to SET NX PX and PTTL")
-    if done is not None:
-        return OK
-    return decode_script_code(-1 if pttl == -1 else -2 - max(pttl, 0))
+    # Type checks without isinstance calls (bool is not int here): every node of every try.
+    if type(replies) is list and len(replies) == 2:
+        done, pttl = replies
+        if type(pttl) is int and pttl >= -2:
+            if done is None:
+                return decode_script_code(-1 if pttl == -1 else -2 - max(pttl, 0))
+            if done is True or done in _SET_OK:
+                return OK
+    raise UnexpectedReply(f"unexpected reply {replies!r:.40} to SET NX PX and PTTL")
 
 
 _SET_OK = (b"OK", "OK")

@@ -80,9 +80,18 @@ Done = NodeReply | tuple[NodeReply, ...]
 
 
 class InFlight(Protocol):
-    """A command sent to one node whose reply has not been read yet."""
+    """A command sent to one node whose reply has not been read yet.
 
-    def fileno(self) -> int: ...
+    ``fd``: its socket's file descriptor. ``buffers``: a reply may wait in a buffer that
+    ``poll`` cannot see (TLS, redis-py's reader); ``buffered()`` then says whether one does.
+    (Attributes, not methods: the fan-out reads them for every node at every wake-up.)
+    """
+
+    @property
+    def fd(self) -> int: ...
+
+    @property
+    def buffers(self) -> bool: ...
 
     def buffered(self) -> bool: ...
 
@@ -458,7 +467,7 @@ class _Call:
     """One command (or the commands of one ``Command``) in flight on the calling thread's
     connection to one node."""
 
-    __slots__ = ("command", "due", "effect", "fd", "lease", "read", "sent_source")
+    __slots__ = ("buffers", "command", "due", "effect", "fd", "lease", "read", "sent_source")
 
     def __init__(self, lease: _Lease, effect: FanOut | Batch, command: Command) -> None:
         self.lease = lease
@@ -469,14 +478,12 @@ class _Call:
         self.sent_source = False
         sock = lease.conn._sock
         self.fd: int = -1 if sock is None else sock.fileno()
-
-    def fileno(self) -> int:
-        return self.fd
+        self.buffers = lease.reader is None  # our reader: a plain socket, poll sees everything
 
     def buffered(self) -> bool:
         """Return True when TLS already decrypted data that ``poll`` cannot see."""
-        if self.lease.reader is not None:
-            return False  # a plain socket: poll sees everything
+        if not self.buffers:
+            return False
         pending = getattr(self.lease.conn._sock, "pending", None)
         return bool(pending and pending())
 
@@ -491,28 +498,26 @@ class _Call:
         lease = self.lease
         if lease.handshake and not lease.read_setup():
             return self
-        while True:
-            try:
+        try:
+            raw = lease.take()
+            while self.due > 1 and raw is not PENDING:  # more due: they may be buffered already
+                self.due -= 1
+                self.read += (raw,)
                 raw = lease.take()
-            except lease.family.no_script_error:
-                script = self.command.script
-                if script is None or self.sent_source:
-                    raise
-                self.sent_source = True
-                lease.write(pack("EVAL", script.source, *self.command.args))
-                return self
-            except lease.family.response_error:
-                lease.unanswered += self.due - 1
+        except lease.family.no_script_error:
+            script = self.command.script
+            if script is None or self.sent_source:
                 raise
-            if raw is PENDING:
-                return self
-            self.due -= 1
-            if not self.due:
-                break
-            self.read += (raw,)  # the next one may be buffered already: read on
-        if self.read:
-            raw = [*self.read, raw]
-        return decode(self.effect, raw)
+            self.sent_source = True
+            lease.write(pack("EVAL", script.source, *self.command.args))
+            return self
+        except lease.family.response_error:
+            lease.unanswered += self.due - 1
+            raise
+        if raw is PENDING:
+            return self
+        self.due = 0
+        return decode(self.effect, [*self.read, raw] if self.read else raw)
 
     def abandon(self) -> None:
         """Stop waiting: the late replies are dropped before the connection's next command."""
@@ -659,8 +664,13 @@ class _ClusterCall:
         self.node = node
         self.call = call
 
-    def fileno(self) -> int:
-        return self.call.fileno()
+    @property
+    def fd(self) -> int:
+        return self.call.fd
+
+    @property
+    def buffers(self) -> bool:
+        return self.call.buffers
 
     def buffered(self) -> bool:
         return self.call.buffered()
@@ -861,14 +871,14 @@ def _wait(inflight: dict[int, Any], timeout_s: float | None, last_first: bool) -
     the order the nodes were asked in; the others mostly answer before it), then take whatever
     arrived: one wake-up for the replies instead of one each, the same time to the last one.
     """
-    ready = [i for i, call in inflight.items() if call.buffered()]
+    ready = [i for i, call in inflight.items() if call.buffers and call.buffered()]
     if ready:
         return ready
     if _POLL:
         poller = select.poll()
         fds = {}
         for i, call in inflight.items():
-            fd = fds[i] = call.fileno()
+            fd = fds[i] = call.fd
             poller.register(fd, select.POLLIN)
         wait_ms = None if timeout_s is None else max(0, int(timeout_s * 1000 + 0.999))
         if last_first and len(fds) > 1:
@@ -884,7 +894,7 @@ def _wait(inflight: dict[int, Any], timeout_s: float | None, last_first: bool) -
             return list(fds)  # every call has something to read
         readable = {fd for fd, _ in events}
         return [i for i, fd in fds.items() if fd in readable]
-    by_fd = {call.fileno(): i for i, call in inflight.items()}
+    by_fd = {call.fd: i for i, call in inflight.items()}
     timeout = None if timeout_s is None else max(0.0, timeout_s)
     readable_fds, _, _ = select.select(list(by_fd), [], [], timeout)
     return [by_fd[fd] for fd in readable_fds]

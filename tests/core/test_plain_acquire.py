@@ -167,6 +167,7 @@ class _Lease:
 
     family = REDIS
     handshake = 0
+    reader = None
 
     def __init__(self, *replies: object) -> None:
         self.replies = list(replies)

@@ -25,11 +25,11 @@ from redsync_core.testing import RedisServer
 class _Pending:
     """A call in flight on one end of a socket pair (the other end is the node)."""
 
+    buffers = False
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
+        self.fd = sock.fileno()
 
     def buffered(self) -> bool:
         return False
