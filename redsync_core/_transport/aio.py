@@ -437,8 +437,8 @@ class _Wire(Taken):
         self.reply: Any = PENDING  # the first whole reply not taken yet
         self.gather: _Gather | None = None  # who waits for that reply
         self.lost: BaseException | None = None  # why the connection is gone
-        self.due = 1  # replies the command in flight is answered with
-        self.parts: list[Any] = []  # those of them that came, while more are due
+        self.due = 1  # replies of the command in flight not read yet
+        self.parts: list[Any] = []  # those read, while more are due
 
     def buffer_updated(self, nbytes: int) -> None:
         self.reader.feed(self.buffer, 0, nbytes)
@@ -446,7 +446,8 @@ class _Wire(Taken):
             return  # the reply due is in; anything more is out of step (see in_step())
         try:
             reply = self.reader.gets()  # an error reply comes as its exception
-            while reply is not PENDING and len(self.parts) < self.due - 1:
+            while self.due > 1 and reply is not PENDING:
+                self.due -= 1
                 self.parts.append(reply)
                 reply = self.reader.gets()
         except UnexpectedReply as exc:  # not RESP: nothing more can be read from this stream

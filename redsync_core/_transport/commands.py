@@ -106,16 +106,13 @@ def notice_payload(value: str) -> str:
 class Command(NamedTuple):
     """What one node is sent for an effect, in one write: ``script`` (None: ``args`` is a
     plain command) run with ``args`` (after the script's SHA: ``numkeys, key, argv...``), then
-    the plain commands of ``then``. The node answers each in turn: ``replies`` replies."""
+    the plain commands of ``then``. The node answers each in turn: ``replies`` replies, one per
+    command (``1 + len(then)``; a field, read for every node of every fan-out)."""
 
     script: Script | None
     args: Args
     then: tuple[Args, ...] = ()
-
-    @property
-    def replies(self) -> int:
-        """How many replies the node sends (one per command)."""
-        return 1 + len(self.then)
+    replies: int = 1
 
     def commands(self) -> list[Args]:
         """Every command as sent (a script by EVALSHA), in order."""
@@ -144,7 +141,7 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> Command:
     if isinstance(effect, FanOut) and _is_plain(effect):
         key = effect.key
         return Command(
-            None, ("SET", key, effect.value, "NX", "PX", effect.ttl_ms), (("PTTL", key),)
+            None, ("SET", key, effect.value, "NX", "PX", effect.ttl_ms), (("PTTL", key),), 2
         )
     return Command(*_one_command(effect, sharded))
 

@@ -61,7 +61,8 @@ def fresh_acquire(**fields: Any) -> FanOut:
 
 def test_a_fresh_acquire_is_set_nx_px_then_pttl_in_one_write() -> None:
     sent = command(fresh_acquire())
-    assert sent == Command(None, ("SET", NAME, "v", "NX", "PX", EXPIRY_MS), (("PTTL", NAME),))
+    assert sent == Command(None, ("SET", NAME, "v", "NX", "PX", EXPIRY_MS), (("PTTL", NAME),), 2)
+    assert sent.replies == 1 + len(sent.then)
     assert sent.replies == 2
     assert sent.encode() == pack("SET", NAME, "v", "NX", "PX", EXPIRY_MS) + pack("PTTL", NAME)
 
