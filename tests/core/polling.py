@@ -1,11 +1,14 @@
-"""Polling helpers of the wake-up tests: wait for a condition, count the scripts nodes ran."""
+"""Polling helpers of the tests on real nodes: wait for a condition, count the commands nodes ran
+(INFO commandstats)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis
+
+from redsync_core.testing import RedisServer
 
 
 def eventually(check: Callable[[], bool], within: float = 10.0) -> bool:
@@ -29,3 +32,25 @@ def settled(clients: list[redis.Redis], quiet: float = 0.3) -> bool:
     before = [evalsha_calls(c) for c in clients]
     time.sleep(quiet)
     return [evalsha_calls(c) for c in clients] == before
+
+
+def reset_stats(servers: Sequence[RedisServer]) -> None:
+    """Zero the nodes' command statistics (CONFIG RESETSTAT)."""
+    for server in servers:
+        with server.client() as client:
+            client.config_resetstat()
+
+
+def ran(servers: Sequence[RedisServer], *names: str) -> list[int]:
+    """How often each server ran the commands ``names`` since ``reset_stats`` (refused calls,
+    such as an EVALSHA answered NOSCRIPT, do not count)."""
+    counts = []
+    for server in servers:
+        with server.client() as client:
+            stats = client.info("commandstats")
+        total = 0
+        for name in names:
+            stat = stats.get(f"cmdstat_{name}", {})
+            total += int(stat.get("calls", 0)) - int(stat.get("failed_calls", 0))
+        counts.append(total)
+    return counts

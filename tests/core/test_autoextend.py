@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import reset_stats
 
 from redsync_core import AsyncRedsync, LockLost, Redsync, _autoextend
 from redsync_core._algorithm.flows import Target
@@ -180,15 +181,6 @@ def extension_calls(servers: list[RedisServer]) -> list[int]:
         finally:
             client.close()
     return counts
-
-
-def reset_stats(servers: list[RedisServer]) -> None:
-    for server in servers:
-        client = server.client()
-        try:
-            client.config_resetstat()
-        finally:
-            client.close()
 
 
 def test_extensions_due_together_go_out_as_one_call_per_node(

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 
 import pytest
+from polling import reset_stats
 from redis.cluster import key_slot
 
 from redsync_core import AsyncRedsync, Redsync
@@ -37,12 +38,6 @@ def calls(servers: Sequence[RedisServer], command: str) -> int:
         with server.client() as client:
             total += int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
     return total
-
-
-def reset_stats(servers: Sequence[RedisServer]) -> None:
-    for server in servers:
-        with server.client() as client:
-            client.config_resetstat()
 
 
 # --- sync ----------------------------------------------------------------------------------

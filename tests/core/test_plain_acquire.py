@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+from polling import ran, reset_stats
 from scenarios import FOREIGN, FOREIGN_TTL_MS, hold_foreign, pttls_on, values_on
 
 from redsync_core import AsyncRedsync, LockTaken, MutexOptions, Redsync
@@ -254,33 +255,6 @@ def test_our_asyncio_protocol_answers_once_every_reply_came() -> None:
 
 
 # --- against real nodes: which commands ran ---------------------------------------------------
-
-
-def reset_stats(servers: Sequence[RedisServer]) -> None:
-    for server in servers:
-        client = server.client()
-        try:
-            client.config_resetstat()
-        finally:
-            client.close()
-
-
-def ran(servers: Sequence[RedisServer], *names: str) -> list[int]:
-    """How often each server ran the commands ``names`` since ``reset_stats`` (refused calls,
-    such as an EVALSHA answered NOSCRIPT, do not count)."""
-    counts = []
-    for server in servers:
-        client = server.client()
-        try:
-            stats = client.info("commandstats")
-        finally:
-            client.close()
-        total = 0
-        for name in names:
-            stat = stats.get(f"cmdstat_{name}", {})
-            total += int(stat.get("calls", 0)) - int(stat.get("failed_calls", 0))
-        counts.append(total)
-    return counts
 
 
 def scripts(servers: Sequence[RedisServer]) -> list[int]:
