@@ -218,6 +218,7 @@ class S2Cell:
                 self.per_process.append(0)
             self.per_process[i] += a["acquired"]
         self.holds_ns += [e - s for s, e in intervals]
+        self.handoffs_ns += handoffs(intervals)
         self.overlaps += count_overlaps(intervals)
 
     def summary(self) -> dict[str, Any]:
@@ -257,6 +258,7 @@ class S3Cell:
     cpu_s: float = 0.0
     waits_ns: list[int] = field(default_factory=list)
     holds_ns: list[int] = field(default_factory=list)
+    handoffs_ns: list[int] = field(default_factory=list)
     referee_failures: int = 0
     overlaps: int = 0
     per_process: list[int] = field(default_factory=list)
@@ -282,6 +284,7 @@ class S3Cell:
                 self.per_process.append(0)
             self.per_process[i] += a["acquired"]
         self.holds_ns += [e - s for s, e in intervals]
+        self.handoffs_ns += handoffs(intervals)
         self.overlaps += count_overlaps(intervals)
         # Busy time inside the window (holds never overlap unless a violation is reported).
         self.busy_ns += sum(max(0, min(e, stop_ns) - max(s, start_ns)) for s, e in intervals)
@@ -305,6 +308,8 @@ class S3Cell:
             "wait_p99_ms": percentile(self.waits_ns, 99) / 1e6,
             "wait_max_ms": max(self.waits_ns, default=0) / 1e6,
             "hold_p50_us": hold_us,
+            "handoff_p50_us": percentile(self.handoffs_ns, 50) / 1000,
+            "handoff_p90_us": percentile(self.handoffs_ns, 90) / 1000,
             "per_process": self.per_process,
             "spread": max(counts) / min(counts) if min(counts) else None,
             "lock_calls": self.tries,
@@ -326,6 +331,14 @@ def count_overlaps(intervals: list[tuple[int, int]]) -> int:
             overlaps += 1
         latest_end = max(latest_end, end)
     return overlaps
+
+
+def handoffs(intervals: list[tuple[int, int]]) -> list[int]:
+    """The time from the end of each hold to the start of the next one (ns): what a hand-off
+    takes (``unlock()``, the next holder's wake-up and the end of its ``lock()``), or how long
+    the lock lay free. Overlapping holds (violations, counted apart) give none."""
+    ordered = sorted(intervals)
+    return [b[0] - a[1] for a, b in zip(ordered, ordered[1:]) if b[0] >= a[1]]
 
 
 # -- the harness -------------------------------------------------------------------------------

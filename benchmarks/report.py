@@ -230,7 +230,7 @@ def _s3_table(rows: list[dict[str, Any]]) -> list[str]:
                     str(r["processes"]),
                     "failed: " + _first_line(r["error"]),
                 ]
-                + [""] * 7
+                + [""] * 8
             )
             continue
         spread = r["per_process"]
@@ -241,6 +241,7 @@ def _s3_table(rows: list[dict[str, Any]]) -> list[str]:
                 str(r["processes"]),
                 _num(r["acq_per_s"]),
                 f"{_num(r['busy'], 2)} / {_num(r['ideal_busy'], 2)}",
+                f"{_num(r.get('handoff_p50_us'))} / {_num(r.get('handoff_p90_us'))}",
                 f"{_num(r['wait_p50_ms'], 1)} / {_num(r['wait_p99_ms'], 1)} / "
                 f"{_num(r['wait_max_ms'], 0)}",
                 f"{min(spread):,}..{max(spread):,}" if spread else "–",
@@ -256,6 +257,7 @@ def _s3_table(rows: list[dict[str, Any]]) -> list[str]:
         "P",
         "acq/s",
         "busy / ideal",
+        "hand-off p50 / p90 µs",
         "wait p50 / p99 / max ms",
         "per process",
         "viol (ref/ovl)",
@@ -264,7 +266,9 @@ def _s3_table(rows: list[dict[str, Any]]) -> list[str]:
         "gave up",
     ]
     return _table(
-        header, ["---", "--:", "--:", "--:", "--:", "--:", "--:", ":-:", "--:", "--:", "--:"], body
+        header,
+        ["---", "--:", "--:", "--:", "--:", "--:", "--:", "--:", ":-:", "--:", "--:", "--:"],
+        body,
     )
 
 
@@ -378,7 +382,9 @@ def markdown(results: dict[str, Any]) -> str:
             "that gives up is called again and its wait goes on. `busy` = fraction of the "
             "time the lock is held; `ideal` = the busy fraction of a perfect hand-off: hold p50 "
             "÷ (hold p50 + the `limit` line's acquire+release round trips at that N, measured in "
-            "this run). `limit-handoff` runs our own hand-off protocol (our scripts, waiter "
+            "this run). `hand-off` is the time from the end of one hold to the start of the "
+            "next (the releasing `unlock()`, the next holder's wake-up and the rest of its "
+            "`lock()`), pooled over the processes. `limit-handoff` runs our own hand-off protocol (our scripts, waiter "
             "queue and wake channels, default tries and delays) on raw sockets in one thread "
             "per process: the busy fraction this protocol reaches without the library's cost. "
             "`wait` is from the first `lock()` call to success; `gave up` counts "
