@@ -218,7 +218,6 @@ class S2Cell:
                 self.per_process.append(0)
             self.per_process[i] += a["acquired"]
         self.holds_ns += [e - s for s, e in intervals]
-        self.handoffs_ns += handoffs(intervals)
         self.overlaps += count_overlaps(intervals)
 
     def summary(self) -> dict[str, Any]:
