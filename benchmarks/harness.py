@@ -9,6 +9,7 @@ all contenders alike. Samples are pooled over the rounds.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -337,7 +338,7 @@ def handoffs(intervals: list[tuple[int, int]]) -> list[int]:
     takes (``unlock()``, the next holder's wake-up and the end of its ``lock()``), or how long
     the lock lay free. Overlapping holds (violations, counted apart) give none."""
     ordered = sorted(intervals)
-    return [b[0] - a[1] for a, b in zip(ordered, ordered[1:]) if b[0] >= a[1]]
+    return [b[0] - a[1] for a, b in itertools.pairwise(ordered) if b[0] >= a[1]]
 
 
 # -- the harness -------------------------------------------------------------------------------
