@@ -33,6 +33,7 @@ from .clients import Family, family_of
 from .commands import (
     PENDING,
     Command,
+    Decoder,
     Reply,
     Single,
     UnexpectedReply,
@@ -560,7 +561,7 @@ class _Wire(Taken):
 class _Sent:
     """A command written on a wire whose reply is taken once the fan-out wakes up."""
 
-    __slots__ = ("command", "conn", "effect", "family", "here", "sent_source", "wire")
+    __slots__ = ("command", "conn", "decoder", "family", "here", "sent_source", "wire")
 
     def __init__(
         self,
@@ -568,15 +569,15 @@ class _Sent:
         wire: _Wire,
         here: _LoopConnections,
         family: Family,
-        effect: FanOut | Batch,
         command: Command,
+        decoder: Decoder,
     ) -> None:
         self.conn = conn
         self.wire = wire
         self.here = here  # the running loop's connections, where this one goes back to
         self.family = family
-        self.effect = effect
         self.command = command
+        self.decoder = decoder
         self.sent_source = False
 
     def result(self) -> NodeReply | tuple[NodeReply, ...] | None:
@@ -607,7 +608,7 @@ class _Sent:
             wire.abort()  # more than one reply (never seen from a Redis)
         # Given back even when lost: the next command closes it and connects again.
         self.here.idle.append(self.conn)
-        return decode(self.effect, raw)
+        return self.decoder(raw)
 
     def drop(self) -> None:
         """Give up on the reply: drop the connection (a late reply must never be read as the
@@ -762,10 +763,10 @@ class AsyncRedisNode:
         if not _usable(conn, wire):  # lost while idle (a restart): a task connects again
             idle.append(conn)
             return None
-        sent, data = packed(effect)
+        sent, data, decoder = packed(effect)
         if wire is not None:
             wire.send(data, sent.replies)
-            return _Sent(conn, wire, here, self.family, effect, sent)
+            return _Sent(conn, wire, here, self.family, sent, decoder)
         try:
             writer = conn._writer
             writer.write(data)

@@ -13,6 +13,7 @@ and ``decode`` takes them as one list.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections.abc import Callable, Sequence
@@ -57,12 +58,14 @@ from .scripts import (
 
 __all__ = [
     "Command",
+    "Decoder",
     "Reply",
     "Single",
     "UnexpectedReply",
     "command",
     "decided",
     "decode",
+    "decoder",
     "drive_split",
     "new_reader",
     "next_reply",
@@ -261,32 +264,6 @@ else:
     pack = _pack_hiredis if hasattr(hiredis, "pack_command") else _pack_python
 
 
-class _Packed(threading.local):
-    """The last command packed by this thread: a fan-out sends the same bytes to every node.
-
-    ``last``: (effect, sharded, (command, bytes)), read in one thread-local lookup.
-    """
-
-    last: tuple[FanOut | Batch | None, bool, tuple[Command, bytes]] = (
-        None,
-        False,
-        (Command(None, ()), b""),
-    )
-
-
-_packed = _Packed()
-
-
-def packed(effect: FanOut | Batch, sharded: bool = False) -> tuple[Command, bytes]:
-    """Return ``command(effect, sharded)`` and its bytes (``Command.encode``), packed once per
-    fan-out: the nodes of one fan-out are asked the same thing in turn by the same thread."""
-    last = _packed.last
-    if last[0] is not effect or last[1] is not sharded:
-        sent = command(effect, sharded)
-        last = _packed.last = (effect, sharded, (sent, sent.encode()))
-    return last[2]
-
-
 #: What a reader from ``new_reader`` returns while a reply is incomplete.
 PENDING: Any = object()
 
@@ -387,6 +364,21 @@ _CODED = frozenset(Op) - {
 }
 
 
+#: Turns one node's raw reply into its ``NodeReply`` (one per item of a batch).
+Decoder = Callable[[object], "NodeReply | tuple[NodeReply, ...]"]
+
+
+def decoder(effect: FanOut | Batch) -> Decoder:
+    """Return ``decode`` for ``effect``'s replies, chosen once per fan-out: a plain acquire's
+    and the lock scripts' decoders themselves (the nodes' replies skip the dispatch)."""
+    if isinstance(effect, FanOut):
+        if effect.fresh and _is_plain(effect):
+            return decode_plain_acquire
+        if effect.op in _CODED:
+            return decode_script_code
+    return functools.partial(decode, effect)
+
+
 def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply, ...]:
     """Turn one node's raw reply to ``command(effect)`` into a ``NodeReply`` (one per item of a
     batch).
@@ -429,6 +421,33 @@ def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply
     if op is Op.FENCED_ACQUIRE and reply == 1:  # {1, counter} is the only "set" reply
         raise UnexpectedReply(f"unexpected reply {reply!r:.40} to a fenced acquisition")
     return decode_script_code(reply)
+
+
+class _Packed(threading.local):
+    """The last command packed by this thread: a fan-out sends the same bytes to every node.
+
+    ``last``: (effect, sharded, (command, bytes, decoder)), read in one thread-local lookup.
+    """
+
+    last: tuple[FanOut | Batch | None, bool, tuple[Command, bytes, Decoder]] = (
+        None,
+        False,
+        (Command(None, ()), b"", decode_script_code),
+    )
+
+
+_packed = _Packed()
+
+
+def packed(effect: FanOut | Batch, sharded: bool = False) -> tuple[Command, bytes, Decoder]:
+    """Return ``command(effect, sharded)``, its bytes (``Command.encode``) and
+    ``decoder(effect)``, made once per fan-out: the nodes of one fan-out are asked the same
+    thing in turn by the same thread."""
+    last = _packed.last
+    if last[0] is not effect or last[1] is not sharded:
+        sent = command(effect, sharded)
+        last = _packed.last = (effect, sharded, (sent, sent.encode(), decoder(effect)))
+    return last[2]
 
 
 def _decode_acquire_any(effect: FanOut, reply: object) -> NodeReply:

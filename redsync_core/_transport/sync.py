@@ -30,6 +30,7 @@ from .clients import Family, family_of
 from .commands import (
     PENDING,
     Command,
+    Decoder,
     Reply,
     Single,
     UnexpectedReply,
@@ -467,12 +468,25 @@ class _Call:
     """One command (or the commands of one ``Command``) in flight on the calling thread's
     connection to one node."""
 
-    __slots__ = ("buffers", "command", "due", "effect", "fd", "lease", "read", "sent_source")
+    __slots__ = (
+        "buffers",
+        "command",
+        "decoder",
+        "due",
+        "effect",
+        "fd",
+        "lease",
+        "read",
+        "sent_source",
+    )
 
-    def __init__(self, lease: _Lease, effect: FanOut | Batch, command: Command) -> None:
+    def __init__(
+        self, lease: _Lease, effect: FanOut | Batch, command: Command, decoder: Decoder
+    ) -> None:
         self.lease = lease
         self.effect = effect
         self.command = command
+        self.decoder = decoder
         self.due = command.replies  # replies not read yet
         self.read: tuple[Any, ...] = ()  # the replies read while more were due
         self.sent_source = False
@@ -517,7 +531,7 @@ class _Call:
         if raw is PENDING:
             return self
         self.due = 0
-        return decode(self.effect, [*self.read, raw] if self.read else raw)
+        return self.decoder([*self.read, raw] if self.read else raw)
 
     def abandon(self) -> None:
         """Stop waiting: the late replies are dropped before the connection's next command."""
@@ -545,9 +559,9 @@ def _send(
     budget_s: float | None,
     sharded: bool = False,
 ) -> _Call:
-    sent, data = packed(effect, sharded)
+    sent, data, decoder = packed(effect, sharded)
     lease.send(data, budget_s)
-    return _Call(lease, effect, sent)
+    return _Call(lease, effect, sent, decoder)
 
 
 class RedisNode:
@@ -567,9 +581,9 @@ class RedisNode:
         lease = self._leases.lease(self.client.connection_pool)
         if not connect and lease.conn._sock is None:
             return None
-        sent, data = packed(effect)
+        sent, data, decoder = packed(effect)
         lease.send(data, budget_s)
-        return _Call(lease, effect, sent)
+        return _Call(lease, effect, sent, decoder)
 
     def ping(self, timeout_s: float) -> str:
         lease = self._leases.lease(self.client.connection_pool)
@@ -780,9 +794,11 @@ def fan_out(
     # the budget.
     connecting: list[int] = []
     for connect in (False, True):
+        left = None if deadline is None else max(0.001, deadline - time.monotonic())
         for i in tuple(connecting) if connect else indexes:
             node = nodes[i]
-            left = None if deadline is None else max(0.001, deadline - time.monotonic())
+            if connect and deadline is not None:  # each new connection gets what is left then
+                left = max(0.001, deadline - time.monotonic())
             try:
                 started = node.begin(effect, left, connect)
             except Exception as exc:  # noqa: BLE001 - see _FAILURES
@@ -801,13 +817,17 @@ def fan_out(
     # node asked last answered (the next holder's notices, which the same scripts publish,
     # then have the CPU first). Elsewhere each reply is read as it comes (lowest latency).
     last_first = isinstance(effect, FanOut) and effect.op is Op.RELEASE and effect.queued
+    buffering = any(call.buffers for call in inflight.values())
     while inflight:
         if stop_at is not None and decided(replies, stop_at):
             for call in inflight.values():
                 call.abandon()
             break
         ready = _wait(
-            inflight, None if deadline is None else deadline - time.monotonic(), last_first
+            inflight,
+            None if deadline is None else deadline - time.monotonic(),
+            last_first,
+            buffering,
         )
         if not ready:
             for i, call in inflight.items():
@@ -829,6 +849,7 @@ def fan_out(
                 del inflight[i]
             else:
                 inflight[i] = result
+                buffering = buffering or result.buffers
     return tuple(replies)
 
 
@@ -864,16 +885,21 @@ def extend_many(nodes: Sequence[SyncNode], effects: Sequence[FanOut]) -> list[tu
     return replies
 
 
-def _wait(inflight: dict[int, Any], timeout_s: float | None, last_first: bool) -> list[int]:
+def _wait(
+    inflight: dict[int, Any], timeout_s: float | None, last_first: bool, buffering: bool = True
+) -> list[int]:
     """Return the indexes of calls with a reply to read, waiting at most ``timeout_s``.
 
     ``last_first``: when nothing is there yet, wait for the node asked last (``inflight`` keeps
     the order the nodes were asked in; the others mostly answer before it), then take whatever
     arrived: one wake-up for the replies instead of one each, the same time to the last one.
+    ``buffering``: some call may have a reply in a buffer that ``poll`` cannot see (TLS); False
+    when none can (plain sockets), which skips asking each call.
     """
-    ready = [i for i, call in inflight.items() if call.buffers and call.buffered()]
-    if ready:
-        return ready
+    if buffering:
+        ready = [i for i, call in inflight.items() if call.buffers and call.buffered()]
+        if ready:
+            return ready
     if _POLL:
         poller = select.poll()
         fds = {}

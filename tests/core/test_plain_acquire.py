@@ -42,6 +42,7 @@ from redsync_core._transport.commands import (
     command,
     decode,
     decode_plain_acquire,
+    decoder,
     new_reader,
     pack,
 )
@@ -184,7 +185,8 @@ class _Lease:
 
 
 def _call(lease: _Lease) -> Any:
-    return sync_transport._Call(lease, fresh_acquire(), command(fresh_acquire()))  # type: ignore[arg-type]
+    effect = fresh_acquire()
+    return sync_transport._Call(lease, effect, command(effect), decoder(effect))  # type: ignore[arg-type]
 
 
 def test_a_call_reads_both_replies_even_when_they_come_apart() -> None:

@@ -524,6 +524,31 @@ def test_tls_connections_are_read_by_redis_py(tls_urls: list[str]) -> None:
         assert hiredis_leases(rs) == [False] * 3
 
 
+@pytest.mark.parametrize("tls", [pytest.param(False, id="plain-sockets"), pytest.param(True, id="tls")])
+def test_only_tls_fan_outs_ask_their_calls_for_replies_poll_cannot_see(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tls: bool
+) -> None:
+    # A TLS socket may hold a decrypted reply that poll() does not report; a plain one never.
+    urls = (
+        request.getfixturevalue("tls_urls")
+        if tls
+        else [server.url for server in request.getfixturevalue("redis_nodes")]
+    )
+    seen: list[bool] = []
+    wait = sync_transport._wait
+
+    def spy(inflight: Any, timeout_s: float | None, last_first: bool, buffering: bool) -> Any:
+        seen.append(buffering)
+        return wait(inflight, timeout_s, last_first, buffering)
+
+    with Redsync(urls) as rs:
+        round_trip(rs, "warm")  # connections open: the fan-outs below all wait on replies
+        monkeypatch.setattr(sync_transport, "_wait", spy)
+        round_trip(rs, "asked")
+    assert seen
+    assert set(seen) == {tls}
+
+
 async def test_tls_connections_are_read_by_redis_py_asyncio(tls_urls: list[str]) -> None:
     async with AsyncRedsync(tls_urls) as ars:
         await round_trip_async(ars, "tls")
@@ -540,6 +565,38 @@ def test_lock_script_codes_decode_alike_however_often_they_repeat() -> None:
         assert reply == NodeReply(Status.TAKEN, None if code == -1 else -2 - code), code
     assert commands.decode_script_code(1) == NodeReply(Status.OK)
     assert commands.decode_script_code(0) == NodeReply(Status.MISSING)
+
+
+_EXTEND = FanOut(Op.EXTEND, "k", "v", ttl_ms=8000)
+
+
+@pytest.mark.parametrize(
+    ("effect", "replies"),
+    [
+        pytest.param(
+            FanOut(Op.ACQUIRE, "k", "v", ttl_ms=8000, fresh=True),
+            [[b"OK", 8000], [None, 4200], [None, -1], 1, [b"OK"]],
+            id="plain-acquire",
+        ),
+        pytest.param(FanOut(Op.ACQUIRE, "k", "v", ttl_ms=8000), [1, 0, -4202, [1]], id="acquire"),
+        pytest.param(FanOut(Op.RELEASE, "k", "v"), [1, 0, -1, b"1"], id="release"),
+        pytest.param(FanOut(Op.GET, "k", "v"), [b"v", b"w", None, 1], id="get"),
+        pytest.param(Batch((_EXTEND, _EXTEND)), [[1, 0], [1], 1], id="batch"),
+    ],
+)
+def test_the_decoder_of_a_fan_out_decodes_as_decode_does(
+    effect: FanOut | Batch, replies: list[object]
+) -> None:
+    # Chosen once per fan-out (no dispatch per node): the same reply or the same error.
+    chosen = commands.decoder(effect)
+    for reply in replies:
+        try:
+            expected: object = commands.decode(effect, reply)
+        except commands.UnexpectedReply:
+            with pytest.raises(commands.UnexpectedReply):
+                chosen(reply)
+        else:
+            assert chosen(reply) == expected, reply
 
 
 @pytest.mark.parametrize("reply", [True, False, 2, -2.0, "1", b"-5", None, [1]])

@@ -84,6 +84,22 @@ def test_last_first_takes_what_is_there_already(
     assert sync_transport._wait(inflight, 5.0, last_first=True) == [1]
 
 
+class _Buffered(_Pending):
+    """A TLS call whose reply was decrypted already: poll() does not see it."""
+
+    buffers = True
+
+    def buffered(self) -> bool:
+        return True
+
+
+def test_a_reply_that_poll_cannot_see_is_read_at_once(
+    pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    inflight = {0: _Pending(pairs[0][0]), 1: _Buffered(pairs[1][0])}
+    assert sync_transport._wait(inflight, 5.0, last_first=False) == [1]  # poll() sees nothing
+
+
 def test_last_first_ends_at_the_deadline(pairs: list[tuple[socket.socket, socket.socket]]) -> None:
     inflight = {i: _Pending(ours) for i, (ours, _) in enumerate(pairs)}
     assert sync_transport._wait(inflight, 0.05, last_first=True) == []
@@ -95,9 +111,11 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     seen: list[bool] = []
     wait = sync_transport._wait
 
-    def spy(inflight: dict[int, object], timeout_s: float | None, last_first: bool) -> list[int]:
+    def spy(
+        inflight: dict[int, object], timeout_s: float | None, last_first: bool, buffering: bool
+    ) -> list[int]:
         seen.append(last_first)
-        return wait(inflight, timeout_s, last_first)
+        return wait(inflight, timeout_s, last_first, buffering)
 
     monkeypatch.setattr(sync_transport, "_wait", spy)
     return seen
