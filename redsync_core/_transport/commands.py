@@ -143,8 +143,9 @@ def command(effect: FanOut | Batch, sharded: bool = False) -> Command:
     """
     if isinstance(effect, FanOut) and _is_plain(effect):
         key = effect.key
+        then = (("PTTL", key),)
         return Command(
-            None, ("SET", key, effect.value, "NX", "PX", effect.ttl_ms), (("PTTL", key),), 2
+            None, ("SET", key, effect.value, "NX", "PX", effect.ttl_ms), then, 1 + len(then)
         )
     return Command(*_one_command(effect, sharded))
 
@@ -371,12 +372,7 @@ Decoder = Callable[[object], "NodeReply | tuple[NodeReply, ...]"]
 def decoder(effect: FanOut | Batch) -> Decoder:
     """Return ``decode`` for ``effect``'s replies, chosen once per fan-out: a plain acquire's
     and the lock scripts' decoders themselves (the nodes' replies skip the dispatch)."""
-    if isinstance(effect, FanOut):
-        if effect.fresh and _is_plain(effect):
-            return decode_plain_acquire
-        if effect.op in _CODED:
-            return decode_script_code
-    return functools.partial(decode, effect)
+    return _reply_decoder(effect) or functools.partial(_decode_other, effect)
 
 
 def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply, ...]:
@@ -386,15 +382,27 @@ def decode(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply
     Raises:
         UnexpectedReply: the reply has a type this command never returns.
     """
+    chosen = _reply_decoder(effect)
+    return _decode_other(effect, reply) if chosen is None else chosen(reply)
+
+
+def _reply_decoder(effect: FanOut | Batch) -> Decoder | None:
+    """The decoder of a plain acquire's or a lock script's reply; None for the others."""
+    if isinstance(effect, FanOut):
+        if effect.fresh and _is_plain(effect):
+            return decode_plain_acquire
+        if effect.op in _CODED:
+            return decode_script_code
+    return None
+
+
+def _decode_other(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[NodeReply, ...]:
+    """``decode`` for the effects that ``_reply_decoder`` leaves out."""
     if isinstance(effect, Batch):
         if not isinstance(reply, list) or len(reply) != len(effect.effects):
             raise UnexpectedReply(f"unexpected reply {reply!r:.40} to a batch extension")
         return tuple(decode_script_code(code) for code in reply)
     op = effect.op
-    if effect.fresh and _is_plain(effect):  # (one attribute read for the other replies)
-        return decode_plain_acquire(reply)
-    if op in _CODED:
-        return decode_script_code(reply)
     if op is Op.ACQUIRE_ANY:
         return _decode_acquire_any(effect, reply)
     if op is Op.GET:
