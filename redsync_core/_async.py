@@ -341,12 +341,22 @@ class AsyncMutex(MutexBase):
             LockError: this Mutex already holds the lock.
             QuorumUnreachable: node errors left fewer than a quorum able to answer.
         """
+        value = self._begin_lock()
+        flow = flows.try_acquire(
+            self._options,
+            self._target(value),
+            fresh=self._draws_values,
+            quiet=not hooks.listeners,  # a listener's LockEvent carries the error
+        )
         try:
-            await self._acquire(1, None)
+            acquired = await self._drive(flow)
         except QuorumUnreachable:
             raise
         except LockNotAcquired:
             return False
+        if acquired is None:
+            return False
+        self._hold(value, acquired)
         return True
 
     async def _acquire(self, tries: int | None, timeout_ms: int | None) -> None:
@@ -376,6 +386,10 @@ class AsyncMutex(MutexBase):
                 for key in target.keys or (target.key,):
                     self._redsync._left(key, waiter, won=acquired is not None)
         assert acquired is not None  # the flow returned
+        self._hold(value, acquired)
+
+    def _hold(self, value: str, acquired: flows.Acquired) -> None:
+        """Hold the lock ``value`` won (``acquired``)."""
         self._start_holding(value, acquired.until_ms, acquired.token)
         self._queued = acquired.queued
 

@@ -16,7 +16,7 @@ from ._algorithm.effects import Answer, Effect
 from ._algorithm.flows import Target
 from ._async import AsyncMutex
 from ._base import logger
-from ._exceptions import LockNotAcquired
+from ._exceptions import LockNotAcquired, QuorumUnreachable
 from ._family import check_limit, check_names, check_permit_options
 
 if TYPE_CHECKING:
@@ -72,6 +72,21 @@ class AsyncSemaphore(AsyncMutex):
             QuorumUnreachable: node errors left fewer than a quorum able to answer.
         """
         return await self.try_lock()
+
+    async def try_lock(self) -> bool:
+        """Make one attempt; return False when every permit is held (``try_acquire``).
+
+        Raises:
+            LockError: this Semaphore object already holds a permit.
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
+        """
+        try:
+            await self._acquire(1, None)
+        except QuorumUnreachable:
+            raise
+        except LockNotAcquired:
+            return False
+        return True
 
     async def release(self) -> bool:
         """Give the permit back; return True if a quorum deleted our value (see ``unlock``)."""

@@ -15,7 +15,7 @@ from ._algorithm import family
 from ._algorithm.effects import Answer, Effect
 from ._algorithm.flows import Target
 from ._base import logger
-from ._exceptions import LockNotAcquired
+from ._exceptions import LockNotAcquired, QuorumUnreachable
 from ._family import check_limit, check_names, check_permit_options
 from ._sync import Mutex
 
@@ -72,6 +72,21 @@ class Semaphore(Mutex):
             QuorumUnreachable: node errors left fewer than a quorum able to answer.
         """
         return self.try_lock()
+
+    def try_lock(self) -> bool:
+        """Make one attempt; return False when every permit is held (``try_acquire``).
+
+        Raises:
+            LockError: this Semaphore object already holds a permit.
+            QuorumUnreachable: node errors left fewer than a quorum able to answer.
+        """
+        try:
+            self._acquire(1, None)
+        except QuorumUnreachable:
+            raise
+        except LockNotAcquired:
+            return False
+        return True
 
     def release(self) -> bool:
         """Give the permit back; return True if a quorum deleted our value (see ``unlock``)."""

@@ -37,6 +37,7 @@ __all__ = [
     "retry_after_ms",
     "retry_schedule",
     "take_over",
+    "try_acquire",
     "wake_at_ms",
 ]
 
@@ -203,47 +204,26 @@ def acquire_token(
         """Make one attempt; return the tally it is judged on, the acquisition (or None) and
         the time after it (after the release of a lost attempt)."""
         nonlocal queued, first_ms, trusted, unsent
-        effect = FanOut(
-            Op.FENCED_ACQUIRE if opts.fencing else Op.ACQUIRE,
-            target.key,
-            target.value,
-            ttl_ms=ttl_ms,
-            deadline_ms=retries.budget_ms(now_ms, node_deadline_ms),
-            stop_at=need if opts.fail_fast else None,
+        effect = _attempt_effect(
+            opts,
+            target,
+            retries.budget_ms(now_ms, node_deadline_ms),
             early=early,
             waiter=in_queue,
             queued=queued,
             fresh=unsent,
         )
         unsent = False
-        tally = _send((yield effect))
+        tally, won, after_ms = yield from _attempt(
+            opts, target, effect, node_deadline_ms, retries, in_queue
+        )
         if first_ms is None:
             first_ms = tally.started_ms
-        valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
-        token = None
-        if opts.fencing and tally.ok >= need and valid_ms > 0:
-            token = next_token(tally)
-            fence = effect._replace(
-                op=Op.FENCE,
-                ttl_ms=0,
-                deadline_ms=retries.budget_ms(tally.finished_ms, node_deadline_ms),
-                early=False,
-                token=token,
-                fresh=False,
-            )
-            fenced = _send((yield fence))
-            # Judged on the FENCE replies (TAKEN: another value there), validity on both.
-            tally = Tally(fenced.replies, tally.started_ms, fenced.finished_ms)
-            valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
-        if tally.ok >= need and valid_ms > 0:
-            if in_queue is not None:
-                yield from _leave(target, in_queue, node_deadline_ms, ttl_ms, tally.taken)
-            return tally, Acquired(tally.finished_ms + valid_ms, token), tally.finished_ms
-        queued = in_queue is not None
-        if in_queue is not None:  # only a queued waiter is handed the lock over
-            trusted = trusted and not _maybe_ours(tally)
-        after_ms = yield from _clean_up(target, tally, node_deadline_ms, in_queue, ttl_ms)
-        return tally, None, after_ms
+        if won is None:
+            queued = in_queue is not None
+            if in_queue is not None:  # only a queued waiter is handed the lock over
+                trusted = trusted and not _maybe_ours(tally)
+        return tally, won, after_ms
 
     def handed_over(woke: Woke) -> Acquired | None:
         """Hold the lock without an attempt when a quorum of nodes handed it over to us (and
@@ -278,6 +258,105 @@ def acquire_token(
         if in_queue is not None:  # gave up on tries or time
             yield from _leave(target, in_queue, node_deadline_ms, ttl_ms)
         raise
+
+
+def try_acquire(
+    opts: MutexOptions, target: Target, *, fresh: bool = False, quiet: bool = True
+) -> Generator[Effect, Answer, Acquired | None]:
+    """Make one attempt, without retries or waiting (``try_lock``); return the acquisition, or
+    None when the attempt lost (after releasing what it may hold).
+
+    ``acquire_token`` with one try, without its retry machinery and without building an error
+    nobody reads: a contended try is the hottest path of a busy lock. ``quiet=False`` raises
+    the error ``acquire_token`` raises instead of returning None (a listener's ``LockEvent``
+    carries it). ``fresh`` as for ``acquire_token``.
+
+    Raises:
+        QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
+        LockNotAcquired: (only with ``quiet=False``) the attempt lost, as ``acquire_token``.
+    """
+    need = quorum(target.nodes)
+    node_deadline_ms = fanout_deadline_ms(opts.expiry_ms, opts.timeout_factor)
+    effect = _attempt_effect(opts, target, node_deadline_ms, fresh=fresh)
+    tally, won, _ = yield from _attempt(opts, target, effect, node_deadline_ms)
+    if won is not None:
+        return won
+    if len(tally.errors) > target.nodes - need:
+        raise _unreachable(target, need, tally, 1)
+    if not quiet:
+        raise _gave_up(target, need, opts, tally, 1)
+    return None
+
+
+def _attempt_effect(
+    opts: MutexOptions,
+    target: Target,
+    deadline_ms: int | None,
+    *,
+    early: bool = False,
+    waiter: Waiter | None = None,
+    queued: bool = False,
+    fresh: bool = False,
+) -> FanOut:
+    """Return the fan-out of one acquire attempt (``FanOut`` says what each flag means)."""
+    return FanOut(
+        Op.FENCED_ACQUIRE if opts.fencing else Op.ACQUIRE,
+        target.key,
+        target.value,
+        ttl_ms=opts.expiry_ms,
+        deadline_ms=deadline_ms,
+        stop_at=quorum(target.nodes) if opts.fail_fast else None,
+        early=early,
+        waiter=waiter,
+        queued=queued,
+        fresh=fresh,
+    )
+
+
+def _attempt(
+    opts: MutexOptions,
+    target: Target,
+    effect: FanOut,
+    node_deadline_ms: int | None,
+    retries: Retries | None = None,
+    waiter: Waiter | None = None,
+) -> Generator[Effect, Answer, tuple[Tally, Acquired | None, int]]:
+    """Send one acquire attempt (``effect``); return the tally it is judged on, the
+    acquisition (None: it lost) and the time after it.
+
+    With ``opts.fencing`` a win on a quorum draws a fencing token and raises the counters (one
+    more fan-out, within what ``retries`` leaves of the timeout); the attempt is judged on those
+    replies, its validity running from the start of the attempt. A win takes the queued
+    ``waiter`` off the nodes that did not take part; a loss releases the key where it may hold
+    our value (``_clean_up``).
+    """
+    need = quorum(target.nodes)
+    ttl_ms = effect.ttl_ms
+    tally = _send((yield effect))
+    valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
+    token = None
+    if opts.fencing and tally.ok >= need and valid_ms > 0:
+        token = next_token(tally)
+        fence = effect._replace(
+            op=Op.FENCE,
+            ttl_ms=0,
+            deadline_ms=node_deadline_ms
+            if retries is None
+            else retries.budget_ms(tally.finished_ms, node_deadline_ms),
+            early=False,
+            token=token,
+            fresh=False,
+        )
+        fenced = _send((yield fence))
+        # Judged on the FENCE replies (TAKEN: another value there), validity on both.
+        tally = Tally(fenced.replies, tally.started_ms, fenced.finished_ms)
+        valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
+    if tally.ok >= need and valid_ms > 0:
+        if waiter is not None:
+            yield from _leave(target, waiter, node_deadline_ms, ttl_ms, tally.taken)
+        return tally, Acquired(tally.finished_ms + valid_ms, token), tally.finished_ms
+    after_ms = yield from _clean_up(target, tally, node_deadline_ms, waiter, ttl_ms)
+    return tally, None, after_ms
 
 
 def retry_schedule(

@@ -234,6 +234,44 @@ def test_a_failed_try_raises_the_same_error_word_for_word(
         assert error.args == ("invoice:42", message, 1, retry_after, nodes)
 
 
+TRY_CASES = [
+    pytest.param((OK, OK, OK, taken(900), MISSING), 5, {}, id="won"),
+    pytest.param((OK, OK, OK, taken(900), MISSING), 5, {"fencing": True}, id="won-fenced"),
+    pytest.param((OK, err(1), err(2), err(3), OK), 5, {}, id="unreachable"),
+    *[pytest.param(case.values[0], case.values[1], {}, id=case.id) for case in GIVE_UP_CASES],
+]
+
+
+@pytest.mark.parametrize(("replies", "fanout_ms", "options"), TRY_CASES)
+def test_try_acquire_is_one_try_of_acquire_without_its_error(
+    replies: tuple[Any, ...], fanout_ms: int, options: dict[str, Any]
+) -> None:
+    """try_lock()'s flow sends what acquire_token(tries=1) sends, wins what it wins and fails
+    as it fails, but returns None for a lost try instead of building the error (unless asked)."""
+    opts = MutexOptions(expiry=1.0, **options)
+    target = flows.Target("invoice:42", "invoice:42", "v1", 5)
+    outcomes: dict[str, tuple[Any, list[Any]]] = {}
+    for kind in ("acquire", "try", "try-loud"):
+        clock = FakeClock()
+        if kind == "acquire":
+            flow: Generator[Any, Any, Any] = flows.acquire_token(
+                opts, target, now_ms=clock(), tries=1, timeout_ms=None, randrange=lambda lo, hi: lo
+            )
+        else:
+            flow = flows.try_acquire(opts, target, quiet=kind == "try")
+        driver = Driver(clock, fanout_ms=fanout_ms)
+        try:
+            result: Any = driver.run(flow, [replies])
+        except LockNotAcquired as exc:
+            result = (type(exc), str(exc), exc.args)
+        outcomes[kind] = (result, driver.effects)
+    sent, tried, loud = outcomes["acquire"], outcomes["try"], outcomes["try-loud"]
+    assert tried[1] == loud[1] == sent[1]  # the same fan-outs, release and fence included
+    assert loud[0] == sent[0]
+    lost = isinstance(sent[0], tuple) and sent[0][0] is not QuorumUnreachable
+    assert tried[0] == (None if lost else sent[0])
+
+
 def test_errors_that_make_a_quorum_impossible_stop_retrying() -> None:
     clock = FakeClock()
     driver = Driver(clock)
