@@ -676,7 +676,7 @@ def _retry_after_s(tally: Tally, nodes: int) -> float | None:
 
 def _counted(tally: Tally, nodes: int) -> tuple[tuple[int, ...], int, float | None]:
     """Return ``tally.taken``, ``tally.ok`` and ``_retry_after_s`` in one pass over the
-    replies (try_lock() builds its LockTaken on every contended try)."""
+    replies (a ``lock()`` with ``tries=1`` builds its LockTaken on every contended try)."""
     taken: list[int] = []
     ok = free = 0
     ttls: list[int] = []

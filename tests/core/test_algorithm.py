@@ -153,7 +153,7 @@ def taken(ttl_ms: int | None) -> NodeReply:
 
 
 # One failed attempt of 'invoice:42' on 5 nodes: its replies, then the error raised, word for
-# word (try_lock() builds this error on every contended try, from one pass over the replies).
+# word (a lock() with tries=1 builds it on every contended try, from one pass over the replies).
 GIVE_UP_CASES = [
     pytest.param(
         (taken(4200), OK, taken(2500), taken(None), None),
