@@ -193,9 +193,10 @@ def acquire_token(
     # Hand-over: a node sets the key to our value when a release there pops us off its queue,
     # never before it queued us, so never before our first attempt began (``first_ms``); a
     # key handed over lives ``ttl_ms`` from then at least. Only our own clean-up deletes our
-    # value from a node: after one, a hand-over heard may be void, and only attempts count.
+    # value from a node: a hand-over heard from a node that a clean-up released may be void,
+    # and only attempts count there (``released``: those nodes).
     first_ms: int | None = None
-    trusted = True
+    released: frozenset[int] = _NONE
     unsent = fresh  # no attempt went out yet: no node can hold our value
 
     def attempt(
@@ -203,7 +204,7 @@ def acquire_token(
     ) -> Generator[Effect, Answer, tuple[Tally, Acquired | None, int]]:
         """Make one attempt; return the tally it is judged on, the acquisition (or None) and
         the time after it (after the release of a lost attempt)."""
-        nonlocal queued, first_ms, trusted, unsent
+        nonlocal queued, first_ms, released, unsent
         effect = _attempt_effect(
             opts,
             target,
@@ -222,13 +223,14 @@ def acquire_token(
         if won is None:
             queued = in_queue is not None
             if in_queue is not None:  # only a queued waiter is handed the lock over
-                trusted = trusted and not _maybe_ours(tally)
+                released |= _maybe_ours(tally)
         return tally, won, after_ms
 
     def handed_over(woke: Woke) -> Acquired | None:
         """Hold the lock without an attempt when a quorum of nodes handed it over to us (and
         soon enough that most of its TTL is left); None: make an attempt instead."""
-        if not trusted or first_ms is None or len(woke.granted) < need:
+        granted = woke.granted - released
+        if first_ms is None or len(granted) < need:
             return None
         waited_ms = woke.now_ms - first_ms
         valid_ms = validity_ms(ttl_ms, waited_ms, opts.drift_factor)
@@ -236,7 +238,7 @@ def acquire_token(
             return None  # an attempt re-arms the keys that hold our value
         # No LEAVE here: where the key was not handed over (yet) the unlock takes us off the
         # queue (``release(waiter=)``), without a round trip now.
-        handed = len(woke.granted) < target.nodes
+        handed = len(granted) < target.nodes
         return Acquired(woke.now_ms + valid_ms, None, in_queue if handed else None)
 
     try:
@@ -423,24 +425,35 @@ def retry_schedule(
             held = frozenset(tally.taken) or None  # news: a notice from one of these
             woke = yield wait(max(0, wake_ms - now_ms), tally.started_ms, held)
             now_ms = woke.now_ms if isinstance(woke, Woke) else max(now_ms, wake_ms)
-            if handed_over is not None and isinstance(woke, Woke) and woke.granted:
-                won = handed_over(woke)
-                if won is not None:
-                    return won
+            won = _handed(handed_over, woke)
+            if won is not None:
+                return won
             if now_ms >= resume_ms:
                 break
             young = now_ms - retries.begun_ms < YOUNG_MS and now_ms + YOUNG_DEFER_MS < resume_ms
             if young and isinstance(woke, Woke) and not woke.named:
                 # Older waiters first: a waiter that just arrived lets those woken by the
                 # same notice who waited longer try before it (no queue, only a head start).
-                woke = yield Sleep(YOUNG_DEFER_MS)
+                # Only a notice naming it ends the head start early (news from no node): the
+                # release that woke it may be handing the key over to it on the other nodes.
+                woke = yield wait(YOUNG_DEFER_MS, tally.started_ms, _NONE)
                 now_ms = woke.now_ms if isinstance(woke, Woke) else now_ms + YOUNG_DEFER_MS
+                won = _handed(handed_over, woke)
+                if won is not None:
+                    return won
             tally, won, now_ms = yield from attempt(now_ms, True)
             if won is not None:
                 return won
             # Lost to another waiter (or nodes failed): the scheduled attempt decides.
             if give_up_ms is not None and now_ms >= give_up_ms:
                 raise timed_out(tally, made)
+
+
+def _handed(handed_over: Callable[[Woke], R | None] | None, woke: Answer) -> R | None:
+    """What a wake-up on which nodes handed the key over wins without an attempt (or None)."""
+    if handed_over is None or not isinstance(woke, Woke) or not woke.granted:
+        return None
+    return handed_over(woke)
 
 
 def _clean_up(

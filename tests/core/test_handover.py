@@ -122,6 +122,49 @@ def test_after_a_clean_up_hand_overs_heard_are_not_trusted() -> None:
     assert won.queued is None
 
 
+def test_hand_overs_from_nodes_no_clean_up_released_still_count() -> None:
+    # The first attempt took node 0 and released it; nodes 1 and 2 queued us and then handed
+    # the key over: no clean-up of ours touched them, so their hand-overs stand (a quorum).
+    won, effects, first_ms = run_flow([(OK, HELD, HELD), (OK,) * 3], granted=frozenset({1, 2}))
+    assert [e.op for e in effects if isinstance(e, FanOut)] == [Op.ACQUIRE, Op.RELEASE]
+    assert won.until_ms == first_ms + TTL_MS - drift_ms(TTL_MS, 0.01)
+    assert won.queued == WAITER  # node 0 did not hand over: the unlock leaves its queue
+
+
+def test_a_young_waiter_woken_in_vain_is_handed_the_key_during_its_head_start() -> None:
+    # Woken 2 ms into its lock() call by a notice that does not name it (a node with nobody
+    # queued released), it gives older waiters a head start; a quorum hands the key over to
+    # it meanwhile: that ends the head start, and it holds the lock without an attempt.
+    clock = FakeClock()
+    flow = flows.acquire_token(
+        MutexOptions(retry_delay=5.0, expiry=TTL_MS / 1000),
+        flows.Target("job", KEY, "v1", 3),
+        now_ms=clock(),
+        tries=3,
+        timeout_ms=None,
+        randrange=lambda lo, hi: lo,
+        waiter=WAITER,
+    )
+    attempt = next(flow)
+    assert attempt.op is Op.ACQUIRE
+    started = clock()
+    clock.advance(0.001)
+    sleep = flow.send(Tally((HELD,) * 3, started, clock()))
+    assert isinstance(sleep, Sleep) and sleep.ms > flows.YOUNG_DEFER_MS
+    clock.advance(0.001)
+    head_start = flow.send(Woke(clock()))  # news, but not for this waiter
+    assert isinstance(head_start, Sleep)
+    assert (head_start.ms, head_start.key, head_start.nodes) == (
+        flows.YOUNG_DEFER_MS,
+        KEY,
+        frozenset(),  # only a notice naming this waiter ends it early
+    )
+    with pytest.raises(StopIteration) as done:
+        flow.send(Woke(clock(), True, frozenset({0, 1})))
+    won = done.value.value
+    assert won.until_ms == started + TTL_MS - drift_ms(TTL_MS, 0.01)
+
+
 def test_a_hand_over_late_in_the_expiry_is_re_armed_by_an_attempt() -> None:
     late = int(TTL_MS * flows.HANDED_OVER_WITHIN) + 10
     _, effects, _ = run_flow([(HELD,) * 3, (OK,) * 3], granted=frozenset({0, 1}), after_ms=late)
