@@ -150,7 +150,8 @@ def test_a_young_waiter_woken_in_vain_is_handed_the_key_during_its_head_start() 
     started = clock()
     clock.advance(0.001)
     sleep = flow.send(Tally((HELD,) * 3, started, clock()))
-    assert isinstance(sleep, Sleep) and sleep.ms > flows.YOUNG_DEFER_MS
+    assert isinstance(sleep, Sleep)
+    assert sleep.ms > flows.YOUNG_DEFER_MS
     clock.advance(0.001)
     head_start = flow.send(Woke(clock()))  # news, but not for this waiter
     assert isinstance(head_start, Sleep)
