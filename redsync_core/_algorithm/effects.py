@@ -199,9 +199,9 @@ class Sleep:
     With ``key`` set the wait may end early: the driver also wakes on a release notice for that
     key received after ``since_ms`` (its own clock) from one of ``nodes`` (the nodes the last
     attempt found held; None: any; empty: only a notice naming ``waiter``), and then answers
-    with ``Woke``. The answer None means the
-    full ``ms`` passed. ``waiter``: a token of the waiting ``lock()`` call, the same for all its
-    sleeps; a notice then wakes one such waiter of the key per process (the oldest), not all.
+    with ``Woke``. The answer None means the full ``ms`` passed. ``waiter``: a token of the
+    waiting ``lock()`` call, the same for all its sleeps; a notice then wakes one such waiter
+    of the key per process (the oldest), not all.
     With ``keys`` set (semaphore permits, multi-mutexes; ``key`` is the first of them) a notice
     for any of them ends the wait, and the turns are taken per key.
     """

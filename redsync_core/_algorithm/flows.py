@@ -384,10 +384,12 @@ def retry_schedule(
     any of its keys) arrives or when the failed attempt's replies say a quorum of the holder's
     keys has expired; the flow then tries at once (a waiter that called lock() less than
     ``YOUNG_MS`` ago first gives older waiters a ``YOUNG_DEFER_MS`` head start, unless the
-    notice named it: then it is the oldest queued waiter). Such an early attempt does not count
-    as a try: if another waiter wins it, the flow waits out the rest of the same delay. The
-    schedule (``tries`` delays, the longest wait) is the same with and without it. ``wait(ms,
-    since_ms, nodes)`` builds these wakeable sleeps (with the flow's key or keys and waiter).
+    notice named it: then it is the oldest queued waiter; a notice naming it during the head
+    start ends it, and a hand-over then wins without an attempt). Such an early attempt does
+    not count as a try: if another waiter wins it, the flow waits out the rest of the same
+    delay. The schedule (``tries`` delays, the longest wait) is the same with and without it.
+    ``wait(ms, since_ms, nodes)`` builds these wakeable sleeps (with the flow's key or keys
+    and waiter).
     ``handed_over(woke)``, given a wake-up on which nodes handed the key over, returns what the
     flow won without an attempt, or None to make one.
 
