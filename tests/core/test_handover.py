@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -47,14 +47,9 @@ TTL_MS = 8000
 # --- the flow ---------------------------------------------------------------------------------
 
 
-def run_flow(
-    replies: list[tuple[Any, ...]], granted: frozenset[int], after_ms: int = 5, **opts: Any
-) -> tuple[Acquired, list[Any], int]:
-    """Drive an acquire flow of a waiter on 3 nodes: attempts answered with ``replies`` in turn,
-    the first sleep ended after ``after_ms`` by a notice from ``granted`` nodes (handed over);
-    return the outcome, the effects and when the first attempt began."""
-    clock = FakeClock()
-    flow = flows.acquire_token(
+def waiter_flow(clock: FakeClock, **opts: Any) -> Generator[Any, Any, Acquired]:
+    """The acquire flow of a waiter (``WAITER``) on 3 nodes, up to 3 tries, 5 s apart."""
+    return flows.acquire_token(
         MutexOptions(**{"retry_delay": 5.0, "expiry": TTL_MS / 1000, **opts}),
         flows.Target("job", KEY, "v1", 3),
         now_ms=clock(),
@@ -63,6 +58,16 @@ def run_flow(
         randrange=lambda lo, hi: lo,
         waiter=WAITER,
     )
+
+
+def run_flow(
+    replies: list[tuple[Any, ...]], granted: frozenset[int], after_ms: int = 5, **opts: Any
+) -> tuple[Acquired, list[Any], int]:
+    """Drive an acquire flow of a waiter on 3 nodes: attempts answered with ``replies`` in turn,
+    the first sleep ended after ``after_ms`` by a notice from ``granted`` nodes (handed over);
+    return the outcome, the effects and when the first attempt began."""
+    clock = FakeClock()
+    flow = waiter_flow(clock, **opts)
     effects: list[Any] = []
     attempts, first_ms = 0, -1
     reply: Any = None
@@ -136,15 +141,7 @@ def test_a_young_waiter_woken_in_vain_is_handed_the_key_during_its_head_start() 
     # queued released), it gives older waiters a head start; a quorum hands the key over to
     # it meanwhile: that ends the head start, and it holds the lock without an attempt.
     clock = FakeClock()
-    flow = flows.acquire_token(
-        MutexOptions(retry_delay=5.0, expiry=TTL_MS / 1000),
-        flows.Target("job", KEY, "v1", 3),
-        now_ms=clock(),
-        tries=3,
-        timeout_ms=None,
-        randrange=lambda lo, hi: lo,
-        waiter=WAITER,
-    )
+    flow = waiter_flow(clock)
     attempt = next(flow)
     assert attempt.op is Op.ACQUIRE
     started = clock()
