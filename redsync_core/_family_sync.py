@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _hooks as hooks
 from ._algorithm import family
 from ._algorithm.effects import Answer, Effect
 from ._algorithm.flows import Target
@@ -80,12 +81,23 @@ class Semaphore(Mutex):
             LockError: this Semaphore object already holds a permit.
             QuorumUnreachable: node errors left fewer than a quorum able to answer.
         """
+        value = self._begin_lock()
+        flow = family.try_permit(
+            self._options,
+            Target(self._name, self._base_key, value, self._node_count),
+            self._limit,
+            randrange=self._rng.randrange,
+            quiet=not hooks.listeners,  # a listener's LockEvent carries the error
+        )
         try:
-            self._acquire(1, None)
+            permit = self._drive(flow)
         except QuorumUnreachable:
             raise
         except LockNotAcquired:
             return False
+        if permit is None:
+            return False
+        self._hold_permit(value, permit)
         return True
 
     def release(self) -> bool:
@@ -120,8 +132,12 @@ class Semaphore(Mutex):
                 for slot, key in enumerate(keys):
                     won = permit is not None and permit.slot == slot
                     self._redsync._left(key, waiter, won=won)
+        self._hold_permit(value, permit)
+
+    def _hold_permit(self, value: str, permit: family.Permit) -> None:
+        """Hold the permit ``value`` won."""
         self._permit = permit.slot
-        self._key = keys[permit.slot]
+        self._key = family.permit_keys(self._base_key, self._limit)[permit.slot]
         self._start_holding(value, permit.until_ms)
 
     def __enter__(self) -> Semaphore:

@@ -36,6 +36,7 @@ __all__ = [
     "over_keys",
     "permit_keys",
     "permit_order",
+    "try_permit",
     "winning_slot",
 ]
 
@@ -161,47 +162,22 @@ def acquire_permit(
             validity was used up).
     """
     need = quorum(target.nodes)
-    ttl_ms = opts.expiry_ms
     keys = permit_keys(target.key, limit)
-    node_deadline_ms = fanout_deadline_ms(ttl_ms, opts.timeout_factor)
+    node_deadline_ms = fanout_deadline_ms(opts.expiry_ms, opts.timeout_factor)
     retries = Retries(opts, now_ms, tries, timeout_ms, randrange)
 
     def attempt(
         now_ms: int, early: bool
     ) -> Generator[Effect, Answer, tuple[Tally, Permit | None, int]]:
-        """Make one attempt; return its tally, the permit won (or None) and the time after it
-        (after the release of a lost attempt: none is sent when every node was full)."""
-        order = permit_order(limit, randrange(0, limit))
-        ordered = tuple(keys[slot] for slot in order)
-        tally = _send(
-            (
-                yield FanOut(
-                    Op.ACQUIRE_ANY,
-                    ordered[0],
-                    target.value,
-                    ttl_ms=ttl_ms,
-                    deadline_ms=retries.budget_ms(now_ms, node_deadline_ms),
-                    keys=ordered,
-                    early=early,
-                )
-            )
+        return _permit_attempt(
+            opts,
+            target,
+            keys,
+            randrange,
+            retries.budget_ms(now_ms, node_deadline_ms),
+            node_deadline_ms,
+            early=early,
         )
-        position, count = winning_slot(tally)
-        valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
-        if position is not None and count >= need and valid_ms > 0:
-            if count < tally.ok:  # some nodes gave us another permit: give those back
-                others = tuple(key for key in keys if key != ordered[position])
-                yield FanOut(
-                    Op.RELEASE_ALL,
-                    others[0],
-                    target.value,
-                    deadline_ms=node_deadline_ms,
-                    keys=others,
-                )
-            return tally, Permit(order[position], tally.finished_ms + valid_ms), tally.finished_ms
-        # Every permit, on every node that may hold our value on one (a full node cannot).
-        after_ms = yield from _over_keys(_clean_up(target, tally, node_deadline_ms), keys)
-        return tally, None, after_ms
 
     return (
         yield from retry_schedule(
@@ -214,6 +190,88 @@ def acquire_permit(
             timed_out=partial(_timed_out, target, limit, timeout_ms or 0),
         )
     )
+
+
+def try_permit(
+    opts: MutexOptions,
+    target: Target,
+    limit: int,
+    *,
+    randrange: Callable[[int, int], int],
+    quiet: bool = True,
+) -> Generator[Effect, Answer, Permit | None]:
+    """Make one attempt, without retries or waiting (``try_acquire``); return the permit won,
+    or None when the attempt lost (after releasing what it may hold).
+
+    ``acquire_permit`` with one try, without its retry machinery and without building an error
+    nobody reads (as ``flows.try_acquire`` for a mutex). ``quiet=False`` raises the error
+    ``acquire_permit`` raises instead of returning None (a listener's ``LockEvent`` carries it).
+
+    Raises:
+        QuorumUnreachable: node errors left fewer than a quorum of nodes able to answer.
+        LockNotAcquired: (only with ``quiet=False``) the attempt lost, as ``acquire_permit``.
+    """
+    need = quorum(target.nodes)
+    node_deadline_ms = fanout_deadline_ms(opts.expiry_ms, opts.timeout_factor)
+    keys = permit_keys(target.key, limit)
+    tally, permit, _ = yield from _permit_attempt(
+        opts, target, keys, randrange, node_deadline_ms, node_deadline_ms
+    )
+    if permit is not None:
+        return permit
+    if len(tally.errors) > target.nodes - need:
+        raise _unreachable(target, need, tally, 1)
+    if not quiet:
+        raise _gave_up(target, limit, need, opts, tally, 1)
+    return None
+
+
+def _permit_attempt(
+    opts: MutexOptions,
+    target: Target,
+    keys: tuple[str, ...],
+    randrange: Callable[[int, int], int],
+    deadline_ms: int | None,
+    node_deadline_ms: int | None,
+    *,
+    early: bool = False,
+) -> Generator[Effect, Answer, tuple[Tally, Permit | None, int]]:
+    """Make one attempt on the permits ``keys`` (its fan-out within ``deadline_ms``); return
+    its tally, the permit won (or None) and the time after it (after the release of a lost
+    attempt: none is sent when every node was full)."""
+    need = quorum(target.nodes)
+    ttl_ms = opts.expiry_ms
+    order = permit_order(len(keys), randrange(0, len(keys)))
+    ordered = tuple(keys[slot] for slot in order)
+    tally = _send(
+        (
+            yield FanOut(
+                Op.ACQUIRE_ANY,
+                ordered[0],
+                target.value,
+                ttl_ms=ttl_ms,
+                deadline_ms=deadline_ms,
+                keys=ordered,
+                early=early,
+            )
+        )
+    )
+    position, count = winning_slot(tally)
+    valid_ms = validity_ms(ttl_ms, tally.elapsed_ms, opts.drift_factor)
+    if position is not None and count >= need and valid_ms > 0:
+        if count < tally.ok:  # some nodes gave us another permit: give those back
+            others = tuple(key for key in keys if key != ordered[position])
+            yield FanOut(
+                Op.RELEASE_ALL,
+                others[0],
+                target.value,
+                deadline_ms=node_deadline_ms,
+                keys=others,
+            )
+        return tally, Permit(order[position], tally.finished_ms + valid_ms), tally.finished_ms
+    # Every permit, on every node that may hold our value on one (a full node cannot).
+    after_ms = yield from _over_keys(_clean_up(target, tally, node_deadline_ms), keys)
+    return tally, None, after_ms
 
 
 # --- several keys on one node of a Redis Cluster ---------------------------------------------

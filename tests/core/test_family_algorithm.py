@@ -104,6 +104,52 @@ def test_node_errors_beyond_a_minority_are_quorum_unreachable() -> None:
         flow.send(answer(None, None, None))
 
 
+ERROR = NodeError(0, "redis://127.0.0.1:1/0", "down")
+TRY_CASES = [
+    pytest.param(3, answer(ok(0), ok(0), ok(0)), id="won"),
+    pytest.param(2, answer(ok(0), ok(1), ok(0)), id="won-handing-back"),
+    pytest.param(3, answer(ok(0), ok(1), ok(2)), id="split"),
+    pytest.param(2, answer(FULL, FULL, ok(1)), id="taken"),
+    pytest.param(2, answer(FULL, FULL, FULL), id="full"),
+    pytest.param(2, Tally((ok(0), ok(0), ok(0)), 0, 20_000), id="no-validity"),
+    pytest.param(2, answer(ERROR, ERROR, ok(0)), id="unreachable"),
+]
+
+
+@pytest.mark.parametrize(("limit", "first_replies"), TRY_CASES)
+def test_try_permit_is_one_try_of_acquire_permit_without_its_error(
+    limit: int, first_replies: Tally
+) -> None:
+    """Semaphore.try_lock()'s flow sends what acquire_permit(tries=1) sends, wins what it
+    wins and fails as it fails, but returns None for a lost try instead of building the error
+    (unless asked)."""
+    outcomes: dict[str, tuple[object, list[Effect]]] = {}
+    for kind in ("acquire", "try", "try-loud"):
+        flow: Generator[Effect, Tally | None, object]
+        if kind == "acquire":
+            flow = start(limit, first=1)
+        else:
+            flow = family.try_permit(
+                OPTIONS, TARGET, limit, randrange=lambda low, high: 1, quiet=kind == "try"
+            )
+        effects: list[Effect] = []
+        reply: Tally | None = None
+        try:
+            while True:
+                effects.append(flow.send(reply))
+                reply = first_replies if len(effects) == 1 else answer(None, None, None)
+        except StopIteration as done:
+            result: object = done.value
+        except LockNotAcquired as exc:
+            result = (type(exc), str(exc), exc.args)
+        outcomes[kind] = (result, effects)
+    sent, tried, loud = outcomes["acquire"], outcomes["try"], outcomes["try-loud"]
+    assert tried[1] == loud[1] == sent[1]  # the same fan-outs, hand-backs and releases included
+    assert loud[0] == sent[0]
+    lost = isinstance(sent[0], tuple) and sent[0][0] is not QuorumUnreachable
+    assert tried[0] == (None if lost else sent[0])
+
+
 def test_winning_slot_prefers_the_most_nodes_then_the_earlier_position() -> None:
     assert family.winning_slot(answer(ok(1), ok(0), ok(1))) == (1, 2)
     assert family.winning_slot(answer(ok(1), ok(0), FULL)) == (0, 1)

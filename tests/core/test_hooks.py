@@ -350,3 +350,16 @@ async def test_semaphores_and_multi_mutexes_send_lock_and_unlock_events(
     assert [event.mutex for event in locks] == [sem, multi]
     assert all(event.outcome == "acquired" and event.attempts == 1 for event in locks)
     assert all(event.released for event in recorder.of("unlock"))
+
+
+async def test_a_full_semaphore_is_taken_after_one_attempt(rsx: Any, recorder: Recorder) -> None:
+    holder = rsx.new_semaphore("hooks:sem-full", 1)
+    assert await settle(holder.try_lock())
+    full = rsx.new_semaphore("hooks:sem-full", 1)
+    assert not await settle(full.try_lock())
+    first, event = recorder.of("lock")
+    assert (first.mutex, first.outcome) == (holder, "acquired")
+    assert (event.mutex, event.outcome, event.attempts) == (full, "taken", 1)
+    assert isinstance(event.error, LockTaken)
+    assert "all 1 permit are held" in str(event.error)
+    await settle(holder.unlock())
