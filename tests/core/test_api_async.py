@@ -305,7 +305,7 @@ async def test_unlock_after_expiry_is_false_and_spares_the_next_holder(
 async def test_extend_raises_the_ttl_and_moves_until(
     ars: AsyncRedsync, redis_nodes: list[RedisServer]
 ) -> None:
-    m = ars.new_mutex("extend", expiry=1)
+    m = ars.new_mutex("extend", expiry=1, timeout_factor=0.5)  # 500 ms per fan-out
     await m.lock()
     until = m.until
     assert until is not None
