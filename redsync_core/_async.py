@@ -34,6 +34,7 @@ from ._locked import F, locked, locked_limit, wait_options
 from ._naming import LockName
 from ._transport import aio as transport
 from ._transport.build import build_async_nodes
+from ._transport.commands import prepare
 from ._transport.listing import list_keys_async as list_keys
 from ._transport.notices import AsyncNotices, new_waiter
 
@@ -258,6 +259,8 @@ class AsyncRedsync(RedsyncBase):
         if not notices.available:
             await asyncio.sleep(effect.ms / 1000)
             return None
+        if effect.then is not None:
+            prepare(effect.then)
         if effect.keys:
             woken = await notices.wait_any(
                 effect.keys, effect.since_ms, effect.ms, effect.nodes, effect.waiter

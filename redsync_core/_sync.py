@@ -35,6 +35,7 @@ from ._locked import F, locked, locked_limit, wait_options
 from ._naming import LockName
 from ._transport import sync as transport
 from ._transport.build import build_sync_nodes
+from ._transport.commands import prepare
 from ._transport.listing import list_keys
 from ._transport.notices import SyncNotices, new_waiter
 
@@ -246,6 +247,8 @@ class Redsync(RedsyncBase):
         if effect.key is None or effect.ms <= 0 or not self._notices.available:
             time.sleep(effect.ms / 1000)
             return None
+        if effect.then is not None:
+            prepare(effect.then)
         if effect.keys:
             woken = self._notices.wait_any(
                 effect.keys, effect.since_ms, effect.ms, effect.nodes, effect.waiter

@@ -204,6 +204,9 @@ class Sleep:
     of the key per process (the oldest), not all.
     With ``keys`` set (semaphore permits, multi-mutexes; ``key`` is the first of them) a notice
     for any of them ends the wait, and the turns are taken per key.
+    ``then``: the release that the unlock after a hand-over in this wait will send; the driver
+    may make its command ready while it waits (``commands.prepare``), off the path of the next
+    hand-off.
     """
 
     ms: int
@@ -212,6 +215,7 @@ class Sleep:
     nodes: frozenset[int] | None = None
     waiter: object | None = None
     keys: tuple[str, ...] = ()
+    then: FanOut | None = None
 
 
 @dataclass(frozen=True, slots=True)

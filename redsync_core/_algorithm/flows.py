@@ -241,13 +241,19 @@ def acquire_token(
         handed = len(granted) < target.nodes
         return Acquired(woke.now_ms + valid_ms, None, in_queue if handed else None)
 
+    def sleep(ms: int, since_ms: int, held: frozenset[int] | None) -> Sleep:
+        # A hand-over is won on a quorum, mostly before every node handed over: the unlock
+        # then also takes the waiter off the queues there (``release(waiter=)``).
+        then = None if in_queue is None else _release_effect(opts, target, in_queue)
+        return Sleep(ms, target.key, since_ms, held, waiter, then=then)
+
     try:
         return (
             yield from retry_schedule(
                 retries,
                 target.nodes,
                 attempt,
-                lambda ms, since_ms, held: Sleep(ms, target.key, since_ms, held, waiter),
+                sleep,
                 unreachable=partial(_unreachable, target, need),
                 gave_up=partial(_gave_up, target, need, opts),
                 timed_out=partial(_timed_out, target, need, timeout_ms or 0),
@@ -624,20 +630,21 @@ def release(
 
     ``waiter``: the lock() call that took the lock, when it may still be queued on some node
     (a quorum handed the key over to it, not every node): it leaves the queues there too."""
-    tally = _send(
-        (
-            yield FanOut(
-                Op.RELEASE,
-                target.key,
-                target.value,
-                ttl_ms=opts.expiry_ms,
-                deadline_ms=fanout_deadline_ms(opts.expiry_ms, opts.timeout_factor),
-                waiter=waiter,
-                queued=waiter is not None,
-            )
-        )
-    )
+    tally = _send((yield _release_effect(opts, target, waiter)))
     return tally.ok >= quorum(target.nodes)
+
+
+def _release_effect(opts: MutexOptions, target: Target, waiter: Waiter | None) -> FanOut:
+    """The fan-out of ``release`` (also made while a waiter sleeps: ``Sleep.then``)."""
+    return FanOut(
+        Op.RELEASE,
+        target.key,
+        target.value,
+        ttl_ms=opts.expiry_ms,
+        deadline_ms=fanout_deadline_ms(opts.expiry_ms, opts.timeout_factor),
+        waiter=waiter,
+        queued=waiter is not None,
+    )
 
 
 def check(opts: MutexOptions, target: Target) -> Generator[Effect, Answer, bool]:

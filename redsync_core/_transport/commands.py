@@ -72,6 +72,7 @@ __all__ = [
     "notice_payload",
     "pack",
     "packed",
+    "prepare",
     "spans_slots",
     "split_batch",
 ]
@@ -431,31 +432,51 @@ def _decode_other(effect: FanOut | Batch, reply: object) -> NodeReply | tuple[No
     return decode_script_code(reply)
 
 
+_Made = tuple[FanOut | Batch | None, bool, tuple[Command, bytes, Decoder]]
+_NOTHING: _Made = (None, False, (Command(None, ()), b"", decode_script_code))
+
+
 class _Packed(threading.local):
     """The last command packed by this thread: a fan-out sends the same bytes to every node.
 
-    ``last``: (effect, sharded, (command, bytes, decoder)), read in one thread-local lookup.
+    ``last``: (effect, sharded, (command, bytes, decoder)), read in one thread-local lookup;
+    ``ready``: the same for the command of a fan-out to come (``prepare``).
     """
 
-    last: tuple[FanOut | Batch | None, bool, tuple[Command, bytes, Decoder]] = (
-        None,
-        False,
-        (Command(None, ()), b"", decode_script_code),
-    )
+    last: _Made = _NOTHING
+    ready: _Made = _NOTHING
 
 
 _packed = _Packed()
 
 
+def _made(effect: FanOut | Batch, sharded: bool) -> _Made:
+    sent = command(effect, sharded)
+    return (effect, sharded, (sent, sent.encode(), decoder(effect)))
+
+
 def packed(effect: FanOut | Batch, sharded: bool = False) -> tuple[Command, bytes, Decoder]:
     """Return ``command(effect, sharded)``, its bytes (``Command.encode``) and
     ``decoder(effect)``, made once per fan-out: the nodes of one fan-out are asked the same
-    thing in turn by the same thread."""
+    thing in turn by the same thread. An equal fan-out made ready by ``prepare`` is not
+    packed again."""
     last = _packed.last
     if last[0] is not effect or last[1] is not sharded:
-        sent = command(effect, sharded)
-        last = _packed.last = (effect, sharded, (sent, sent.encode(), decoder(effect)))
+        ready = _packed.ready
+        if ready[0] == effect and ready[1] is sharded:
+            _packed.ready = _NOTHING
+            last = _packed.last = (effect, sharded, ready[2])
+        else:
+            last = _packed.last = _made(effect, sharded)
     return last[2]
+
+
+def prepare(effect: FanOut, sharded: bool = False) -> None:
+    """Pack ``effect`` now for a fan-out of an equal effect to come in this thread (one at a
+    time; for asyncio, the last task to prepare): a waiting ``lock()`` call makes its unlock's
+    release ready while it sleeps, so that the unlock sends at once (a hand-off's path)."""
+    if _packed.ready[0] != effect or _packed.ready[1] is not sharded:
+        _packed.ready = _made(effect, sharded)
 
 
 def _decode_acquire_any(effect: FanOut, reply: object) -> NodeReply:

@@ -33,7 +33,8 @@ from redsync_core._algorithm.effects import (
 from redsync_core._algorithm.fencing import Acquired
 from redsync_core._algorithm.queues import handover_proof, queue_keys, queue_member, wake_channel
 from redsync_core._algorithm.timing import drift_ms
-from redsync_core._transport.commands import TURN_MS
+from redsync_core._transport import commands
+from redsync_core._transport.commands import TURN_MS, command, packed, prepare
 from redsync_core._transport.notices import _Waited
 from redsync_core._transport.scripts import LEAVE, RELEASE
 from redsync_core.testing import FakeClock, RedisServer
@@ -104,6 +105,31 @@ def test_a_quorum_of_hand_overs_holds_the_lock_without_an_attempt() -> None:
     # validity runs from there, as if that attempt had taken the lock.
     assert won.until_ms == first_ms + TTL_MS - drift_ms(TTL_MS, 0.01)
     assert won.queued == WAITER  # node 1 did not hand over: the unlock takes us off its queue
+
+
+def test_a_waiter_sleeps_with_the_release_its_unlock_sends_after_a_hand_over() -> None:
+    won, effects, _ = run_flow([(HELD,) * 3], granted=frozenset({0, 2}))
+    (sleep,) = [e for e in effects if isinstance(e, Sleep)]
+    opts = MutexOptions(retry_delay=5.0, expiry=TTL_MS / 1000)
+    unlock = flows.release(opts, flows.Target("job", KEY, "v1", 3), won.queued)
+    assert sleep.then == next(unlock)  # what the driver packs while it waits
+    assert sleep.then is not None
+    assert sleep.then.waiter is WAITER  # it leaves the queue of node 1, which did not hand over
+    assert sleep.then.queued
+
+
+def test_a_prepared_command_is_sent_as_made_once() -> None:
+    release = FanOut(Op.RELEASE, KEY, "v1", ttl_ms=TTL_MS, waiter=WAITER, queued=True)
+    prepare(release)
+    ready = commands._packed.ready[2]
+    again = release._replace()  # the unlock's own fan-out: equal, not the same object
+    assert again is not release
+    assert packed(again) is ready  # not packed again
+    assert ready[1] == command(release).encode()
+    assert commands._packed.ready[0] is None  # used up
+    other = release._replace(value="v2")
+    prepare(release)
+    assert packed(other)[1] == command(other).encode()  # another fan-out is packed anew
 
 
 def test_when_every_node_handed_over_nothing_is_left_to_leave() -> None:
@@ -260,6 +286,11 @@ def test_an_unlock_takes_the_holder_off_a_queue_where_the_key_is_not_its(
 DRIVERS = [pytest.param("sync", id="sync"), pytest.param("asyncio", id="asyncio")]
 
 
+def unlock_effect(mutex: Any) -> FanOut:
+    """The release fan-out that ``mutex.unlock()`` sends now."""
+    return next(flows.release(mutex._options, mutex._target(), mutex._queued))
+
+
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_a_holder_handed_over_by_a_quorum_leaves_the_other_queues_when_it_unlocks(
     driver: str, redis_nodes: list[RedisServer]
@@ -273,22 +304,30 @@ def test_a_holder_handed_over_by_a_quorum_leaves_the_other_queues_when_it_unlock
         holder.lock()
         clients[2].set(KEY, "other", px=60_000)  # node 2: another value (left by some crash)
         took: list[bool] = []
+        seen: list[object] = []  # checked here: an assert in the thread would only warn
+
+        def while_held(waiter: Any) -> tuple[int, bool]:
+            # Still queued where the key was not handed over; the unlock's release was packed
+            # while the waiter slept (``Sleep.then``).
+            return clients[2].zcard(queue), commands._packed.ready[0] == unlock_effect(waiter)
 
         def wait_sync() -> None:
             with Redsync(urls) as rs:
                 waiter = rs.new_mutex(KEY, retry_delay=30.0, tries=2, expiry=60.0)
                 waiter.lock()
                 took.append(waiter.held)
-                assert clients[2].zcard(queue) == 1  # still queued where it was not handed over
+                seen.append(while_held(waiter))
                 waiter.unlock()
+                seen.append(commands._packed.ready[0] is None)  # the unlock sent it
 
         async def wait_async() -> None:
             async with AsyncRedsync(urls) as rs:
                 waiter = rs.new_mutex(KEY, retry_delay=30.0, tries=2, expiry=60.0)
                 await waiter.lock()
                 took.append(waiter.held)
-                assert clients[2].zcard(queue) == 1
+                seen.append(while_held(waiter))
                 await waiter.unlock()
+                seen.append(commands._packed.ready[0] is None)
 
         target = wait_sync if driver == "sync" else lambda: asyncio.run(wait_async())
         thread = threading.Thread(target=target, daemon=True)
@@ -300,6 +339,7 @@ def test_a_holder_handed_over_by_a_quorum_leaves_the_other_queues_when_it_unlock
         holder.unlock()  # nodes 0 and 1 hand the key over: a quorum of 3
         thread.join(20)  # a 30 s retry delay: only the hand-over ends the wait in time
         assert took == [True]
+        assert seen == [(1, True), True]
         assert [c.zcard(queue) for c in clients] == [0, 0, 0]  # the unlock left node 2's queue
         # The holder's release and the waiter's unlock on each node; no attempt anywhere.
         assert [evalsha_calls(c) for c in clients] == [2, 2, 2]
