@@ -10,7 +10,6 @@ import datetime as dt
 import functools
 import hashlib
 import logging
-import os
 import random
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +33,7 @@ from ._algorithm.timing import quorum
 from ._clock import Clock, monotonic_ms
 from ._exceptions import ConfigurationError, LockError, NodeError
 from ._options import MAX_EXPIRY, MutexOptions, is_text
+from ._process import pid
 
 __all__ = [
     "LockInfo",
@@ -558,7 +558,7 @@ class MutexBase:
         """True while this mutex holds the lock and its local validity has not run out."""
         return (
             self._until_ms is not None
-            and self._owner_pid == os.getpid()
+            and self._owner_pid == pid()
             and self._clock() < self._until_ms
         )
 
@@ -632,7 +632,7 @@ class MutexBase:
         self._token = token
         self._until_ms = until_ms
         self._lost = False
-        self._owner_pid = os.getpid()
+        self._owner_pid = pid()
         self._renewal_generation += 1
         max_hold_ms = self._options.max_hold_ms
         self._hold_end_ms = None if max_hold_ms is None else self._clock() + max_hold_ms
@@ -643,11 +643,11 @@ class MutexBase:
         self._until_ms = None
         self._queued = None
         self._renewal_generation += 1
-        return self._value is not None and self._owner_pid in (0, os.getpid())
+        return self._value is not None and self._owner_pid in (0, pid())
 
     def _ours(self) -> bool:
         """True when this process may touch the lock (not a child that inherited it)."""
-        return self._value is not None and self._owner_pid in (0, os.getpid())
+        return self._value is not None and self._owner_pid in (0, pid())
 
     def _timeout_ms(self, timeout: float | None) -> int | None:
         if timeout is None:

@@ -65,6 +65,7 @@ from .._algorithm.effects import Waiter
 from .._algorithm.queues import WAKE_INFIX, handover_proof, wake_channel
 from .._algorithm.timing import quorum
 from .._clock import Clock
+from .._process import pid
 from .aio import Taken, read_reply, take_over
 from .clients import Family, family_of
 from .commands import PENDING, new_reader, next_reply, pack
@@ -550,7 +551,7 @@ class SyncNotices:
             for fd in inherited:
                 with contextlib.suppress(OSError):
                     os.close(fd)  # our copies only: the parent's pipe stays open
-        self._pid = os.getpid()
+        self._pid = pid()
         self._sweep_at = 0.0
         self._lock = threading.Lock()
         self._keys: dict[str, _Waited] = {}
@@ -585,7 +586,7 @@ class SyncNotices:
         of ``nodes`` (None: any) was heard at or after ``since_ms`` (this object's clock), and,
         with a ``waiter`` token, it is this waiter's turn (see the module). Never raises for
         node trouble."""
-        if os.getpid() != self._pid:
+        if pid() != self._pid:
             self._reset()
         end = time.monotonic() + timeout_ms / 1000
         with self._lock:
@@ -610,7 +611,7 @@ class SyncNotices:
         True as soon as a notice for any of them wakes this waiter; with a ``waiter`` token,
         when it has the turn of one of them (the turns are per key). Never raises for node
         trouble."""
-        if os.getpid() != self._pid:
+        if pid() != self._pid:
             self._reset()
         end = time.monotonic() + timeout_ms / 1000
         with self._lock:
@@ -695,7 +696,7 @@ class SyncNotices:
         """Read the notices that arrived while nobody polled (see ``HANDBACK_S``), before a
         ``lock()`` call's first attempt: they came before it, so they are no news to it (read
         only when it sleeps, they would look new and wake it for nothing)."""
-        if os.getpid() != self._pid or self._pipe is None:
+        if pid() != self._pid or self._pipe is None:
             return
         with self._lock:
             if self._poller is not None or self._sleeping or not self._keys or not self._direct():
@@ -790,7 +791,7 @@ class SyncNotices:
     def leave(self, key: str, waiter: object, won: bool) -> None:
         """The ``lock()`` call of ``waiter`` for ``key`` ended (``won``: it took the lock, maybe
         without ever waiting): pass its turn on."""
-        if os.getpid() != self._pid or key not in self._keys:
+        if pid() != self._pid or key not in self._keys:
             return  # nobody waits here (or a forked child: its first wait() starts afresh)
         with self._lock:
             waited = self._keys.get(key)
@@ -818,7 +819,7 @@ class SyncNotices:
 
     def close(self) -> None:
         """Stop the reader thread and close the subscriber connections."""
-        if os.getpid() != self._pid:
+        if pid() != self._pid:
             self._reset()
             return
         with self._lock:

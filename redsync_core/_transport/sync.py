@@ -11,7 +11,6 @@ never read as the answer to a later command.
 from __future__ import annotations
 
 import contextlib
-import os
 import select
 import socket
 import threading
@@ -25,6 +24,7 @@ import redis.exceptions
 
 from .._algorithm.effects import Batch, FanOut, NodeReply, Op
 from .._exceptions import NodeError
+from .._process import pid
 from .addresses import redact
 from .clients import Family, family_of
 from .commands import (
@@ -53,17 +53,7 @@ MAX_UNANSWERED = 64
 #: Bytes read from a socket at a time (as redis-py reads).
 READ_SIZE = 65536
 
-_pid = os.getpid()  # os.getpid() is a system call: leases compare with this copy
 _POLL = hasattr(select, "poll")  # POSIX; select() elsewhere
-
-
-def _forked() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked)
 
 
 class _ReadBuffer(threading.local):
@@ -167,7 +157,7 @@ class _Lease:
     )
 
     def __init__(self, pool: Any) -> None:
-        self.pid = _pid
+        self.pid = pid()
         self.pool = pool
         self.family: Family = family_of(pool)
         self.conn = pool.connection_class(**pool.connection_kwargs)
@@ -415,7 +405,7 @@ class _Lease:
 
         The next command connects again.
         """
-        if self.pid == _pid:  # never close a socket a forked child inherited
+        if self.pid == pid():  # never close a socket a forked child inherited
             with contextlib.suppress(Exception):
                 self.conn.disconnect()
         self.handshake = self.unanswered = 0
@@ -446,10 +436,10 @@ class _Leases:
         """Return the calling thread's lease on ``pool``, made on first use."""
         local = self._local
         lease = local.last
-        if lease is not None and lease.pool is pool and lease.pid == _pid:
+        if lease is not None and lease.pool is pool and lease.pid == pid():
             return lease
         lease = local.by_pool.get(pool)
-        if lease is None or lease.pid != _pid:
+        if lease is None or lease.pid != pid():
             lease = local.by_pool[pool] = _Lease(pool)
             with self._all_lock:
                 self._all.add(lease)
