@@ -219,6 +219,20 @@ def _s2_table(rows: list[dict[str, Any]]) -> list[str]:
     )
 
 
+def _x_handoff(rows: list[dict[str, Any]], row: dict[str, Any]) -> float | None:
+    """``row``'s busy fraction over the ``limit-handoff`` line's at its N and P (this ratio
+    holds when the box's speed changes between runs; the fractions move with it)."""
+    for line in rows:
+        if (
+            line["contender"] == "limit-handoff"
+            and (line["nodes"], line["processes"]) == (row["nodes"], row["processes"])
+            and not line["error"]
+            and line["busy"]
+        ):
+            return float(row["busy"] / line["busy"])
+    return None
+
+
 def _s3_table(rows: list[dict[str, Any]]) -> list[str]:
     body = []
     for r in rows:
@@ -230,7 +244,7 @@ def _s3_table(rows: list[dict[str, Any]]) -> list[str]:
                     str(r["processes"]),
                     "failed: " + _first_line(r["error"]),
                 ]
-                + [""] * 8
+                + [""] * 9
             )
             continue
         spread = r["per_process"]
@@ -241,6 +255,7 @@ def _s3_table(rows: list[dict[str, Any]]) -> list[str]:
                 str(r["processes"]),
                 _num(r["acq_per_s"]),
                 f"{_num(r['busy'], 2)} / {_num(r['ideal_busy'], 2)}",
+                _num(_x_handoff(rows, r), 2),
                 f"{_num(r.get('handoff_p50_us'))} / {_num(r.get('handoff_p90_us'))}",
                 f"{_num(r['wait_p50_ms'], 1)} / {_num(r['wait_p99_ms'], 1)} / "
                 f"{_num(r['wait_max_ms'], 0)}",
@@ -257,6 +272,7 @@ def _s3_table(rows: list[dict[str, Any]]) -> list[str]:
         "P",
         "acq/s",
         "busy / ideal",
+        "busy ÷ limit-handoff",
         "hand-off p50 / p90 µs",
         "wait p50 / p99 / max ms",
         "per process",
@@ -267,7 +283,7 @@ def _s3_table(rows: list[dict[str, Any]]) -> list[str]:
     ]
     return _table(
         header,
-        ["---", "--:", "--:", "--:", "--:", "--:", "--:", "--:", ":-:", "--:", "--:", "--:"],
+        ["---", "--:", "--:", "--:", "--:", "--:", "--:", "--:", "--:", ":-:", "--:", "--:", "--:"],
         body,
     )
 
@@ -386,7 +402,9 @@ def markdown(results: dict[str, Any]) -> str:
             "next (the releasing `unlock()`, the next holder's wake-up and the rest of its "
             "`lock()`), pooled over the processes. `limit-handoff` runs our own hand-off protocol (our scripts, waiter "
             "queue and wake channels, default tries and delays) on raw sockets in one thread "
-            "per process: the busy fraction this protocol reaches without the library's cost. "
+            "per process: the busy fraction this protocol reaches without the library's cost; "
+            "`busy ÷ limit-handoff` is a contender's busy fraction over that line's in the same "
+            "run and rounds (it moves less than the fractions when the box's speed changes). "
             "`wait` is from the first `lock()` call to success; `gave up` counts "
             "`lock()` calls that returned without the lock (defaults of redlock-py, redlock-ng "
             "and aioredlock give up after 3 tries).",
